@@ -1,0 +1,24 @@
+"""Verbatim's evidence store: SQLite (WAL) + content-addressed PNG images.
+
+    from store import Store, StoreError
+    with Store.open("data/demo") as s:
+        page = s.page(PageQuery(order_by="dcs", human_label="unlabelled"))
+"""
+from .errors import (
+    ExportError, IngestError, LabelError, NotFoundError, SchemaError, StoreError,
+)
+from .records import (
+    AutoLabel, Caption, CaptionRow, Generation, LabelEntry, Mask, Neighbour, Page, PageQuery,
+    PageRow, Run, SearchHit, TrainingImage,
+)
+from .schema import HUMAN_LABELS, REFERENCE_LABELS, SCHEMA_VERSION
+from .store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError",
+    "AutoLabel", "Caption", "CaptionRow", "Generation", "LabelEntry", "Mask", "Neighbour", "Page",
+    "PageQuery", "PageRow", "Run", "SearchHit", "TrainingImage",
+    "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",
+]

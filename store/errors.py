@@ -1,0 +1,31 @@
+"""Named exceptions for the store and its producers.
+
+Every message says what was expected and what was found, and names the
+file / row / column / id involved, so a user can fix the input without
+reading code.
+"""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store library raises on purpose."""
+
+
+class SchemaError(StoreError):
+    """The store's database is not one this code can open (newer, foreign, corrupt)."""
+
+
+class NotFoundError(StoreError):
+    """A referenced row or image does not exist in the store."""
+
+
+class LabelError(StoreError):
+    """A human label write was rejected (unknown label, nothing to undo, ...)."""
+
+
+class IngestError(StoreError):
+    """Bad input to ingest: the store is left exactly as it was."""
+
+
+class ExportError(StoreError):
+    """An export could not be written (bad path, bad format, ...)."""

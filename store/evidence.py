@@ -1,0 +1,388 @@
+"""Writes and reads of the evidence tables: runs, captions, training images,
+scores, generations, neighbours, masks and auto labels.
+
+Every write is one transaction (or a savepoint inside the caller's). Inputs
+are checked before SQL so errors name the offending value, not a constraint.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .canon import canonical_json, finite_float, load_json, optional_float
+from .db import utc_now
+from .errors import NotFoundError, StoreError
+from .images import check_sha
+from .records import (
+    AutoLabel, Caption, CaptionRow, Generation, Mask, Neighbour, Run, TrainingImage,
+)
+from .schema import REFERENCE_LABELS
+
+if TYPE_CHECKING:
+    from .store import Store
+
+MASK_SOURCES = ("auto", "edited")
+
+
+@contextmanager
+def integrity(what: str) -> Iterator[None]:
+    """Turn a constraint failure into a StoreError that says what was being written."""
+    try:
+        yield
+    except sqlite3.IntegrityError as e:
+        raise StoreError(f"{what}: expected rows that satisfy the store's constraints, got {e}") from e
+
+
+def _require_row(conn: sqlite3.Connection, table: str, row_id: Any, what: str) -> None:
+    if not isinstance(row_id, int) or isinstance(row_id, bool):
+        raise StoreError(f"{what}: expected an integer {table} id, got {row_id!r}")
+    if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
+        raise NotFoundError(f"{what}: expected an existing {table} id, got {row_id}")
+
+
+def _text(value: Any, what: str, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise StoreError(f"{what}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
+        raise StoreError(f"{what}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def _meta(meta: Optional[Mapping[str, Any]], what: str) -> Optional[str]:
+    if meta is None:
+        return None
+    if not isinstance(meta, Mapping):
+        raise StoreError(f"{what}: expected a mapping, got {type(meta).__name__}")
+    return canonical_json(dict(meta), what)
+
+
+# -- runs -----------------------------------------------------------------------
+def start_run(store: "Store", stage: str, model: str, params: Mapping[str, Any]) -> int:
+    _text(stage, "start_run stage")
+    _text(model, "start_run model", allow_empty=True)
+    params_json = _meta(params, "start_run params") or "{}"
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO runs (stage, model, params, status, evals, started_at) VALUES (?, ?, ?, 'running', 0, ?)",
+            (stage, model, params_json, utc_now()))
+        return int(cur.lastrowid)
+
+
+def finish_run(store: "Store", run_id: int, evals: int, status: str = "done") -> None:
+    evals = _int(evals, "finish_run evals")
+    if evals < 0:
+        raise StoreError(f"finish_run evals: expected >= 0, got {evals}")
+    _text(status, "finish_run status")
+    with store.transaction() as conn:
+        _require_row(conn, "runs", run_id, "finish_run")
+        conn.execute("UPDATE runs SET evals = ?, status = ?, finished_at = ? WHERE id = ?",
+                     (evals, status, utc_now(), run_id))
+
+
+def get_run(store: "Store", run_id: int) -> Run:
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT id, stage, model, params, status, evals, started_at, finished_at "
+                           "FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"get_run: expected an existing run id, got {run_id!r}")
+    return Run(row[0], row[1], row[2], load_json(row[3], {}), row[4], row[5], row[6], row[7])
+
+
+# -- captions -------------------------------------------------------------------
+_MERGE_CAPTION = """
+INSERT INTO captions (text, url, dup_count, count, reference_label, source, extra)
+VALUES (?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT (text) DO UPDATE SET
+    count = captions.count + 1,
+    url = coalesce(captions.url, excluded.url),
+    dup_count = CASE WHEN excluded.dup_count IS NULL THEN captions.dup_count
+                     WHEN captions.dup_count IS NULL THEN excluded.dup_count
+                     ELSE max(captions.dup_count, excluded.dup_count) END,
+    reference_label = coalesce(captions.reference_label, excluded.reference_label),
+    source = coalesce(captions.source, excluded.source),
+    extra = CASE WHEN excluded.extra IS NULL THEN captions.extra
+                 WHEN captions.extra IS NULL THEN excluded.extra
+                 ELSE json_patch(excluded.extra, captions.extra) END
+RETURNING id
+"""
+
+
+def _caption_params(i: int, row: CaptionRow) -> tuple:
+    what = f"add_captions row {i}"
+    if not isinstance(row, CaptionRow):
+        raise StoreError(f"{what}: expected a CaptionRow, got {type(row).__name__}")
+    _text(row.text, f"{what} text")
+    if row.url is not None and not isinstance(row.url, str):
+        raise StoreError(f"{what} url: expected a string or None, got {row.url!r}")
+    dup = None if row.dup_count is None else _int(row.dup_count, f"{what} dup_count")
+    if row.reference_label is not None and row.reference_label not in REFERENCE_LABELS:
+        raise StoreError(f"{what} reference_label: expected one of {', '.join(REFERENCE_LABELS)} "
+                         f"or None, got {row.reference_label!r}")
+    return (row.text, row.url, dup, row.reference_label, row.source, _meta(row.extra, f"{what} extra"))
+
+
+def add_captions(store: "Store", rows: Iterable[CaptionRow]) -> list[int]:
+    """Insert or merge captions (identical text: count += 1, fill missing fields).
+
+    Fields already set on a caption win over later ones, except dup_count which
+    keeps the maximum. Returns the caption id of each row, in order.
+    """
+    params = [_caption_params(i, row) for i, row in enumerate(rows)]
+    ids = []
+    with store.transaction() as conn, integrity("add_captions"):
+        for p in params:
+            ids.append(conn.execute(_MERGE_CAPTION, p).fetchone()[0])
+    return ids
+
+
+def caption_id(store: "Store", text: str) -> Optional[int]:
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT id FROM captions WHERE text = ?", (text,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def get_caption(store: "Store", caption_id: int) -> Caption:
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT id, text, url, dup_count, count, reference_label, source, extra "
+                           "FROM captions WHERE id = ?", (caption_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"get_caption: expected an existing caption id, got {caption_id!r}")
+    return Caption(*row[:7], load_json(row[7], {}))
+
+
+# -- training images -------------------------------------------------------------------
+def add_training_image(store: "Store", sha: str, caption_id: Optional[int] = None,
+                       path_or_url: Optional[str] = None,
+                       meta: Optional[Mapping[str, Any]] = None) -> int:
+    """Idempotent: the same (sha, caption, path) returns the existing id."""
+    store.images.require(check_sha(sha))
+    if path_or_url is not None and not isinstance(path_or_url, str):
+        raise StoreError(f"add_training_image path_or_url: expected a string or None, got {path_or_url!r}")
+    meta_json = _meta(meta, "add_training_image meta")
+    with store.transaction() as conn:
+        if caption_id is not None:
+            _require_row(conn, "captions", caption_id, "add_training_image")
+        row = conn.execute(
+            "SELECT id FROM training_images WHERE sha256 = ? AND caption_id IS ? AND path_or_url IS ?",
+            (sha, caption_id, path_or_url)).fetchone()
+        if row is not None:
+            return int(row[0])
+        cur = conn.execute(
+            "INSERT INTO training_images (sha256, caption_id, path_or_url, meta) VALUES (?, ?, ?, ?)",
+            (sha, caption_id, path_or_url, meta_json))
+        return int(cur.lastrowid)
+
+
+def _training_image(row: tuple) -> TrainingImage:
+    return TrainingImage(row[0], row[1], row[2], row[3], load_json(row[4], {}))
+
+
+def get_training_image(store: "Store", train_image_id: int) -> TrainingImage:
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
+                           "WHERE id = ?", (train_image_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"get_training_image: expected an existing training image id, got {train_image_id!r}")
+    return _training_image(row)
+
+
+def training_images_for(store: "Store", caption_id: int) -> list[TrainingImage]:
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
+                            "WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
+    return [_training_image(r) for r in rows]
+
+
+# -- scores -------------------------------------------------------------------------------
+def add_scores(store: "Store", run_id: int, kind: str, values: Iterable[tuple[int, float]]) -> int:
+    """Write (caption_id, value) scores of one kind for a run; rewriting replaces the value.
+
+    Returns the number of rows written.
+    """
+    _text(kind, "add_scores kind")
+    rows = []
+    for i, pair in enumerate(values):
+        try:
+            cid, value = pair
+        except (TypeError, ValueError):
+            raise StoreError(f"add_scores item {i}: expected a (caption_id, value) pair, got {pair!r}") from None
+        rows.append((_int(cid, f"add_scores item {i} caption_id"), kind, run_id,
+                     finite_float(value, f"add_scores item {i} (caption {cid}) value")))
+    with store.transaction() as conn:
+        _require_row(conn, "runs", run_id, "add_scores")
+        conn.execute("INSERT OR IGNORE INTO score_kinds (kind) VALUES (?)", (kind,))
+        try:
+            conn.executemany("INSERT INTO scores (caption_id, kind, run_id, value) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT DO UPDATE SET value = excluded.value", rows)
+        except sqlite3.IntegrityError as e:
+            raise NotFoundError(f"add_scores run {run_id} kind {kind!r}: expected existing caption ids, "
+                                f"got at least one unknown ({e})") from e
+    return len(rows)
+
+
+def scores_for(store: "Store", caption_id: int) -> dict[str, float]:
+    """Latest run's value of each score kind for a caption."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT kind, value FROM scores WHERE caption_id = ? ORDER BY kind, run_id",
+                            (caption_id,)).fetchall()
+    return {kind: value for kind, value in rows}  # later runs overwrite earlier ones
+
+
+# -- generations ------------------------------------------------------------------------
+def add_generation(store: "Store", caption_id: int, run_id: Optional[int], seed: int, steps: int,
+                   sampler: str, image_sha: str, meta: Optional[Mapping[str, Any]] = None) -> int:
+    seed = _int(seed, "add_generation seed")
+    steps = _int(steps, "add_generation steps")
+    _text(sampler, "add_generation sampler")
+    store.images.require(check_sha(image_sha))
+    meta_json = _meta(meta, "add_generation meta")
+    with store.transaction() as conn:
+        _require_row(conn, "captions", caption_id, "add_generation")
+        if run_id is not None:
+            _require_row(conn, "runs", run_id, "add_generation")
+        cur = conn.execute(
+            "INSERT INTO generations (caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (caption_id, run_id, seed, steps, sampler, image_sha, meta_json, utc_now()))
+        return int(cur.lastrowid)
+
+
+def generations(store: "Store", caption_id: int) -> list[Generation]:
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT id, caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at "
+                            "FROM generations WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
+    return [Generation(*r[:7], load_json(r[7], {}), r[8]) for r in rows]
+
+
+def add_neighbours(store: "Store", generation_id: int, neighbours: Sequence[Neighbour]) -> None:
+    rows, ranks = [], set()
+    for i, n in enumerate(neighbours):
+        what = f"add_neighbours generation {generation_id} item {i}"
+        if not isinstance(n, Neighbour):
+            raise StoreError(f"{what}: expected a Neighbour, got {type(n).__name__}")
+        rank = _int(n.rank, f"{what} rank")
+        if rank in ranks:
+            raise StoreError(f"{what}: expected unique ranks, got rank {rank} twice")
+        ranks.add(rank)
+        rows.append((generation_id, rank, _int(n.train_image_id, f"{what} train_image_id"),
+                     optional_float(n.similarity, f"{what} similarity"),
+                     optional_float(n.rmse, f"{what} rmse"),
+                     optional_float(n.masked_rmse, f"{what} masked_rmse"),
+                     None if n.mask_id is None else _int(n.mask_id, f"{what} mask_id")))
+    with store.transaction() as conn:
+        _require_row(conn, "generations", generation_id, "add_neighbours")
+        for r in rows:
+            _require_row(conn, "training_images", r[2], f"add_neighbours generation {generation_id} rank {r[1]}")
+            if r[6] is not None:
+                _require_row(conn, "masks", r[6], f"add_neighbours generation {generation_id} rank {r[1]}")
+        with integrity(f"add_neighbours generation {generation_id}"):
+            conn.executemany(
+                "INSERT INTO neighbours (generation_id, rank, train_image_id, similarity, rmse, masked_rmse, mask_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def neighbours(store: "Store", generation_id: int) -> list[Neighbour]:
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT rank, train_image_id, similarity, rmse, masked_rmse, mask_id FROM neighbours "
+                            "WHERE generation_id = ? ORDER BY rank", (generation_id,)).fetchall()
+    return [Neighbour(*r) for r in rows]
+
+
+# -- masks ---------------------------------------------------------------------------------
+_MASK_COLS = "id, train_image_id, version, image_sha, source, author, parent_id, created_at"
+
+
+def _check_binary_mask(store: "Store", sha: str) -> None:
+    from PIL import Image
+    with Image.open(store.images.require(sha)) as im:
+        arr = np.asarray(im.convert("RGB"))
+    if not (np.all(arr[:, :, 0] == arr[:, :, 1]) and np.all(arr[:, :, 1] == arr[:, :, 2])):
+        raise StoreError(f"add_mask image {sha}: expected a grey 0/255 mask, got a colour image")
+    values = np.unique(arr[:, :, 0])
+    if not set(values.tolist()) <= {0, 255}:
+        raise StoreError(f"add_mask image {sha}: expected only values 0 and 255, got {values[:8].tolist()}")
+
+
+def add_mask(store: "Store", train_image_id: int, image_sha: str, source: str = "auto",
+             author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+    """Save a new mask version (previous + 1); an edit's parent defaults to the current mask."""
+    if source not in MASK_SOURCES:
+        raise StoreError(f"add_mask source: expected one of {', '.join(MASK_SOURCES)}, got {source!r}")
+    if author is not None and not isinstance(author, str):
+        raise StoreError(f"add_mask author: expected a string or None, got {author!r}")
+    _check_binary_mask(store, check_sha(image_sha))
+    with store.transaction() as conn:
+        _require_row(conn, "training_images", train_image_id, "add_mask")
+        current = conn.execute("SELECT id, version FROM masks WHERE train_image_id = ? "
+                               "ORDER BY version DESC LIMIT 1", (train_image_id,)).fetchone()
+        if parent_id is None and source == "edited" and current is not None:
+            parent_id = current[0]
+        if parent_id is not None:
+            owner = conn.execute("SELECT train_image_id FROM masks WHERE id = ?", (parent_id,)).fetchone()
+            if owner is None or owner[0] != train_image_id:
+                raise StoreError(f"add_mask parent_id: expected a mask of training image {train_image_id}, "
+                                 f"got {parent_id!r}")
+        version = 1 if current is None else current[1] + 1
+        cur = conn.execute(
+            "INSERT INTO masks (train_image_id, version, image_sha, source, author, parent_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (train_image_id, version, image_sha, source, author, parent_id, utc_now()))
+        return int(cur.lastrowid)
+
+
+def current_mask(store: "Store", train_image_id: int) -> Optional[Mask]:
+    with store.snapshot() as conn:
+        row = conn.execute(f"SELECT {_MASK_COLS} FROM masks WHERE train_image_id = ? "
+                           "ORDER BY version DESC LIMIT 1", (train_image_id,)).fetchone()
+    return None if row is None else Mask(*row)
+
+
+def mask_versions(store: "Store", train_image_id: int) -> list[Mask]:
+    with store.snapshot() as conn:
+        rows = conn.execute(f"SELECT {_MASK_COLS} FROM masks WHERE train_image_id = ? ORDER BY version",
+                            (train_image_id,)).fetchall()
+    return [Mask(*r) for r in rows]
+
+
+def get_mask(store: "Store", mask_id: int) -> Mask:
+    with store.snapshot() as conn:
+        row = conn.execute(f"SELECT {_MASK_COLS} FROM masks WHERE id = ?", (mask_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"get_mask: expected an existing mask id, got {mask_id!r}")
+    return Mask(*row)
+
+
+# -- auto labels -------------------------------------------------------------------------------
+def add_auto_label(store: "Store", caption_id: int, run_id: int, label: str,
+                   distances: Mapping[str, Any], flags: Sequence[str] = ()) -> int:
+    """A proposal from the labelling stage; the newest run's proposal is the caption's auto label."""
+    if label not in REFERENCE_LABELS:
+        raise StoreError(f"add_auto_label label: expected one of {', '.join(REFERENCE_LABELS)}, got {label!r}")
+    if isinstance(flags, str) or not all(isinstance(f, str) and f for f in flags):
+        raise StoreError(f"add_auto_label flags: expected a list of non-empty strings, got {flags!r}")
+    distances_json = _meta(distances, "add_auto_label distances") or "{}"
+    flags_json = canonical_json(sorted(set(flags)))
+    with store.transaction() as conn:
+        _require_row(conn, "captions", caption_id, "add_auto_label")
+        _require_row(conn, "runs", run_id, "add_auto_label")
+        with integrity(f"add_auto_label caption {caption_id} run {run_id}"):
+            cur = conn.execute(
+                "INSERT INTO auto_labels (caption_id, run_id, label, distances, flags, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (caption_id, run_id, label, distances_json, flags_json, utc_now()))
+        return int(cur.lastrowid)
+
+
+def auto_labels(store: "Store", caption_id: int) -> list[AutoLabel]:
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT id, caption_id, run_id, label, distances, flags, created_at "
+                            "FROM auto_labels WHERE caption_id = ? ORDER BY run_id", (caption_id,)).fetchall()
+    return [AutoLabel(r[0], r[1], r[2], r[3], load_json(r[4], {}), tuple(load_json(r[5], [])), r[6])
+            for r in rows]

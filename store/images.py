@@ -1,0 +1,135 @@
+"""Content-addressed image files: canonical lossless PNG named by its sha256.
+
+Canonical form: RGB uint8 (masks: single-channel 0/255), PNG with fixed
+settings and no metadata, so the same pixels always give the same bytes and
+hence the same hash (for a given zlib build).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import NotFoundError, StoreError
+
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+PNG_COMPRESS_LEVEL = 6
+
+
+def check_sha(sha: str) -> str:
+    """A sha is the only thing that becomes a path, so it must be exactly 64 hex digits."""
+    if not isinstance(sha, str) or not SHA_RE.match(sha):
+        raise StoreError(f"expected a sha256 of 64 lowercase hex digits, got {sha!r}")
+    return sha
+
+
+def to_rgb_array(img: "Image.Image | np.ndarray") -> np.ndarray:
+    """HxWx3 uint8 from a PIL image or an array (HxWx3 or HxW, uint8 or float in [0, 1])."""
+    if isinstance(img, Image.Image):
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if not isinstance(img, np.ndarray):
+        raise StoreError(f"expected a PIL image or numpy array, got {type(img).__name__}")
+    arr = img
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise StoreError(f"expected an HxWx3 (or HxW) image array, got shape {img.shape}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if np.issubdtype(arr.dtype, np.floating):
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+            raise StoreError(f"expected float pixel values in [0, 1], got min {lo} max {hi}")
+        return np.round(arr * 255.0).astype(np.uint8)
+    raise StoreError(f"expected a uint8 or float image array, got dtype {arr.dtype}")
+
+
+def to_mask_array(mask: "Image.Image | np.ndarray") -> np.ndarray:
+    """HxW bool from a bool/0-1/0-255 array or a PIL image (nonzero = kept)."""
+    if isinstance(mask, Image.Image):
+        arr = np.asarray(mask.convert("L"))
+    elif isinstance(mask, np.ndarray):
+        arr = mask
+        if arr.ndim == 3 and arr.shape[2] in (1, 3):
+            arr = arr[:, :, 0]
+    else:
+        raise StoreError(f"expected a mask as PIL image or numpy array, got {type(mask).__name__}")
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise StoreError(f"expected an HxW mask, got shape {getattr(mask, 'shape', None) or mask.size}")
+    return np.asarray(arr) != 0
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """tmp file in the same folder + fsync + rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+class ImageFiles:
+    """The images/ folder of a store: images/ab/abcdef...png."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha: str) -> Path:
+        check_sha(sha)
+        return self.root / sha[:2] / f"{sha}.png"
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def put_bytes(self, png: bytes) -> str:
+        sha = hashlib.sha256(png).hexdigest()
+        path = self.path(sha)
+        if not path.exists():  # idempotent: same bytes, same name
+            atomic_write(path, png)
+        return sha
+
+    def put_image(self, img: "Image.Image | np.ndarray") -> str:
+        return self.put_bytes(encode_png(to_rgb_array(img)))
+
+    def put_mask(self, mask: "Image.Image | np.ndarray") -> str:
+        return self.put_bytes(encode_png(to_mask_array(mask).astype(np.uint8) * 255))
+
+    def require(self, sha: str) -> Path:
+        path = self.path(sha)
+        if not path.is_file():
+            raise NotFoundError(f"expected image file {path} for sha {sha}, got no such file")
+        return path
+
+    def load_image(self, sha: str) -> Image.Image:
+        path = self.require(sha)
+        with Image.open(path) as im:
+            return im.convert("RGB")
+
+    def load_mask(self, sha: str) -> np.ndarray:
+        path = self.require(sha)
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L")) > 127

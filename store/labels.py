@@ -1,0 +1,95 @@
+"""Human labels: an append-only history per caption.
+
+The current label is the newest entry (kept in caption_state by a trigger in
+the same transaction). Undo never deletes: it appends an entry that restores
+the label in effect before the entry it undoes, and points at it (``undoes``).
+Repeated undos walk further back: an entry is undoable if it is not an undo
+itself and has not been undone.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from .db import utc_now
+from .errors import LabelError, NotFoundError
+from .records import LabelEntry
+from .schema import HUMAN_LABELS
+
+if TYPE_CHECKING:
+    from .store import Store
+
+MAX_NOTE_CHARS = 10_000
+_COLS = "id, caption_id, label, reviewer, note, created_at, undoes"
+
+
+def _check_reviewer(reviewer: object) -> str:
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise LabelError(f"reviewer: expected a non-empty name, got {reviewer!r}")
+    return reviewer
+
+
+def _append(conn, caption_id: int, label: Optional[str], reviewer: str, note: str,
+            undoes: Optional[int]) -> LabelEntry:
+    created_at = utc_now()
+    cur = conn.execute(
+        "INSERT INTO labels (caption_id, label, reviewer, note, created_at, undoes) VALUES (?, ?, ?, ?, ?, ?)",
+        (caption_id, label, reviewer, note, created_at, undoes))
+    return LabelEntry(int(cur.lastrowid), caption_id, label, reviewer, note, created_at, undoes)
+
+
+def _require_caption(conn, caption_id: int) -> None:
+    if not isinstance(caption_id, int) or isinstance(caption_id, bool):
+        raise LabelError(f"caption_id: expected an integer, got {caption_id!r}")
+    if conn.execute("SELECT 1 FROM captions WHERE id = ?", (caption_id,)).fetchone() is None:
+        raise NotFoundError(f"label for caption {caption_id}: expected an existing caption id, got {caption_id}")
+
+
+def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
+    """Append one entry; returns once it is durably committed."""
+    if label not in HUMAN_LABELS:
+        raise LabelError(f"label for caption {caption_id}: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
+    _check_reviewer(reviewer)
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise LabelError(f"note for caption {caption_id}: expected a string of at most {MAX_NOTE_CHARS} "
+                         f"characters, got {type(note).__name__} of length {len(note) if isinstance(note, str) else '-'}")
+    with store.transaction() as conn:
+        _require_caption(conn, caption_id)
+        return _append(conn, caption_id, label, reviewer, note, None)
+
+
+def undo_label(store: "Store", caption_id: int, reviewer: str) -> LabelEntry:
+    """Append an entry restoring the label before the latest undoable entry."""
+    _check_reviewer(reviewer)
+    with store.transaction() as conn:
+        _require_caption(conn, caption_id)
+        history = conn.execute("SELECT id, label, undoes FROM labels WHERE caption_id = ? ORDER BY id",
+                               (caption_id,)).fetchall()
+        undone = {u for _, _, u in history if u is not None}
+        target = next((i for i in range(len(history) - 1, -1, -1)
+                       if history[i][2] is None and history[i][0] not in undone), None)
+        if target is None:
+            raise LabelError(f"undo for caption {caption_id}: expected a label entry to undo, got "
+                             f"{'none' if not history else 'only undos and undone entries'}")
+        restored = history[target - 1][1] if target > 0 else None
+        return _append(conn, caption_id, restored, reviewer, "", history[target][0])
+
+
+def current_label_entry(store: "Store", caption_id: int) -> Optional[LabelEntry]:
+    with store.snapshot() as conn:
+        row = conn.execute(f"SELECT {_COLS} FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
+                           (caption_id,)).fetchone()
+    return None if row is None else LabelEntry(*row)
+
+
+def current_label(store: "Store", caption_id: int) -> Optional[str]:
+    """The caption's label now; None when never labelled or undone back to unlabelled."""
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT label FROM caption_state WHERE caption_id = ?", (caption_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def label_history(store: "Store", caption_id: int) -> list[LabelEntry]:
+    with store.snapshot() as conn:
+        rows = conn.execute(f"SELECT {_COLS} FROM labels WHERE caption_id = ? ORDER BY id",
+                            (caption_id,)).fetchall()
+    return [LabelEntry(*r) for r in rows]

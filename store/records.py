@@ -1,0 +1,201 @@
+"""Frozen dataclasses passed into and returned by the store."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from .errors import StoreError
+from .schema import HUMAN_LABELS, REFERENCE_LABELS
+
+
+@dataclass(frozen=True)
+class CaptionRow:
+    """One caption to add; identical ``text`` merges with an existing caption."""
+    text: str
+    url: Optional[str] = None
+    dup_count: Optional[int] = None
+    reference_label: Optional[str] = None   # MV/TV/RV/N from an imported list (benchmarks only)
+    source: Optional[str] = None
+    extra: Optional[Mapping[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class Caption:
+    id: int
+    text: str
+    url: Optional[str]
+    dup_count: Optional[int]
+    count: int
+    reference_label: Optional[str]
+    source: Optional[str]
+    extra: dict
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    stage: str
+    model: str
+    params: dict
+    status: str
+    evals: int
+    started_at: str
+    finished_at: Optional[str]
+
+
+@dataclass(frozen=True)
+class TrainingImage:
+    id: int
+    sha256: str
+    caption_id: Optional[int]
+    path_or_url: Optional[str]
+    meta: dict
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    caption_id: int
+    run_id: Optional[int]
+    seed: int
+    steps: int
+    sampler: str
+    image_sha: str
+    meta: dict
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A retrieved training image for a generation; distances are RMSE on [0,1] pixels."""
+    rank: int
+    train_image_id: int
+    similarity: Optional[float] = None
+    rmse: Optional[float] = None
+    masked_rmse: Optional[float] = None
+    mask_id: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Mask:
+    id: int
+    train_image_id: int
+    version: int
+    image_sha: str
+    source: str            # 'auto' | 'edited'
+    author: Optional[str]
+    parent_id: Optional[int]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class AutoLabel:
+    id: int
+    caption_id: int
+    run_id: int
+    label: str
+    distances: dict
+    flags: tuple
+    created_at: str
+
+
+@dataclass(frozen=True)
+class LabelEntry:
+    """One row of the append-only label history. ``label`` None = back to unlabelled (undo)."""
+    id: int
+    caption_id: int
+    label: Optional[str]
+    reviewer: str
+    note: str
+    created_at: str
+    undoes: Optional[int] = None
+
+
+LabelFilter = Union[None, str, Sequence[str]]
+
+# page orders that are not score kinds
+COLUMN_ORDERS = ("caption_id", "labelled_at")
+
+
+def _as_tuple(value: LabelFilter, valid: Sequence[str], name: str) -> Optional[tuple]:
+    if value is None:
+        return None
+    values = (value,) if isinstance(value, str) else tuple(value)
+    for v in values:
+        if v not in valid:
+            raise StoreError(f"PageQuery.{name}: expected one of {', '.join(valid)}, got {v!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """A ranked, filtered page of candidates (captions with >= 1 generation).
+
+    order_by: a score kind ('dcs', 'ecs', 'wen', 'carlini', ...) or one of
+    COLUMN_ORDERS. Without run_id/model the latest run's score of that kind is
+    used; candidates lacking it come last. human_label: None (any),
+    'unlabelled', 'labelled', a label or a sequence of labels. auto_label: a
+    label or sequence. flags: every listed flag must be present. score_min /
+    score_max bound the order_by score (and drop candidates without it).
+    search: full-text words that must all appear in the caption.
+    """
+    order_by: str = "dcs"
+    descending: bool = True
+    auto_label: LabelFilter = None
+    human_label: LabelFilter = None
+    flags: Optional[Sequence[str]] = None
+    score_min: Optional[float] = None
+    score_max: Optional[float] = None
+    run_id: Optional[int] = None
+    model: Optional[str] = None
+    search: Optional[str] = None
+    offset: int = 0
+    limit: int = 50
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "human_label", _as_tuple(
+            self.human_label, HUMAN_LABELS + ("unlabelled", "labelled"), "human_label"))
+        object.__setattr__(self, "auto_label", _as_tuple(self.auto_label, REFERENCE_LABELS, "auto_label"))
+        if self.flags is not None:
+            flags = (self.flags,) if isinstance(self.flags, str) else tuple(self.flags)
+            object.__setattr__(self, "flags", flags or None)
+        if not isinstance(self.order_by, str) or not self.order_by:
+            raise StoreError(f"PageQuery.order_by: expected a score kind or one of {COLUMN_ORDERS}, got {self.order_by!r}")
+        if not (isinstance(self.limit, int) and 1 <= self.limit <= 10_000):
+            raise StoreError(f"PageQuery.limit: expected an int in 1..10000, got {self.limit!r}")
+        if not (isinstance(self.offset, int) and self.offset >= 0):
+            raise StoreError(f"PageQuery.offset: expected an int >= 0, got {self.offset!r}")
+
+    def to_json(self) -> dict:
+        """Filter as a plain dict (for the exports table)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class PageRow:
+    caption_id: int
+    text: str
+    url: Optional[str]
+    score: Optional[float]              # the order_by score, if it is a score kind
+    scores: dict                        # latest value of every score kind
+    human_label: Optional[str]
+    reviewer: Optional[str]
+    labelled_at: Optional[str]
+    auto_label: Optional[str]
+    flags: tuple
+    n_generations: int
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: tuple
+    total: int
+    query: PageQuery = field(default_factory=PageQuery)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    caption_id: int
+    text: str
+    url: Optional[str]
+    rank: float                          # FTS5 bm25 rank: lower is better

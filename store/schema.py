@@ -1,0 +1,265 @@
+"""Schema of store.db as an ordered list of migrations.
+
+MIGRATIONS[i] moves a database from version i to i+1; the version lives in
+``PRAGMA user_version`` and is bumped in the same transaction as the DDL, so a
+crash mid-migration leaves the old version intact. Never edit a released
+migration: append a new one.
+
+Derived state is kept by triggers, in the same transaction as the write that
+causes it, so it stays right whoever writes (Store methods, sqlite-utils, raw
+SQL):
+- ``caption_state``: one row per caption that has generations, labels or auto
+  labels: its current human label (latest history row), latest auto label and
+  flags, and the number of generations (a *candidate* has >= 1). Page queries
+  filter on it instead of scanning label history.
+- ``candidate_scores``: the scores of candidates only (a small copy of
+  ``scores``), with ``is_latest`` marking the newest run per (caption, kind), so
+  ranked pages walk one short index whichever way they sort.
+- ``caption_flags``: (flag, caption) pairs of the latest auto label, to filter
+  and count by flag through an index.
+- ``captions_fts``: FTS5 external-content index over caption text.
+"""
+from __future__ import annotations
+
+HUMAN_LABELS = ("MV", "TV", "RV", "N", "FP:texture", "FP:background", "FP:other", "skip")
+REFERENCE_LABELS = ("MV", "TV", "RV", "N")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+V1 = f"""
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    params TEXT NOT NULL,                 -- canonical JSON (sort_keys)
+    status TEXT NOT NULL DEFAULT 'running',
+    evals INTEGER NOT NULL DEFAULT 0,     -- network evaluations spent
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX runs_model ON runs(model);
+
+CREATE TABLE captions (
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE,
+    url TEXT,
+    dup_count INTEGER,                    -- duplicate count from an imported list
+    count INTEGER NOT NULL DEFAULT 1,     -- times ingested / merged
+    reference_label TEXT CHECK (reference_label IS NULL OR reference_label IN {_in(REFERENCE_LABELS)}),
+    source TEXT,
+    extra TEXT                            -- JSON object
+);
+
+CREATE VIRTUAL TABLE captions_fts USING fts5(
+    text, content='captions', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER captions_fts_ai AFTER INSERT ON captions BEGIN
+    INSERT INTO captions_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER captions_fts_ad AFTER DELETE ON captions BEGIN
+    INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER captions_fts_au AFTER UPDATE OF text ON captions BEGIN
+    INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO captions_fts(rowid, text) VALUES (new.id, new.text);
+END;
+
+CREATE TABLE training_images (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    caption_id INTEGER REFERENCES captions(id),
+    path_or_url TEXT,
+    meta TEXT                             -- JSON object
+);
+CREATE INDEX training_images_sha ON training_images(sha256);
+CREATE INDEX training_images_caption ON training_images(caption_id);
+
+CREATE TABLE score_kinds (
+    kind TEXT PRIMARY KEY
+) WITHOUT ROWID;
+
+CREATE TABLE scores (
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    kind TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    value REAL NOT NULL,
+    PRIMARY KEY (caption_id, kind, run_id)
+) WITHOUT ROWID;
+-- top-K of one run (attack stages); covering thanks to the primary key
+CREATE INDEX scores_rank ON scores(kind, run_id, value);
+
+CREATE TABLE generations (
+    id INTEGER PRIMARY KEY,
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    run_id INTEGER REFERENCES runs(id),
+    seed INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    sampler TEXT NOT NULL,
+    image_sha TEXT NOT NULL,
+    meta TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX generations_caption ON generations(caption_id, id);
+
+CREATE TABLE masks (
+    id INTEGER PRIMARY KEY,
+    train_image_id INTEGER NOT NULL REFERENCES training_images(id),
+    version INTEGER NOT NULL,
+    image_sha TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('auto', 'edited')),
+    author TEXT,
+    parent_id INTEGER REFERENCES masks(id),
+    created_at TEXT NOT NULL,
+    UNIQUE (train_image_id, version)
+);
+
+CREATE TABLE neighbours (
+    generation_id INTEGER NOT NULL REFERENCES generations(id),
+    rank INTEGER NOT NULL,
+    train_image_id INTEGER NOT NULL REFERENCES training_images(id),
+    similarity REAL,
+    rmse REAL,
+    masked_rmse REAL,
+    mask_id INTEGER REFERENCES masks(id),
+    PRIMARY KEY (generation_id, rank)
+) WITHOUT ROWID;
+CREATE INDEX neighbours_train_image ON neighbours(train_image_id);
+
+CREATE TABLE auto_labels (
+    id INTEGER PRIMARY KEY,
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    label TEXT NOT NULL CHECK (label IN {_in(REFERENCE_LABELS)}),
+    distances TEXT NOT NULL,              -- JSON object
+    flags TEXT NOT NULL,                  -- JSON list of strings
+    created_at TEXT NOT NULL,
+    UNIQUE (caption_id, run_id)
+);
+
+-- Append-only history; the current label is the newest row of a caption.
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids never reused, even after a crash
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    label TEXT CHECK (label IS NULL OR label IN {_in(HUMAN_LABELS)}),  -- NULL: undo back to unlabelled
+    reviewer TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    undoes INTEGER REFERENCES labels(id)
+);
+CREATE INDEX labels_caption ON labels(caption_id, id);
+CREATE TRIGGER labels_no_update BEFORE UPDATE ON labels BEGIN
+    SELECT RAISE(ABORT, 'labels are append-only: expected INSERT, got UPDATE');
+END;
+CREATE TRIGGER labels_no_delete BEFORE DELETE ON labels BEGIN
+    SELECT RAISE(ABORT, 'labels are append-only: expected INSERT, got DELETE');
+END;
+
+CREATE TABLE exports (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    format TEXT NOT NULL,
+    path TEXT NOT NULL,
+    labels TEXT NOT NULL,                 -- JSON list
+    query TEXT,                           -- JSON of the PageQuery filter, if any
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,                 -- of the written file
+    tool_version TEXT NOT NULL
+);
+
+-- Derived state (see module docstring) -------------------------------------
+CREATE TABLE caption_state (
+    caption_id INTEGER PRIMARY KEY REFERENCES captions(id),
+    n_generations INTEGER NOT NULL DEFAULT 0,
+    label TEXT,
+    label_entry_id INTEGER,
+    reviewer TEXT,
+    labelled_at TEXT,
+    auto_label TEXT,
+    auto_run_id INTEGER,
+    flags TEXT                            -- JSON list, latest auto label
+);
+CREATE INDEX caption_state_candidates ON caption_state(label, auto_label) WHERE n_generations > 0;
+CREATE INDEX caption_state_auto ON caption_state(auto_label, label) WHERE n_generations > 0;
+CREATE INDEX caption_state_labelled_at ON caption_state(labelled_at) WHERE labelled_at IS NOT NULL;
+
+CREATE TABLE candidate_scores (
+    caption_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    value REAL NOT NULL,
+    is_latest INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (caption_id, kind, run_id)
+) WITHOUT ROWID;
+CREATE INDEX candidate_scores_latest ON candidate_scores(kind, is_latest, value);
+CREATE INDEX candidate_scores_run ON candidate_scores(kind, run_id, value);
+
+CREATE TABLE caption_flags (
+    flag TEXT NOT NULL,
+    caption_id INTEGER NOT NULL,
+    PRIMARY KEY (flag, caption_id)
+) WITHOUT ROWID;
+CREATE INDEX caption_flags_caption ON caption_flags(caption_id);
+
+CREATE TRIGGER labels_state AFTER INSERT ON labels BEGIN
+    INSERT INTO caption_state (caption_id, label, label_entry_id, reviewer, labelled_at)
+    VALUES (new.caption_id, new.label, new.id, new.reviewer, new.created_at)
+    ON CONFLICT (caption_id) DO UPDATE SET
+        label = excluded.label, label_entry_id = excluded.label_entry_id,
+        reviewer = excluded.reviewer, labelled_at = excluded.labelled_at;
+END;
+
+CREATE TRIGGER auto_labels_state AFTER INSERT ON auto_labels
+WHEN new.run_id >= coalesce((SELECT auto_run_id FROM caption_state WHERE caption_id = new.caption_id), -1)
+BEGIN
+    INSERT INTO caption_state (caption_id, auto_label, auto_run_id, flags)
+    VALUES (new.caption_id, new.label, new.run_id, new.flags)
+    ON CONFLICT (caption_id) DO UPDATE SET
+        auto_label = excluded.auto_label, auto_run_id = excluded.auto_run_id, flags = excluded.flags;
+    DELETE FROM caption_flags WHERE caption_id = new.caption_id;
+    INSERT OR IGNORE INTO caption_flags (flag, caption_id)
+        SELECT value, new.caption_id FROM json_each(new.flags);
+END;
+
+CREATE TRIGGER generations_state AFTER INSERT ON generations BEGIN
+    INSERT INTO caption_state (caption_id, n_generations) VALUES (new.caption_id, 1)
+    ON CONFLICT (caption_id) DO UPDATE SET n_generations = n_generations + 1;
+    -- first generation: the caption becomes a candidate, copy its scores
+    INSERT OR IGNORE INTO candidate_scores (caption_id, kind, run_id, value, is_latest)
+        SELECT s.caption_id, s.kind, s.run_id, s.value,
+               s.run_id = (SELECT max(s2.run_id) FROM scores s2
+                           WHERE s2.caption_id = s.caption_id AND s2.kind = s.kind)
+        FROM scores s
+        WHERE s.caption_id = new.caption_id
+          AND (SELECT n_generations FROM caption_state WHERE caption_id = new.caption_id) = 1;
+END;
+
+CREATE TRIGGER scores_candidate_ai AFTER INSERT ON scores
+WHEN EXISTS (SELECT 1 FROM caption_state WHERE caption_id = new.caption_id AND n_generations > 0)
+BEGIN
+    INSERT INTO candidate_scores (caption_id, kind, run_id, value) VALUES
+        (new.caption_id, new.kind, new.run_id, new.value)
+    ON CONFLICT DO UPDATE SET value = excluded.value;
+    UPDATE candidate_scores SET is_latest = (run_id = (SELECT max(c2.run_id) FROM candidate_scores c2
+            WHERE c2.caption_id = new.caption_id AND c2.kind = new.kind))
+    WHERE caption_id = new.caption_id AND kind = new.kind;
+END;
+
+CREATE TRIGGER scores_candidate_au AFTER UPDATE OF value ON scores
+WHEN EXISTS (SELECT 1 FROM caption_state WHERE caption_id = new.caption_id AND n_generations > 0)
+BEGIN
+    UPDATE candidate_scores SET value = new.value
+    WHERE caption_id = new.caption_id AND kind = new.kind AND run_id = new.run_id;
+END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1,)
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,269 @@
+"""The Store: one folder holding store.db (SQLite) and images/ (content-addressed PNG).
+
+This class owns the connection, the lock and transactions; the table logic
+lives in evidence.py, labels.py and queries.py and is exposed here as thin
+methods so callers only ever need ``Store``.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import sqlite_utils
+from PIL import Image
+
+from . import evidence, labels, queries
+from .db import DEFAULT_BUSY_TIMEOUT_MS, connect, migrate
+from .errors import StoreError
+from .images import ImageFiles
+from .records import (
+    AutoLabel, Caption, CaptionRow, Generation, LabelEntry, Mask, Neighbour, Page, PageQuery,
+    Run, SearchHit, TrainingImage,
+)
+
+DB_NAME = "store.db"
+IMAGES_DIR = "images"
+
+
+class Store:
+    """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
+
+    Thread safety: one connection guarded by a re-entrant lock, so a Store may
+    be shared by the threads of one process. Each process opens its own Store;
+    SQLite's WAL + busy timeout serialise writers across processes.
+    Do not call sqlite-utils write helpers (``store.db[t].insert``) inside
+    ``store.transaction()``: they COMMIT on their own.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+        self.images = ImageFiles(path / IMAGES_DIR)
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    @classmethod
+    def open(cls, path: Union[str, Path], create: bool = True,
+             busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> "Store":
+        path = Path(path)
+        db_path = path / DB_NAME
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path}: expected a store folder, got a file")
+        if not db_path.exists():
+            if not create:
+                raise StoreError(f"{path}: expected a store folder containing {DB_NAME}, got none")
+            path.mkdir(parents=True, exist_ok=True)
+        (path / IMAGES_DIR).mkdir(exist_ok=True)
+        conn = connect(db_path, busy_timeout_ms)
+        try:
+            migrate(conn, db_path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction; nested calls become savepoints.
+
+        BEGIN IMMEDIATE takes the write lock first (waiting up to the busy
+        timeout), so no "database is locked" surfaces from a lock upgrade later.
+        """
+        with self._lock:
+            if self.conn is None:
+                raise StoreError(f"{self.path}: expected an open store, got a closed one")
+            if self._depth == 0:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as e:
+                    raise StoreError(f"{self.path}: expected to get the write lock, got {e}") from e
+                self._depth = 1
+                try:
+                    yield self.conn
+                except BaseException:
+                    self._depth = 0
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+                self._depth = 0
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            else:
+                name = f"sp{self._depth}"
+                self.conn.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self.conn.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so several SELECTs see one consistent state."""
+        with self._lock:
+            if self.conn is None:
+                raise StoreError(f"{self.path}: expected an open store, got a closed one")
+            if self._depth > 0:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN")
+            self._depth = 1
+            try:
+                yield self.conn
+            finally:
+                self._depth = 0
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+
+    # -- images --------------------------------------------------------------
+    def put_image(self, img: Union[Image.Image, np.ndarray]) -> str:
+        return self.images.put_image(img)
+
+    def put_mask(self, mask: Union[Image.Image, np.ndarray]) -> str:
+        return self.images.put_mask(mask)
+
+    def image_path(self, sha: str) -> Path:
+        return self.images.path(sha)
+
+    def load_image(self, sha: str) -> Image.Image:
+        return self.images.load_image(sha)
+
+    def load_mask(self, sha: str) -> np.ndarray:
+        return self.images.load_mask(sha)
+
+    # -- runs ------------------------------------------------------------------
+    def start_run(self, stage: str, model: str, params: Mapping[str, Any]) -> int:
+        return evidence.start_run(self, stage, model, params)
+
+    def finish_run(self, run_id: int, evals: int, status: str = "done") -> None:
+        evidence.finish_run(self, run_id, evals, status)
+
+    def get_run(self, run_id: int) -> Run:
+        return evidence.get_run(self, run_id)
+
+    # -- captions ----------------------------------------------------------------
+    def add_captions(self, rows: Iterable[CaptionRow]) -> list[int]:
+        return evidence.add_captions(self, rows)
+
+    def caption_id(self, text: str) -> Optional[int]:
+        return evidence.caption_id(self, text)
+
+    def get_caption(self, caption_id: int) -> Caption:
+        return evidence.get_caption(self, caption_id)
+
+    # -- training images -------------------------------------------------------------
+    def add_training_image(self, sha: str, caption_id: Optional[int] = None,
+                           path_or_url: Optional[str] = None,
+                           meta: Optional[Mapping[str, Any]] = None) -> int:
+        return evidence.add_training_image(self, sha, caption_id, path_or_url, meta)
+
+    def get_training_image(self, train_image_id: int) -> TrainingImage:
+        return evidence.get_training_image(self, train_image_id)
+
+    def training_images_for(self, caption_id: int) -> list[TrainingImage]:
+        return evidence.training_images_for(self, caption_id)
+
+    # -- scores ------------------------------------------------------------------------
+    def add_scores(self, run_id: int, kind: str, values: Iterable[tuple[int, float]]) -> int:
+        return evidence.add_scores(self, run_id, kind, values)
+
+    def scores_for(self, caption_id: int) -> dict[str, float]:
+        return evidence.scores_for(self, caption_id)
+
+    # -- generations and neighbours -----------------------------------------------------------
+    def add_generation(self, caption_id: int, run_id: Optional[int], seed: int, steps: int,
+                       sampler: str, image_sha: str,
+                       meta: Optional[Mapping[str, Any]] = None) -> int:
+        return evidence.add_generation(self, caption_id, run_id, seed, steps, sampler, image_sha, meta)
+
+    def generations(self, caption_id: int) -> list[Generation]:
+        return evidence.generations(self, caption_id)
+
+    def add_neighbours(self, generation_id: int, neighbours: Sequence[Neighbour]) -> None:
+        evidence.add_neighbours(self, generation_id, neighbours)
+
+    def neighbours(self, generation_id: int) -> list[Neighbour]:
+        return evidence.neighbours(self, generation_id)
+
+    # -- masks -------------------------------------------------------------------------------
+    def add_mask(self, train_image_id: int, image_sha: str, source: str = "auto",
+                 author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+        return evidence.add_mask(self, train_image_id, image_sha, source, author, parent_id)
+
+    def current_mask(self, train_image_id: int) -> Optional[Mask]:
+        return evidence.current_mask(self, train_image_id)
+
+    def mask_versions(self, train_image_id: int) -> list[Mask]:
+        return evidence.mask_versions(self, train_image_id)
+
+    def get_mask(self, mask_id: int) -> Mask:
+        return evidence.get_mask(self, mask_id)
+
+    # -- auto labels -----------------------------------------------------------------------------
+    def add_auto_label(self, caption_id: int, run_id: int, label: str,
+                       distances: Mapping[str, Any], flags: Sequence[str] = ()) -> int:
+        return evidence.add_auto_label(self, caption_id, run_id, label, distances, flags)
+
+    def auto_labels(self, caption_id: int) -> list[AutoLabel]:
+        return evidence.auto_labels(self, caption_id)
+
+    # -- human labels ---------------------------------------------------------------------------
+    def add_label(self, caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
+        return labels.add_label(self, caption_id, label, reviewer, note)
+
+    def undo_label(self, caption_id: int, reviewer: str) -> LabelEntry:
+        return labels.undo_label(self, caption_id, reviewer)
+
+    def current_label(self, caption_id: int) -> Optional[str]:
+        return labels.current_label(self, caption_id)
+
+    def current_label_entry(self, caption_id: int) -> Optional[LabelEntry]:
+        return labels.current_label_entry(self, caption_id)
+
+    def label_history(self, caption_id: int) -> list[LabelEntry]:
+        return labels.label_history(self, caption_id)
+
+    # -- queries ------------------------------------------------------------------------------------
+    def page(self, query: Optional[PageQuery] = None) -> Page:
+        return queries.page(self, query or PageQuery())
+
+    def search(self, text: str, limit: int = 20) -> list[SearchHit]:
+        return queries.search(self, text, limit)
+
+    def info(self) -> dict:
+        return queries.info(self)
+
+    def export(self, out: Union[str, Path], fmt: Optional[str] = None,
+               labels: Sequence[str] = ("MV", "TV", "RV"), query: Optional[PageQuery] = None,
+               make_parents: bool = False):
+        from .export import export
+        return export(self, out, fmt, labels=labels, query=query, make_parents=make_parents)
