@@ -13,8 +13,7 @@ from .records import (
 )
 from .schema import HUMAN_LABELS, REFERENCE_LABELS, SCHEMA_VERSION
 from .store import Store
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 SMALL_SET = 5_000
 MAX_SEARCH_LIMIT = 1_000
+SEARCH_RANK_WINDOW = 1_000
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -132,9 +133,11 @@ def _page_ids(conn: "sqlite3.Connection", q: PageQuery) -> tuple[list[tuple[int,
     if total == 0 or q.offset >= total:
         return [], total
     if total <= SMALL_SET:
+        # unary + keeps SQLite on the (caption_id, ...) primary key for the join
+        pk_cond = score_cond.replace("cs.kind", "+cs.kind").replace("cs.is_latest", "+cs.is_latest")
         rows = conn.execute(
             f"SELECT st.caption_id, cs.value FROM caption_state st "
-            f"LEFT JOIN candidate_scores cs ON cs.caption_id = st.caption_id AND {score_cond} "
+            f"LEFT JOIN candidate_scores cs ON cs.caption_id = st.caption_id AND {pk_cond} "
             f"WHERE {where} ORDER BY cs.value IS NULL, {_order(q)}, st.caption_id {d} LIMIT ? OFFSET ?",
             score_params + params + window).fetchall()
         return rows, total
@@ -154,6 +157,23 @@ def _page_ids(conn: "sqlite3.Connection", q: PageQuery) -> tuple[list[tuple[int,
                              f"ORDER BY st.caption_id {d} LIMIT ? OFFSET ?",
                              params + score_params + [q.limit - len(rows), start]).fetchall()
     return rows, total
+
+
+def matching_caption_ids(conn: "sqlite3.Connection", q: PageQuery) -> list[int]:
+    """Every caption id the query's filters select (order, offset and limit ignored), ascending."""
+    conds, params = state_filter(q)
+    where = " AND ".join(conds)
+    if q.order_by not in COLUMN_ORDERS:
+        score_cond, score_params, restricted = _score_source(conn, q)
+        if score_cond is None:
+            return []
+        if restricted:
+            return [r[0] for r in conn.execute(
+                f"SELECT st.caption_id FROM candidate_scores cs CROSS JOIN caption_state st "
+                f"WHERE {score_cond} AND st.caption_id = cs.caption_id AND {where} ORDER BY st.caption_id",
+                score_params + params)]
+    return [r[0] for r in conn.execute(
+        f"SELECT st.caption_id FROM caption_state st WHERE {where} ORDER BY st.caption_id", params)]
 
 
 def page(store: "Store", q: PageQuery) -> Page:
@@ -182,16 +202,23 @@ def page(store: "Store", q: PageQuery) -> Page:
 
 
 def search(store: "Store", text: str, limit: int = 20) -> list[SearchHit]:
-    """Captions containing every word of ``text``, best bm25 match first."""
+    """Captions containing every word of ``text``, best bm25 match first.
+
+    When more than SEARCH_RANK_WINDOW captions match, only that many (lowest
+    ids) are ranked: refine the words to reach the others.
+    """
     if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise StoreError(f"search limit: expected an int in 1..{MAX_SEARCH_LIMIT}, got {limit!r}")
     match = fts_query(text)
     if match is None:
         return []
     with store.snapshot() as conn:
+        # bm25 is computed per match, so rank at most SEARCH_RANK_WINDOW matches (the
+        # lowest caption ids); a query of very common words stays fast, rare words rank fully
         rows = conn.execute(
-            "SELECT c.id, c.text, c.url, f.rank FROM captions_fts f JOIN captions c ON c.id = f.rowid "
-            "WHERE captions_fts MATCH ? ORDER BY f.rank, c.id LIMIT ?", (match, limit)).fetchall()
+            "SELECT c.id, c.text, c.url, m.rank FROM (SELECT rowid, rank FROM captions_fts "
+            "WHERE captions_fts MATCH ? LIMIT ?) m JOIN captions c ON c.id = m.rowid "
+            "ORDER BY m.rank, c.id LIMIT ?", (match, SEARCH_RANK_WINDOW, limit)).fetchall()
     return [SearchHit(*r) for r in rows]
 
 

@@ -80,7 +80,7 @@ CREATE TABLE training_images (
     path_or_url TEXT,
     meta TEXT                             -- JSON object
 );
-CREATE INDEX training_images_sha ON training_images(sha256);
+CREATE INDEX training_images_sha ON training_images(sha256, caption_id);
 CREATE INDEX training_images_caption ON training_images(caption_id);
 
 CREATE TABLE score_kinds (

@@ -50,7 +50,8 @@ class Store:
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     def open(cls, path: Union[str, Path], create: bool = True,
-             busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> "Store":
+             busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, durable: bool = True) -> "Store":
+        """Open (or create) a store folder. durable: fsync every commit (see db.connect)."""
         path = Path(path)
         db_path = path / DB_NAME
         if path.exists() and not path.is_dir():
@@ -60,7 +61,7 @@ class Store:
                 raise StoreError(f"{path}: expected a store folder containing {DB_NAME}, got none")
             path.mkdir(parents=True, exist_ok=True)
         (path / IMAGES_DIR).mkdir(exist_ok=True)
-        conn = connect(db_path, busy_timeout_ms)
+        conn = connect(db_path, busy_timeout_ms, durable)
         try:
             migrate(conn, db_path)
         except BaseException:

@@ -1,0 +1,366 @@
+"""Export the human-confirmed verbatims with their evidence.
+
+One row per caption whose *current* human label is in ``labels``, sorted by
+caption id. The evidence for a row is the (generation, neighbour) pair with
+the lowest distance that defines the label, ties broken by generation id then
+rank:
+- MV: RMSE to the caption's own training image(s) (any neighbour if none is own);
+- TV: masked RMSE (RMSE where no masked distance was stored);
+- RV and anything else: RMSE to any retrieved image.
+``mse_real_gen`` is that distance squared (RMSE² = mean squared error on
+[0,1] pixels), the paper's public code's column of the same name.
+
+Output is deterministic: no wall-clock anywhere except ``labelled_at`` from
+the store, fixed zip timestamps/permissions, fixed parquet settings. The file
+is written to a temp file beside ``out`` and renamed, so a reader never sees
+half an export and nothing is written anywhere else.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .canon import canonical_json, load_json
+from .db import utc_now
+from .errors import ExportError
+from .images import encode_png
+from .queries import matching_caption_ids
+from .records import PageQuery
+from .schema import HUMAN_LABELS
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .store import Store
+
+FORMATS = ("zip", "parquet", "csv", "jsonl")
+DEFAULT_LABELS = ("MV", "TV", "RV")
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+BASE_COLUMNS = (
+    "caption", "overfit_type", "gen_seeds", "retrieved_urls", "mse_real_gen",
+    "url", "caption_id", "dup_count", "model", "run_id", "seed", "match_kind", "match_distance",
+    "similarity", "reviewer", "labelled_at", "note",
+    "generated_sha", "train_image_sha", "train_image_id", "train_path_or_url",
+    "mask_sha", "mask_version", "mask_rle",
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    rows: int
+    sha256: str
+    export_id: int
+    skipped_without_image: tuple = ()   # caption ids left out of a zip (no generated image)
+
+
+def safe_member_name(name: str) -> str:
+    """Zip member names: relative, '/'-separated, [A-Za-z0-9._-] only, no '..'."""
+    parts = []
+    for part in str(name).replace("\\", "/").split("/"):
+        part = re.sub(r"[^A-Za-z0-9._-]", "_", part).lstrip(".")
+        if part:
+            parts.append(part[:120])
+    if not parts:
+        raise ExportError(f"zip member name: expected a non-empty safe name, got {name!r}")
+    return "/".join(parts)
+
+
+def _check_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    labels = (labels,) if isinstance(labels, str) else tuple(labels)
+    if not labels:
+        raise ExportError(f"labels: expected at least one of {', '.join(HUMAN_LABELS)}, got none")
+    for label in labels:
+        if label not in HUMAN_LABELS:
+            raise ExportError(f"labels: expected each of {', '.join(HUMAN_LABELS)}, got {label!r}")
+    return tuple(sorted(set(labels)))
+
+
+def _format_for(out: Path, fmt: Optional[str]) -> str:
+    suffix = out.suffix.lower().lstrip(".")
+    if fmt is None:
+        if suffix not in FORMATS:
+            raise ExportError(f"{out}: expected --format or an extension among .{', .'.join(FORMATS)}, "
+                              f"got {out.suffix or 'no extension'}")
+        return suffix
+    if fmt not in FORMATS:
+        raise ExportError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if suffix in FORMATS and suffix != fmt:
+        raise ExportError(f"{out}: expected extension .{fmt} for format {fmt}, got .{suffix}")
+    return fmt
+
+
+def _pick(label: str, caption_id: int, evidence: list[dict]) -> tuple[Optional[dict], Optional[str]]:
+    """The (generation, neighbour) row whose label-defining distance is lowest."""
+    def best(rows: list[dict], key: str) -> Optional[dict]:
+        rows = [r for r in rows if r[key] is not None]
+        return min(rows, key=lambda r: (r[key], r["generation_id"], r["rank"])) if rows else None
+
+    if label == "MV":
+        own = [r for r in evidence if r["train_caption_id"] == caption_id]
+        hit = best(own, "rmse")
+        if hit is not None:
+            return hit, "rmse_own"
+        hit = best(evidence, "rmse")
+        return (hit, "rmse") if hit else (None, None)
+    if label == "TV":
+        hit = best(evidence, "masked_rmse")
+        if hit is not None:
+            return hit, "masked_rmse"
+    hit = best(evidence, "rmse")
+    return (hit, "rmse") if hit else (None, None)
+
+
+def _evidence(conn, caption_id: int) -> list[dict]:
+    cols = ("generation_id", "seed", "run_id", "generated_sha", "rank", "train_image_id", "similarity",
+            "rmse", "masked_rmse", "mask_id", "train_image_sha", "train_caption_id", "train_path_or_url",
+            "train_meta")
+    rows = conn.execute(
+        "SELECT g.id, g.seed, g.run_id, g.image_sha, n.rank, n.train_image_id, n.similarity, n.rmse, "
+        "n.masked_rmse, n.mask_id, t.sha256, t.caption_id, t.path_or_url, t.meta FROM generations g "
+        "LEFT JOIN neighbours n ON n.generation_id = g.id LEFT JOIN training_images t ON t.id = n.train_image_id "
+        "WHERE g.caption_id = ? ORDER BY g.id, n.rank", (caption_id,)).fetchall()
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def _retrieved_url(path_or_url: Optional[str], meta_json: Optional[str]) -> Optional[str]:
+    meta = load_json(meta_json, {})
+    return meta.get("url") or path_or_url
+
+
+def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
+                 query: Optional[PageQuery] = None) -> tuple[list[dict], list[str]]:
+    """(rows, score kinds) for an export; reusable by the review app for previews."""
+    labels = _check_labels(labels)
+    marks = ", ".join("?" * len(labels))
+    with store.snapshot() as conn:
+        state = conn.execute(
+            f"SELECT caption_id, label, label_entry_id, reviewer, labelled_at FROM caption_state "
+            f"WHERE label IN ({marks}) ORDER BY caption_id", labels).fetchall()
+        if query is not None:
+            allowed = set(matching_caption_ids(conn, query))
+            state = [s for s in state if s[0] in allowed]
+        rows = []
+        kinds: set[str] = set()
+        for caption_id, label, entry_id, reviewer, labelled_at in state:
+            text, url, dup_count = conn.execute(
+                "SELECT text, url, dup_count FROM captions WHERE id = ?", (caption_id,)).fetchone()
+            note = conn.execute("SELECT note FROM labels WHERE id = ?", (entry_id,)).fetchone()[0]
+            scores = dict(conn.execute("SELECT kind, value FROM scores WHERE caption_id = ? ORDER BY kind, run_id",
+                                       (caption_id,)).fetchall())  # later runs win
+            kinds.update(scores)
+            evidence = _evidence(conn, caption_id)
+            hit, match_kind = _pick(label, caption_id, evidence)
+            gen = hit or (evidence[0] if evidence else None)
+            row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
+            row.update(caption=text, overfit_type=label, url=url, caption_id=caption_id, dup_count=dup_count,
+                       reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[])
+            if gen is not None:
+                run = conn.execute("SELECT model FROM runs WHERE id = ?", (gen["run_id"],)).fetchone()
+                seeds = sorted({e["seed"] for e in evidence if e["run_id"] == gen["run_id"]})
+                retrieved = [_retrieved_url(e["train_path_or_url"], e["train_meta"]) for e in evidence
+                             if e["generation_id"] == gen["generation_id"] and e["rank"] is not None]
+                row.update(gen_seeds=seeds, retrieved_urls=retrieved, model=run[0] if run else None,
+                           run_id=gen["run_id"], seed=gen["seed"], generated_sha=gen["generated_sha"])
+            if hit is not None:
+                distance = hit["masked_rmse"] if match_kind == "masked_rmse" else hit["rmse"]
+                row.update(match_kind=match_kind, match_distance=distance, mse_real_gen=distance * distance,
+                           similarity=hit["similarity"], train_image_sha=hit["train_image_sha"],
+                           train_image_id=hit["train_image_id"], train_path_or_url=hit["train_path_or_url"])
+                if label == "TV":
+                    mask = conn.execute("SELECT id, image_sha, version FROM masks WHERE train_image_id = ? "
+                                        "ORDER BY version DESC LIMIT 1", (hit["train_image_id"],)).fetchone()
+                    if mask is None and hit["mask_id"] is not None:
+                        mask = conn.execute("SELECT id, image_sha, version FROM masks WHERE id = ?",
+                                            (hit["mask_id"],)).fetchone()
+                    if mask is not None:
+                        row.update(mask_sha=mask[1], mask_version=mask[2])
+            row["_scores"] = scores
+            rows.append(row)
+    kind_list = sorted(kinds)
+    for row in rows:
+        scores = row.pop("_scores")
+        for k in kind_list:
+            row[f"score_{k}"] = scores.get(k)
+        if row["mask_sha"] is not None:
+            row["mask_rle"] = mask_rle(store.load_mask(row["mask_sha"]))
+    return rows, kind_list
+
+
+def mask_rle(mask: np.ndarray) -> dict:
+    """COCO RLE of a boolean mask, counts as text (pycocotools' compressed form)."""
+    from pycocotools import mask as coco
+    rle = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("utf-8")}
+
+
+# -- writers ------------------------------------------------------------------------------
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return canonical_json(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def write_csv(rows: list[dict], columns: list[str]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([_csv_cell(row[c]) for c in columns])
+    return buf.getvalue().encode("utf-8")
+
+
+def _json_line(row: dict, columns: Sequence[str]) -> str:
+    return json.dumps({c: row[c] for c in columns}, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def write_jsonl(rows: list[dict], columns: list[str]) -> bytes:
+    return "".join(_json_line(r, columns) + "\n" for r in rows).encode("utf-8")
+
+
+def parquet_schema(kinds: Sequence[str]):
+    import pyarrow as pa
+    types = {
+        "gen_seeds": pa.list_(pa.int64()), "retrieved_urls": pa.list_(pa.string()),
+        "mask_rle": pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())]),
+        "mse_real_gen": pa.float64(), "match_distance": pa.float64(), "similarity": pa.float64(),
+        "caption_id": pa.int64(), "dup_count": pa.int64(), "run_id": pa.int64(), "seed": pa.int64(),
+        "train_image_id": pa.int64(), "mask_version": pa.int64(),
+    }
+    fields = [pa.field(c, types.get(c, pa.string())) for c in BASE_COLUMNS]
+    fields += [pa.field(f"score_{k}", pa.float64()) for k in kinds]
+    return pa.schema(fields)
+
+
+def write_parquet(rows: list[dict], columns: list[str], kinds: Sequence[str]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    schema = parquet_schema(kinds)
+    table = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows], schema=schema)
+    buf = io.BytesIO()
+    # fixed settings: same table -> same bytes (for one pyarrow version)
+    pq.write_table(table, buf, compression="zstd", compression_level=3, use_dictionary=True,
+                   write_statistics=True, version="2.6", data_page_size=1 << 20)
+    return buf.getvalue()
+
+
+def _zip_add(zf: zipfile.ZipFile, name: str, data: bytes, files: dict[str, str]) -> None:
+    name = safe_member_name(name)
+    if name in files:
+        return  # content-addressed members can repeat (one training image, several rows)
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.external_attr = 0o644 << 16
+    info.create_system = 3
+    # PNG is already compressed; deflating it again only costs time
+    info.compress_type = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+    files[name] = hashlib.sha256(data).hexdigest()
+
+
+def write_zip(store: "Store", rows: list[dict], columns: list[str], labels: Sequence[str]) -> tuple[bytes, tuple]:
+    """Hugging Face imagefolder: metadata.jsonl keyed by file_name (the generated image)."""
+    buf = io.BytesIO()
+    files: dict[str, str] = {}
+    skipped, lines = [], []
+    with zipfile.ZipFile(buf, "w") as zf:
+        for row in rows:
+            if row["generated_sha"] is None:
+                skipped.append(row["caption_id"])
+                continue
+            meta = {"file_name": safe_member_name(f"generated/{row['generated_sha']}.png")}
+            _zip_add(zf, meta["file_name"], store.image_path(row["generated_sha"]).read_bytes(), files)
+            meta["train_file_name"] = meta["mask_file_name"] = None
+            if row["train_image_sha"] is not None:
+                meta["train_file_name"] = safe_member_name(f"train/{row['train_image_sha']}.png")
+                _zip_add(zf, meta["train_file_name"], store.image_path(row["train_image_sha"]).read_bytes(), files)
+            if row["mask_sha"] is not None:
+                png = encode_png(store.load_mask(row["mask_sha"]).astype(np.uint8) * 255)
+                meta["mask_file_name"] = safe_member_name(f"mask/{hashlib.sha256(png).hexdigest()}.png")
+                _zip_add(zf, meta["mask_file_name"], png, files)
+            meta.update({c: row[c] for c in columns})
+            lines.append(json.dumps(meta, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+        _zip_add(zf, "metadata.jsonl", "".join(line + "\n" for line in lines).encode("utf-8"), files)
+        manifest = {
+            "tool": "verbatim", "version": __version__, "layout": "huggingface-imagefolder",
+            "rows": len(lines), "labels": list(labels), "columns": ["file_name", "train_file_name",
+                                                                  "mask_file_name"] + list(columns),
+            "skipped_without_image": skipped, "files": dict(sorted(files.items())),
+        }
+        _zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
+    return buf.getvalue(), tuple(skipped)
+
+
+def _prepare_out(out: Union[str, Path], make_parents: bool) -> Path:
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"--out {out}: expected a file path, got an existing directory")
+    if not out.name:
+        raise ExportError(f"--out {out}: expected a file name, got none")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        if not make_parents:
+            raise ExportError(f"--out {out}: expected an existing directory {parent}, got none "
+                              f"(create it, or pass --parents)")
+        parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _atomic_write(out: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
+           labels: Sequence[str] = DEFAULT_LABELS, query: Optional[PageQuery] = None,
+           make_parents: bool = False) -> ExportResult:
+    """Write the confirmed set to ``out`` (format from ``fmt`` or the extension)."""
+    out = Path(out)
+    fmt = _format_for(out, fmt)
+    labels = _check_labels(labels)
+    out = _prepare_out(out, make_parents)
+    rows, kinds = collect_rows(store, labels, query)
+    columns = list(BASE_COLUMNS) + [f"score_{k}" for k in kinds]
+    skipped: tuple = ()
+    if fmt == "csv":
+        data = write_csv(rows, columns)
+    elif fmt == "jsonl":
+        data = write_jsonl(rows, columns)
+    elif fmt == "parquet":
+        data = write_parquet(rows, columns, kinds)
+    else:
+        data, skipped = write_zip(store, rows, columns, labels)
+    _atomic_write(out, data)
+    sha = hashlib.sha256(data).hexdigest()
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO exports (created_at, format, path, labels, query, rows, sha256, tool_version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (utc_now(), fmt, str(out.resolve()), canonical_json(list(labels)),
+             None if query is None else canonical_json(query.to_json()), len(rows), sha, __version__))
+        export_id = int(cur.lastrowid)
+    return ExportResult(out, fmt, len(rows), sha, export_id, skipped)
