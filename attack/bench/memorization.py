@@ -1,0 +1,123 @@
+"""`python -m attack bench memorization --json`: does the demo model copy what it should?
+
+For each planted group (and a seeded subset of the uniques) the fraction of attack captions whose
+best of J full samplings lies within RMSE 0.12 (256x256, Lanczos) of a training image of the right
+kind: its own image for exact duplicates and textures, any family variant under the family's
+keep-mask for templates, the duplicated image for retrieval verbatims, its own image for uniques.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..demo.net import WEIGHTS_DIR
+from ..demo.world import World, build_world
+from ..metrics import mask_to_compare, masked_rmse, rmse, to_compare
+from ..models.demo import DemoModel
+
+
+@dataclass(frozen=True)
+class MemorizationParams:
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    steps: int = 16
+    guidance: float = 7.5
+    threshold: float = 0.12
+    unique_limit: int = 200  # uniques evaluated (seeded subset); 0 = all of the attack list's
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    caption: str
+    kind: str
+    group: str
+    best_rmse: float
+    copied: bool
+
+
+def evaluate(model: DemoModel, world: World, p: MemorizationParams) -> tuple[list[CaptionResult], float]:
+    """Sample every selected attack caption J times; returns results and images per second."""
+    attack = [a for a in world.attack if a.kind != "unique"]
+    uniques = [a for a in world.attack if a.kind == "unique"]
+    if p.unique_limit and len(uniques) > p.unique_limit:
+        pick = np.random.default_rng(1234).permutation(len(uniques))[: p.unique_limit]
+        uniques = [uniques[i] for i in sorted(pick)]
+    attack += uniques
+    refs = to_compare(np.stack(world.images))
+    masks = {g: mask_to_compare(m) for g, m in world.masks.items()}
+    results, n_images, t_sample = [], 0, 0.0
+    per_batch = max(1, p.batch_size // len(p.seeds))
+    for i in range(0, len(attack), per_batch):
+        chunk = attack[i:i + per_batch]
+        caps = [a.caption for a in chunk for _ in p.seeds]
+        seeds = [s for _ in chunk for s in p.seeds]
+        t0 = time.perf_counter()
+        out = model.sample(caps, seeds, steps=p.steps, guidance=p.guidance)
+        t_sample += time.perf_counter() - t0
+        n_images += len(caps)
+        gen = to_compare(out.images).view(len(chunk), len(p.seeds), 3, *refs.shape[-2:])
+        for a, g in zip(chunk, gen):
+            best = float("inf")
+            for k in a.target_images:
+                ref = refs[k].expand_as(g)
+                d = masked_rmse(g, ref, masks[a.group]) if a.kind == "template" else rmse(g, ref)
+                best = min(best, float(d.min()))
+            results.append(CaptionResult(a.caption, a.kind, a.group, best, best <= p.threshold))
+    return results, n_images / max(t_sample, 1e-9)
+
+
+def run(weights: Path = WEIGHTS_DIR, params: MemorizationParams = MemorizationParams(),
+        device: str = "cpu") -> dict:
+    model = DemoModel.load(weights, device)
+    world = build_world(0)
+    results, ips = evaluate(model, world, params)
+
+    def rate(kind: str) -> float:
+        r = [x.copied for x in results if x.kind == kind]
+        return round(sum(r) / len(r), 4) if r else float("nan")
+
+    log = json.loads((weights / "train_log.json").read_text()) if (weights / "train_log.json").is_file() else {}
+    by_group: dict[str, list[float]] = {}
+    for x in results:
+        if x.group:
+            by_group.setdefault(x.group, []).append(x.best_rmse)
+    return {
+        "params": asdict(params),
+        "groups": {g: {"copied": sum(v <= params.threshold for v in d), "of": len(d),
+                       "median_best_rmse": round(float(np.median(d)), 4)} for g, d in sorted(by_group.items())},
+        "unique_median_best_rmse": round(float(np.median([x.best_rmse for x in results if x.kind == "unique"])), 4),
+        "exact_copy_rate": rate("exact"),
+        "template_copy_rate": rate("template"),
+        "retrieval_copy_rate": rate("retrieval"),
+        "texture_copy_rate": rate("texture"),
+        "unique_copy_rate": rate("unique"),
+        "train_minutes": log.get("train_minutes"),
+        "weights_mb": round(sum(f.stat().st_size for f in weights.glob("*.safetensors")) / 2 ** 20, 2),
+        "sample_images_per_s": round(ips, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m attack bench memorization", description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print only the JSON result")
+    ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--unique-limit", type=int, default=MemorizationParams.unique_limit)
+    ap.add_argument("--steps", type=int, default=MemorizationParams.steps)
+    a = ap.parse_args(argv)
+    res = run(a.weights, MemorizationParams(unique_limit=a.unique_limit, steps=a.steps), a.device)
+    if not a.json:
+        for g, d in res["groups"].items():
+            print(f"{g:28s} {d['copied']:3d}/{d['of']:<3d} median best RMSE {d['median_best_rmse']:.3f}")
+    print(json.dumps({k: v for k, v in res.items() if k not in ("groups", "params")} | {"params": res["params"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Image distances under DESIGN's convention: 256x256 RGB in [0,1] (Lanczos), RMSE over all
+values compared (over the kept pixels for a mask)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+COMPARE_SIZE = 256
+
+
+def to_compare(images: torch.Tensor | np.ndarray, size: int = COMPARE_SIZE) -> torch.Tensor:
+    """[B,3,H,W] float in [0,1] (or [B,H,W,3] uint8) -> [B,3,size,size] float32 in [0,1], Lanczos."""
+    if isinstance(images, torch.Tensor):
+        arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    else:
+        arr = np.asarray(images)
+        if arr.ndim == 3:
+            arr = arr[None]
+    out = np.empty((arr.shape[0], size, size, 3), np.float32)
+    for i, a in enumerate(arr):
+        im = Image.fromarray(a)
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.LANCZOS)
+        out[i] = np.asarray(im, np.float32) / 255.0
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def mask_to_compare(mask: np.ndarray | torch.Tensor, size: int = COMPARE_SIZE) -> torch.Tensor:
+    """A boolean keep-mask [H,W] -> [size,size] bool (nearest neighbour: a mask stays binary)."""
+    m = np.asarray(mask, dtype=np.uint8) * 255
+    if m.shape != (size, size):
+        m = np.asarray(Image.fromarray(m).resize((size, size), Image.NEAREST))
+    return torch.from_numpy(m > 127)
+
+
+def rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise-aligned RMSE: a, b [B,3,S,S] -> [B]."""
+    return (a - b).pow(2).flatten(1).mean(1).sqrt()
+
+
+def masked_rmse(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """RMSE over the pixels `keep` [S,S] (or [B,S,S]) keeps, all channels: [B]."""
+    k = keep.to(a.dtype)
+    if k.ndim == 2:
+        k = k.expand(a.shape[0], *k.shape)
+    k = k[:, None]
+    n = (k.flatten(1).sum(1) * a.shape[1]).clamp_min(1)
+    return (((a - b) ** 2) * k).flatten(1).sum(1).div(n).sqrt()

@@ -1,0 +1,62 @@
+"""The `demo` model: the embedded tiny text-to-image network behind the adapter interface."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..demo.net import WEIGHTS_DIR, DemoNet
+from .base import ModelError, TextToImageModel
+
+
+class DemoModel(TextToImageModel):
+    name = "demo"
+
+    def __init__(self, net: DemoNet, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.net = net.to(device)
+        self._device = torch.device(device)
+        self._empty: torch.Tensor | None = None
+
+    @classmethod
+    def load(cls, folder: Path = WEIGHTS_DIR, device: str | torch.device = "cpu") -> "DemoModel":
+        try:
+            return cls(DemoNet.load(Path(folder)), device)
+        except FileNotFoundError as e:
+            raise ModelError(str(e)) from None
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return self.net.cfg.latent_shape
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.net.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.net.sigmas[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @torch.no_grad()
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        return self.net.encode(list(captions))
+
+    def uncond(self, n: int) -> torch.Tensor:
+        if self._empty is None:
+            self._empty = self.encode([""])
+        return self._empty.expand(n, *self._empty.shape[1:])
+
+    def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net.denoise(x, sigma, cond)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.net.unfold(latents.float())
