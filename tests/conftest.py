@@ -1,0 +1,59 @@
+"""Shared helpers for store / ingest / export tests."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store import CaptionRow, Neighbour, Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def snapshot(store_dir: Path) -> tuple:
+    """Everything observable in a store: a dump of every table (FTS shadow tables
+    included) and the images/ listing, to assert that a failed call changed nothing."""
+    conn = sqlite3.connect(f"file:{store_dir / 'store.db'}?mode=ro", uri=True)
+    try:
+        dump = tuple(conn.iterdump())
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+    images = tuple(sorted(str(p.relative_to(store_dir)) for p in (store_dir / "images").rglob("*")))
+    return version, dump, images
+
+
+def tiny_image(seed: int, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(tmp_path / "store") as s:
+        yield s
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def add_candidate(store: Store, text: str, run_id: int, seed: int = 0, scores: dict | None = None,
+                  rmse: float = 0.05, masked_rmse: float | None = None, own: bool = True) -> dict:
+    """One caption with scores, a generation, its own training image as a neighbour."""
+    (cid,) = store.add_captions([CaptionRow(text, url=f"https://example.com/{seed}.jpg")])
+    for kind, value in (scores or {}).items():
+        store.add_scores(run_id, kind, [(cid, value)])
+    gen_sha = store.put_image(tiny_image(seed))
+    train_sha = store.put_image(tiny_image(seed + 10_000))
+    tid = store.add_training_image(train_sha, cid if own else None, f"train/{seed}.png",
+                                   {"url": f"https://laion.example/{seed}.jpg"})
+    gid = store.add_generation(cid, run_id, seed, 1, "heun", gen_sha)
+    store.add_neighbours(gid, [Neighbour(0, tid, 0.99, rmse, masked_rmse)])
+    return {"caption_id": cid, "generation_id": gid, "train_image_id": tid, "gen_sha": gen_sha,
+            "train_sha": train_sha}
