@@ -17,15 +17,14 @@ EXIT_BAD_INPUT = 2
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from .ingest import ingest
+    from .ingest import apply_ingest, prepare_ingest
 
     def warn(msg: str) -> None:
         print(f"warning: {msg}", file=sys.stderr)
 
-    if args.file is None and args.images is None:
-        raise StoreError("ingest: expected a caption FILE and/or --images DIR, got neither")
+    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format)  # before touching the store
     with Store.open(args.store) as store:
-        report = ingest(store, args.file, args.images, args.metadata, args.format, warn=warn)
+        report = apply_ingest(store, prepared, warn=warn)
     print(report.summary())
     return 0
 

@@ -465,17 +465,29 @@ def decode_image(path: Path) -> Image.Image:
 
 
 # -- the whole ingest -------------------------------------------------------------------------------
-def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,
-           metadata: Optional[Path] = None, fmt: Optional[str] = None,
-           warn=lambda msg: None) -> IngestReport:
-    """Validate everything, write image files, then all rows in one transaction."""
+@dataclass(frozen=True)
+class PreparedIngest:
+    """Validated input, nothing written yet (the store need not exist)."""
+    file: Optional[Path]
+    parsed: Optional[ParsedList]
+    scan: Optional[ImageScan]
+
+
+def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
+                   metadata: Optional[Path] = None, fmt: Optional[str] = None) -> PreparedIngest:
+    """Parse and check every input; raises IngestError naming file, row and column."""
     if file is None and images is None:
         raise IngestError("ingest: expected a caption FILE and/or --images DIR, got neither")
     if metadata is not None and images is None:
         raise IngestError("ingest: expected --images DIR with --metadata, got --metadata alone")
     parsed = parse_caption_file(Path(file), fmt) if file is not None else None
     scan = scan_images(Path(images), Path(metadata) if metadata else None) if images is not None else None
+    return PreparedIngest(None if file is None else Path(file), parsed, scan)
 
+
+def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None) -> IngestReport:
+    """Write image files (skipping corrupt ones), then every row in one transaction."""
+    parsed, scan = prepared.parsed, prepared.scan
     decoded: list[tuple[ImageEntry, str, tuple]] = []
     corrupt: list[tuple[str, str]] = []
     for entry in scan.entries if scan else ():
@@ -488,17 +500,18 @@ def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = N
             continue
         decoded.append((entry, store.put_image(img), img.size))
 
-    params = {"file": None if file is None else str(file), "format": parsed.format if parsed else None,
-              "layout": parsed.layout if parsed else None, "images": None if images is None else str(images),
+    params = {"file": None if prepared.file is None else str(prepared.file),
+              "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
+              "images": None if scan is None else str(scan.folder),
               "metadata": None if scan is None or scan.metadata is None else str(scan.metadata)}
+    caption_rows = list(parsed.rows) if parsed else []
+    image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
+                      for e, _, _ in decoded if e.caption is not None]
     with store.transaction() as conn:
         run_id = store.start_run("ingest", "", params)
         n_captions_before = conn.execute("SELECT count(*) FROM captions").fetchone()[0]
         n_images_before = conn.execute("SELECT count(*) FROM training_images").fetchone()[0]
-        caption_rows = list(parsed.rows) if parsed else []
         store.add_captions(caption_rows)
-        image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
-                          for e, _, _ in decoded if e.caption is not None]
         ids = iter(store.add_captions(image_captions))
         for entry, sha, size in decoded:
             meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
@@ -511,3 +524,10 @@ def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = N
     return IngestReport(run_id=run_id, caption_rows=n_rows, captions_added=added, captions_merged=n_rows - added,
                         images_added=images_added, images_skipped=len(corrupt), corrupt_files=tuple(corrupt),
                         format=parsed.format if parsed else None, layout=parsed.layout if parsed else None)
+
+
+def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,
+           metadata: Optional[Path] = None, fmt: Optional[str] = None,
+           warn=lambda msg: None) -> IngestReport:
+    """Validate everything, write image files, then all rows in one transaction."""
+    return apply_ingest(store, prepare_ingest(file, images, metadata, fmt), warn)
