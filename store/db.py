@@ -8,7 +8,7 @@ from pathlib import Path
 from .errors import SchemaError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
-DEFAULT_BUSY_TIMEOUT_MS = 10_000
+DEFAULT_BUSY_TIMEOUT_MS = 15_000
 
 
 def utc_now() -> str:

@@ -6,8 +6,10 @@ methods so callers only ever need ``Store``.
 """
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -39,8 +41,10 @@ class Store:
     ``store.transaction()``: they COMMIT on their own.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection,
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
         self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
         self.conn = conn
         self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
         self.images = ImageFiles(path / IMAGES_DIR)
@@ -67,7 +71,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(path, conn)
+        return cls(path, conn, busy_timeout_ms)
 
     def close(self) -> None:
         with self._lock:
@@ -93,10 +97,7 @@ class Store:
             if self.conn is None:
                 raise StoreError(f"{self.path}: expected an open store, got a closed one")
             if self._depth == 0:
-                try:
-                    self.conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as e:
-                    raise StoreError(f"{self.path}: expected to get the write lock, got {e}") from e
+                self._begin_immediate()
                 self._depth = 1
                 try:
                     yield self.conn
@@ -126,6 +127,31 @@ class Store:
                     self.conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock, retrying at short random intervals until the busy timeout.
+
+        SQLite's own busy handler backs off to 100 ms sleeps, so a writer that has
+        waited long polls rarely while fresh writers grab the lock: with many
+        writer processes one can starve past the timeout. Equal, short, jittered
+        retries give every waiter the same chance.
+        """
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) and "busy" not in str(e):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise StoreError(f"{self.path}: expected the write lock within "
+                                         f"{self._busy_timeout_ms} ms, got {e}") from e
+                    time.sleep(random.uniform(0.0002, 0.002))
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
