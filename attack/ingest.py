@@ -33,7 +33,7 @@ from typing import Any, Iterable, Optional
 
 from PIL import Image
 
-from store import CaptionRow, IngestError, Store, StoreError
+from store import CaptionRow, IngestError, Store
 
 MAX_CAPTION_CHARS = 10_000
 FILE_FORMATS = ("parquet", "jsonl", "csv", "text")

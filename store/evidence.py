@@ -137,8 +137,14 @@ def add_captions(store: "Store", rows: Iterable[CaptionRow]) -> list[int]:
     params = [_caption_params(i, row) for i, row in enumerate(rows)]
     ids = []
     with store.transaction() as conn, integrity("add_captions"):
+        # new rows get ids above the current max; index them in one statement (see schema V2)
+        max_before = conn.execute("SELECT coalesce(max(id), 0) FROM captions").fetchone()[0]
+        conn.execute("INSERT INTO meta (key, value) VALUES ('fts_bulk_insert', '1')")
         for p in params:
             ids.append(conn.execute(_MERGE_CAPTION, p).fetchone()[0])
+        conn.execute("INSERT INTO captions_fts (rowid, text) SELECT id, text FROM captions WHERE id > ?",
+                     (max_before,))
+        conn.execute("DELETE FROM meta WHERE key = 'fts_bulk_insert'")
     return ids
 
 

@@ -63,8 +63,11 @@ class Store:
         if not db_path.exists():
             if not create:
                 raise StoreError(f"{path}: expected a store folder containing {DB_NAME}, got none")
+        try:
             path.mkdir(parents=True, exist_ok=True)
-        (path / IMAGES_DIR).mkdir(exist_ok=True)
+            (path / IMAGES_DIR).mkdir(exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{path}: expected a folder we can write, got {e.strerror or e}") from e
         conn = connect(db_path, busy_timeout_ms, durable)
         try:
             migrate(conn, db_path)

@@ -22,7 +22,7 @@ def test_open_creates_folder_with_wal_and_schema(tmp_path):
         assert s.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
         assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert "captions" in s.db.table_names()
+        assert "captions" in s.db.table_names() and s.db["captions"].count == 0
     with Store.open(tmp_path / "s", create=False) as s:  # reopening migrates nothing
         assert s.info()["schema_version"] == SCHEMA_VERSION
 
@@ -208,3 +208,34 @@ def test_info_counts(store):
     assert info["candidates"] == 1
     assert info["labels"]["MV"] == 1 and info["labels"]["unlabelled"] == 0
     json.dumps(info)
+
+
+def test_migration_from_v1(tmp_path):
+    """A store written by schema v1 opens, migrates in place, and keeps its data searchable."""
+    from store.db import split_sql
+    from store.schema import MIGRATIONS
+    (tmp_path / "old").mkdir()
+    conn = sqlite3.connect(tmp_path / "old" / "store.db", isolation_level=None)
+    for statement in split_sql(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO captions (text) VALUES ('written by version one')")
+    conn.close()
+    with Store.open(tmp_path / "old") as s:
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        s.add_captions([CaptionRow("written by version two"), CaptionRow("written by version one")])
+        assert sorted(h.text for h in s.search("written version", 10)) == [
+            "written by version one", "written by version two"]
+        s.conn.execute("INSERT INTO captions_fts (captions_fts, rank) VALUES ('integrity-check', 1)")
+        assert s.get_caption(1).count == 2
+
+
+def test_fts_index_matches_captions(store):
+    store.add_captions([CaptionRow(f"caption number {i}") for i in range(50)])
+    store.add_captions([CaptionRow("caption number 3"), CaptionRow("a new one")])
+    store.conn.execute("INSERT INTO captions (text) VALUES ('raw insert')")  # per-row trigger path
+    # rank=1: also compare the index with the captions table (catches missing or doubled rows)
+    store.conn.execute("INSERT INTO captions_fts (captions_fts, rank) VALUES ('integrity-check', 1)")
+    n_fts = store.conn.execute("SELECT count(*) FROM captions_fts WHERE captions_fts MATCH 'caption OR new OR raw'").fetchone()[0]
+    assert n_fts == 52
+    assert store.conn.execute("SELECT count(*) FROM meta WHERE key = 'fts_bulk_insert'").fetchone()[0] == 0
