@@ -30,6 +30,7 @@ class MemorizationParams:
     threshold: float = 0.12
     unique_limit: int = 200  # uniques evaluated (seeded subset); 0 = all of the attack list's
     batch_size: int = 64
+    kinds: tuple[str, ...] = ()  # restrict to these kinds (quick checks); () = all
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ def evaluate(model: DemoModel, world: World, p: MemorizationParams) -> tuple[lis
         pick = np.random.default_rng(1234).permutation(len(uniques))[: p.unique_limit]
         uniques = [uniques[i] for i in sorted(pick)]
     attack += uniques
+    if p.kinds:
+        attack = [a for a in attack if a.kind in p.kinds]
     refs = to_compare(np.stack(world.images))
     masks = {g: mask_to_compare(m) for g, m in world.masks.items()}
     results, n_images, t_sample = [], 0, 0.0
@@ -78,9 +81,9 @@ def run(weights: Path = WEIGHTS_DIR, params: MemorizationParams = MemorizationPa
     world = build_world(0)
     results, ips = evaluate(model, world, params)
 
-    def rate(kind: str) -> float:
+    def rate(kind: str) -> float | None:
         r = [x.copied for x in results if x.kind == kind]
-        return round(sum(r) / len(r), 4) if r else float("nan")
+        return round(sum(r) / len(r), 4) if r else None
 
     log = json.loads((weights / "train_log.json").read_text()) if (weights / "train_log.json").is_file() else {}
     by_group: dict[str, list[float]] = {}
@@ -91,7 +94,7 @@ def run(weights: Path = WEIGHTS_DIR, params: MemorizationParams = MemorizationPa
         "params": asdict(params),
         "groups": {g: {"copied": sum(v <= params.threshold for v in d), "of": len(d),
                        "median_best_rmse": round(float(np.median(d)), 4)} for g, d in sorted(by_group.items())},
-        "unique_median_best_rmse": round(float(np.median([x.best_rmse for x in results if x.kind == "unique"])), 4),
+        "unique_median_best_rmse": (round(float(np.median(u)), 4) if (u := [x.best_rmse for x in results if x.kind == "unique"]) else None),
         "exact_copy_rate": rate("exact"),
         "template_copy_rate": rate("template"),
         "retrieval_copy_rate": rate("retrieval"),
@@ -110,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--unique-limit", type=int, default=MemorizationParams.unique_limit)
     ap.add_argument("--steps", type=int, default=MemorizationParams.steps)
+    ap.add_argument("--seeds", type=int, default=len(MemorizationParams.seeds), help="J full samplings per caption")
+    ap.add_argument("--kinds", default="", help="comma-separated kinds to evaluate (default: all)")
     a = ap.parse_args(argv)
-    res = run(a.weights, MemorizationParams(unique_limit=a.unique_limit, steps=a.steps), a.device)
+    params = MemorizationParams(seeds=tuple(range(a.seeds)), unique_limit=a.unique_limit, steps=a.steps,
+                                kinds=tuple(k for k in a.kinds.split(",") if k))
+    res = run(a.weights, params, a.device)
     if not a.json:
         for g, d in res["groups"].items():
             print(f"{g:28s} {d['copied']:3d}/{d['of']:<3d} median best RMSE {d['median_best_rmse']:.3f}")

@@ -24,13 +24,24 @@ from .world import build_world
 
 
 def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: float = 5e-4,
-          caption_dropout: float = 0.1, save_every_min: float = 10.0, max_steps: int | None = None) -> dict:
+          caption_dropout: float = 0.1, save_every_min: float = 10.0, max_steps: int | None = None,
+          resume: Path | None = None) -> dict:
     torch.manual_seed(seed)  # training script, not library code: seeding here is the point
     rng = np.random.default_rng(seed)
     world = build_world(seed)
     captions = [r.caption for r in world.rows]
     cfg = DemoConfig(vocab=tuple(WordTokenizer.from_captions(captions).vocab))
     net = DemoNet(cfg)
+    prior = {"steps": 0, "train_minutes": 0.0, "log": []}
+    if resume is not None:
+        # Continue from saved (EMA, float16) weights with a fresh optimizer; steps and minutes add up.
+        loaded = DemoNet.load(resume)
+        if loaded.cfg != cfg:
+            raise ValueError(f"expected {resume} to hold a model for this demo world, got another config")
+        net.load_state_dict(loaded.state_dict())
+        net.requires_grad_(True).train()
+        prior = json.loads((resume / "train_log.json").read_text(encoding="utf-8"))
+        rng = np.random.default_rng([seed, prior["steps"]])
     images = torch.from_numpy(np.stack(world.images)).permute(0, 3, 1, 2).float() / 255.0
     latents = net.fold(images)
     row_image = torch.tensor([r.image_index for r in world.rows])
@@ -41,13 +52,13 @@ def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: fl
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sd = cfg.sigma_data
     smin, smax = float(net.sigmas[0]), float(net.sigmas[-1])
-    start = last_save = time.time()
-    log: list[dict] = []
-    step, run_loss = 0, 0.0
+    start = last_save = time.time() - 60 * prior["train_minutes"]
+    log: list[dict] = list(prior["log"])
+    step, run_loss = prior["steps"], 0.0
     print(f"demo world: {len(world.rows)} rows, {len(world.images)} images; "
           f"model {sum(p.numel() for p in params) / 1e6:.2f}M params", flush=True)
     while True:
-        elapsed = (time.time() - start) / 60
+        elapsed = (time.time() - start) / 60 - prior["train_minutes"]
         if elapsed >= minutes or (max_steps is not None and step >= max_steps):
             break
         idx = torch.from_numpy(rng.integers(0, len(world.rows), batch_size))
@@ -65,14 +76,14 @@ def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: fl
         d = net.denoise(x, sigma, cond)
         w = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
         loss = (w.view(-1, 1, 1, 1) * (d - x0) ** 2).mean()
-        warm = min(1.0, (step + 1) / 200)
+        warm = min(1.0, (step - prior["steps"] + 1) / 200)
         for g in opt.param_groups:
             g["lr"] = lr * warm
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        decay = min(0.999, (1 + step) / (10 + step))
+        decay = min(0.999, (1 + step - prior["steps"]) / (10 + step - prior["steps"]))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(p, 1 - decay)
@@ -107,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    ap.add_argument("--resume", type=Path, default=None, help="continue from the weights and log in this folder")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    info = train(a.minutes, a.out, a.seed, a.batch_size, a.lr, max_steps=a.max_steps)
+    info = train(a.minutes, a.out, a.seed, a.batch_size, a.lr, max_steps=a.max_steps, resume=a.resume)
     print(json.dumps({k: v for k, v in info.items() if k != "log"}))
     return 0
 

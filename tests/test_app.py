@@ -1,0 +1,72 @@
+"""The thin app entry point and the review app skeleton, launched for real on loopback."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from gradio_client import Client
+
+import app
+from review import views
+from review.app import build_app
+from store import CaptionRow, Store
+
+
+def test_non_loopback_bind_without_auth_refuses_to_start():
+    r = subprocess.run([sys.executable, "app.py", "--host", "0.0.0.0", "--store", "nowhere"],
+                       capture_output=True, text=True, timeout=60, cwd=app.DEMO_STORE.parents[1])
+    assert r.returncode == 2
+    assert "expected a loopback address" in r.stderr and "--auth" in r.stderr
+
+
+@pytest.mark.parametrize("host,ok", [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                     ("0.0.0.0", False), ("192.168.1.4", False), ("example.org", False)])
+def test_loopback_detection(host, ok):
+    assert app.is_loopback(host) is ok
+
+
+def test_malformed_auth_is_refused():
+    with pytest.raises(SystemExit) as e:
+        app.parse_args(["--auth", "justauser"])
+    assert e.value.code == 2
+
+
+def test_missing_store_folder_is_an_error_not_a_new_store(tmp_path, capsys):
+    assert app.main(["--store", str(tmp_path / "absent")]) == 2
+    assert "expected a store folder" in capsys.readouterr().err
+    assert not (tmp_path / "absent").exists()
+
+
+def test_caption_search_view_keeps_untrusted_text_as_plain_text(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        s.add_captions([CaptionRow("<script>alert(1)</script> red carpet"), CaptionRow("blue sofa")])
+        rows = views.caption_rows(s, "carpet")
+        assert [r[1] for r in rows] == ["<script>alert(1)</script> red carpet"]
+        assert views.caption_rows(s, "   ") == []
+        demo = build_app(s)
+        tables = [b for b in demo.blocks.values() if type(b).__name__ == "Dataframe"]
+        # text columns only: a caption is never rendered as markdown or HTML
+        assert tables and all(set(t.datatype) <= {"str", "number"} for t in tables)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_launched_app_answers_a_search_through_gradio_client(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        s.add_captions([CaptionRow("Shaw Floors carpet in Ocean Blue"), CaptionRow("white background")])
+        demo = build_app(s)
+        port = _free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            out = client.predict("carpet", api_name="/search")
+            data = out["data"] if isinstance(out, dict) else out
+            assert [row[1] for row in data] == ["Shaw Floors carpet in Ocean Blue"]
+        finally:
+            demo.close()
