@@ -182,26 +182,25 @@ def measure(store: Store, cfg: BenchConfig) -> dict:
     page_ms = []
     for i in range(cfg.tries):
         name, make = variants[i % len(variants)]
-        q = make()
+        q = make()  # built outside the timing
         ms = _time(lambda: store.page(q))
         per_variant[name].append(ms)
         page_ms.append(ms)
 
     labels = ("MV", "TV", "RV", "N", "FP:texture", "skip")
-    write_ms = [_time(lambda: store.add_label(int(rng.choice(candidates)), labels[i % len(labels)], "bench-writer"))
+    targets = [int(c) for c in rng.choice(np.array(candidates), 2 * cfg.tries)]  # picked outside the timing
+    write_ms = [_time(lambda: store.add_label(targets[i], labels[i % len(labels)], "bench-writer"))
                 for i in range(cfg.tries)]
     # for reference: the same call on a Store opened with durable=False (no fsync per commit)
     with Store.open(store.path, create=False, durable=False) as fast:
-        fast_ms = [_time(lambda: fast.add_label(int(rng.choice(candidates)), labels[i % len(labels)], "bench-writer"))
+        fast_ms = [_time(lambda: fast.add_label(targets[cfg.tries + i], labels[i % len(labels)], "bench-writer"))
                    for i in range(cfg.tries)]
 
-    search_ms = []
-    for _ in range(cfg.tries):
-        cid = int(rng.integers(1, n_captions + 1))
-        words = store.get_caption(cid).text.split()
-        picks = rng.choice(len(words), 2, replace=False)
-        query = " ".join(words[int(p)] for p in picks)
-        search_ms.append(_time(lambda: store.search(query, 20)))
+    search_queries = []
+    for _ in range(cfg.tries):  # two words of a random caption: the search always has hits
+        words = store.get_caption(int(rng.integers(1, n_captions + 1))).text.split()
+        search_queries.append(" ".join(words[int(p)] for p in rng.choice(len(words), 2, replace=False)))
+    search_ms = [_time(lambda: store.search(q, 20)) for q in search_queries]
     return {
         "page_query_ms": statistics.median(page_ms), "page_query_p90_ms": _p90(page_ms),
         "label_write_ms": statistics.median(write_ms), "label_write_p90_ms": _p90(write_ms),

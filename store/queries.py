@@ -69,6 +69,29 @@ def state_filter(q: PageQuery) -> tuple[list[str], list]:
     return conds, params
 
 
+def _count(conn: "sqlite3.Connection", q: PageQuery, where: str, params: list) -> int:
+    """Candidates matching the state filters; from candidate_counts when only label filters apply."""
+    if q.flags or q.search is not None:
+        return conn.execute(f"SELECT count(*) FROM caption_state st WHERE {where}", params).fetchone()[0]
+    conds, args = [], []
+    if q.human_label is not None:
+        terms = []
+        named = [v for v in q.human_label if v in HUMAN_LABELS]
+        if named:
+            terms.append(f"label_key IN ({', '.join('?' * len(named))})")
+            args.extend(named)
+        if "unlabelled" in q.human_label:
+            terms.append("label_key = ''")
+        if "labelled" in q.human_label:
+            terms.append("label_key <> ''")
+        conds.append("(" + " OR ".join(terms) + ")")
+    if q.auto_label is not None:
+        conds.append(f"auto_key IN ({', '.join('?' * len(q.auto_label))})")
+        args.extend(q.auto_label)
+    sql = "SELECT coalesce(sum(n), 0) FROM candidate_counts" + (" WHERE " + " AND ".join(conds) if conds else "")
+    return conn.execute(sql, args).fetchone()[0]
+
+
 def _score_source(conn: "sqlite3.Connection", q: PageQuery) -> tuple[Optional[str], list, bool]:
     """(condition on candidate_scores ``cs``, params, restricted) for the order_by kind.
 
@@ -112,7 +135,7 @@ def _page_ids(conn: "sqlite3.Connection", q: PageQuery) -> tuple[list[tuple[int,
     window = [q.limit, q.offset]
 
     if q.order_by in COLUMN_ORDERS:
-        total = conn.execute(f"SELECT count(*) FROM caption_state st WHERE {where}", params).fetchone()[0]
+        total = _count(conn, q, where, params)
         col = "st.caption_id" if q.order_by == "caption_id" else "st.labelled_at"
         rows = conn.execute(f"SELECT st.caption_id, NULL FROM caption_state st WHERE {where} "
                             f"ORDER BY {col} {d}, st.caption_id {d} LIMIT ? OFFSET ?", params + window).fetchall()
@@ -129,7 +152,7 @@ def _page_ids(conn: "sqlite3.Connection", q: PageQuery) -> tuple[list[tuple[int,
                             score_params + params + window).fetchall()
         return rows, total
 
-    total = conn.execute(f"SELECT count(*) FROM caption_state st WHERE {where}", params).fetchone()[0]
+    total = _count(conn, q, where, params)
     if total == 0 or q.offset >= total:
         return [], total
     if total <= SMALL_SET:
@@ -176,8 +199,22 @@ def matching_caption_ids(conn: "sqlite3.Connection", q: PageQuery) -> list[int]:
         f"SELECT st.caption_id FROM caption_state st WHERE {where} ORDER BY st.caption_id", params)]
 
 
+BUILTIN_SCORE_KINDS = ("dcs", "ecs", "wen", "carlini")
+
+
+def _check_order(conn: "sqlite3.Connection", q: PageQuery) -> None:
+    """A typo in order_by would silently give an unranked page: refuse it instead."""
+    if q.order_by in COLUMN_ORDERS or q.order_by in BUILTIN_SCORE_KINDS:
+        return
+    if conn.execute("SELECT 1 FROM score_kinds WHERE kind = ?", (q.order_by,)).fetchone() is None:
+        known = sorted(set(BUILTIN_SCORE_KINDS) | {r[0] for r in conn.execute("SELECT kind FROM score_kinds")})
+        raise StoreError(f"PageQuery.order_by: expected a score kind ({', '.join(known)}) or one of "
+                         f"{', '.join(COLUMN_ORDERS)}, got {q.order_by!r}")
+
+
 def page(store: "Store", q: PageQuery) -> Page:
     with store.snapshot() as conn:
+        _check_order(conn, q)
         ids, total = _page_ids(conn, q)
         if not ids:
             return Page((), total, q)

@@ -1,6 +1,7 @@
 """Shared helpers for store / ingest / export tests."""
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -57,3 +58,29 @@ def add_candidate(store: Store, text: str, run_id: int, seed: int = 0, scores: d
     store.add_neighbours(gid, [Neighbour(0, tid, 0.99, rmse, masked_rmse)])
     return {"caption_id": cid, "generation_id": gid, "train_image_id": tid, "gen_sha": gen_sha,
             "train_sha": train_sha}
+
+
+def assert_derived_state(conn: sqlite3.Connection) -> None:
+    """The trigger-maintained tables equal what they are derived from."""
+    latest = dict(conn.execute("SELECT caption_id, label FROM labels WHERE id IN "
+                               "(SELECT max(id) FROM labels GROUP BY caption_id)").fetchall())
+    state = dict(conn.execute("SELECT caption_id, label FROM caption_state WHERE label_entry_id IS NOT NULL"))
+    assert state == latest
+    n_gen = dict(conn.execute("SELECT caption_id, count(*) FROM generations GROUP BY caption_id"))
+    assert n_gen == dict(conn.execute("SELECT caption_id, n_generations FROM caption_state WHERE n_generations > 0"))
+    counts = {(a, b): n for a, b, n in conn.execute("SELECT label_key, auto_key, n FROM candidate_counts WHERE n <> 0")}
+    expected = {(a, b): n for a, b, n in conn.execute(
+        "SELECT coalesce(label, ''), coalesce(auto_label, ''), count(*) FROM caption_state "
+        "WHERE n_generations > 0 GROUP BY 1, 2")}
+    assert counts == expected
+    cand = set(conn.execute("SELECT caption_id, kind, run_id, value, is_latest FROM candidate_scores"))
+    exp = set(conn.execute(
+        "SELECT s.caption_id, s.kind, s.run_id, s.value, s.run_id = (SELECT max(run_id) FROM scores s2 "
+        "WHERE s2.caption_id = s.caption_id AND s2.kind = s.kind) FROM scores s "
+        "JOIN caption_state st ON st.caption_id = s.caption_id AND st.n_generations > 0"))
+    assert cand == exp
+    flags = set(conn.execute("SELECT caption_id, flag FROM caption_flags"))
+    exp_flags = {(cid, f) for cid, fl in conn.execute(
+        "SELECT caption_id, flags FROM auto_labels a WHERE run_id = (SELECT max(run_id) FROM auto_labels b "
+        "WHERE b.caption_id = a.caption_id)") for f in json.loads(fl)}
+    assert flags == exp_flags

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from store import (
-    SCHEMA_VERSION, CaptionRow, Neighbour, NotFoundError, SchemaError, Store, StoreError,
+    SCHEMA_VERSION, CaptionRow, Neighbour, NotFoundError, PageQuery, SchemaError, Store, StoreError,
 )
-from tests.conftest import snapshot, tiny_image
+from tests.conftest import assert_derived_state, snapshot, tiny_image
 
 
 def test_open_creates_folder_with_wal_and_schema(tmp_path):
@@ -220,6 +220,9 @@ def test_migration_from_v1(tmp_path):
         conn.execute(statement)
     conn.execute("PRAGMA user_version = 1")
     conn.execute("INSERT INTO captions (text) VALUES ('written by version one')")
+    conn.execute("INSERT INTO generations (caption_id, seed, steps, sampler, image_sha, created_at) "
+                 "VALUES (1, 0, 1, 'heun', 'x', 'now')")
+    conn.execute("INSERT INTO labels (caption_id, label, reviewer, created_at) VALUES (1, 'MV', 'ann', 'now')")
     conn.close()
     with Store.open(tmp_path / "old") as s:
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -228,6 +231,8 @@ def test_migration_from_v1(tmp_path):
             "written by version one", "written by version two"]
         s.conn.execute("INSERT INTO captions_fts (captions_fts, rank) VALUES ('integrity-check', 1)")
         assert s.get_caption(1).count == 2
+        assert_derived_state(s.conn)  # v3's counts were backfilled from v1 data
+        assert s.page(PageQuery(human_label="MV")).total == 1
 
 
 def test_fts_index_matches_captions(store):

@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from store import HUMAN_LABELS, CaptionRow, LabelError, NotFoundError
+from tests.conftest import assert_derived_state
 
 
 @pytest.fixture
@@ -71,7 +72,4 @@ def test_state_matches_latest_entry(store):
         store.add_label(ids[(i * 7) % 20], HUMAN_LABELS[i % len(HUMAN_LABELS)], f"r{i % 3}")
         if i % 9 == 0:
             store.undo_label(ids[(i * 7) % 20], "r0")
-    latest = dict(store.conn.execute(
-        "SELECT caption_id, label FROM labels WHERE id IN (SELECT max(id) FROM labels GROUP BY caption_id)").fetchall())
-    state = dict(store.conn.execute("SELECT caption_id, label FROM caption_state").fetchall())
-    assert state == latest
+    assert_derived_state(store.conn)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from store import CaptionRow, PageQuery, StoreError, queries
-from tests.conftest import tiny_image
+from tests.conftest import assert_derived_state, tiny_image
 
 WORDS = ["red", "car", "sea", "mist", "floor", "podcast", "woman", "hippo", "light", "wave"]
 FLAGS = ["suspect:texture", "suspect:background"]
@@ -142,6 +142,10 @@ def test_page_matches_reference(world, q, small_set, monkeypatch):
     assert [(r.caption_id, r.score) for r in page.rows] == expected_rows
 
 
+def test_derived_state(world):
+    assert_derived_state(world[0].conn)
+
+
 def test_run_filter(world):
     s, truth, runs = world
     page = s.page(PageQuery("dcs", True, run_id=runs["r1"], limit=100))
@@ -158,6 +162,12 @@ def test_page_rows_carry_details(world):
     assert row.text == t["text"] and row.human_label == t["label"] and row.auto_label == t["auto"]
     assert set(row.flags) == t["flags"] and row.n_generations == 1
     assert row.scores == t["scores"]
+
+
+def test_unknown_order_is_refused(world):
+    s, _, _ = world
+    with pytest.raises(StoreError, match=r"order_by: expected a score kind \(carlini, dcs, ecs, wen\) or one of caption_id, labelled_at, got 'dsc'"):
+        s.page(PageQuery("dsc"))
 
 
 def test_page_query_validation():

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from store import CaptionRow, Store
-from tests.conftest import subprocess_env
+from tests.conftest import assert_derived_state, subprocess_env
 
 WRITER = r"""
 import json, random, sys, time
@@ -56,10 +56,7 @@ def _check_consistent(path):
     conn = sqlite3.connect(path / "store.db")
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        latest = dict(conn.execute("SELECT caption_id, label FROM labels WHERE id IN "
-                                   "(SELECT max(id) FROM labels GROUP BY caption_id)").fetchall())
-        state = dict(conn.execute("SELECT caption_id, label FROM caption_state WHERE label_entry_id IS NOT NULL"))
-        assert state == latest
+        assert_derived_state(conn)
     finally:
         conn.close()
 
