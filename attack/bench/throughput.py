@@ -1,0 +1,150 @@
+"""`python -m attack.bench.throughput --json`: captions per second of DCS and ECS, batched vs a
+per-caption loop like the paper's public code (one caption, one seed, batch 1 at a time), on the
+same model in the same process. The last line printed is one JSON object.
+
+`--model demo` uses the trained demo weights when they exist, else a demo-architecture network
+with random weights (speed does not depend on the weights; the JSON says which). `--model
+sd-random --device cuda` is a Stable-Diffusion-1.5-sized model with random weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from ..dcs import DCSParams, dcs
+from ..ecs import ECSParams, ecs, ecs_from_images
+from ..models import load_model
+from ..models.base import TextToImageModel
+from ..wen import WenParams, wen
+
+ATTACK_LIST = Path(__file__).resolve().parents[1] / "demo" / "attack_list.txt"
+
+
+def bench_captions(n: int) -> list[str]:
+    """The first n captions of the demo attack list (padded with numbered ones if short)."""
+    caps = [c.strip() for c in ATTACK_LIST.read_text(encoding="utf-8").splitlines() if c.strip()] if ATTACK_LIST.is_file() else []
+    caps += [f"benchmark caption number {i}" for i in range(max(0, n - len(caps)))]
+    return caps[:n]
+
+
+def demo_architecture(captions: Sequence[str], device: str = "cpu", seed: int = 0,
+                      channels: tuple[int, ...] | None = None, text_dim: int | None = None) -> TextToImageModel:
+    """The demo model's network with random weights (its default sizes unless given), with a
+    vocabulary built from `captions`."""
+    from ..demo.net import DemoConfig, DemoNet
+    from ..demo.text import WordTokenizer
+    from ..models.demo import DemoModel
+
+    kw = {"vocab": tuple(WordTokenizer.from_captions(captions).vocab)}
+    if channels is not None:
+        kw["block_out_channels"] = tuple(channels)
+    if text_dim is not None:
+        kw["text_dim"] = text_dim
+    with torch.random.fork_rng(devices=[]):  # seeded weights, caller's RNG untouched
+        torch.manual_seed(seed)
+        net = DemoNet(DemoConfig(**kw)).eval().requires_grad_(False)
+    return DemoModel(net, device)
+
+
+def _model(spec: str, device: str, dtype: str | None, captions: Sequence[str]) -> tuple[TextToImageModel, str]:
+    if spec == "demo":
+        from ..demo.net import WEIGHTS_DIR
+
+        if not (WEIGHTS_DIR / "model.safetensors").is_file():
+            return demo_architecture(captions, device), "random (demo architecture; trained weights not found)"
+        return load_model("demo", device), "trained"
+    if spec == "sd-random":
+        return load_model(spec, device, dtype=dtype), "random (SD 1.5 architecture)"
+    return load_model(spec, device, dtype=dtype), "as loaded"
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0, out
+
+
+def dcs_loop(model: TextToImageModel, captions: Sequence[str], p: DCSParams) -> torch.Tensor:
+    """The public code's way: one caption per call."""
+    return torch.cat([dcs(model, [c], p, batch_size=1).values for c in captions])
+
+
+def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> torch.Tensor:
+    """The public code's way: per caption, one batch-1 generation per seed, then the edge score."""
+    out = []
+    for c in captions:
+        gens = [model.sample([c], [s], steps=p.steps, guidance=p.guidance).images for s in p.seeds]
+        out.append(ecs_from_images(torch.cat(gens)[None], p))
+    return torch.cat(out)
+
+
+def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_captions: int = 64,
+        n_loop: int = 16, batch_size: int = 64) -> dict:
+    captions = bench_captions(n_captions)
+    loop_caps = captions[:n_loop]
+    model, weights = _model(spec, device, dtype, captions)
+    dev = model.device
+    dp, ep, wp = DCSParams(), ECSParams(), WenParams()
+    ecs_batch = max(1, batch_size // len(ep.seeds))
+    # warm-up: lazy initialisation, allocator, kernels for both batch shapes
+    dcs(model, captions[:2], dp)
+    dcs(model, captions[:1], dp, batch_size=1)
+    ecs(model, captions[:1], ep)
+    t_db, db = _timed(lambda: dcs(model, captions, dp, batch_size=batch_size), dev)
+    t_dl, dl = _timed(lambda: dcs_loop(model, loop_caps, dp), dev)
+    t_eb, eb = _timed(lambda: ecs(model, captions, ep, batch_size=ecs_batch), dev)
+    t_el, el = _timed(lambda: ecs_loop(model, loop_caps, ep), dev)
+    w = wen(model, captions[:2], wp)
+    dcs_b, dcs_l = len(captions) / t_db, len(loop_caps) / t_dl
+    ecs_b, ecs_l = len(captions) / t_eb, len(loop_caps) / t_el
+    return {
+        "model": spec, "weights": weights, "device": str(dev), "dtype": str(model.dtype).replace("torch.", ""),
+        "captions_batched": len(captions), "captions_loop": len(loop_caps), "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "dcs_batched_per_s": round(dcs_b, 3), "dcs_loop_per_s": round(dcs_l, 3), "dcs_speedup": round(dcs_b / dcs_l, 2),
+        "ecs_batched_per_s": round(ecs_b, 3), "ecs_loop_per_s": round(ecs_l, 3), "ecs_speedup": round(ecs_b / ecs_l, 2),
+        "evals_per_caption": {"dcs": db.evals_per_caption, "ecs": eb.evals_per_caption, "wen": w.evals_per_caption},
+        # a guided call is one network call on 2 rows (cond + uncond)
+        "unet_rows_per_s_dcs_batched": round(2 * dcs_b * db.evals_per_caption, 2),
+        "max_abs_diff_batched_vs_loop": {
+            "dcs": float((db.values[:len(loop_caps)] - dl).abs().max()),
+            "ecs": float((eb.values[:len(loop_caps)] - el).abs().max())},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m attack.bench.throughput", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo", help="model spec (default demo; sd-random for an SD-1.5-sized UNet)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, help="auto | float32 | float16 | bfloat16 (CUDA only for half)")
+    ap.add_argument("--captions", type=int, default=64, help="captions scored batched")
+    ap.add_argument("--loop-captions", type=int, default=16, help="captions scored one at a time")
+    ap.add_argument("--batch-size", type=int, default=64, help="captions per DCS batch (ECS: divided by J)")
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    a = ap.parse_args(argv)
+    from ..errors import AttackError
+
+    try:
+        out = run(a.model, a.device, a.dtype, a.captions, min(a.loop_captions, a.captions), a.batch_size)
+    except AttackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not a.json:
+        for k, v in out.items():
+            print(f"{k:>32}: {v}")
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
