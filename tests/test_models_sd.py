@@ -189,3 +189,46 @@ def test_half_precision_on_cpu_is_refused(eps_folder):
 def test_zero_terminal_snr_schedule_is_refused():
     with pytest.raises(ModelError, match="zero-terminal-SNR"):
         training_sigmas({**SD_V1_SCHEDULER, "rescale_betas_zero_snr": True})
+
+
+@pytest.fixture(scope="module")
+def single_file(tmp_path_factory):
+    """A tiny pipeline saved both as a diffusers folder and as one original-layout checkpoint."""
+    from safetensors.torch import save_file
+
+    from tests.assets.tiny_sd import tiny_pipeline, to_ldm_checkpoint
+
+    root = tmp_path_factory.mktemp("single")
+    pipe = tiny_pipeline(root / "tok", seed=1)
+    pipe.save_pretrained(str(root / "folder"))
+    ldm = to_ldm_checkpoint(pipe)
+    save_file(ldm, str(root / "tiny.safetensors"))
+    torch.save(ldm, str(root / "tiny.ckpt"))
+    return root
+
+
+def test_single_safetensors_with_local_config_equals_the_folder(single_file):
+    from attack.dcs import dcs
+
+    m = load_model(f"sd:{single_file / 'tiny.safetensors'}", config=str(single_file / "folder"))
+    ref = load_model(f"sd:{single_file / 'folder'}")
+    caps = ["a cat", "the dog"]
+    assert torch.equal(m.encode(caps), ref.encode(caps))
+    assert torch.equal(dcs(m, caps).values, dcs(ref, caps).values)
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(m.decode(z), ref.decode(z))
+    assert m.sigma_max == ref.sigma_max
+
+
+@pytest.mark.parametrize("name", ["tiny.safetensors", "tiny.ckpt"])
+def test_single_file_without_config_asks_for_one_instead_of_downloading(single_file, name):
+    with pytest.raises(ModelError, match=r"--config.*stable-diffusion-v1-5.*not in the local Hugging Face cache"):
+        load_model(f"sd:{single_file / name}")
+
+
+def test_single_file_with_bad_config_or_suffix(single_file, tmp_path):
+    with pytest.raises(ModelError, match="--config"):
+        load_model(f"sd:{single_file / 'tiny.safetensors'}", config="not a folder or id")
+    (tmp_path / "weights.txt").write_text("x")
+    with pytest.raises(ModelError, match=r"\.safetensors or \.ckpt"):
+        load_model(f"sd:{tmp_path / 'weights.txt'}")
