@@ -75,9 +75,10 @@ def test_sigkill_loses_no_returned_label(tmp_path, mode):
         assert line, f"writer died early: {child.stderr.read()}"
         printed.append(int(line))
     os.kill(child.pid, signal.SIGKILL)  # mid-burst: it is writing as fast as it can
-    rest, _ = child.communicate()
-    printed += [int(x) for x in rest.split()]
-    assert child.returncode == -signal.SIGKILL
+    # read the rest through the same buffered reader (communicate() would skip what readline buffered)
+    printed += [int(x) for x in child.stdout.read().split()]
+    child.stderr.read()
+    assert child.wait() == -signal.SIGKILL
     with Store.open(path, create=False) as s:  # opens cleanly (WAL recovery)
         stored = {r[0] for r in s.conn.execute("SELECT id FROM labels")}
         assert set(printed) <= stored
