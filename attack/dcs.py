@@ -8,7 +8,8 @@ import torch
 
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas, sample_heun
-from .scores import ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
+from .scores import (ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
+                     shared_uncond_denoiser)
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,16 @@ def dcs(model: TextToImageModel, captions: Sequence[str], params: DCSParams = DC
     captions = check_captions(captions)
     batch_size = check_batch_size(batch_size)
     # Karras schedule with n=1 is [sigma_max, 0]: the Heun step to sigma=0 is a plain Euler
-    # step, so x_0 = D(x_T) and it costs one guided call per caption.
+    # step, so x_0 = D(x_T): one guided call per caption, whose unconditional half is shared by
+    # the whole batch (same seed, same x_T): (B + 1) / 2B guided-call equivalents per caption.
     sigmas = karras_sigmas(1, model.sigma_min, model.sigma_max)
-    unc = model.uncond(1)
     values = torch.empty(len(captions), dtype=torch.float32)
     start = model.evals
     for sl in chunks(len(captions), batch_size):
         caps = captions[sl]
-        cond = model.encode(caps)
-        u = unc.expand(len(caps), *unc.shape[1:])
-        x_t = model.noise(caps, [params.seed] * len(caps)) * float(sigmas[0])
-        x_0 = sample_heun(lambda z, s: model.denoise(z, s, cond, params.guidance, u), x_t, sigmas)
+        seeds = [params.seed] * len(caps)
+        x_t = model.noise(caps, seeds) * float(sigmas[0])
+        d = shared_uncond_denoiser(model, seeds, model.encode(caps), params.guidance)
+        x_0 = sample_heun(d, x_t, sigmas)
         values[sl] = (x_t.float() - x_0.float()).pow(2).flatten(1).mean(1).cpu()
     return ScoreResult("dcs", values, (model.evals - start) / len(captions), params)

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .metrics import to_compare
 from .models.base import TextToImageModel
-from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks
+from .sampling import karras_sigmas, sample_heun
+from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, shared_uncond_denoiser
 
 
 @dataclass(frozen=True)
@@ -35,35 +37,26 @@ class ECSParams:
     size: int = 256
 
 
-def _shift(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x[i-1], x[i+1]) along dim, repeating the edge sample (scipy 'reflect' for a 3-tap kernel)."""
-    n = x.shape[dim]
-    prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
-    nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
-    return prev, nxt
-
-
-def _smooth(x: torch.Tensor, dim: int) -> torch.Tensor:
-    p, n = _shift(x, dim)
-    return p + 2 * x + n
-
-
-def _diff(x: torch.Tensor, dim: int) -> torch.Tensor:
-    p, n = _shift(x, dim)
-    return n - p
+# scipy.ndimage.sobel's two spatial kernels (correlation): derivative [-1, 0, 1] along one axis
+# times smoothing [1, 2, 1] along the other; rows = axis 0 (H), cols = axis 1 (W).
+_SOBEL = torch.tensor([[[-1., -2., -1.], [0., 0., 0.], [1., 2., 1.]],
+                       [[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]]])[:, None]
 
 
 def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     """[N,3,H,W] -> [N,H,W]: sum over channels of hypot(sobel_H, sobel_W), as scipy.ndimage.sobel
-    computes them on an H x W x 3 array (the derivative axis first, then smoothing along the
-    other two in axis order)."""
+    computes them on an H x W x 3 array: the derivative along one spatial axis, [1, 2, 1]
+    smoothing along the other spatial axis *and the channel axis*, 'reflect' borders (for a
+    3-tap kernel that repeats the edge sample, so the tensor is edge-padded on all three axes).
+    The separable filter is regrouped (channel smoothing, then one 3x3 convolution per
+    gradient), equal to scipy's up to float32 rounding."""
     if images.ndim != 4:
         raise ScoreInputError(f"expected images [N,C,H,W], got shape {tuple(images.shape)}")
-    x = images.float()
-    c, h, w = 1, 2, 3  # tensor dims of the array's channel, row and column axes
-    g_rows = _smooth(_smooth(_diff(x, h), w), c)
-    g_cols = _smooth(_smooth(_diff(x, w), h), c)
-    return torch.hypot(g_rows, g_cols).sum(c)
+    n, c, h, w = images.shape
+    p = F.pad(images.float()[:, None], (1, 1, 1, 1, 1, 1), mode="replicate")[:, 0]  # [N,C+2,H+2,W+2]
+    q = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # [1, 2, 1] along channels
+    g = F.conv2d(q.reshape(n * c, 1, h + 2, w + 2), _SOBEL.to(q.device)).view(n, c, 2, h, w)
+    return torch.hypot(g[:, :, 0], g[:, :, 1]).sum(1)
 
 
 def edge_maps(images: torch.Tensor, threshold: float = 1.5) -> torch.Tensor:
@@ -71,17 +64,35 @@ def edge_maps(images: torch.Tensor, threshold: float = 1.5) -> torch.Tensor:
     return sobel_magnitude(images) > threshold
 
 
-def ecs_from_images(images: torch.Tensor, params: ECSParams = ECSParams()) -> torch.Tensor:
-    """Blackbox ECS of already generated images [B,J,3,H,W] in [0, 1] -> float32 [B]."""
+def ecs_from_images(images: torch.Tensor, params: ECSParams = ECSParams(),
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """Blackbox ECS of already generated images [B,J,3,H,W] in [0, 1] -> float32 [B] (CPU);
+    the edge filtering runs on `device` (default CPU), e.g. the GPU the generations came from."""
     if images.ndim != 5 or images.shape[2] != 3:
         raise ScoreInputError(f"expected generations [B,J,3,H,W], got shape {tuple(images.shape)}")
     b, j = images.shape[:2]
     if b == 0 or j == 0:
         raise ScoreInputError(f"expected at least one caption and one generation, got shape {tuple(images.shape)}")
     small = to_compare(images.flatten(0, 1), params.size)  # 8-bit, Lanczos: the public code's PIL path
+    if device is not None:
+        small = small.to(device)
     maps = edge_maps(small, params.edge_threshold).view(b, j, params.size, params.size)
     consistent = maps.float().mean(1) > params.vote
-    return consistent.flatten(1).float().mean(1)
+    return consistent.flatten(1).float().mean(1).cpu()
+
+
+def one_step_generations(model: TextToImageModel, captions: Sequence[str], seeds: Sequence[int],
+                         guidance: float = 7.5) -> torch.Tensor:
+    """Gen(c, r, T=1) for every caption x seed: [B*J,3,H,W] in [0,1], caption-major. Same images
+    as model.sample(..., steps=1), with the unconditional rows shared per seed and each caption
+    encoded once."""
+    caps = [c for c in captions for _ in seeds]
+    rows = [int(s) for _ in captions for s in seeds]
+    sigmas = karras_sigmas(1, model.sigma_min, model.sigma_max)
+    x = model.noise(caps, rows) * float(sigmas[0])
+    cond = model.encode(list(captions)).repeat_interleave(len(seeds), 0)
+    x0 = sample_heun(shared_uncond_denoiser(model, rows, cond, guidance), x, sigmas)
+    return model.decode(x0).float().cpu()
 
 
 def ecs(model: TextToImageModel, captions: Sequence[str], params: ECSParams = ECSParams(),
@@ -97,7 +108,10 @@ def ecs(model: TextToImageModel, captions: Sequence[str], params: ECSParams = EC
     start = model.evals
     for sl in chunks(len(captions), batch_size):
         caps = captions[sl]
-        gen = model.sample([c for c in caps for _ in seeds], [s for _ in caps for s in seeds],
-                           steps=params.steps, guidance=params.guidance)
-        values[sl] = ecs_from_images(gen.images.view(len(caps), j, *gen.images.shape[1:]), params)
+        if params.steps == 1 and model.whitebox:
+            images = one_step_generations(model, caps, seeds, params.guidance)
+        else:  # more steps, or stored images of a closed model
+            images = model.sample([c for c in caps for _ in seeds], [s for _ in caps for s in seeds],
+                                  steps=params.steps, guidance=params.guidance).images
+        values[sl] = ecs_from_images(images.view(len(caps), j, *images.shape[1:]), params, model.device)
     return ScoreResult("ecs", values, (model.evals - start) / len(captions), params)

@@ -7,6 +7,8 @@ denoiser, eps = (x - D(x; sigma)) / sigma, so eps_c - eps_u = (D_u - D_c) / sigm
 generation starts at x_T = sigma_max * noise(seed) like DCS and ECS. Wen et al. sampled with
 DDIM (50 steps); between steps this advances with guided Euler steps on the model's Karras
 schedule of `schedule_steps` sigmas, which is DDIM written in sigma (one call per step).
+At the first step all rows of a seed share x_T, so their unconditional outputs are computed once
+per seed (attack.scores.shared_uncond_pair).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import torch
 
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas
-from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks,
-                     require_whitebox)
+from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
+                     shared_uncond_pair)
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,16 @@ def wen(model: TextToImageModel, captions: Sequence[str], params: WenParams = We
     for sl in chunks(len(captions), batch_size):
         chunk = captions[sl]
         caps = [c for c in chunk for _ in seeds]
-        cond = model.encode(caps)
+        cond = model.encode(list(chunk)).repeat_interleave(j, 0)
         u = unc.expand(len(caps), *unc.shape[1:])
-        x = model.noise(caps, [s for _ in chunk for s in seeds]) * float(sigmas[0])
+        rows = [s for _ in chunk for s in seeds]
+        x = model.noise(caps, rows) * float(sigmas[0])
         total = torch.zeros(len(caps), device=x.device)
         for i in range(params.steps):
             s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            du, dc = model.denoise_pair(x, x.new_full((len(caps),), s), cond, u)
+            sig = x.new_full((len(caps),), s)
+            # first step: x is the seeds' shared starting noise, so the unconditional rows are shared
+            du, dc = shared_uncond_pair(model, x, sig, rows, cond) if i == 0 else model.denoise_pair(x, sig, cond, u)
             total += ((du - dc) / s).flatten(1).norm(dim=1)
             if i + 1 < params.steps:
                 d = du + params.guidance * (dc - du)

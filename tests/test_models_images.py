@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from attack.dcs import dcs
@@ -12,6 +13,16 @@ from attack.ecs import ECSParams, ecs
 from attack.models import ModelError, load_model
 from attack.models.images import ImagesModel
 from attack.wen import wen
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread; two OpenMP threads next to a busy process (the
+    demo training) are ~50x slower here. Restored after the module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _square(size: int = 256, lo: int = 64, hi: int = 192) -> np.ndarray:

@@ -13,6 +13,16 @@ from attack.models import ModelError, load_model
 from attack.scores import ScoreInputError
 from tests.assets.tiny_sd import tiny_sd_folder
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread; two OpenMP threads next to a busy process (the
+    demo training) are ~50x slower here. Restored after the module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 CAPTIONS = ["a cat", "the dog", "on the mat", "red sun"]
 
 
@@ -67,7 +77,8 @@ def test_throughput_bench_prints_one_json_line(folder, capsys):
     for key in ("dcs_batched_per_s", "dcs_loop_per_s", "dcs_speedup", "ecs_batched_per_s", "ecs_loop_per_s",
                 "ecs_speedup", "evals_per_caption"):
         assert key in out
-    assert out["evals_per_caption"] == {"dcs": 1.0, "ecs": 4.0, "wen": 1.0}
+    assert out["evals_per_caption"] == {"dcs": 0.625, "ecs": 4.0, "wen": 0.75}  # (4+1)/8, (4+4)/2, (2+1)/4
+    assert out["evals_per_caption_loop"] == {"dcs": 1.0, "ecs": 4.0}
     assert all(math.isfinite(out[k]) and out[k] > 0 for k in ("dcs_speedup", "ecs_speedup"))
     assert out["max_abs_diff_batched_vs_loop"]["dcs"] < 1e-3
 

@@ -84,7 +84,7 @@ def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> 
     out = []
     for c in captions:
         gens = [model.sample([c], [s], steps=p.steps, guidance=p.guidance).images for s in p.seeds]
-        out.append(ecs_from_images(torch.cat(gens)[None], p))
+        out.append(ecs_from_images(torch.cat(gens)[None], p, model.device))
     return torch.cat(out)
 
 
@@ -113,9 +113,12 @@ def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_cap
         "torch_threads": torch.get_num_threads(),
         "dcs_batched_per_s": round(dcs_b, 3), "dcs_loop_per_s": round(dcs_l, 3), "dcs_speedup": round(dcs_b / dcs_l, 2),
         "ecs_batched_per_s": round(ecs_b, 3), "ecs_loop_per_s": round(ecs_l, 3), "ecs_speedup": round(ecs_b / ecs_l, 2),
-        "evals_per_caption": {"dcs": db.evals_per_caption, "ecs": eb.evals_per_caption, "wen": w.evals_per_caption},
-        # a guided call is one network call on 2 rows (cond + uncond)
-        "unet_rows_per_s_dcs_batched": round(2 * dcs_b * db.evals_per_caption, 2),
+        # guided-call equivalents (a cond + uncond pair of network rows = 1) per caption; batched
+        # runs share the unconditional row of each seed across the batch (attack.scores)
+        "evals_per_caption": {"dcs": round(db.evals_per_caption, 4), "ecs": round(eb.evals_per_caption, 4),
+                              "wen": round(w.evals_per_caption, 4)},
+        "evals_per_caption_loop": {"dcs": 1.0, "ecs": float(len(ep.seeds))},
+        "network_rows_per_s_dcs_batched": round(2 * dcs_b * db.evals_per_caption, 2),
         "max_abs_diff_batched_vs_loop": {
             "dcs": float((db.values[:len(loop_caps)] - dl).abs().max()),
             "ecs": float((eb.values[:len(loop_caps)] - el).abs().max())},
@@ -130,8 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--captions", type=int, default=64, help="captions scored batched")
     ap.add_argument("--loop-captions", type=int, default=16, help="captions scored one at a time")
     ap.add_argument("--batch-size", type=int, default=64, help="captions per DCS batch (ECS: divided by J)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0 = torch's default); on a CPU shared with another busy process, 1 "
+                         "avoids OpenMP threads waiting on each other")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     a = ap.parse_args(argv)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     from ..errors import AttackError
 
     try:
