@@ -13,7 +13,7 @@ last bits (relative ~1e-6 for DCS; an ECS pixel sitting on the 1.5 threshold can
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
@@ -32,7 +32,9 @@ class ScoreResult:
     """One value per caption (float32 [B], CPU, caption order) and what it cost."""
     name: str
     values: torch.Tensor
-    evals_per_caption: float  # guided denoiser calls per caption (a cond+uncond pair is one)
+    # guided denoiser calls per caption, in pairs of network rows (cond + uncond = 1); a batch
+    # shares each seed's unconditional row at the first step, so it can be below the loop's
+    evals_per_caption: float
     params: Any  # the frozen params dataclass the score ran with
 
     def meta(self) -> dict[str, Any]:
@@ -103,7 +105,8 @@ def shared_uncond_pair(model: TextToImageModel, x: torch.Tensor, sigma: torch.Te
     return d[:k][where.to(d.device)], d[k:]
 
 
-def shared_uncond_denoiser(model: TextToImageModel, seeds: Sequence[int], cond: torch.Tensor, guidance: float):
+def shared_uncond_denoiser(model: TextToImageModel, seeds: Sequence[int], cond: torch.Tensor,
+                           guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A guided D(x, sigma) for a sampler started at x_T = sigma_max * noise(seeds): its first
     call shares the unconditional rows (shared_uncond_pair), later calls are ordinary pairs."""
     u = model.uncond(1)
