@@ -42,7 +42,28 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_ingest)
 
 
-STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest]
+# benchmark name -> module under attack.bench exposing main(argv) -> int
+BENCHES = {"memorization": "memorization", "throughput": "throughput"}
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"attack.bench.{BENCHES[args.name]}")
+    return module.main(args.rest)
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks; the last line printed is one JSON object",
+                       description="memorization: does the demo model copy what it should; "
+                                   "throughput: batched vs per-caption DCS/ECS. "
+                                   "Options after NAME go to the benchmark (NAME --help lists them).")
+    p.add_argument("name", choices=sorted(BENCHES))
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options, e.g. --json")
+    p.set_defaults(func=_run_bench)
+
+
+STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

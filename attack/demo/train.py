@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    # Adam's moments and the EMA drift into subnormal floats, which made CPU steps ~9x slower.
+    torch.set_flush_denormal(True)
     info = train(a.minutes, a.out, a.seed, a.batch_size, a.lr, max_steps=a.max_steps, resume=a.resume)
     print(json.dumps({k: v for k, v in info.items() if k != "log"}))
     return 0
