@@ -305,6 +305,11 @@ def load_sd(arg: str, device: str = "cpu", dtype: str | torch.dtype | None = Non
     if p.is_file():
         return from_single_file(p, device, dt, config, spec)
     if _HUB_ID.match(arg):
-        return from_folder(cached_snapshot(arg), device, dt, spec)
+        try:
+            folder = cached_snapshot(arg)
+        except ModelError as e:
+            raise ModelError(f"expected a diffusers folder or a hub id in the local cache for {spec!r}, got neither: "
+                             f"no such folder, and {e}") from None
+        return from_folder(folder, device, dt, spec)
     raise ModelError(f"expected sd:<diffusers folder | hub id in the local cache | file.safetensors>, got {spec!r}: "
                      f"no such file or folder")
