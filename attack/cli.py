@@ -13,6 +13,8 @@ from typing import Callable, Optional, Sequence
 
 from store import Store, StoreError
 
+from .errors import AttackError
+
 EXIT_BAD_INPUT = 2
 
 
@@ -63,7 +65,228 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_bench)
 
 
-STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest, add_bench]
+# -- model stages: score, generate, carlini, run ----------------------------------------------
+def _progress():
+    """A Progress callback drawing one tqdm bar (rate, ETA) per label on stderr, and its closer."""
+    from tqdm import tqdm
+
+    bars: dict = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        bar = bars.get(label)
+        if bar is None or done == 0:
+            if bar is not None:
+                bar.close()
+            bar = bars[label] = tqdm(total=total, desc=label, unit="item", file=sys.stderr, mininterval=0.5)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return update, close
+
+
+def _load(args: argparse.Namespace):
+    """The model, loaded (and the device checked) before the store is touched."""
+    from .models import load_model
+
+    return load_model(args.model, args.device, dtype=args.dtype, config=args.config)
+
+
+def _open_existing(path: Path) -> Store:
+    return Store.open(path, create=False)
+
+
+def _selection(store: Store, args: argparse.Namespace):
+    from .ingest import parse_caption_file
+    from .pipeline import select_captions
+
+    texts = None
+    if args.captions is not None:
+        texts = [r.text for r in parse_caption_file(args.captions, args.format).rows]
+    return select_captions(store, texts)
+
+
+def _score_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    allowed = ("dcs", "ecs", "wen")
+    bad = [k for k in kinds if k not in allowed]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list among {', '.join(allowed)}, got {text!r}")
+    return kinds
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
+
+
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {n}")
+    return n
+
+
+def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_required: bool = False) -> None:
+    p.add_argument("--store", type=Path, required=True, help="store folder")
+    p.add_argument("--model", default="demo", help="model spec: demo, sd:<folder|hub id|file>, sd-random, images:<folder>")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="model dtype (default: auto)")
+    p.add_argument("--config", help="for a single-file sd: checkpoint, a local diffusers folder giving its configs")
+    p.add_argument("--captions", type=Path, required=captions_required, help=captions_help)
+    p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
+    p.add_argument("--batch-size", type=_positive, default=16, help="captions (generations) per network batch")
+    p.add_argument("--offset", type=_non_negative, default=0, help="shard: skip this many items of the stage's list")
+    p.add_argument("--limit", type=_positive, help="shard: at most this many items")
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--by", default="dcs", help="score kind that ranks captions for generation (default dcs)")
+    p.add_argument("--top-k", type=_non_negative, default=100, help="captions to generate for (0 = all scored)")
+    p.add_argument("--seeds", type=_positive, default=4, help="J: generations per caption, seeds 0..J-1")
+    p.add_argument("--steps", type=_positive, default=16, help="S: Heun steps on Karras sigmas")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+
+
+def _gen_params(args: argparse.Namespace):
+    from .generate import GenerateParams
+
+    return GenerateParams(top_k=args.top_k, seeds=tuple(range(args.seeds)), steps=args.steps, guidance=args.guidance)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from .pipeline import score_stage
+
+    model = _load(args)
+    with _open_existing(args.store) as store:
+        sel = _selection(store, args)
+        update, close = _progress()
+        try:
+            reports = score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,
+                                  offset=args.offset, limit=args.limit, progress=update)
+        finally:
+            close()
+    for r in reports:
+        print(r.summary())
+    return 0
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .pipeline import generate_stage
+
+    params = _gen_params(args)
+    model = _load(args)
+    with _open_existing(args.store) as store:
+        sel = _selection(store, args)
+        update, close = _progress()
+        try:
+            report = generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
+                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update)
+        finally:
+            close()
+    print(report.summary())
+    return 0
+
+
+def _run_carlini(args: argparse.Namespace) -> int:
+    from .carlini import CarliniParams
+    from .pipeline import carlini_stage
+
+    params = CarliniParams(n=args.n, steps=args.steps, guidance=args.guidance)
+    model = _load(args)
+    with _open_existing(args.store) as store:
+        sel = _selection(store, args)
+        update, close = _progress()
+        try:
+            report = carlini_stage(store, model, sel, params, by=args.by, top_k=args.top_k, model_id=args.model,
+                                   batch_size=args.batch_size, offset=args.offset, limit=args.limit,
+                                   progress=update)
+        finally:
+            close()
+    print(report.summary())
+    return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from .ingest import apply_ingest, prepare_ingest
+    from .pipeline import generate_stage, score_stage, select_captions
+
+    prepared = prepare_ingest(args.captions, None, None, args.format)  # bad input fails before any write
+    params = _gen_params(args)
+    if not args.no_generate and args.by not in args.scores:
+        raise StoreError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
+    model = _load(args)
+    with Store.open(args.store) as store:
+        print(apply_ingest(store, prepared, warn=lambda m: print(f"warning: {m}", file=sys.stderr)).summary())
+        sel = select_captions(store, [r.text for r in prepared.parsed.rows])
+        update, close = _progress()
+        try:
+            for r in score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,
+                                 offset=args.offset, limit=args.limit, progress=update):
+                print(r.summary())
+            if not args.no_generate:
+                # the shard's captions were scored above; generation ranks them all and takes top-K
+                print(generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
+                                     batch_size=args.batch_size, progress=update).summary())
+        finally:
+            close()
+        # Retrieval (kNN over training images) and auto labels run here once their stages land
+        # (separate issue); until then `run` stops after generation.
+    return 0
+
+
+def add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score the store's captions (DCS, ECS, Wen); resumable",
+                       description="One run per score kind; a repeated call with the same model and parameters "
+                                   "continues that run and skips captions it already scored.")
+    _model_args(p, "only the captions of this file (already ingested), in its order; default: all, by id")
+    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help="comma-separated: dcs,ecs,wen (default dcs)")
+    p.set_defaults(func=_run_score)
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="J seeds x S steps for the top-K captions by a stored score; resumable",
+                       description="--offset/--limit shard the ranked top-K list.")
+    _model_args(p, "rank only the captions of this file (already ingested); default: all")
+    _generate_args(p)
+    p.set_defaults(func=_run_generate)
+
+
+def add_carlini(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("carlini", help="Carlini et al. post-filter: largest clique of near-copies among N generations",
+                       description="Stores score kinds carlini (clique size) and carlini_flag (1 when flagged).")
+    _model_args(p, "only the captions of this file (already ingested); default: all")
+    p.add_argument("--n", type=_positive, default=500, help="generations per caption (paper: 500)")
+    p.add_argument("--steps", type=_positive, default=16, help="Heun steps per generation")
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--by", help="only the top-K captions by this stored score")
+    p.add_argument("--top-k", type=_non_negative, default=0, help="with --by: how many (0 = all scored)")
+    p.set_defaults(func=_run_carlini)
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="ingest a caption list, score it, generate for the top-K",
+                       description="Every stage resumes: rerunning the same command continues where a killed "
+                                   "run stopped. --offset/--limit shard the scoring.")
+    _model_args(p, "caption list to ingest and attack", captions_required=True)
+    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help="comma-separated: dcs,ecs,wen (default dcs)")
+    _generate_args(p)
+    p.add_argument("--no-generate", action="store_true", help="stop after scoring")
+    p.set_defaults(func=_run_all)
+
+
+STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest, add_score, add_generate, add_carlini,
+                                                               add_run, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +301,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StoreError as e:  # IngestError and friends: bad input, store untouched
+    except (StoreError, AttackError) as e:  # bad input (IngestError, ModelError, ScoreInputError): store untouched
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,307 @@
+"""Store-writing stages: score, generate and the Carlini post-filter, resumable and shardable.
+
+Each stage takes a Store, a loaded model, the captions to work on (a `Selection`, in a stable
+order: the caption file's or the store's id order) and a frozen params dataclass, and writes its
+results under one run per (stage, kind). The run's params JSON is the stage's identity: a later
+call with the same stage, model and params reuses that run and skips what it already holds, so
+a run killed midway (or sharded with offset/limit) resumes where it stopped and ends with the
+same values as an uninterrupted run. Writes are one short transaction per batch (values + the
+run's running eval count), so a kill loses at most the batch in flight.
+
+Evals are stored in guided denoiser calls (a cond + uncond pair is one, as `model.evals`),
+rounded up to a whole call; a run resumed several times holds the sum over its sessions.
+Retrieval and labels write to the same store in a later stage (see `attack.cli._run_all`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from store import Store, StoreError
+from store.canon import canonical_json
+
+from .carlini import CarliniParams, carlini
+from .dcs import DCSParams, dcs
+from .ecs import ECSParams, ecs
+from .generate import GenerateParams, top_k
+from .models.base import TextToImageModel
+from .scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
+from .wen import WenParams, wen
+
+# score kind -> (batched score function, default params, needs the denoiser)
+SCORES: dict[str, tuple[Callable[..., ScoreResult], Any, bool]] = {
+    "dcs": (dcs, DCSParams(), True),
+    "ecs": (ecs, ECSParams(), False),
+    "wen": (wen, WenParams(), True),
+}
+SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
+CARLINI_FLAG = "carlini_flag"  # 1.0 when the largest clique reaches min_clique, else 0.0
+
+# progress(label, done, total): called once with done=0, then after every written batch
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(label: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Captions to work on, as store ids and texts, in a stable order."""
+    ids: tuple[int, ...]
+    texts: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What one stage call did to one run."""
+    stage: str
+    kind: str
+    run_id: int
+    resumed: bool  # True when an existing run with identical params was continued
+    computed: int  # captions (generations for `generate`) computed by this call
+    skipped: int  # already in the run, not recomputed
+    evals: int  # the run's total guided denoiser calls
+
+    def summary(self) -> str:
+        how = "resumed" if self.resumed else "new"
+        return (f"{self.stage} {self.kind}: run {self.run_id} ({how}), {self.computed} computed, "
+                f"{self.skipped} already done, {self.evals} guided calls in total")
+
+
+# -- selecting captions -------------------------------------------------------------------------
+def select_captions(store: Store, texts: Sequence[str] | None = None) -> Selection:
+    """The store's captions in id order, or `texts` (first occurrence order, duplicates merged)
+    which must all be in the store already."""
+    with store.snapshot() as conn:
+        if texts is None:
+            rows = conn.execute("SELECT id, text FROM captions ORDER BY id").fetchall()
+        else:
+            rows, missing, seen = [], [], set()
+            for t in texts:
+                if t in seen:
+                    continue
+                seen.add(t)
+                r = conn.execute("SELECT id FROM captions WHERE text = ?", (t,)).fetchone()
+                (missing.append(t) if r is None else rows.append((int(r[0]), t)))
+            if missing:
+                raise StoreError(f"{store.path}: expected captions already in the store (run `python -m attack "
+                                 f"ingest` first), got {len(missing)} unknown, e.g. {missing[0]!r}")
+    if not rows:
+        raise ScoreInputError(f"{store.path}: expected at least one caption to work on, got none")
+    return Selection(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
+
+
+def shard(items: Sequence[Any], offset: int = 0, limit: int | None = None) -> list[Any]:
+    """items[offset : offset + limit]; an empty shard is an error (nothing would be written)."""
+    if offset < 0 or (limit is not None and limit < 1):
+        raise ScoreInputError(f"expected offset >= 0 and limit >= 1, got offset={offset}, limit={limit}")
+    out = list(items[offset: None if limit is None else offset + limit])
+    if not out:
+        raise ScoreInputError(f"expected at least one item at offset {offset}, got none of {len(items)}")
+    return out
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def _open_run(store: Store, stage: str, model: TextToImageModel, model_id: str,
+              params: Mapping[str, Any]) -> tuple[int, int, bool]:
+    """(run id, its evals so far, resumed): the newest run of this stage, model and params, or a
+    new one. The model's dtype is part of the params: float16 values differ from float32 ones."""
+    params = {**params, "dtype": str(model.dtype).removeprefix("torch.")}
+    canon = canonical_json(dict(params), f"{stage} params")
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT id, evals FROM runs WHERE stage = ? AND model = ? AND params = ? "
+                           "ORDER BY id DESC LIMIT 1", (stage, model_id, canon)).fetchone()
+    if row is not None:
+        return int(row[0]), int(row[1]), True
+    return store.start_run(stage, model_id, params), 0, False
+
+
+def _done_captions(store: Store, run_id: int, kind: str) -> set[int]:
+    with store.snapshot() as conn:
+        return {int(r[0]) for r in conn.execute("SELECT caption_id FROM scores WHERE run_id = ? AND kind = ?",
+                                               (run_id, kind))}
+
+
+class _EvalMeter:
+    """Counts a run's guided calls in half-call units (shared unconditional rows are halves)."""
+
+    def __init__(self, model: TextToImageModel, prior: int):
+        self.model, self.halves = model, 2 * prior
+
+    def add(self, start: float) -> int:
+        self.halves += round(2 * (self.model.evals - start))
+        return self.total
+
+    @property
+    def total(self) -> int:
+        return math.ceil(self.halves / 2)
+
+
+def _model_id(model: TextToImageModel, model_id: str | None) -> str:
+    return model_id if model_id is not None else model.name
+
+
+# -- scores -------------------------------------------------------------------------------------
+def score_params(kind: str, params: Any) -> dict[str, Any]:
+    """The run params of a score: its identity for resuming."""
+    return {"score": kind, "params": asdict(params)}
+
+
+def score_stage(store: Store, model: TextToImageModel, captions: Selection, kinds: Sequence[str] = ("dcs",),
+                params: Mapping[str, Any] | None = None, *, model_id: str | None = None, batch_size: int = 16,
+                offset: int = 0, limit: int | None = None, progress: Progress = _no_progress) -> list[StageReport]:
+    """Score captions[offset:offset+limit] with each kind, one run per kind; captions already
+    scored in a run with identical params are skipped. `params` maps kind -> params dataclass."""
+    params = dict(params or {})
+    unknown = [k for k in list(kinds) + list(params) if k not in SCORES]
+    if unknown or not kinds:
+        raise ScoreInputError(f"expected score kinds among {', '.join(SCORES)}, got {list(kinds) or 'none'}")
+    batch_size = check_batch_size(batch_size)
+    for k in kinds:  # fail before any run is written
+        if SCORES[k][2]:
+            require_whitebox(model, k)
+    todo_all = shard(list(zip(captions.ids, captions.texts)), offset, limit)
+    mid = _model_id(model, model_id)
+    reports = []
+    for kind in kinds:
+        fn, default, _ = SCORES[kind]
+        p = params.get(kind, default)
+        run_id, prior, resumed = _open_run(store, "score", model, mid, score_params(kind, p))
+        done = _done_captions(store, run_id, kind)
+        todo = [(cid, t) for cid, t in todo_all if cid not in done]
+        meter = _EvalMeter(model, prior)
+        progress(f"{kind}", 0, len(todo))
+        for b in range(0, len(todo), batch_size):
+            chunk = todo[b:b + batch_size]
+            start = model.evals
+            res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
+            evals = meter.add(start)
+            with store.transaction():
+                store.add_scores(run_id, kind, zip([cid for cid, _ in chunk], res.values.tolist()))
+                store.finish_run(run_id, evals, status="running")
+            progress(f"{kind}", b + len(chunk), len(todo))
+        store.finish_run(run_id, meter.total, status="done")
+        reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), meter.total))
+    return reports
+
+
+# -- ranking by a stored score --------------------------------------------------------------------
+def latest_scores(store: Store, kind: str, model_id: str) -> dict[int, float]:
+    """caption id -> value of the newest `score` run of this kind and model."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT s.caption_id, s.value FROM scores s JOIN runs r ON r.id = s.run_id "
+                            "WHERE s.kind = ? AND r.model = ? AND r.stage = 'score' ORDER BY s.run_id",
+                            (kind, model_id)).fetchall()
+    return {int(cid): float(v) for cid, v in rows}  # newer runs overwrite older ones
+
+
+@dataclass(frozen=True)
+class Ranked:
+    rank: int  # 0 = highest score among the selection
+    caption_id: int
+    text: str
+    score: float
+
+
+def rank_captions(store: Store, captions: Selection, by: str, model_id: str, k: int) -> list[Ranked]:
+    """The top-k (0 = all) captions of the selection by their stored `by` score of `model_id`."""
+    scores = latest_scores(store, by, model_id)
+    scored = [(cid, t, scores[cid]) for cid, t in zip(captions.ids, captions.texts) if cid in scores]
+    if not scored:
+        raise ScoreInputError(f"expected {by} scores of model {model_id!r} for the selected captions, got none "
+                              f"(run `python -m attack score --scores {by}` first)")
+    order = top_k([v for _, _, v in scored], k)
+    return [Ranked(r, scored[i][0], scored[i][1], scored[i][2]) for r, i in enumerate(order)]
+
+
+# -- generation ----------------------------------------------------------------------------------
+def generate_params(params: GenerateParams, by: str, score_model: str) -> dict[str, Any]:
+    return {"by": by, "score_model": score_model, "sampler": SAMPLER, **asdict(params)}
+
+
+def _to_hwc(image: torch.Tensor) -> np.ndarray:
+    return image.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
+
+
+def generate_stage(store: Store, model: TextToImageModel, captions: Selection,
+                   params: GenerateParams = GenerateParams(), *, by: str = "dcs", score_model: str | None = None,
+                   model_id: str | None = None, batch_size: int = 16, offset: int = 0, limit: int | None = None,
+                   progress: Progress = _no_progress) -> StageReport:
+    """J seeds x S Heun steps for the top-K captions by their stored `by` score (of `score_model`,
+    default this model); offset/limit shard the ranked top-K list. Images are stored at the
+    model's native resolution as lossless PNG; (caption, seed) pairs the run holds are skipped."""
+    if not params.seeds or params.steps < 1:
+        raise ScoreInputError(f"expected at least one seed and one step, got seeds={params.seeds}, steps={params.steps}")
+    if len(set(params.seeds)) != len(params.seeds):
+        raise ScoreInputError(f"expected distinct seeds, got {params.seeds}")
+    batch_size = check_batch_size(batch_size)
+    mid = _model_id(model, model_id)
+    ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
+    run_id, prior, resumed = _open_run(store, "generate", model, mid, generate_params(params, by, score_model or mid))
+    with store.snapshot() as conn:
+        have = {(int(c), int(s)) for c, s in conn.execute("SELECT caption_id, seed FROM generations WHERE run_id = ?",
+                                                          (run_id,))}
+    jobs = [(r, int(s)) for r in ranked for s in params.seeds]
+    todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
+    meter = _EvalMeter(model, prior)
+    progress("generate", 0, len(todo))
+    for b in range(0, len(todo), batch_size):
+        chunk = todo[b:b + batch_size]
+        start = model.evals
+        out = model.sample([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
+                           guidance=params.guidance)
+        evals = meter.add(start)
+        shas = [store.put_image(_to_hwc(img)) for img in out.images]  # files first: harmless if orphaned
+        with store.transaction():
+            for (r, s), sha in zip(chunk, shas):
+                store.add_generation(r.caption_id, run_id, s, params.steps, out.sampler, sha,
+                                     {"guidance": params.guidance, "rank": r.rank, "score_kind": by, "score": r.score})
+            store.finish_run(run_id, evals, status="running")
+        progress("generate", b + len(chunk), len(todo))
+    store.finish_run(run_id, meter.total, status="done")
+    return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.total)
+
+
+# -- Carlini et al. post-filter -------------------------------------------------------------------
+def carlini_stage(store: Store, model: TextToImageModel, captions: Selection,
+                  params: CarliniParams = CarliniParams(), *, by: str | None = None, top_k: int = 0,
+                  score_model: str | None = None, model_id: str | None = None, batch_size: int = 16,
+                  offset: int = 0, limit: int | None = None, progress: Progress = _no_progress) -> StageReport:
+    """Largest near-copy clique of n generations per caption, stored as score kind `carlini`
+    (clique size) and `carlini_flag` (1.0 when flagged). With `by`, only the top_k captions by
+    that stored score (0 = all scored ones); offset/limit shard the resulting list."""
+    batch_size = check_batch_size(batch_size)
+    if params.n < 1:
+        raise ScoreInputError(f"expected n >= 1 generations per caption, got {params.n}")
+    mid = _model_id(model, model_id)
+    if by is None:
+        items = list(zip(captions.ids, captions.texts))
+    else:
+        items = [(r.caption_id, r.text) for r in rank_captions(store, captions, by, score_model or mid, top_k)]
+    items = shard(items, offset, limit)
+    run_params = {"score": "carlini", "params": asdict(params), "by": by, "top_k": top_k if by else None}
+    run_id, prior, resumed = _open_run(store, "carlini", model, mid, run_params)
+    done = _done_captions(store, run_id, CARLINI_FLAG)  # the flag is written last, with the size
+    todo = [(cid, t) for cid, t in items if cid not in done]
+    meter = _EvalMeter(model, prior)
+    progress("carlini", 0, len(todo))
+    for i, (cid, text) in enumerate(todo):  # one caption = n generations: the natural batch
+        start = model.evals
+        res = carlini(model, [text], params, batch_size=batch_size)
+        evals = meter.add(start)
+        with store.transaction():
+            store.add_scores(run_id, "carlini", [(cid, float(res.values[0]))])
+            store.add_scores(run_id, CARLINI_FLAG, [(cid, float(bool(res.flagged[0])))])
+            store.finish_run(run_id, evals, status="running")
+        progress("carlini", i + 1, len(todo))
+    store.finish_run(run_id, meter.total, status="done")
+    return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.total)
