@@ -89,9 +89,12 @@ def _progress():
 
 def _load(args: argparse.Namespace):
     """The model, loaded (and the device checked) before the store is touched."""
+    import torch
+
     from .models import load_model
 
-    return load_model(args.model, args.device, dtype=args.dtype, config=args.config)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return load_model(args.model, device, dtype=args.dtype, config=args.config)
 
 
 def _open_existing(path: Path) -> Store:
@@ -140,7 +143,7 @@ def _non_negative(text: str) -> int:
 def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_required: bool = False) -> None:
     p.add_argument("--store", type=Path, required=True, help="store folder")
     p.add_argument("--model", default="demo", help="model spec: demo, sd:<folder|hub id|file>, sd-random, images:<folder>")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", help="cpu or cuda[:N] (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="model dtype (default: auto)")
     p.add_argument("--config", help="for a single-file sd: checkpoint, a local diffusers folder giving its configs")
     p.add_argument("--captions", type=Path, required=captions_required, help=captions_help)

@@ -112,17 +112,18 @@ def shard(items: Sequence[Any], offset: int = 0, limit: int | None = None) -> li
 
 # -- runs ---------------------------------------------------------------------------------------
 def _open_run(store: Store, stage: str, model: TextToImageModel, model_id: str,
-              params: Mapping[str, Any]) -> tuple[int, int, bool]:
-    """(run id, its evals so far, resumed): the newest run of this stage, model and params, or a
-    new one. The model's dtype is part of the params: float16 values differ from float32 ones."""
+              params: Mapping[str, Any]) -> tuple[int, bool]:
+    """(run id, resumed): the newest run of this stage, model and params, or a new one. Looked up
+    and created in one write transaction, so two shard processes starting together share one run.
+    The model's dtype is part of the params: float16 values differ from float32 ones."""
     params = {**params, "dtype": str(model.dtype).removeprefix("torch.")}
     canon = canonical_json(dict(params), f"{stage} params")
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT id, evals FROM runs WHERE stage = ? AND model = ? AND params = ? "
+    with store.transaction() as conn:
+        row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? "
                            "ORDER BY id DESC LIMIT 1", (stage, model_id, canon)).fetchone()
-    if row is not None:
-        return int(row[0]), int(row[1]), True
-    return store.start_run(stage, model_id, params), 0, False
+        if row is not None:
+            return int(row[0]), True
+        return store.start_run(stage, model_id, params), False
 
 
 def _done_captions(store: Store, run_id: int, kind: str) -> set[int]:
@@ -132,18 +133,32 @@ def _done_captions(store: Store, run_id: int, kind: str) -> set[int]:
 
 
 class _EvalMeter:
-    """Counts a run's guided calls in half-call units (shared unconditional rows are halves)."""
+    """Adds this session's guided calls to a run's stored count, batch by batch.
 
-    def __init__(self, model: TextToImageModel, prior: int):
-        self.model, self.halves = model, 2 * prior
+    Counts in half calls (a shared unconditional row is half a pair) and writes whole calls
+    (rounded up) as an increment read and written inside the batch's transaction, so shard
+    processes writing to the same run add up instead of overwriting each other."""
 
-    def add(self, start: float) -> int:
+    def __init__(self, store: Store, model: TextToImageModel, run_id: int):
+        self.store, self.model, self.run_id = store, model, run_id
+        self.halves = 0
+        self.written = 0  # whole calls already added to the run
+
+    def commit(self, start: float, status: str = "running") -> None:
+        """Count the calls since `start` (a model.evals reading); call inside the batch's transaction."""
         self.halves += round(2 * (self.model.evals - start))
-        return self.total
+        add = math.ceil(self.halves / 2) - self.written
+        self.written += add
+        self.store.finish_run(self.run_id, self.total() + add, status)
 
-    @property
     def total(self) -> int:
-        return math.ceil(self.halves / 2)
+        """The run's stored eval count."""
+        return self.store.get_run(self.run_id).evals
+
+    def finish(self) -> int:
+        total = self.total()
+        self.store.finish_run(self.run_id, total, "done")
+        return total
 
 
 def _model_id(model: TextToImageModel, model_id: str | None) -> str:
@@ -175,22 +190,21 @@ def score_stage(store: Store, model: TextToImageModel, captions: Selection, kind
     for kind in kinds:
         fn, default, _ = SCORES[kind]
         p = params.get(kind, default)
-        run_id, prior, resumed = _open_run(store, "score", model, mid, score_params(kind, p))
+        run_id, resumed = _open_run(store, "score", model, mid, score_params(kind, p))
         done = _done_captions(store, run_id, kind)
         todo = [(cid, t) for cid, t in todo_all if cid not in done]
-        meter = _EvalMeter(model, prior)
+        meter = _EvalMeter(store, model, run_id)
         progress(f"{kind}", 0, len(todo))
         for b in range(0, len(todo), batch_size):
             chunk = todo[b:b + batch_size]
             start = model.evals
             res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
-            evals = meter.add(start)
             with store.transaction():
                 store.add_scores(run_id, kind, zip([cid for cid, _ in chunk], res.values.tolist()))
-                store.finish_run(run_id, evals, status="running")
+                meter.commit(start)
             progress(f"{kind}", b + len(chunk), len(todo))
-        store.finish_run(run_id, meter.total, status="done")
-        reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), meter.total))
+        evals = meter.finish()
+        reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), evals))
     return reports
 
 
@@ -246,29 +260,27 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Selection,
     batch_size = check_batch_size(batch_size)
     mid = _model_id(model, model_id)
     ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
-    run_id, prior, resumed = _open_run(store, "generate", model, mid, generate_params(params, by, score_model or mid))
+    run_id, resumed = _open_run(store, "generate", model, mid, generate_params(params, by, score_model or mid))
     with store.snapshot() as conn:
         have = {(int(c), int(s)) for c, s in conn.execute("SELECT caption_id, seed FROM generations WHERE run_id = ?",
                                                           (run_id,))}
     jobs = [(r, int(s)) for r in ranked for s in params.seeds]
     todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
-    meter = _EvalMeter(model, prior)
+    meter = _EvalMeter(store, model, run_id)
     progress("generate", 0, len(todo))
     for b in range(0, len(todo), batch_size):
         chunk = todo[b:b + batch_size]
         start = model.evals
         out = model.sample([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
                            guidance=params.guidance)
-        evals = meter.add(start)
         shas = [store.put_image(_to_hwc(img)) for img in out.images]  # files first: harmless if orphaned
         with store.transaction():
             for (r, s), sha in zip(chunk, shas):
                 store.add_generation(r.caption_id, run_id, s, params.steps, out.sampler, sha,
                                      {"guidance": params.guidance, "rank": r.rank, "score_kind": by, "score": r.score})
-            store.finish_run(run_id, evals, status="running")
+            meter.commit(start)
         progress("generate", b + len(chunk), len(todo))
-    store.finish_run(run_id, meter.total, status="done")
-    return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.total)
+    return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.finish())
 
 
 # -- Carlini et al. post-filter -------------------------------------------------------------------
@@ -288,20 +300,19 @@ def carlini_stage(store: Store, model: TextToImageModel, captions: Selection,
     else:
         items = [(r.caption_id, r.text) for r in rank_captions(store, captions, by, score_model or mid, top_k)]
     items = shard(items, offset, limit)
-    run_params = {"score": "carlini", "params": asdict(params), "by": by, "top_k": top_k if by else None}
-    run_id, prior, resumed = _open_run(store, "carlini", model, mid, run_params)
+    run_params = {"score": "carlini", "params": asdict(params), "by": by, "top_k": top_k if by else None,
+                  "score_model": (score_model or mid) if by else None}
+    run_id, resumed = _open_run(store, "carlini", model, mid, run_params)
     done = _done_captions(store, run_id, CARLINI_FLAG)  # the flag is written last, with the size
     todo = [(cid, t) for cid, t in items if cid not in done]
-    meter = _EvalMeter(model, prior)
+    meter = _EvalMeter(store, model, run_id)
     progress("carlini", 0, len(todo))
     for i, (cid, text) in enumerate(todo):  # one caption = n generations: the natural batch
         start = model.evals
         res = carlini(model, [text], params, batch_size=batch_size)
-        evals = meter.add(start)
         with store.transaction():
             store.add_scores(run_id, "carlini", [(cid, float(res.values[0]))])
             store.add_scores(run_id, CARLINI_FLAG, [(cid, float(bool(res.flagged[0])))])
-            store.finish_run(run_id, evals, status="running")
+            meter.commit(start)
         progress("carlini", i + 1, len(todo))
-    store.finish_run(run_id, meter.total, status="done")
-    return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.total)
+    return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.finish())

@@ -119,6 +119,8 @@ def test_offset_limit_shard_the_caption_list(filled):
     assert r2.run_id == r.run_id and r2.resumed
     (r3,) = score_stage(filled, tiny_model(), sel, ("dcs",), limit=2, batch_size=2)
     assert set(run_scores(filled, r.run_id, "dcs")) == set(sel.ids) and r3.computed == 2
+    # each session adds its own guided calls, rounded up: (2+1)/2 + (1+1)/2 -> 3, then 1, then (2+1)/2 -> 2
+    assert filled.get_run(r.run_id).evals == r3.evals == 3 + 1 + 2
 
 
 class Killed(Exception):
