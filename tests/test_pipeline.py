@@ -337,3 +337,29 @@ def test_cli_run_end_to_end_with_the_demo_model(tmp_path):
     assert p.returncode == 0, p.stderr
     with Store.open(tmp_path / "s") as s:
         assert s.conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 2
+
+
+def test_cli_run_in_a_subprocess_with_a_tiny_sd_folder_then_rerun_resumes(tmp_path, tmp_path_factory):
+    """The real entry point end to end (`python -m attack run`), on a random tiny SD folder; the
+    same command again finds every stage done and computes nothing."""
+    from tests.assets.tiny_sd import tiny_sd_folder
+
+    folder = tiny_sd_folder(tmp_path_factory, "epsilon")
+    caps = caption_file(tmp_path, ["a cat", "the dog", "on the mat", "red sun"])
+    cmd = [sys.executable, "-m", "attack", "run", "--store", str(tmp_path / "s"), "--model", f"sd:{folder}",
+           "--captions", str(caps), "--scores", "dcs,wen", "--top-k", "2", "--seeds", "2", "--steps", "2",
+           "--batch-size", "3", "--device", "cpu"]
+    env = {**subprocess_env(), "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "it/s" in first.stderr or "s/it" in first.stderr  # tqdm rate on stderr
+    assert "generate heun-karras: run" in first.stdout and "4 computed" in first.stdout
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("(resumed), 0 computed") == 3, again.stdout
+    with Store.open(tmp_path / "s") as s:
+        assert s.conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 4
+        runs = run_rows(s, "score") + run_rows(s, "generate")
+        assert len(runs) == 3 and all(r.status == "done" and r.evals > 0 and r.model == f"sd:{folder}" for r in runs)
+        img = s.load_image(s.conn.execute("SELECT image_sha FROM generations").fetchone()[0])
+        assert img.size == (16, 16)  # the tiny SD VAE's native output size
