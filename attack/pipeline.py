@@ -100,6 +100,27 @@ def select_captions(store: Store, texts: Sequence[str] | None = None) -> Selecti
     return Selection(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
 
 
+# what the stages accept as captions: a Selection, caption texts already in the store, or caption ids
+Captions = Selection | Sequence[str] | Sequence[int]
+
+
+def as_selection(store: Store, captions: Captions) -> Selection:
+    """A Selection from itself, caption texts (see select_captions) or store caption ids (in the given order)."""
+    if isinstance(captions, Selection):
+        return captions
+    if isinstance(captions, str):
+        raise ScoreInputError("expected a list of captions or caption ids, got a single string")
+    items = list(captions)
+    if items and all(isinstance(c, int) and not isinstance(c, bool) for c in items):
+        texts = []
+        for cid in dict.fromkeys(items):
+            texts.append(store.get_caption(cid).text)  # NotFoundError names an unknown id
+        return select_captions(store, texts)
+    if not all(isinstance(c, str) for c in items):
+        raise ScoreInputError(f"expected caption texts or caption ids, got {sorted({type(c).__name__ for c in items})}")
+    return select_captions(store, items)
+
+
 def shard(items: Sequence[Any], offset: int = 0, limit: int | None = None) -> list[Any]:
     """items[offset : offset + limit]; an empty shard is an error (nothing would be written)."""
     if offset < 0 or (limit is not None and limit < 1):
@@ -171,11 +192,12 @@ def score_params(kind: str, params: Any) -> dict[str, Any]:
     return {"score": kind, "params": asdict(params)}
 
 
-def score_stage(store: Store, model: TextToImageModel, captions: Selection, kinds: Sequence[str] = ("dcs",),
+def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds: Sequence[str] = ("dcs",),
                 params: Mapping[str, Any] | None = None, *, model_id: str | None = None, batch_size: int = 16,
                 offset: int = 0, limit: int | None = None, progress: Progress = _no_progress) -> list[StageReport]:
     """Score captions[offset:offset+limit] with each kind, one run per kind; captions already
     scored in a run with identical params are skipped. `params` maps kind -> params dataclass."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     params = dict(params or {})
     unknown = [k for k in list(kinds) + list(params) if k not in SCORES]
     if unknown or not kinds:
@@ -184,6 +206,7 @@ def score_stage(store: Store, model: TextToImageModel, captions: Selection, kind
     for k in kinds:  # fail before any run is written
         if SCORES[k][2]:
             require_whitebox(model, k)
+    captions = as_selection(store, captions)
     todo_all = shard(list(zip(captions.ids, captions.texts)), offset, limit)
     mid = _model_id(model, model_id)
     reports = []
@@ -246,7 +269,7 @@ def _to_hwc(image: torch.Tensor) -> np.ndarray:
     return image.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
 
 
-def generate_stage(store: Store, model: TextToImageModel, captions: Selection,
+def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                    params: GenerateParams = GenerateParams(), *, by: str = "dcs", score_model: str | None = None,
                    model_id: str | None = None, batch_size: int = 16, offset: int = 0, limit: int | None = None,
                    progress: Progress = _no_progress) -> StageReport:
@@ -259,6 +282,7 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Selection,
         raise ScoreInputError(f"expected distinct seeds, got {params.seeds}")
     batch_size = check_batch_size(batch_size)
     mid = _model_id(model, model_id)
+    captions = as_selection(store, captions)
     ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
     run_id, resumed = _open_run(store, "generate", model, mid, generate_params(params, by, score_model or mid))
     with store.snapshot() as conn:
@@ -284,7 +308,7 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Selection,
 
 
 # -- Carlini et al. post-filter -------------------------------------------------------------------
-def carlini_stage(store: Store, model: TextToImageModel, captions: Selection,
+def carlini_stage(store: Store, model: TextToImageModel, captions: Captions,
                   params: CarliniParams = CarliniParams(), *, by: str | None = None, top_k: int = 0,
                   score_model: str | None = None, model_id: str | None = None, batch_size: int = 16,
                   offset: int = 0, limit: int | None = None, progress: Progress = _no_progress) -> StageReport:
@@ -295,6 +319,7 @@ def carlini_stage(store: Store, model: TextToImageModel, captions: Selection,
     if params.n < 1:
         raise ScoreInputError(f"expected n >= 1 generations per caption, got {params.n}")
     mid = _model_id(model, model_id)
+    captions = as_selection(store, captions)
     if by is None:
         items = list(zip(captions.ids, captions.texts))
     else:

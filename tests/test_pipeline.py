@@ -23,7 +23,7 @@ from attack.models.demo import DemoModel
 from attack.pipeline import (CARLINI_FLAG, carlini_stage, generate_stage, latest_scores, score_stage,
                              select_captions)
 from attack.scores import ScoreInputError
-from store import CaptionRow, Store
+from store import CaptionRow, NotFoundError, Store, StoreError
 from tests.conftest import REPO, snapshot, subprocess_env
 from tests.test_demo_model import tiny_net
 
@@ -159,6 +159,21 @@ def test_killed_score_run_resumes_without_recomputing_and_matches_an_uninterrupt
         (u,) = score_stage(clean, tiny_model(), select_captions(clean), ("dcs",), model_id="tiny", batch_size=2)
         assert run_scores(clean, u.run_id, "dcs") == run_scores(filled, run.id, "dcs")  # identical, bit for bit
         assert u.evals == r.evals
+
+
+def test_stages_take_caption_texts_or_ids_in_the_given_order(filled):
+    sel = select_captions(filled)
+    ids = [sel.ids[3], sel.ids[0], sel.ids[3]]
+    (a,) = score_stage(filled, tiny_model(), ids, "dcs", limit=1)
+    assert set(run_scores(filled, a.run_id, "dcs")) == {sel.ids[3]}  # first of the given order, duplicates merged
+    (b,) = score_stage(filled, tiny_model(), [CAPTIONS[0], CAPTIONS[3]], "dcs")
+    assert b.run_id == a.run_id and b.computed == 1 and b.skipped == 1
+    with pytest.raises(StoreError, match="expected captions already in the store"):
+        score_stage(filled, tiny_model(), ["not ingested"])
+    with pytest.raises(NotFoundError):
+        score_stage(filled, tiny_model(), [10_000])
+    with pytest.raises(ScoreInputError, match="at least one caption"):
+        score_stage(filled, tiny_model(), [])
 
 
 def test_different_params_make_a_new_run(filled):
