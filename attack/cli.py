@@ -223,11 +223,12 @@ def _run_carlini(args: argparse.Namespace) -> int:
 def _run_all(args: argparse.Namespace) -> int:
     from .ingest import apply_ingest, prepare_ingest
     from .pipeline import generate_stage, score_stage, select_captions
+    from .scores import ScoreInputError
 
     prepared = prepare_ingest(args.captions, None, None, args.format)  # bad input fails before any write
     params = _gen_params(args)
     if not args.no_generate and args.by not in args.scores:
-        raise StoreError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
+        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
     model = _load(args)
     with Store.open(args.store) as store:
         print(apply_ingest(store, prepared, warn=lambda m: print(f"warning: {m}", file=sys.stderr)).summary())

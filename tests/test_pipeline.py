@@ -315,6 +315,7 @@ def test_cli_bad_input_exits_2_and_leaves_the_store_byte_identical(tmp_path, tin
         ["run", "--store", str(store_dir), "--model", "nonsense", "--captions", str(caps)],
         ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(empty)],
         ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(tmp_path / "missing.txt")],
+        ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(caps), "--scores", "ecs", "--by", "dcs"],
         ["score", "--store", str(store_dir), "--model", "nonsense"],
         ["score", "--store", str(store_dir), "--model", "tiny", "--captions", str(empty)],
         ["score", "--store", str(store_dir), "--model", "tiny", "--captions", str(unknown)],
