@@ -355,9 +355,9 @@ def test_cli_run_end_to_end_with_the_demo_model(tmp_path):
         assert s.conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 2
 
 
-def test_cli_run_in_a_subprocess_with_a_tiny_sd_folder_then_rerun_resumes(tmp_path, tmp_path_factory):
+def test_cli_run_in_a_subprocess_with_a_tiny_sd_folder_then_rerun_resumes(tmp_path, tmp_path_factory, capsys):
     """The real entry point end to end (`python -m attack run`), on a random tiny SD folder; the
-    same command again finds every stage done and computes nothing."""
+    same command again (in-process, to save a start-up) finds every stage done and computes nothing."""
     from tests.assets.tiny_sd import tiny_sd_folder
 
     folder = tiny_sd_folder(tmp_path_factory, "epsilon")
@@ -370,12 +370,69 @@ def test_cli_run_in_a_subprocess_with_a_tiny_sd_folder_then_rerun_resumes(tmp_pa
     assert first.returncode == 0, first.stderr
     assert "it/s" in first.stderr or "s/it" in first.stderr  # tqdm rate on stderr
     assert "generate heun-karras: run" in first.stdout and "4 computed" in first.stdout
-    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.count("(resumed), 0 computed") == 3, again.stdout
+    assert cli.main(cmd[3:]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(resumed), 0 computed") == 3, out
     with Store.open(tmp_path / "s") as s:
         assert s.conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 4
         runs = run_rows(s, "score") + run_rows(s, "generate")
         assert len(runs) == 3 and all(r.status == "done" and r.evals > 0 and r.model == f"sd:{folder}" for r in runs)
         img = s.load_image(s.conn.execute("SELECT image_sha FROM generations").fetchone()[0])
         assert img.size == (16, 16)  # the tiny SD VAE's native output size
+
+
+CHILD = r"""
+import sys, time, torch
+torch.set_num_threads(1)
+from attack import cli
+from attack.models import register
+from attack.models.demo import DemoModel
+from tests.test_demo_model import tiny_net
+
+class Slow(DemoModel):  # slow enough to be killed midway
+    def encode(self, captions):
+        time.sleep(float(sys.argv[1]))
+        return super().encode(captions)
+
+register("tiny", "tiny")(lambda arg, device: Slow(tiny_net(0), device))
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_sigkilled_score_command_resumes_where_it_stopped(tmp_path, tiny_spec, capsys):
+    """A real kill (SIGKILL mid-run in a child process): the rerun (here in-process, same model
+    spec and weights) computes only what the store lacks, and the values equal an uninterrupted run's."""
+    import signal
+    import sqlite3
+    import time
+
+    texts = [f"caption number {i}" for i in range(40)]
+    caps = caption_file(tmp_path, texts)
+    store_dir = tmp_path / "s"
+    argv = ["score", "--store", str(store_dir), "--model", "tiny", "--captions", str(caps), "--batch-size", "1"]
+    env = subprocess_env()
+    with Store.open(store_dir) as s:
+        s.add_captions([CaptionRow(t) for t in texts])
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "0.05", *argv], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, n = time.time() + 120, 0
+    while n < 3 and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+        with sqlite3.connect(f"file:{store_dir / 'store.db'}?mode=ro", uri=True) as c:
+            n = c.execute("SELECT count(*) FROM scores").fetchone()[0]
+    child.kill()
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "finished before it could be killed"
+    with Store.open(store_dir) as s:
+        killed = s.conn.execute("SELECT count(*) FROM scores").fetchone()[0]
+        assert 3 <= killed < 40 and run_rows(s, "score")[0].status == "running"
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert f"(resumed), {40 - killed} computed, {killed} already done" in capsys.readouterr().out
+    with Store.open(store_dir) as s:
+        (run,) = run_rows(s, "score")
+        got = run_scores(s, run.id, "dcs")
+        assert run.status == "done" and len(got) == 40
+        ids = [s.caption_id(t) for t in texts]
+    direct = dcs(tiny_model(), texts, DCSParams(), batch_size=1).values.tolist()
+    assert [got[i] for i in ids] == pytest.approx(direct, rel=1e-6)
