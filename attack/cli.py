@@ -222,17 +222,23 @@ def _run_carlini(args: argparse.Namespace) -> int:
 
 def _run_all(args: argparse.Namespace) -> int:
     from .ingest import apply_ingest, prepare_ingest
-    from .pipeline import generate_stage, score_stage, select_captions
+    from .pipeline import generate_stage, score_stage, select_captions, shard
     from .scores import ScoreInputError
 
     prepared = prepare_ingest(args.captions, None, None, args.format)  # bad input fails before any write
+    texts = list(dict.fromkeys(r.text for r in prepared.parsed.rows))
+    shard(texts, args.offset, args.limit)  # an empty shard fails before any write
     params = _gen_params(args)
     if not args.no_generate and args.by not in args.scores:
         raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
     model = _load(args)
     with Store.open(args.store) as store:
-        print(apply_ingest(store, prepared, warn=lambda m: print(f"warning: {m}", file=sys.stderr)).summary())
-        sel = select_captions(store, [r.text for r in prepared.parsed.rows])
+        if all(store.caption_id(t) is not None for t in texts):
+            # a rerun (resume) of the same list: ingesting again would only bump each caption's count
+            print(f"ingest: all {len(texts)} captions already in the store, skipped")
+        else:
+            print(apply_ingest(store, prepared, warn=lambda m: print(f"warning: {m}", file=sys.stderr)).summary())
+        sel = select_captions(store, texts)
         update, close = _progress()
         try:
             for r in score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,

@@ -316,6 +316,7 @@ def test_cli_bad_input_exits_2_and_leaves_the_store_byte_identical(tmp_path, tin
         ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(empty)],
         ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(tmp_path / "missing.txt")],
         ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(caps), "--scores", "ecs", "--by", "dcs"],
+        ["run", "--store", str(store_dir), "--model", "tiny", "--captions", str(unknown), "--offset", "1"],
         ["score", "--store", str(store_dir), "--model", "nonsense"],
         ["score", "--store", str(store_dir), "--model", "tiny", "--captions", str(empty)],
         ["score", "--store", str(store_dir), "--model", "tiny", "--captions", str(unknown)],
@@ -372,9 +373,10 @@ def test_cli_run_in_a_subprocess_with_a_tiny_sd_folder_then_rerun_resumes(tmp_pa
     assert "generate heun-karras: run" in first.stdout and "4 computed" in first.stdout
     assert cli.main(cmd[3:]) == 0
     out = capsys.readouterr().out
-    assert out.count("(resumed), 0 computed") == 3, out
+    assert out.count("(resumed), 0 computed") == 3 and "already in the store, skipped" in out, out
     with Store.open(tmp_path / "s") as s:
         assert s.conn.execute("SELECT count(*) FROM generations").fetchone()[0] == 4
+        assert s.conn.execute("SELECT max(count) FROM captions").fetchone()[0] == 1 and len(run_rows(s, "ingest")) == 1
         runs = run_rows(s, "score") + run_rows(s, "generate")
         assert len(runs) == 3 and all(r.status == "done" and r.evals > 0 and r.model == f"sd:{folder}" for r in runs)
         img = s.load_image(s.conn.execute("SELECT image_sha FROM generations").fetchone()[0])
