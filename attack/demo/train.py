@@ -52,7 +52,8 @@ def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: fl
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sd = cfg.sigma_data
     smin, smax = float(net.sigmas[0]), float(net.sigmas[-1])
-    start = last_save = time.time() - 60 * prior["train_minutes"]
+    start = time.time() - 60 * prior["train_minutes"]
+    last_save = time.time()
     log: list[dict] = list(prior["log"])
     step, run_loss = prior["steps"], 0.0
     print(f"demo world: {len(world.rows)} rows, {len(world.images)} images; "
