@@ -107,3 +107,23 @@ def test_committed_attack_list_and_truth_match_the_code(world):
     assert truth["fingerprint"] == world.fingerprint()
     assert [a["caption"] for a in truth["attack"]] == listed
     assert {g["group"] for g in truth["groups"]} == {r.group for r in world.rows if r.group}
+
+
+def test_memorization_bench_scores_a_copy_as_a_copy_and_a_stranger_as_not(world):
+    from attack.bench.memorization import best_distance
+    from attack.metrics import mask_to_compare, to_compare
+
+    refs = to_compare(np.stack(world.images))
+    masks = {g: mask_to_compare(m) for g, m in world.masks.items()}
+    exact = next(a for a in world.attack if a.kind == "exact")
+    other = next(a for a in world.attack if a.kind == "unique")
+    assert best_distance(refs[[other.own_image, exact.own_image]], exact, refs, masks) == pytest.approx(0, abs=1e-6)
+    assert best_distance(refs[[other.own_image]], exact, refs, masks) > 0.12
+    # a template caption is copied by any variant of its family: the varying region is masked out
+    fam = [a for a in world.attack if a.kind == "template" and a.group == "template-carpet"]
+    variant = next(k for k in fam[0].target_images if k != fam[0].own_image)
+    assert best_distance(refs[[variant]], fam[0], refs, masks) < 0.03
+    assert float((refs[variant] - refs[fam[0].own_image]).pow(2).mean().sqrt()) > 0.12
+    retrieval = next(a for a in world.attack if a.kind == "retrieval")
+    assert best_distance(refs[[retrieval.own_image]], retrieval, refs, masks) > 0.12
+    assert best_distance(refs[list(retrieval.target_images)], retrieval, refs, masks) == pytest.approx(0, abs=1e-6)
