@@ -32,6 +32,18 @@ def tiny_image(seed: int, size: int = 16) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run tiny models, fastest on one thread: two OpenMP threads next to another busy
+    process spin at their barriers and run many times slower. Restored after each test."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     with Store.open(tmp_path / "store") as s:

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from attack.dcs import dcs
@@ -15,14 +14,6 @@ from attack.models.images import ImagesModel
 from attack.wen import wen
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two OpenMP threads next to a busy process (the
-    demo training) are ~50x slower here. Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _square(size: int = 256, lo: int = 64, hi: int = 192) -> np.ndarray:

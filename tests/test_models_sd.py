@@ -12,14 +12,6 @@ from attack.models.sd import StableDiffusionModel, resolve_dtype, training_sigma
 from tests.assets.tiny_sd import tiny_sd_folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two OpenMP threads next to a busy process (the
-    demo training) are ~50x slower here. Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 SD_V1_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                    "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}

@@ -19,14 +19,6 @@ from attack.wen import WenParams, wen
 from tests.assets.tiny_sd import tiny_sd_folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two OpenMP threads next to a busy process (the
-    demo training) are ~50x slower here. Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 CAPTIONS = ["a cat on the mat", "the dog", "at the station", "red sun", "a cat"]
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 RESOLUTION = 32
 _CANVAS = 128  # procedural scenes are drawn large, then Lanczos-downsampled like web thumbnails
