@@ -15,7 +15,6 @@ import torch
 from attack import cli
 from attack.carlini import CarliniParams
 from attack.dcs import DCSParams, dcs
-from attack.demo.net import WEIGHTS_DIR
 from attack.ecs import ECSParams
 from attack.generate import GenerateParams
 from attack.models import _REGISTRY, register
