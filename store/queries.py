@@ -39,23 +39,29 @@ def fts_query(text: str) -> Optional[str]:
     return " ".join(f'"{w}"' for w in words) if words else None
 
 
-def state_filter(q: PageQuery) -> tuple[list[str], list]:
-    """WHERE terms over caption_state ``st`` for the query's non-score filters."""
-    conds, params = ["st.n_generations > 0"], []
+def _label_terms(q: PageQuery, conds: list[str], params: list, label_col: str, unlabelled: str,
+                 labelled: str, auto_col: str) -> None:
+    """Append the human/auto label filters of q, for either caption_state or candidate_counts."""
     if q.human_label is not None:
         terms = []
         named = [v for v in q.human_label if v in HUMAN_LABELS]
         if named:
-            terms.append(f"st.label IN ({', '.join('?' * len(named))})")
+            terms.append(f"{label_col} IN ({', '.join('?' * len(named))})")
             params.extend(named)
         if "unlabelled" in q.human_label:
-            terms.append("st.label IS NULL")
+            terms.append(unlabelled)
         if "labelled" in q.human_label:
-            terms.append("st.label IS NOT NULL")
+            terms.append(labelled)
         conds.append("(" + " OR ".join(terms) + ")")
     if q.auto_label is not None:
-        conds.append(f"st.auto_label IN ({', '.join('?' * len(q.auto_label))})")
+        conds.append(f"{auto_col} IN ({', '.join('?' * len(q.auto_label))})")
         params.extend(q.auto_label)
+
+
+def state_filter(q: PageQuery) -> tuple[list[str], list]:
+    """WHERE terms over caption_state ``st`` for the query's non-score filters."""
+    conds, params = ["st.n_generations > 0"], []
+    _label_terms(q, conds, params, "st.label", "st.label IS NULL", "st.label IS NOT NULL", "st.auto_label")
     for flag in q.flags or ():
         conds.append("st.caption_id IN (SELECT caption_id FROM caption_flags WHERE flag = ?)")
         params.append(flag)
@@ -74,20 +80,7 @@ def _count(conn: "sqlite3.Connection", q: PageQuery, where: str, params: list) -
     if q.flags or q.search is not None:
         return conn.execute(f"SELECT count(*) FROM caption_state st WHERE {where}", params).fetchone()[0]
     conds, args = [], []
-    if q.human_label is not None:
-        terms = []
-        named = [v for v in q.human_label if v in HUMAN_LABELS]
-        if named:
-            terms.append(f"label_key IN ({', '.join('?' * len(named))})")
-            args.extend(named)
-        if "unlabelled" in q.human_label:
-            terms.append("label_key = ''")
-        if "labelled" in q.human_label:
-            terms.append("label_key <> ''")
-        conds.append("(" + " OR ".join(terms) + ")")
-    if q.auto_label is not None:
-        conds.append(f"auto_key IN ({', '.join('?' * len(q.auto_label))})")
-        args.extend(q.auto_label)
+    _label_terms(q, conds, args, "label_key", "label_key = ''", "label_key <> ''", "auto_key")
     sql = "SELECT coalesce(sum(n), 0) FROM candidate_counts" + (" WHERE " + " AND ".join(conds) if conds else "")
     return conn.execute(sql, args).fetchone()[0]
 
