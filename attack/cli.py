@@ -45,7 +45,7 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
-BENCHES = {"memorization": "memorization", "throughput": "throughput"}
+BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -58,6 +58,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; the last line printed is one JSON object",
                        description="memorization: does the demo model copy what it should; "
+                                   "ranking: scores and auto labels of the demo store vs its planted truth; "
                                    "throughput: batched vs per-caption DCS/ECS. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(BENCHES))
@@ -225,6 +226,12 @@ def _run_all(args: argparse.Namespace) -> int:
     texts = list(dict.fromkeys(r.text for r in prepared.parsed.rows))
     shard(texts, args.offset, args.limit)  # an empty shard fails before any write
     params = _gen_params(args)
+    if not args.no_generate:
+        from .embed import load_embedder
+        from .labels import preset
+
+        preset(args.preset)
+        load_embedder(args.embedder)  # a missing CLIP checkpoint fails before any write
     if not args.no_generate and args.by not in args.scores:
         raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
     model = _load(args)
@@ -244,11 +251,138 @@ def _run_all(args: argparse.Namespace) -> int:
                 # the shard's captions were scored above; generation ranks them all and takes top-K
                 print(generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
                                      batch_size=args.batch_size, progress=update).summary())
+            if not args.no_generate:
+                from .labels import label_stage
+                from .retrieve import retrieve_stage
+
+                ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids),
+                                     external=args.index, batch_size=args.batch_size, progress=update)
+                print(ret.summary())
+                print(label_stage(store, args.preset, caption_ids=list(sel.ids), progress=update).summary())
         finally:
             close()
-        # Retrieval (kNN over training images) and auto labels run here once their stages land
-        # (separate issue); until then `run` stops after generation.
     return 0
+
+
+# -- retrieval, labels, demo ----------------------------------------------------------------------
+def _retrieve_args(p: argparse.ArgumentParser) -> None:
+    from .masks import MaskParams
+
+    d = MaskParams()
+    p.add_argument("--embedder", default="pixel", help="pixel (thumbnail descriptor, default) or "
+                                                       "clip:<arch>:<pretrained tag in the local cache | checkpoint file>")
+    p.add_argument("--k", type=_positive, default=10, help="neighbours per generation (default 10)")
+    p.add_argument("--factory", default="Flat", help="faiss factory for the store's index: Flat (exact, default) "
+                                                     "or e.g. IVF4096,PQ64 past ~1M images")
+    p.add_argument("--index", type=Path, help="search an existing autofaiss / clip-retrieval index folder "
+                                              "(image.index + parquet/arrow metadata with url, caption) instead")
+    p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(d.rmse_min, d.rmse_max),
+                   help=f"near-duplicate RMSE window for template masks (default {d.rmse_min:.4f} {d.rmse_max:.4f}: "
+                        f"the paper code's SSE 1e2..1e3 on 256x256)")
+    p.add_argument("--preset", default="paper", help="label thresholds: paper (0.12) or onestep-code (0.113 / 0.124)")
+
+
+def _retrieve_params(args: argparse.Namespace):
+    from .masks import MaskParams
+    from .retrieve import RetrieveParams
+
+    lo, hi = args.dup_rmse
+    return RetrieveParams(embedder=args.embedder, k=args.k, factory=args.factory,
+                          masks=MaskParams(rmse_min=lo, rmse_max=hi))
+
+
+def _caption_ids(store: Store, args: argparse.Namespace) -> Optional[list[int]]:
+    return None if args.captions is None else list(_selection(store, args).ids)
+
+
+def _run_retrieve(args: argparse.Namespace) -> int:
+    from .embed import load_embedder
+    from .labels import preset
+    from .retrieve import retrieve_stage
+
+    params = _retrieve_params(args)
+    preset(args.preset)
+    embedder = load_embedder(params.embedder)  # a missing checkpoint fails before the store is touched
+    with _open_existing(args.store) as store:
+        ids = _caption_ids(store, args)
+        update, close = _progress()
+        try:
+            report = retrieve_stage(store, params, caption_ids=ids, external=args.index, embedder=embedder,
+                                    batch_size=args.batch_size, progress=update)
+        finally:
+            close()
+    print(report.summary())
+    return 0
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from .labels import label_stage, preset
+
+    thresholds = preset(args.preset)
+    with _open_existing(args.store) as store:
+        ids = _caption_ids(store, args)
+        update, close = _progress()
+        try:
+            report = label_stage(store, thresholds, caption_ids=ids, progress=update)
+        finally:
+            close()
+    print(report.summary())
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from .demo.build import build_demo_store
+
+    t0 = time.perf_counter()
+    print(f"building the demo store in {args.store} (every stage resumes if interrupted)", flush=True)
+    update, close = _progress()
+    try:
+        out = build_demo_store(args.store, progress=update)
+    finally:
+        close()
+    for line in out["summaries"]:
+        print(line)
+    print(f"demo store ready: {args.store} ({out['captions']} captions, labels {out['labels']['counts'] or 'unchanged'}) "
+          f"in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def add_retrieve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retrieve", help="kNN training images of every generation, RMSE, auto template masks; resumable",
+                       description="Builds (or reuses) a faiss index of the store's training images in STORE/index/, "
+                                   "or searches --index; generations that already have neighbours are skipped.")
+    p.add_argument("--store", type=Path, required=True, help="store folder")
+    p.add_argument("--captions", type=Path, help="only the generations of these captions (already ingested)")
+    p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
+    p.add_argument("--batch-size", type=_positive, default=64, help="generations per embedding batch")
+    _retrieve_args(p)
+    p.set_defaults(func=_run_retrieve)
+
+
+def add_label(sub: argparse._SubParsersAction) -> None:
+    from .labels import PRESETS
+
+    p = sub.add_parser("label", help="automatic labels TV -> MV -> RV -> N with suspect flags; resumable",
+                       description="Labels every caption with generations from the stored neighbours and the current "
+                                   "mask versions; every distance is stored with the label.")
+    p.add_argument("--store", type=Path, required=True, help="store folder")
+    p.add_argument("--captions", type=Path, help="only these captions (already ingested)")
+    p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help="thresholds: paper (0.12 for all) or onestep-code (0.113 TV/MV, 0.124 RV)")
+    p.set_defaults(func=_run_label)
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    from .demo.build import DEFAULT_STORE
+
+    p = sub.add_parser("demo", help="build the demo store end to end (about 5 minutes on a 2-core CPU)",
+                       description="Ingest the demo world, score every attack caption (DCS, ECS, Wen), generate for "
+                                   "the top K, retrieve, build masks and label. Running it again reuses what is done.")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store folder (default {DEFAULT_STORE})")
+    p.set_defaults(func=_run_demo)
 
 
 def add_score(sub: argparse._SubParsersAction) -> None:
@@ -281,18 +415,19 @@ def add_carlini(sub: argparse._SubParsersAction) -> None:
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="ingest a caption list, score it, generate for the top-K",
+    p = sub.add_parser("run", help="ingest a caption list, score it, generate for the top-K, retrieve and label",
                        description="Every stage resumes: rerunning the same command continues where a killed "
                                    "run stopped. --offset/--limit shard the scoring.")
     _model_args(p, "caption list to ingest and attack", captions_required=True)
     p.add_argument("--scores", type=_score_kinds, default=("dcs",), help="comma-separated: dcs,ecs,wen (default dcs)")
     _generate_args(p)
-    p.add_argument("--no-generate", action="store_true", help="stop after scoring")
+    p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")
+    _retrieve_args(p)
     p.set_defaults(func=_run_all)
 
 
 STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest, add_score, add_generate, add_carlini,
-                                                               add_run, add_bench]
+                                                               add_retrieve, add_label, add_run, add_demo, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

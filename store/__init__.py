@@ -5,7 +5,7 @@
         page = s.page(PageQuery(order_by="dcs", human_label="unlabelled"))
 """
 from .errors import (
-    ExportError, IngestError, LabelError, NotFoundError, SchemaError, StoreError,
+    ExportError, IngestError, LabelError, MaskError, NotFoundError, SchemaError, StoreError,
 )
 from .records import (
     AutoLabel, Caption, CaptionRow, Generation, LabelEntry, Mask, Neighbour, Page, PageQuery,
@@ -16,7 +16,7 @@ from .store import Store
 from .version import __version__
 
 __all__ = [
-    "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError",
+    "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
     "AutoLabel", "Caption", "CaptionRow", "Generation", "LabelEntry", "Mask", "Neighbour", "Page",
     "PageQuery", "PageRow", "Run", "SearchHit", "TrainingImage",
     "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",

@@ -27,5 +27,9 @@ class IngestError(StoreError):
     """Bad input to ingest: the store is left exactly as it was."""
 
 
+class MaskError(StoreError):
+    """A mask does not fit its training image (wrong size, not binary): nothing is written."""
+
+
 class ExportError(StoreError):
     """An export could not be written (bad path, bad format, ...)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from .canon import canonical_json, finite_float, load_json, optional_float
 from .db import utc_now
-from .errors import NotFoundError, StoreError
+from .errors import MaskError, NotFoundError, StoreError
 from .images import check_sha
 from .records import (
     AutoLabel, Caption, CaptionRow, Generation, Mask, Neighbour, Run, TrainingImage,
@@ -305,6 +305,22 @@ def neighbours(store: "Store", generation_id: int) -> list[Neighbour]:
 _MASK_COLS = "id, train_image_id, version, image_sha, source, author, parent_id, created_at"
 
 
+def _image_size(store: "Store", sha: str) -> tuple[int, int]:
+    from PIL import Image
+    with Image.open(store.images.require(sha)) as im:  # reads the header only
+        return im.size
+
+
+def _check_mask_size(store: "Store", conn: sqlite3.Connection, train_image_id: int, size: tuple[int, int]) -> None:
+    """A mask covers its training image pixel for pixel: same width and height."""
+    _require_row(conn, "training_images", train_image_id, "add_mask")
+    (train_sha,) = conn.execute("SELECT sha256 FROM training_images WHERE id = ?", (train_image_id,)).fetchone()
+    want = _image_size(store, train_sha)
+    if tuple(size) != want:
+        raise MaskError(f"mask for training image {train_image_id}: expected {want[0]}x{want[1]} "
+                        f"(the training image's size), got {size[0]}x{size[1]}")
+
+
 def _check_binary_mask(store: "Store", sha: str) -> None:
     from PIL import Image
     with Image.open(store.images.require(sha)) as im:
@@ -325,7 +341,7 @@ def add_mask(store: "Store", train_image_id: int, image_sha: str, source: str = 
         raise StoreError(f"add_mask author: expected a string or None, got {author!r}")
     _check_binary_mask(store, check_sha(image_sha))
     with store.transaction() as conn:
-        _require_row(conn, "training_images", train_image_id, "add_mask")
+        _check_mask_size(store, conn, train_image_id, _image_size(store, image_sha))
         current = conn.execute("SELECT id, version FROM masks WHERE train_image_id = ? "
                                "ORDER BY version DESC LIMIT 1", (train_image_id,)).fetchone()
         if parent_id is None and source == "edited" and current is not None:
@@ -341,6 +357,31 @@ def add_mask(store: "Store", train_image_id: int, image_sha: str, source: str = 
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (train_image_id, version, image_sha, source, author, parent_id, utc_now()))
         return int(cur.lastrowid)
+
+
+def save_mask(store: "Store", train_image_id: int, mask: Any, source: str = "auto",
+              author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+    """Check a mask array / image against its training image, then write its file and a new
+    version; a wrong size raises MaskError before anything (file included) is written."""
+    from .images import to_mask_array
+    arr = to_mask_array(mask)
+    with store.snapshot() as conn:
+        _check_mask_size(store, conn, train_image_id, (arr.shape[1], arr.shape[0]))
+    return add_mask(store, train_image_id, store.put_mask(arr), source, author, parent_id)
+
+
+def set_neighbour_mask(store: "Store", generation_id: int, rank: int, masked_rmse: Optional[float],
+                       mask_id: Optional[int]) -> None:
+    """Refresh a neighbour's masked distance after its training image got a new mask version."""
+    value = optional_float(masked_rmse, f"set_neighbour_mask generation {generation_id} rank {rank} masked_rmse")
+    with store.transaction() as conn:
+        if mask_id is not None:
+            _require_row(conn, "masks", mask_id, f"set_neighbour_mask generation {generation_id} rank {rank}")
+        cur = conn.execute("UPDATE neighbours SET masked_rmse = ?, mask_id = ? WHERE generation_id = ? AND rank = ?",
+                           (value, mask_id, generation_id, rank))
+        if cur.rowcount != 1:
+            raise NotFoundError(f"set_neighbour_mask: expected an existing neighbour (generation {generation_id}, "
+                                f"rank {rank}), got none")
 
 
 def current_mask(store: "Store", train_image_id: int) -> Optional[Mask]:

@@ -249,6 +249,15 @@ class Store:
                  author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
         return evidence.add_mask(self, train_image_id, image_sha, source, author, parent_id)
 
+    def save_mask(self, train_image_id: int, mask: Union[Image.Image, np.ndarray], source: str = "auto",
+                  author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+        """Size-checked put_mask + add_mask: a wrong size raises MaskError and writes nothing."""
+        return evidence.save_mask(self, train_image_id, mask, source, author, parent_id)
+
+    def set_neighbour_mask(self, generation_id: int, rank: int, masked_rmse: Optional[float],
+                           mask_id: Optional[int]) -> None:
+        evidence.set_neighbour_mask(self, generation_id, rank, masked_rmse, mask_id)
+
     def current_mask(self, train_image_id: int) -> Optional[Mask]:
         return evidence.current_mask(self, train_image_id)
 

@@ -1,0 +1,262 @@
+"""Automatic labels (paper section 4, in the order of its public code): TV, then MV, then RV, else N.
+
+- TV: min over the caption's generations and their retrieved training images that have a mask
+  of the masked RMSE (kept pixels only) <= delta_TV;
+- MV: min over generations and the caption's own training images of the RMSE <= delta_V;
+- RV: min over generations and retrieved training images of the RMSE <= delta_RV.
+Distances are RMSE at 256x256 in [0,1] (attack.metrics). Every distance, and which generation,
+training image and mask gave it, is stored with the label: a label is a proposal for a human.
+
+Likely false positives are flagged, never dropped: `suspect:background` for plain or
+near-uniform images and `suspect:texture` for stationary textures (the paper pruned both by
+hand). A flag is computed on the training image the label rests on and on the closest
+generation.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from store import Store
+
+from .errors import AttackError
+from .metrics import mask_to_compare, masked_rmse, rmse
+from .retrieve import CompareImages, open_run
+
+Progress = Callable[[str, int, int], None]
+ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
+
+
+class LabelInputError(AttackError):
+    """Thresholds, presets or captions the labeller cannot use."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """delta per label (RMSE at 256x256 in [0,1]); the paper uses 0.12 for all."""
+    tv: float = 0.12
+    mv: float = 0.12
+    rv: float = 0.12
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if not (isinstance(v, (int, float)) and 0 < v <= 1):
+                raise LabelInputError(f"Thresholds.{k}: expected an RMSE in (0, 1], got {v!r}")
+
+
+# The public code thresholds SSE on 256x256x3: 2.5e3 (TV, MV) and 3e3 (RV) -> RMSE 0.113 / 0.124.
+PRESETS: dict[str, Thresholds] = {
+    "paper": Thresholds(),
+    "onestep-code": Thresholds(tv=0.113, mv=0.113, rv=0.124),
+}
+
+
+def preset(name: str) -> Thresholds:
+    if name not in PRESETS:
+        raise LabelInputError(f"expected a threshold preset among {', '.join(PRESETS)}, got {name!r}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class FlagParams:
+    """Heuristics for likely false positives, on a size x size thumbnail in [0,1].
+    background: at least background_frac of the pixels within background_tol (max over
+    channels) of the median colour. texture: detailed (luminance std >= texture_min_std) yet
+    stationary: every tile of a tiles x tiles grid has about the same mean and spread (std of
+    the tile means and of the tile stds each below texture_ratio x the global std)."""
+    size: int = 64
+    background_frac: float = 0.6
+    background_tol: float = 0.06
+    tiles: int = 4
+    texture_min_std: float = 0.03
+    texture_ratio: float = 0.3
+
+
+def suspect_flags(images: torch.Tensor, params: FlagParams = FlagParams()) -> list[tuple[str, ...]]:
+    """Flags per image [N,3,H,W] in [0,1]: () or some of suspect:background, suspect:texture."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise LabelInputError(f"expected images [N,3,H,W], got {tuple(images.shape)}")
+    x = F.interpolate(images.float().clamp(0, 1), size=(params.size, params.size), mode="bilinear",
+                      antialias=True, align_corners=False)
+    n = x.shape[0]
+    med = x.flatten(2).median(2).values[:, :, None, None]
+    near = ((x - med).abs().amax(1) <= params.background_tol).flatten(1).float().mean(1)
+    lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])
+    t = params.tiles
+    tiles = lum.view(n, t, params.size // t, t, params.size // t).permute(0, 1, 3, 2, 4).flatten(3)
+    g_std = lum.flatten(1).std(1)
+    mean_spread = tiles.mean(3).flatten(1).std(1)
+    std_spread = tiles.std(3).flatten(1).std(1)
+    out = []
+    for i in range(n):
+        f = []
+        if float(near[i]) >= params.background_frac:
+            f.append("suspect:background")
+        elif (float(g_std[i]) >= params.texture_min_std
+              and float(mean_spread[i]) <= params.texture_ratio * float(g_std[i])
+              and float(std_spread[i]) <= params.texture_ratio * float(g_std[i])):
+            f.append("suspect:texture")
+        out.append(tuple(f))
+    return out
+
+
+def decide(distances: Mapping[str, Any], thresholds: Thresholds = Thresholds()) -> str:
+    """TV, then MV, then RV: the first whose distance is <= its delta; else N."""
+    for label in ORDER:
+        d = distances.get(label.lower())
+        if d is not None and d <= getattr(thresholds, label.lower()):
+            return label
+    return "N"
+
+
+@dataclass(frozen=True)
+class CaptionLabel:
+    """An automatic label as written: the label, every distance (and what gave it), flags."""
+    caption_id: int
+    label: str
+    distances: dict
+    flags: tuple[str, ...]
+    run_id: int
+    auto_label_id: int
+
+
+def _best(cands: list[tuple[float, dict]]) -> tuple[float | None, dict]:
+    if not cands:
+        return None, {}
+    d, info = min(cands, key=lambda c: c[0])
+    return round(float(d), 6), info
+
+
+def caption_distances(store: Store, caption_id: int, images: CompareImages | None = None,
+                      refresh: bool = True) -> dict[str, Any]:
+    """The TV / MV / RV distances of a caption from its stored generations, neighbours and the
+    current mask of each retrieved image (a neighbour whose stored masked distance used an older
+    mask version is recomputed and, with refresh, updated in the store). None where no pair
+    exists (no own image, no masked neighbour)."""
+    images = images or CompareImages(store)
+    gens = store.generations(caption_id)
+    own = {t.sha256: t.id for t in store.training_images_for(caption_id)}
+    tv, mv, rv = [], [], []
+    masks: dict[int, Any] = {}
+    for g in gens:
+        gi = images.get(g.image_sha)[None]
+        for sha, tid in own.items():
+            mv.append((float(rmse(gi, images.get(sha)[None])[0]), {"generation_id": g.id, "train_image_id": tid}))
+        for n in store.neighbours(g.id):
+            info = {"generation_id": g.id, "train_image_id": n.train_image_id, "rank": n.rank}
+            if n.rmse is not None:
+                rv.append((n.rmse, info))
+            if n.train_image_id not in masks:
+                masks[n.train_image_id] = store.current_mask(n.train_image_id)
+            m = masks[n.train_image_id]
+            if m is None:
+                continue
+            md = n.masked_rmse
+            if n.mask_id != m.id or md is None:  # edited since retrieval: recompute under the current mask
+                sha = store.get_training_image(n.train_image_id).sha256
+                md = float(masked_rmse(gi, images.get(sha)[None], mask_to_compare(store.load_mask(m.image_sha)))[0])
+                if refresh:
+                    store.set_neighbour_mask(g.id, n.rank, md, m.id)
+            tv.append((md, {**info, "mask_id": m.id, "mask_version": m.version}))
+    out: dict[str, Any] = {"generations": len(gens)}
+    for key, cands in (("tv", tv), ("mv", mv), ("rv", rv)):
+        d, info = _best(cands)
+        out[key] = d
+        out.update({f"{key}_{k}": v for k, v in info.items()})
+    return out
+
+
+def _pair(store: Store, images: CompareImages, caption_id: int, distances: Mapping[str, Any],
+          key: str) -> list[torch.Tensor]:
+    """The training image and generation behind distance `key`, at the compare size."""
+    gid, tid = distances.get(f"{key}_generation_id"), distances.get(f"{key}_train_image_id")
+    out = []
+    if tid is not None:
+        out.append(images.get(store.get_training_image(tid).sha256))
+    if gid is not None:
+        sha = next(g.image_sha for g in store.generations(caption_id) if g.id == gid)
+        out.append(images.get(sha))
+    return out
+
+
+def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresholds = Thresholds(),
+                  flag_params: FlagParams = FlagParams(), images: CompareImages | None = None) -> CaptionLabel:
+    """Compute and write one caption's auto label under run_id."""
+    images = images or CompareImages(store)
+    distances = caption_distances(store, caption_id, images)
+    label = decide(distances, thresholds)
+    # flags rest on the pair behind the label; for N, on the closest retrieved pair
+    key = label.lower() if label != "N" else ("rv" if distances.get("rv") is not None else "mv")
+    pair = _pair(store, images, caption_id, distances, key)
+    flags = sorted({f for fl in (suspect_flags(torch.stack(pair), flag_params) if pair else []) for f in fl})
+    distances["thresholds"] = asdict(thresholds)
+    auto_id = store.add_auto_label(caption_id, run_id, label, distances, flags)
+    return CaptionLabel(caption_id, label, distances, tuple(flags), run_id, auto_id)
+
+
+def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "paper", *,
+            flag_params: FlagParams = FlagParams()) -> CaptionLabel:
+    """Recompute a caption's auto label from its stored generations, neighbours and the CURRENT
+    mask versions (e.g. right after a reviewer saved an edited mask) and write it as a new auto
+    label (a new `relabel` run, so it becomes the caption's latest). Returns what was written;
+    distances['tv'] is the masked RMSE under the current mask."""
+    th = preset(thresholds) if isinstance(thresholds, str) else thresholds
+    store.get_caption(caption_id)  # NotFoundError for an unknown id, before any write
+    run_id = store.start_run("relabel", "", {"thresholds": asdict(th), "flags": asdict(flag_params),
+                                             "caption_id": caption_id})
+    try:
+        out = label_caption(store, caption_id, run_id, th, flag_params)
+    except BaseException:
+        store.finish_run(run_id, 0, "failed")
+        raise
+    store.finish_run(run_id, 0, "done")
+    return out
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    run_id: int
+    resumed: bool
+    labelled: int
+    skipped: int
+    counts: dict = field(default_factory=dict)
+    flagged: int = 0
+
+    def summary(self) -> str:
+        how = "resumed" if self.resumed else "new"
+        c = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        return (f"label: run {self.run_id} ({how}), {self.labelled} captions labelled ({c or 'none'}), "
+                f"{self.flagged} flagged suspect, {self.skipped} already done")
+
+
+def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption_ids: Sequence[int] | None = None,
+                flag_params: FlagParams = FlagParams(), progress: Progress | None = None) -> LabelReport:
+    """Auto-label every caption with generations (or those of caption_ids); one `label` run per
+    thresholds, resumable: captions this run already labelled are skipped."""
+    th = preset(thresholds) if isinstance(thresholds, str) else thresholds
+    with store.snapshot() as conn:
+        cands = [int(r[0]) for r in conn.execute("SELECT DISTINCT caption_id FROM generations ORDER BY caption_id")]
+    if caption_ids is not None:
+        wanted = set(caption_ids)
+        cands = [c for c in cands if c in wanted]
+    run_id, resumed = open_run(store, "label", "", {"thresholds": asdict(th), "flags": asdict(flag_params)})
+    with store.snapshot() as conn:
+        done = {int(r[0]) for r in conn.execute("SELECT caption_id FROM auto_labels WHERE run_id = ?", (run_id,))}
+    todo = [c for c in cands if c not in done]
+    images = CompareImages(store)
+    counts: dict[str, int] = {}
+    flagged = 0
+    if progress:
+        progress("label", 0, len(todo))
+    for i, cid in enumerate(todo):
+        res = label_caption(store, cid, run_id, th, flag_params, images)
+        counts[res.label] = counts.get(res.label, 0) + 1
+        flagged += bool(res.flags)
+        if progress:
+            progress("label", i + 1, len(todo))
+    store.finish_run(run_id, 0, "done")
+    return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo), counts, flagged)

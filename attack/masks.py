@@ -1,0 +1,129 @@
+"""Template masks (paper section 4): which pixels of a training image stay fixed across its
+near-duplicates, so a template verbatim is compared only where the template does not vary.
+
+Near-duplicates of a training image are its index neighbours whose RMSE to it (256x256, Lanczos,
+[0,1]) lies in a window: the paper's code takes SSE 1e2..1e3 on 256x256x3, i.e. RMSE
+0.0226..0.0713. Close enough to be the same layout, far enough to show what varies. The
+keep-mask keeps pixels whose channel-summed absolute difference to every near-duplicate is below
+0.03, then erodes (3x3) and dilates (3x3) the kept region to drop isolated pixels that matched by
+chance. It is computed on the 256 grid and stored at the training image's own size.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import AttackError
+from .metrics import COMPARE_SIZE
+
+SSE_TO_RMSE = 1.0 / (3 * COMPARE_SIZE * COMPARE_SIZE)
+
+
+class MaskInputError(AttackError):
+    """Images or parameters a mask cannot be built from."""
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    """rmse_min / rmse_max: the near-duplicate window (default: the paper code's SSE 1e2..1e3);
+    candidates: index neighbours examined; diff: channel-summed absolute difference below which
+    a pixel is kept; erode / dilate: square kernel sizes (odd, 1 = none); min_keep: a mask
+    keeping less than this fraction of the image is no template (plain or unrelated images that
+    happen to fall in the window) and is not stored; max_dups: near-duplicates combined."""
+    rmse_min: float = float(np.sqrt(1e2 * SSE_TO_RMSE))
+    rmse_max: float = float(np.sqrt(1e3 * SSE_TO_RMSE))
+    candidates: int = 10
+    diff: float = 0.03
+    erode: int = 3
+    dilate: int = 3
+    min_keep: float = 0.2
+    max_dups: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rmse_min <= self.rmse_max:
+            raise MaskInputError(f"expected 0 <= rmse_min <= rmse_max, got {self.rmse_min}, {self.rmse_max}")
+        for name in ("erode", "dilate"):
+            v = getattr(self, name)
+            if v < 1 or v % 2 == 0:
+                raise MaskInputError(f"MaskParams.{name}: expected an odd kernel size >= 1, got {v}")
+        if self.candidates < 1 or self.max_dups < 1:
+            raise MaskInputError(f"expected candidates, max_dups >= 1, got {self.candidates}, {self.max_dups}")
+
+
+def _check_pair(ref: torch.Tensor, dups: torch.Tensor) -> None:
+    if ref.ndim != 3 or ref.shape[0] != 3:
+        raise MaskInputError(f"expected a reference image [3,S,S], got {tuple(ref.shape)}")
+    if dups.ndim != 4 or dups.shape[1:] != ref.shape:
+        raise MaskInputError(f"expected near-duplicates [M,{','.join(map(str, ref.shape))}], got {tuple(dups.shape)}")
+
+
+def near_duplicates(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams()) -> list[int]:
+    """Indices of candidates [M,3,S,S] whose RMSE to ref [3,S,S] is inside the window, closest first."""
+    _check_pair(ref, candidates)
+    d = (candidates - ref).pow(2).flatten(1).mean(1).sqrt()
+    inside = [(float(v), i) for i, v in enumerate(d) if params.rmse_min <= float(v) <= params.rmse_max]
+    return [i for _, i in sorted(inside)][: params.max_dups]
+
+
+def _erode(m: torch.Tensor, k: int) -> torch.Tensor:
+    # erosion of the kept set = complement of the dilated complement; max_pool pads with -inf,
+    # so the image border counts as kept and is not eaten away
+    return ~_dilate(~m, k) if k > 1 else m
+
+
+def _dilate(m: torch.Tensor, k: int) -> torch.Tensor:
+    if k == 1:
+        return m
+    return F.max_pool2d(m[None, None].float(), k, stride=1, padding=k // 2)[0, 0] > 0.5
+
+
+def keep_mask(ref: torch.Tensor, dups: torch.Tensor, params: MaskParams = MaskParams()) -> torch.Tensor:
+    """Keep-mask [S,S] bool: pixels whose channel-summed |ref - dup| < diff for every near-duplicate
+    [M,3,S,S], eroded then dilated."""
+    _check_pair(ref, dups)
+    if dups.shape[0] == 0:
+        raise MaskInputError("expected at least one near-duplicate to build a mask from, got none")
+    same = ((dups - ref).abs().sum(1) < params.diff).all(0)
+    return _dilate(_erode(same, params.erode), params.dilate)
+
+
+def resize_mask(mask: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask to (width, height): box-filtered then thresholded at half, so a pixel of a
+    smaller image is kept when most of the compare-grid pixels it covers are."""
+    m = np.asarray(mask, dtype=np.uint8) * 255
+    w, h = size
+    if m.shape == (h, w):
+        return m > 127
+    return np.asarray(Image.fromarray(m).resize((w, h), Image.BOX)) > 127
+
+
+@dataclass(frozen=True)
+class TemplateMask:
+    """A keep-mask at the compare size, the near-duplicates it came from and its kept fraction."""
+    keep: torch.Tensor
+    dups: tuple[int, ...]
+    dup_rmse: tuple[float, ...]
+    keep_fraction: float
+
+
+def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams(),
+                  candidate_ids: Sequence[int] | None = None) -> TemplateMask | None:
+    """The template mask of ref from its candidates, or None when no candidate is a near-duplicate
+    or the mask keeps less than min_keep."""
+    if candidates.shape[0] == 0:
+        return None
+    picks = near_duplicates(ref, candidates, params)
+    if not picks:
+        return None
+    keep = keep_mask(ref, candidates[picks], params)
+    frac = float(keep.float().mean())
+    if frac < params.min_keep:
+        return None
+    ids = list(candidate_ids) if candidate_ids is not None else list(range(candidates.shape[0]))
+    d = (candidates[picks] - ref).pow(2).flatten(1).mean(1).sqrt()
+    return TemplateMask(keep, tuple(int(ids[i]) for i in picks), tuple(round(float(v), 5) for v in d), frac)

@@ -1,0 +1,234 @@
+"""The retrieval stage: k nearest training images of every generation, with their RMSE and, for
+retrieved images that have near-duplicates, an auto template mask and the masked RMSE.
+
+Resumable: generations that already have neighbours are skipped. One write transaction per
+batch of generations. Masks are built before the neighbours that use them are written, so a
+neighbour row carries the masked distance under the mask version it was computed with.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from store import Neighbour, Store
+from store.canon import canonical_json
+
+from .embed import Embedder, load_embedder
+from .index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
+from .masks import MaskParams, resize_mask, template_mask
+from .metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse, to_compare
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RetrieveParams:
+    """embedder: spec (attack.embed); k: neighbours per generation; factory / nprobe: the faiss
+    index over the store's training images; masks: near-duplicate window and mask morphology."""
+    embedder: str = "pixel"
+    k: int = 10
+    factory: str = "Flat"
+    nprobe: int = 16
+    masks: MaskParams = field(default_factory=MaskParams)
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise RetrievalError(f"expected k >= 1 neighbours, got {self.k}")
+
+
+class CompareImages:
+    """Training images at the compare size (256x256 Lanczos), kept as uint8 in a bounded LRU:
+    to_compare's output is exactly k/255, so nothing is lost, at a quarter of float32's memory."""
+
+    def __init__(self, store: Store, max_items: int = 2048):
+        self.store, self.max_items = store, max_items
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def get(self, sha: str) -> torch.Tensor:
+        hit = self._cache.get(sha)
+        if hit is None:
+            img = to_compare(image_tensor(self.store, sha)[None])[0]
+            hit = (img * 255).round().to(torch.uint8)
+            self._cache[sha] = hit
+            if len(self._cache) > self.max_items:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(sha)
+        return hit.float() / 255.0
+
+    def stack(self, shas: Sequence[str]) -> torch.Tensor:
+        return torch.stack([self.get(s) for s in shas]) if shas else torch.zeros(0, 3, COMPARE_SIZE, COMPARE_SIZE)
+
+
+def open_run(store: Store, stage: str, model: str, params: dict[str, Any]) -> tuple[int, bool]:
+    """(run id, resumed): the newest run with this stage, model and params, or a new one."""
+    canon = canonical_json(dict(params), f"{stage} params")
+    with store.transaction() as conn:
+        row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? ORDER BY id DESC LIMIT 1",
+                           (stage, model, canon)).fetchone()
+        if row is not None:
+            return int(row[0]), True
+        return store.start_run(stage, model, params), False
+
+
+@dataclass
+class MaskBook:
+    """Per stage call: the current mask (id, keep at compare size) of each training image seen,
+    building an auto mask from near-duplicates when the image has none."""
+    store: Store
+    index: TrainIndex
+    embedder: Embedder
+    params: MaskParams
+    images: CompareImages
+    built: int = 0
+    examined: int = 0
+    _seen: dict[int, tuple[int, torch.Tensor] | None] = field(default_factory=dict)
+
+    def get(self, train_image_id: int) -> tuple[int, torch.Tensor] | None:
+        if train_image_id not in self._seen:
+            self._seen[train_image_id] = self._current(train_image_id) or self._build(train_image_id)
+        return self._seen[train_image_id]
+
+    def _current(self, tid: int) -> tuple[int, torch.Tensor] | None:
+        m = self.store.current_mask(tid)
+        return None if m is None else (m.id, mask_to_compare(self.store.load_mask(m.image_sha)))
+
+    def _build(self, tid: int) -> tuple[int, torch.Tensor] | None:
+        if self.index.meta is not None:
+            return None  # external index: near-duplicates are not in the store
+        self.examined += 1
+        sha = self.store.get_training_image(tid).sha256
+        own = image_tensor(self.store, sha)
+        _, rows = self.index.search(embed_tensors(self.embedder, [own]), self.params.candidates + 1)
+        cand_ids = [int(self.index.ids[r]) for r in rows[0] if r >= 0 and int(self.index.ids[r]) != tid]
+        cand_shas = [self.store.get_training_image(c).sha256 for c in cand_ids]
+        keep = [(c, s) for c, s in zip(cand_ids, cand_shas) if s != sha][: self.params.candidates]
+        if not keep:
+            return None
+        tm = template_mask(self.images.get(sha), self.images.stack([s for _, s in keep]), self.params,
+                           [c for c, _ in keep])
+        if tm is None:
+            return None
+        h, w = own.shape[-2:]
+        mask_id = self.store.save_mask(tid, resize_mask(tm.keep, (w, h)), source="auto")
+        self.built += 1
+        stored = self.store.load_mask(self.store.get_mask(mask_id).image_sha)
+        return mask_id, mask_to_compare(stored)
+
+
+@dataclass(frozen=True)
+class RetrieveReport:
+    run_id: int
+    resumed: bool
+    computed: int  # generations given neighbours by this call
+    skipped: int  # generations that already had them
+    neighbours: int
+    masks_built: int
+    masks_examined: int
+    unavailable: int = 0  # external-index hits without a local image
+
+    def summary(self) -> str:
+        how = "resumed" if self.resumed else "new"
+        extra = f", {self.unavailable} hits without a local image" if self.unavailable else ""
+        return (f"retrieve: run {self.run_id} ({how}), {self.computed} generations searched, {self.skipped} already "
+                f"done, {self.neighbours} neighbours, {self.masks_built} auto masks from {self.masks_examined} "
+                f"images examined{extra}")
+
+
+def _pending(store: Store, caption_ids: Sequence[int] | None) -> tuple[list[tuple[int, str]], int]:
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT g.id, g.image_sha, g.caption_id, EXISTS (SELECT 1 FROM neighbours n "
+                            "WHERE n.generation_id = g.id) FROM generations g ORDER BY g.id").fetchall()
+    if caption_ids is not None:
+        wanted = set(caption_ids)
+        rows = [r for r in rows if r[2] in wanted]
+    return [(int(g), s) for g, s, _, done in rows if not done], sum(1 for r in rows if r[3])
+
+
+def _external_image(store: Store, idx: TrainIndex, row: int) -> int | None:
+    """The store's training image for an external index row, added on first use when the row's
+    image is on disk (metadata column image_path / path, relative to the index folder)."""
+    meta = idx.meta_row(row)
+    url = meta.get("url")
+    with store.snapshot() as conn:
+        hit = conn.execute("SELECT id FROM training_images WHERE path_or_url = ? ORDER BY id LIMIT 1", (url,)).fetchone()
+    if hit is not None:
+        return int(hit[0])
+    rel = meta.get("image_path") or meta.get("path")
+    if not rel:
+        return None
+    path = Path(rel) if Path(rel).is_absolute() else Path(idx.info["folder"]) / rel
+    if not path.is_file():
+        return None
+    from PIL import Image
+    with Image.open(path) as im:
+        sha = store.put_image(im.convert("RGB"))
+    return store.add_training_image(sha, None, url, {"caption": meta.get("caption"), "index_row": row})
+
+
+def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
+                   caption_ids: Sequence[int] | None = None, external: Path | None = None,
+                   embedder: Embedder | None = None, batch_size: int = 64,
+                   progress: Progress | None = None) -> RetrieveReport:
+    """kNN for every generation (of caption_ids, default all) that has no neighbours yet.
+
+    external: an autofaiss / clip-retrieval index folder to search instead of the store's own
+    index (its hits become training images of the store when their image is on disk)."""
+    if batch_size < 1:
+        raise RetrievalError(f"expected a batch size >= 1, got {batch_size}")
+    embedder = embedder or load_embedder(params.embedder)
+    if embedder.spec != params.embedder:
+        raise RetrievalError(f"expected an embedder for {params.embedder!r}, got one for {embedder.spec!r}")
+    todo, skipped = _pending(store, caption_ids)
+    if external is not None:
+        idx = load_autofaiss(Path(external), embedder.spec)
+    else:
+        idx = store_index(store, embedder, params.factory, nprobe=params.nprobe, progress=progress)
+    if idx.index.d != embedder.dim:
+        raise RetrievalError(f"expected an index of {embedder.dim}-d vectors ({embedder.spec}), got {idx.index.d}-d")
+    run_params = {"retrieve": asdict(params), "external": str(external) if external else None}
+    run_id, resumed = open_run(store, "retrieve", embedder.spec, run_params)
+    images = CompareImages(store)
+    book = MaskBook(store, idx, embedder, params.masks, images)
+    n_neigh = unavailable = 0
+    if progress:
+        progress("retrieve", 0, len(todo))
+    for b in range(0, len(todo), batch_size):
+        chunk = todo[b:b + batch_size]
+        gens = [image_tensor(store, s) for _, s in chunk]
+        sims, rows = idx.search(embed_tensors(embedder, gens, batch_size), params.k)
+        gen_cmp = to_compare(torch.stack(gens)) if len({g.shape for g in gens}) == 1 else \
+            torch.cat([to_compare(g[None]) for g in gens])
+        writes: list[tuple[int, list[Neighbour]]] = []
+        for i, (gid, _) in enumerate(chunk):
+            hits = []
+            for sim, row in zip(sims[i], rows[i]):
+                if row < 0:
+                    continue
+                tid = int(idx.ids[row]) if idx.meta is None else _external_image(store, idx, int(row))
+                if tid is None:
+                    unavailable += 1
+                    continue
+                hits.append((float(sim), tid))
+            ref = images.stack([store.get_training_image(t).sha256 for _, t in hits])
+            g = gen_cmp[i:i + 1].expand(len(hits), -1, -1, -1)
+            dist = rmse(g, ref) if hits else torch.zeros(0)
+            out = []
+            for rank, ((sim, tid), d) in enumerate(zip(hits, dist)):
+                mask = book.get(tid)
+                md = float(masked_rmse(gen_cmp[i:i + 1], ref[rank:rank + 1], mask[1])[0]) if mask else None
+                out.append(Neighbour(rank, tid, sim, float(d), md, mask[0] if mask else None))
+            writes.append((gid, out))
+        with store.transaction():
+            for gid, out in writes:
+                store.add_neighbours(gid, out)
+                n_neigh += len(out)
+        if progress:
+            progress("retrieve", b + len(chunk), len(todo))
+    store.finish_run(run_id, store.get_run(run_id).evals, "done")
+    return RetrieveReport(run_id, resumed, len(todo), skipped, n_neigh, book.built, book.examined, unavailable)
