@@ -37,28 +37,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
+def print_progress(stage: str, done: int, total: int) -> None:
+    """Console progress for the demo build: one line per stage, updated in place."""
+    end = "\n" if total and done >= total else ""
+    print(f"\r  {stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def open_demo_store(path: Path = DEMO_STORE):
+    """The demo store, built first when absent (the full pipeline: scores, generations,
+    neighbours, masks, automatic labels) through attack.demo.build when that exists; otherwise
+    only the demo world's captions and training images are ingested."""
+    from store import Store
+
+    existed = (path / "store.db").exists()
+    try:
+        from attack.demo.build import build_demo_store
+    except ImportError:
+        build_demo_store = None
+    if build_demo_store is not None:
+        if not existed:
+            print(f"building the demo store at {path} (once; a few minutes on a CPU)...", file=sys.stderr, flush=True)
+        build_demo_store(path, progress=print_progress)  # resumes or returns at once when already built
+        return Store.open(path, create=False)
+    from attack.demo.ingest import ingest_world
+    store = Store.open(path)
+    result = ingest_world(store)
+    if not result.already_present:
+        print(f"demo store: {result.captions} captions, {result.training_images} training images "
+              "(no candidates: run `python -m attack demo` for scores and generations)", file=sys.stderr, flush=True)
+    return store
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    from attack.errors import AttackError
     from store import Store, StoreError  # after argument checks: a bad flag answers at once
 
     try:
-        if a.store is None:
-            from attack.demo.ingest import ingest_world
-            print(f"opening the demo store at {DEMO_STORE} (building it if absent)...", flush=True)
-            store = Store.open(DEMO_STORE)
-            result = ingest_world(store)
-            if not result.already_present:
-                print(f"demo store: {result.captions} captions, {result.training_images} training images", flush=True)
-        else:
-            store = Store.open(a.store, create=False)
-    except StoreError as e:
+        store = open_demo_store() if a.store is None else Store.open(a.store, create=False)
+    except (StoreError, AttackError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from review.app import build_app
+    from review.app import build_app, launch_options
 
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
-    build_app(store).launch(server_name=a.host, server_port=a.port, auth=auth,
-                            allowed_paths=[str(store.path / "images")])
+    print(f"serving {store.path} on http://{a.host}:{a.port}/ (press ? in the page for keys)", flush=True)
+    build_app(store, auth=auth is not None).launch(server_name=a.host, server_port=a.port, auth=auth,
+                                                   **launch_options(store))
     return 0
 
 

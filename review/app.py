@@ -1,33 +1,89 @@
-"""Builds the Gradio review app from one tab builder per tab; callbacks only call store/ and
-the pure view functions in review/views.py, and turn library errors into gr.Error."""
+"""Builds the Gradio review app from one builder per tab (review/tab_*.py); callbacks only call
+store/, attack/ and the pure view functions in review/views.py, and show library errors as gr.Error.
+
+Gradio 6 takes page-level css/js/head at launch(), so ``launch_options`` returns them together
+with the only folders the app may serve files from: the open store's images and exports.
+"""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import gradio as gr
 
-from store import Store, StoreError
+from store import Store
 
-from . import views
+from . import render, tab_candidate, tab_export, tab_queue, tab_stats, views
+from .session import default_reviewer, gradio_errors
 
-
-def build_overview_tab(store: Store) -> None:
-    with gr.Tab("Overview"):
-        summary = gr.JSON(value=views.store_summary(store), label="Store")
-        query = gr.Textbox(label="Search captions", placeholder="words that must all appear")
-        table = gr.Dataframe(headers=["id", "caption", "url"], datatype=["number", "str", "str"],
-                             interactive=False, wrap=True)
-
-        def search(text: str) -> list[list]:
-            try:
-                return views.caption_rows(store, text)
-            except StoreError as e:
-                raise gr.Error(str(e)) from None
-
-        query.submit(search, query, table)
-        gr.Button("Refresh counts").click(lambda: views.store_summary(store), None, summary)
+ASSETS = Path(__file__).parent / "assets"
 
 
-def build_app(store: Store) -> gr.Blocks:
+def launch_options(store: Store) -> dict:
+    """Keyword arguments for ``build_app(store).launch(...)``: assets and the served folders."""
+    tab_export.export_dir(store).mkdir(parents=True, exist_ok=True)
+    return {"css": (ASSETS / "review.css").read_text(), "js": (ASSETS / "keys.js").read_text(),
+            "allowed_paths": [str(store.images.root.resolve()), str(tab_export.export_dir(store).resolve())]}
+
+
+def build_app(store: Store, auth: bool = False) -> gr.Blocks:
+    """The review app over one open store. auth: the app runs behind a login, so the reviewer is
+    the logged-in user and the name field is hidden."""
     with gr.Blocks(title=f"Verbatim: {store.path.name}") as app:
-        gr.Markdown(f"# Verbatim\nStore `{store.path}`")
-        build_overview_tab(store)
+        with gr.Row():
+            gr.Markdown(f"## Verbatim review · store `{store.path.name}` · press <kbd>?</kbd> for keys")
+            reviewer = gr.Textbox(value="" if auth else default_reviewer(), label="Reviewer", visible=not auth,
+                                  elem_id="vb-reviewer", scale=0, min_width=200)
+        gr.HTML(render.help_overlay())
+        if not store.info()["candidates"]:
+            gr.Markdown("**This store has no candidates yet** (captions without generations). Build the demo "
+                        "store end to end with `python -m attack demo`, or run `python -m attack run` on yours.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Queue", id="queue"):
+                queue = tab_queue.build(store)
+            with gr.Tab("Candidate", id="candidate"):
+                cand = tab_candidate.build(store, reviewer)
+            with gr.Tab("Stats", id="stats") as stats_tab:
+                _, stats_out, stats_fn = tab_stats.build(store)
+            with gr.Tab("Export", id="export"):
+                tab_export.build(store, queue.filt)
+            with gr.Tab("Overview", id="overview"):
+                build_overview(store)
+
+        @gradio_errors
+        def open_row(f: views.QueueFilter, evt: gr.SelectData):
+            row = evt.row_value
+            n = views.nav_open(store, f, int(row[0]) - 1)
+            if n.current != int(row[1]):    # the queue moved since it was shown: open the row's caption
+                n = views.nav_at(store, n, int(row[1]))
+            return cand.show(n) + (gr.Tabs(selected="candidate"),)
+
+        queue.table.select(open_row, [queue.filt], cand.outputs + [tabs], api_name=False)
+
+        @gradio_errors
+        def on_load(f: views.QueueFilter):
+            q = views.queue_view(store, f, 0, tab_queue.PAGE_SIZE)
+            n = views.nav_open(store, f, 0)
+            return (q.rows, q.summary, q.page) + cand.show(n)
+
+        app.load(on_load, [queue.filt], [queue.table, queue.summary, queue.page] + cand.outputs, api_name=False)
+        stats_tab.select(stats_fn, None, stats_out, api_name=False)
+
+        @gradio_errors
+        def open_caption(caption_id: float):
+            n = views.nav_at(store, views.Nav(), int(caption_id))
+            return cand.show(n) + (gr.Tabs(selected="candidate"),)
+
+        # for gradio_client and deep links: open one caption by id
+        hidden_id = gr.Number(visible=False)
+        hidden_id.change(open_caption, [hidden_id], cand.outputs + [tabs], api_name="open")
     return app
+
+
+def build_overview(store: Store) -> None:
+    summary = gr.JSON(value=views.store_summary(store), label="Store")
+    query = gr.Textbox(label="Search captions", placeholder="words that must all appear")
+    table = gr.Dataframe(headers=["id", "caption", "url"], datatype=["number", "str", "str"],
+                         interactive=False, wrap=True)
+    query.submit(gradio_errors(lambda text: views.caption_rows(store, text)), query, table, api_name="search")
+    gr.Button("Refresh counts").click(lambda: views.store_summary(store), None, summary, api_name=False)

@@ -1,11 +1,31 @@
-"""Pure view functions: store data in, display-ready values out (tests call these directly)."""
+"""Pure view functions: store data in, display-ready values out. Tests and the benchmark call
+these directly; the Gradio callbacks in the tab modules only wrap them."""
 from __future__ import annotations
 
-from store import Store
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence
+
+import numpy as np
+
+from store import HUMAN_LABELS, REFERENCE_LABELS, LabelEntry, Page, PageQuery, Store, StoreError
+
+from . import imaging, queries, render
+from .relabel import Relabel, relabel
+
+QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
+QUEUE_TYPES = ["number", "number", "str", "number", "str", "str", "str", "number"]
+HUMAN_STATES = ("any", "unlabelled", "labelled") + HUMAN_LABELS
+NAV_WINDOW = 200          # candidate ids held for j/k navigation; more are fetched on demand
+NEXT_UNLABELLED_WINDOWS = 5
+TOP_NEIGHBOURS = 6
+
+
+class ViewError(StoreError):
+    """Bad input to a view (an unknown filter value, a missing candidate)."""
 
 
 def store_summary(store: Store) -> dict:
-    """Counts per table and per current human label, for the overview tab."""
+    """Counts per table and per current human label."""
     return store.info()
 
 
@@ -16,3 +36,414 @@ def caption_rows(store: Store, text: str, limit: int = 50) -> list[list]:
     if not text:
         return []
     return [[h.caption_id, h.text, h.url or ""] for h in store.search(text, limit)]
+
+
+# -- queue ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the queue shows: one score ordering and the filters of store.PageQuery."""
+    order_by: str = "dcs"
+    descending: bool = True
+    human: str = "unlabelled"                 # one of HUMAN_STATES
+    auto: tuple[str, ...] = ()                # automatic labels (any of)
+    flags: tuple[str, ...] = ()               # every listed flag must be present
+    score_min: Optional[float] = None
+    score_max: Optional[float] = None
+    run_id: Optional[int] = None
+    model: Optional[str] = None
+    search: str = ""
+
+    def __post_init__(self) -> None:
+        if self.human not in HUMAN_STATES:
+            raise ViewError(f"human label filter: expected one of {', '.join(HUMAN_STATES)}, got {self.human!r}")
+        for a in self.auto:
+            if a not in REFERENCE_LABELS:
+                raise ViewError(f"auto label filter: expected any of {', '.join(REFERENCE_LABELS)}, got {a!r}")
+
+    def query(self, offset: int = 0, limit: int = 50, human: Optional[str] = None) -> PageQuery:
+        h = self.human if human is None else human
+        return PageQuery(order_by=self.order_by, descending=self.descending,
+                         human_label=None if h == "any" else h, auto_label=self.auto or None,
+                         flags=self.flags or None, score_min=self.score_min, score_max=self.score_max,
+                         run_id=self.run_id, model=self.model or None,
+                         search=self.search.strip() or None, offset=offset, limit=limit)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    rows: list
+    ids: tuple
+    total: int
+    page: int
+    pages: int
+    summary: str
+
+
+def queue_view(store: Store, filt: QueueFilter, page: int = 0, page_size: int = 50) -> QueueView:
+    """One page of the ranked queue as table rows, plus what the filter holds."""
+    page = max(0, int(page))
+    result: Page = store.page(filt.query(page * page_size, page_size))
+    pages = max(1, -(-result.total // page_size))
+    if page >= pages and result.total:
+        page = pages - 1
+        result = store.page(filt.query(page * page_size, page_size))
+    rows = [[page * page_size + i + 1, r.caption_id, r.text, None if r.score is None else round(r.score, 6),
+             r.human_label or "", r.auto_label or "", ", ".join(r.flags), r.n_generations]
+            for i, r in enumerate(result.rows)]
+    totals = queries.label_totals(store)
+    done = sum(v for k, v in totals.items() if k != "unlabelled")
+    summary = (f"**{result.total:,}** candidates match · page {page + 1} of {pages:,} · "
+               f"store: {done:,} labelled, {totals['unlabelled']:,} unlabelled")
+    return QueueView(rows, tuple(r.caption_id for r in result.rows), result.total, page, pages, summary)
+
+
+# -- navigation -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Nav:
+    """Where the reviewer is: a window of the filtered queue (ids from ``offset``) and a position."""
+    filt: QueueFilter = field(default_factory=QueueFilter)
+    ids: tuple = ()
+    offset: int = 0
+    pos: int = 0
+
+    @property
+    def current(self) -> Optional[int]:
+        return self.ids[self.pos] if 0 <= self.pos < len(self.ids) else None
+
+    @property
+    def position(self) -> str:
+        return "" if self.current is None else f"queue position {self.offset + self.pos + 1}"
+
+
+def _window(store: Store, filt: QueueFilter, offset: int, human: Optional[str] = None) -> tuple:
+    return tuple(r.caption_id for r in store.page(filt.query(max(0, offset), NAV_WINDOW, human)).rows)
+
+
+def nav_open(store: Store, filt: QueueFilter, queue_index: int) -> Nav:
+    """Navigation positioned on the queue's ``queue_index``-th (0-based) candidate."""
+    offset = max(0, queue_index - NAV_WINDOW // 2)
+    ids = _window(store, filt, offset)
+    if not ids and offset > 0:      # past the end of the queue: its start instead
+        return nav_open(store, filt, 0)
+    return Nav(filt, ids, offset, min(queue_index - offset, max(len(ids) - 1, 0)))
+
+
+def nav_at(store: Store, nav: Nav, caption_id: int) -> Nav:
+    """Navigation positioned on a caption: within the window if it is there, else a window of one."""
+    if caption_id in nav.ids:
+        return replace(nav, pos=nav.ids.index(caption_id))
+    return Nav(nav.filt, (caption_id,), 0, 0)
+
+
+def nav_step(store: Store, nav: Nav, step: int) -> Nav:
+    """The next (step=+1) or previous (-1) candidate of the queue; stays put at either end."""
+    pos = nav.pos + step
+    if 0 <= pos < len(nav.ids):
+        return replace(nav, pos=pos)
+    if pos >= len(nav.ids):
+        ids = _window(store, nav.filt, nav.offset + len(nav.ids))
+        return Nav(nav.filt, ids, nav.offset + len(nav.ids), 0) if ids else nav
+    if nav.offset == 0:
+        return nav
+    start = max(0, nav.offset - NAV_WINDOW)
+    ids = _window(store, nav.filt, start)
+    return Nav(nav.filt, ids, start, min(nav.offset - start - 1, len(ids) - 1)) if ids else nav
+
+
+def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
+    """The first unlabelled candidate after the current one in queue order, loading later windows
+    as needed; then, wrapping around, the top unlabelled one of the filter. (nav, found)."""
+    ids, offset, pos = nav.ids, nav.offset, nav.pos + 1
+    for _ in range(NEXT_UNLABELLED_WINDOWS):
+        rest = ids[pos:]
+        free = queries.unlabelled_among(store, rest)
+        for i, cid in enumerate(rest):
+            if cid in free:
+                return Nav(nav.filt, ids, offset, pos + i), True
+        if len(ids) < NAV_WINDOW:
+            break
+        offset, pos = offset + len(ids), 0
+        ids = _window(store, nav.filt, offset)
+        if not ids:
+            break
+    if nav.filt.human not in ("any", "unlabelled"):
+        return nav, False   # the filter holds labelled candidates only
+    top = _window(store, nav.filt, 0, human="unlabelled")
+    top = tuple(c for c in top if c != nav.current)
+    if not top:
+        return nav, False
+    return Nav(replace(nav.filt, human="unlabelled"), top, 0, 0), True
+
+
+# -- candidate --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskTarget:
+    """The training image whose mask the editor shows, and its versions."""
+    train_image_id: int
+    size: tuple                      # (width, height)
+    versions: tuple                  # ((label, mask id), ...) oldest first
+    current_id: Optional[int]
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    caption_id: int
+    html: str
+    label: Optional[str]
+    mask: Optional[MaskTarget]
+    editor: Optional[dict]           # gr.ImageEditor value: background + one mask layer
+
+
+def _best_pairs(store: Store, caption_id: int, gens: list) -> tuple[list[dict], list[dict]]:
+    """Every (generation, neighbour) row, and the top neighbours by training image (best row each)."""
+    rows = []
+    for g in gens:
+        for n in store.neighbours(g.id):
+            d = n.masked_rmse if n.masked_rmse is not None else n.rmse
+            rows.append({"gen": g, "n": n, "key": (d is None, d if d is not None else 0.0, n.rank)})
+    best: dict[int, dict] = {}
+    for r in sorted(rows, key=lambda r: r["key"]):
+        best.setdefault(r["n"].train_image_id, r)
+    top = sorted(best.values(), key=lambda r: (r["n"].rank, r["key"]))[:TOP_NEIGHBOURS]
+    return rows, top
+
+
+def _mask_versions(store: Store, train_image_id: int) -> tuple:
+    return tuple((f"v{m.version} · {m.source}{' by ' + m.author if m.author else ''} · {m.created_at[:19]}", m.id)
+                 for m in store.mask_versions(train_image_id))
+
+
+def candidate_view(store: Store, caption_id: int, position: str = "") -> CandidateView:
+    """Everything a reviewer needs to decide one candidate, as one HTML block and an editor value."""
+    try:
+        cap = store.get_caption(caption_id)
+    except StoreError as e:
+        raise ViewError(f"candidate {caption_id}: {e}") from e
+    scores = store.scores_for(caption_id)
+    ranks = queries.ranks(store, scores)
+    gens = store.generations(caption_id)
+    own = store.training_images_for(caption_id)
+    rows, top = _best_pairs(store, caption_id, gens)
+    autos = store.auto_labels(caption_id)
+    history = store.label_history(caption_id)
+    current = history[-1].label if history else None
+
+    train_cache: dict = {}
+
+    def train(tid: int):
+        if tid not in train_cache:
+            train_cache[tid] = store.get_training_image(tid)
+        return train_cache[tid]
+
+    def pil(sha: str):
+        return store.load_image(sha)
+
+    parts = []
+    head = (f'<div class="vb-head"><span class="vb-id">candidate {caption_id}</span> {render.label_badge(current)}'
+            f' <span class="vb-pos">{render.esc(position)}</span></div>'
+            f'<div class="vb-caption" data-testid="caption">{render.esc(cap.text)}</div>'
+            f'<div class="vb-meta">{render.url_html(cap.url)}'
+            f'{" · duplicates: " + render.esc(cap.dup_count) if cap.dup_count else ""}</div>')
+    parts.append(head)
+
+    score_rows = [[render.esc(k), render.fmt(v, 5), f"{ranks[k][0]:,} of {ranks[k][1]:,}"]
+                  for k, v in sorted(scores.items())]
+    parts.append(render.section("Scores", render.table(["score", "value", "rank among candidates"], score_rows)
+                                if score_rows else "<p>no scores</p>"))
+
+    # generations, with their RMSE to the caption's own training image when one is known
+    own_images = {t.id: t for t in own}
+    own_arrays = {}
+    gen_figs = []
+    gen_images = {}
+    for g in gens:
+        im = pil(g.image_sha)
+        gen_images[g.id] = im
+        lines = [f"seed {render.esc(g.seed)} · {render.esc(g.steps)} step(s)"]
+        if own_images:
+            t = next(iter(own_images.values()))
+            if t.id not in own_arrays:
+                own_arrays[t.id] = pil(t.sha256)
+            ref = own_arrays[t.id]
+            d = imaging.rmse(imaging.to_float(imaging.match_size(im, ref.size)), imaging.to_float(ref))
+            lines.append(f"RMSE to own image {render.fmt(d)}")
+        gen_figs.append(render.figure(render.img(render.file_url(store.image_path(g.image_sha)), im.size,
+                                                 f"generation seed {g.seed}"), lines))
+    parts.append(render.section(f"Generations (J = {len(gens)})",
+                                f'<div class="vb-row">{"".join(gen_figs)}</div>' if gen_figs else "<p>none</p>"))
+
+    if own:
+        figs = []
+        for t in own[:4]:
+            im = own_arrays.get(t.id) or pil(t.sha256)
+            own_arrays[t.id] = im
+            figs.append(render.figure(render.img(render.file_url(store.image_path(t.sha256)), im.size,
+                                                 "own training image"),
+                                      [f"training image {t.id}", render.esc(t.path_or_url or "")]))
+        parts.append(render.section("The caption's own training image", f'<div class="vb-row">{"".join(figs)}</div>'))
+
+    if top:
+        figs = []
+        for r in top:
+            n, t = r["n"], train(r["n"].train_image_id)
+            im = own_arrays.get(t.id) or pil(t.sha256)
+            lines = [f"#{n.rank} · training image {t.id}{' (own)' if t.caption_id == caption_id else ''}",
+                     f"similarity {render.fmt(n.similarity, 3)} · RMSE {render.fmt(n.rmse)}"]
+            if n.masked_rmse is not None:
+                lines.append(f"masked RMSE {render.fmt(n.masked_rmse)}")
+            lines.append(f"vs seed {render.esc(r['gen'].seed)}")
+            figs.append(render.figure(render.img(render.file_url(store.image_path(t.sha256)), im.size,
+                                                 f"neighbour {n.rank}"), lines))
+        parts.append(render.section("Top retrieved neighbours", f'<div class="vb-row">{"".join(figs)}</div>'))
+
+    # the closest pair: heatmap, mask overlay and a before/after slider
+    pair = None
+    if rows:
+        b = min(rows, key=lambda r: r["key"])
+        pair = (b["gen"], train(b["n"].train_image_id))
+    elif own and gens:
+        pair = (gens[0], own[0])
+    mask_target = None
+    editor = None
+    if pair is not None:
+        g, t = pair
+        ref = own_arrays.get(t.id) or pil(t.sha256)
+        gen_im = imaging.match_size(gen_images[g.id], ref.size)
+        a, bb = imaging.to_float(gen_im), imaging.to_float(ref)
+        heat = imaging.abs_diff_heatmap(a, bb)
+        cur = store.current_mask(t.id)
+        mask = store.load_mask(cur.image_sha) if cur is not None else None
+        figs = [render.figure(render.img(imaging.png_data_uri(heat), ref.size, "absolute difference"),
+                              ["|generation − training| (black = equal)", f"RMSE {render.fmt(imaging.rmse(a, bb))}"])]
+        if mask is not None and mask.shape == a.shape[:2]:
+            figs.append(render.figure(
+                render.img(imaging.png_data_uri(imaging.mask_overlay(bb, mask)), ref.size, "mask overlay"),
+                [f"mask v{cur.version} ({render.esc(cur.source)}) · keeps {mask.mean():.0%}",
+                 f"masked RMSE {render.fmt(imaging.rmse(a, bb, mask))}"]))
+        slider = render.slider(render.file_url(store.image_path(g.image_sha)), render.file_url(store.image_path(t.sha256)),
+                               ref.size, f"generation seed {g.seed}", f"training image {t.id}")
+        parts.append(render.section(f"Closest pair: seed {g.seed} vs training image {t.id}",
+                                    f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{slider}</figure></div>'))
+        mask_target = MaskTarget(t.id, ref.size, _mask_versions(store, t.id), None if cur is None else cur.id)
+        keep = mask if mask is not None and mask.shape == a.shape[:2] else np.ones(a.shape[:2], bool)
+        editor = {"background": np.asarray(ref.convert("RGB")), "layers": [imaging.mask_layer(keep)],
+                  "composite": None}
+
+    if autos:
+        al = autos[-1]
+        dist = "".join(f"<tr><td>{render.esc(k)}</td><td>{render.esc(render.fmt(v) if isinstance(v, float) or v is None else v)}"
+                       f"</td></tr>" for k, v in sorted(al.distances.items()) if not isinstance(v, (dict, list)))
+        flags = ", ".join(render.esc(f) for f in al.flags) or "none"
+        parts.append(render.section("Automatic label",
+                                    f"<p>{render.label_badge(al.label)} (run {al.run_id}) · suspect flags: {flags}</p>"
+                                    f'<table class="vb-table">{dist}</table>'))
+    if history:
+        hrows = [[render.esc(e.created_at[:19]), render.label_badge(e.label), render.esc(e.reviewer),
+                  render.esc(e.note), "undo" if e.undoes else ""] for e in reversed(history)]
+        parts.append(render.section("Label history (newest first)",
+                                    render.table(["when (UTC)", "label", "reviewer", "note", ""], hrows)))
+    else:
+        parts.append(render.section("Label history", "<p>no labels yet</p>"))
+    html = f'<div class="vb-cand" data-caption-id="{caption_id}">{"".join(parts)}</div>'
+    return CandidateView(caption_id, html, current, mask_target, editor)
+
+
+def empty_view(message: str) -> CandidateView:
+    return CandidateView(0, f'<div class="vb-cand vb-empty">{render.esc(message)}</div>', None, None, None)
+
+
+# -- actions ----------------------------------------------------------------------------------
+def check_reviewer(name: Optional[str]) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ViewError("reviewer: expected a name (type it in the Reviewer field), got none")
+    return name
+
+
+def record_label(store: Store, caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
+    """One durable write: a new entry in the caption's label history."""
+    if label not in HUMAN_LABELS:
+        raise ViewError(f"label: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
+    return store.add_label(caption_id, label, check_reviewer(reviewer), note or "")
+
+
+def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: str = "") -> tuple[LabelEntry, Nav, bool]:
+    """Label the current candidate, then move to the next unlabelled one. (entry, nav, moved)."""
+    if nav.current is None:
+        raise ViewError("label: expected an open candidate, got none (pick one in the Queue tab)")
+    entry = record_label(store, nav.current, label, reviewer, note)
+    nxt, found = nav_next_unlabelled(store, nav)
+    return entry, nxt, found
+
+
+def undo(store: Store, caption_id: int, reviewer: str) -> LabelEntry:
+    """Undo is a new history entry restoring the previous label."""
+    return store.undo_label(caption_id, check_reviewer(reviewer))
+
+
+# -- masks ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskSave:
+    mask_id: int
+    version: int
+    kept: float                      # fraction of pixels kept
+    relabel: Relabel
+
+
+def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarray, reviewer: str) -> MaskSave:
+    """The edited layer becomes a new mask version (source 'edited', the reviewer as author);
+    the caption's automatic label is recomputed from the current masks."""
+    reviewer = check_reviewer(reviewer)
+    mask = imaging.mask_from_layer(np.asarray(layer), target.size)
+    sha = store.put_mask(mask)
+    mask_id = store.add_mask(target.train_image_id, sha, source="edited", author=reviewer)
+    return MaskSave(mask_id, store.get_mask(mask_id).version, float(mask.mean()), relabel(store, caption_id))
+
+
+def restore_mask(store: Store, caption_id: int, target: MaskTarget, mask_id: int, reviewer: str) -> MaskSave:
+    """An earlier version becomes current again as a new 'edited' version (history is kept)."""
+    reviewer = check_reviewer(reviewer)
+    old = store.get_mask(int(mask_id))
+    if old.train_image_id != target.train_image_id:
+        raise ViewError(f"restore mask {mask_id}: expected a mask of training image {target.train_image_id}, "
+                        f"got one of {old.train_image_id}")
+    new_id = store.add_mask(target.train_image_id, old.image_sha, source="edited", author=reviewer, parent_id=old.id)
+    kept = float(store.load_mask(old.image_sha).mean())
+    return MaskSave(new_id, store.get_mask(new_id).version, kept, relabel(store, caption_id))
+
+
+def relabel_html(save: MaskSave) -> str:
+    r = save.relabel
+    names = {"tv": "masked RMSE (TV)", "mv": "RMSE to own image (MV)", "rv": "RMSE to a neighbour (RV)"}
+    dist = ", ".join(f"{render.esc(names.get(k, k))} {render.fmt(v) if isinstance(v, float) or v is None else render.esc(v)}"
+                     for k, v in r.distances.items())
+    return (f"<p>Saved mask v{save.version} (keeps {save.kept:.0%}). Automatic label now "
+            f"{render.label_badge(r.label)} · {dist}</p>")
+
+
+def export_filter_note(filt: Optional[QueueFilter]) -> str:
+    return "all candidates" if filt is None else f"queue filter: {filt}"
+
+
+def parse_float(text: object, what: str) -> Optional[float]:
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ViewError(f"{what}: expected a number, got {text!r}") from None
+
+
+def make_filter(order_by: str, descending: bool, human: str, auto: Sequence[str], flags: Sequence[str],
+                score_min: object, score_max: object, run: Optional[str], search: str) -> QueueFilter:
+    """A QueueFilter from the queue tab's widgets; ``run`` is '' (all), 'run N' or 'model NAME'."""
+    run_id = model = None
+    run = (run or "").strip()
+    if run.startswith("run "):
+        run_id = int(run.split()[1])
+    elif run.startswith("model "):
+        model = run[len("model "):]
+    return QueueFilter(order_by=order_by or "dcs", descending=bool(descending), human=human or "any",
+                       auto=tuple(auto or ()), flags=tuple(flags or ()),
+                       score_min=parse_float(score_min, "score min"), score_max=parse_float(score_max, "score max"),
+                       run_id=run_id, model=model, search=search or "")

@@ -1,0 +1,45 @@
+() => {
+  // Single-key triage. Each key clicks a visible button; while an action is in flight further
+  // keys are ignored until the candidate view re-renders, so a fast typist never labels the
+  // same candidate twice from a stale page.
+  if (window.__vbKeys) return;
+  window.__vbKeys = true;
+  const keymap = {
+    "1": "act-MV", "2": "act-TV", "3": "act-RV", "4": "act-N", "5": "act-FP-texture",
+    "6": "act-FP-background", "7": "act-FP-other", "8": "act-skip", "0": "act-skip",
+    "j": "nav-next", "k": "nav-prev", "n": "nav-unlabelled", "u": "act-undo",
+  };
+  let busyUntil = 0;
+  const watch = () => {
+    const view = document.getElementById("vb-view");
+    if (!view || view.__vbObserved) return;
+    view.__vbObserved = true;
+    new MutationObserver(() => { busyUntil = 0; }).observe(view, {childList: true, subtree: true, characterData: true});
+  };
+  const button = (id) => {
+    const el = document.getElementById(id);
+    if (!el) return null;
+    const b = el.tagName === "BUTTON" ? el : el.querySelector("button");
+    return b && b.offsetParent !== null && !b.disabled ? b : null;
+  };
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    const tag = ((t && t.tagName) || "").toLowerCase();
+    const typing = (tag === "input" && !["range", "checkbox", "radio", "button"].includes(t.type)) ||
+      tag === "textarea" || tag === "select" || (t && t.isContentEditable);
+    if (typing) return;
+    const help = document.getElementById("vb-help");
+    if (e.key === "?") { if (help) help.hidden = !help.hidden; e.preventDefault(); return; }
+    if (e.key === "Escape") { if (help) help.hidden = true; return; }
+    const id = keymap[e.key];
+    if (!id) return;
+    watch();
+    if (Date.now() < busyUntil) { e.preventDefault(); return; }
+    const b = button(id);
+    if (!b) return;
+    e.preventDefault();
+    busyUntil = Date.now() + 3000;   // released by the view's re-render, or after 3 s
+    b.click();
+  });
+}

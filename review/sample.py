@@ -1,0 +1,68 @@
+"""A small synthetic store for trying the app and for its tests: candidates with scores,
+J generations, their own training image, retrieved neighbours, template masks and automatic
+labels, built through the Store API only (no model)."""
+from __future__ import annotations
+
+import numpy as np
+
+from store import CaptionRow, Neighbour, Store
+
+SCRIPT_CAPTION = '<script>window.__vb_pwned = 1</script><img src=x onerror="window.__vb_pwned = 2"> red sofa'
+
+
+def _noisy(rng: np.random.Generator, base: np.ndarray, amount: float) -> np.ndarray:
+    return np.clip(base + rng.normal(0, amount, base.shape), 0, 1)
+
+
+def build_sample_store(store: Store, n: int = 30, size: int = 32, seeds: int = 4, seed: int = 0) -> list[int]:
+    """n candidates (caption ids returned in DCS order, highest first); every 5th is a copy
+    (MV), every 7th a template (TV, with an auto mask), the rest not copies. The first caption
+    holds HTML/script text."""
+    rng = np.random.default_rng(seed)
+    score_run = store.start_run("score", "sample", {"kinds": ["dcs", "ecs", "wen"]})
+    gen_run = store.start_run("generate", "sample", {"seeds": seeds})
+    label_run = store.start_run("label", "sample", {"delta": 0.12})
+    texts = [SCRIPT_CAPTION] + [f"sample caption {i} {w}" for i, w in
+                                zip(range(1, n), ("carpet", "poster", "sofa", "mug", "lamp", "shirt") * n)]
+    ids = store.add_captions([CaptionRow(t, url=f"https://example.com/{i}.jpg", dup_count=int(1 + (i * 37) % 400),
+                                         source="sample") for i, t in enumerate(texts)])
+    dcs = np.sort(rng.random(n))[::-1] * 10
+    with store.transaction():
+        store.add_scores(score_run, "dcs", list(zip(ids, dcs.tolist())))
+        store.add_scores(score_run, "ecs", list(zip(ids, rng.random(n).tolist())))
+        store.add_scores(score_run, "wen", list(zip(ids, (rng.random(n) * 5).tolist())))
+    others = [store.add_training_image(store.put_image(rng.random((size, size, 3))), None, f"other/{k}.png")
+              for k in range(4)]
+    for i, cid in enumerate(ids):
+        kind = "MV" if i % 5 == 0 else "TV" if i % 7 == 0 else "N"
+        base = rng.random((size, size, 3))
+        tid = store.add_training_image(store.put_image(base), cid, f"train/{i}.png", {"index": i})
+        mask = None
+        if kind == "TV":
+            mask = np.zeros((size, size), bool)
+            mask[: size // 2] = True
+            mid = store.add_mask(tid, store.put_mask(mask), source="auto")
+        best = {"rmse": 1.0, "masked_rmse": None}
+        for s in range(seeds):
+            if kind == "MV":
+                gen = _noisy(rng, base, 0.02)
+            elif kind == "TV":
+                gen = base.copy()
+                gen[size // 2:] = rng.random((size - size // 2, size, 3))
+                gen = _noisy(rng, gen, 0.02)
+            else:
+                gen = rng.random((size, size, 3))
+            gid = store.add_generation(cid, gen_run, s, 1, "heun", store.put_image(gen))
+            d = float(np.sqrt(((gen - base) ** 2).mean()))
+            md = float(np.sqrt(((gen - base) ** 2)[mask].mean())) if mask is not None else None
+            best["rmse"] = min(best["rmse"], d)
+            if md is not None:
+                best["masked_rmse"] = md if best["masked_rmse"] is None else min(best["masked_rmse"], md)
+            store.add_neighbours(gid, [Neighbour(0, tid, 0.95, d, md, mid if mask is not None else None)]
+                                 + [Neighbour(r + 1, others[(i + r) % 4], 0.5 - 0.1 * r, 0.4, None)
+                                    for r in range(2)])
+        flags = ["suspect:texture"] if i % 6 == 3 else []
+        store.add_auto_label(cid, label_run, kind, best, flags)
+    for r in (score_run, gen_run, label_run):
+        store.finish_run(r, evals=n)
+    return ids

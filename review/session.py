@@ -1,0 +1,38 @@
+"""What every callback shares: who the reviewer is, and library errors shown as gr.Error."""
+from __future__ import annotations
+
+import functools
+import getpass
+from typing import Any, Callable, Optional
+
+import gradio as gr
+
+from store import StoreError
+
+from .imaging import MaskShapeError
+from .views import check_reviewer
+
+
+def default_reviewer() -> str:
+    """The local user's name, prefilled in the Reviewer field when the app runs without --auth."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def reviewer_name(request: Optional[gr.Request], typed: Optional[str]) -> str:
+    """The logged-in user when the app runs with --auth (not editable), else the typed name."""
+    user = getattr(request, "username", None) if request is not None else None
+    return check_reviewer(user if user else typed)
+
+
+def gradio_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Show store/view errors (bad input, missing rows, wrong mask size) in the page instead of a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (StoreError, MaskShapeError) as e:
+            raise gr.Error(str(e)) from None
+    return wrapper

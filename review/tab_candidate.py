@@ -1,0 +1,146 @@
+"""Candidate tab: the evidence for one candidate, the label actions (and their keys), and the
+mask editor. Every action is one durable store write and re-renders the view."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import gradio as gr
+
+from store import HUMAN_LABELS, Store
+
+from . import render, views
+from .session import gradio_errors, reviewer_name
+
+# wires the before/after sliders of whatever the view renders (event delegation on the root)
+SLIDER_JS = """
+element.addEventListener('input', (e) => {
+  const r = e.target;
+  if (!r.classList || !r.classList.contains('vb-range')) return;
+  const after = r.parentElement.querySelector('.vb-after');
+  if (after) after.style.clipPath = 'inset(0 0 0 ' + r.value + '%)';
+});
+"""
+
+
+def button_id(label: str) -> str:
+    return "act-" + label.replace(":", "-")
+
+
+@dataclass
+class CandidateTab:
+    nav: gr.State
+    outputs: list            # what every show() returns, in order
+    show: object             # (nav, status) -> tuple for outputs
+
+
+def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
+    nav = gr.State(views.Nav())
+    mask_target = gr.State(None)
+    status = gr.Markdown(elem_id="vb-status")
+    with gr.Row(elem_id="vb-actions"):
+        label_buttons = {}
+        for key, label in render.LABEL_KEYS.items():
+            if key == "0":
+                continue
+            variant = "primary" if label in ("MV", "TV", "RV") else "secondary"
+            label_buttons[label] = gr.Button(f"{key} · {label}", elem_id=button_id(label), variant=variant,
+                                             size="sm", min_width=60)
+        undo_b = gr.Button("u · undo", elem_id="act-undo", size="sm", min_width=60)
+    with gr.Row():
+        prev_b = gr.Button("k · previous", elem_id="nav-prev", size="sm")
+        next_b = gr.Button("j · next", elem_id="nav-next", size="sm")
+        next_u = gr.Button("n · next unlabelled", elem_id="nav-unlabelled", size="sm")
+        note = gr.Textbox(placeholder="note for the next label (optional)", show_label=False, scale=3,
+                          elem_id="vb-note-field")
+    view = gr.HTML(elem_id="vb-view", js_on_load=SLIDER_JS)
+    with gr.Accordion("Mask editor (brush keeps pixels, eraser drops them)", open=True, elem_id="vb-mask"):
+        mask_info = gr.HTML()
+        editor = gr.ImageEditor(
+            label="mask over the training image", type="numpy", image_mode="RGBA", format="png",
+            sources=(), transforms=(), layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
+            brush=gr.Brush(colors=[("rgb(255, 0, 170)", 0.6)], default_size=2, color_mode="fixed"),
+            eraser=gr.Eraser(default_size=2), canvas_size=(32, 32), elem_id="vb-editor", height=420,
+            buttons=[])
+        with gr.Row():
+            save_b = gr.Button("Save mask (new version)", variant="primary", elem_id="mask-save")
+            versions = gr.Dropdown([], label="Mask versions", elem_id="mask-versions", scale=2)
+            restore_b = gr.Button("Restore this version", elem_id="mask-restore")
+
+    def show(n: views.Nav, message: str = ""):
+        cid = n.current
+        if cid is None:
+            v = views.empty_view("Nothing to show: the queue filter holds no candidates.")
+        else:
+            v = views.candidate_view(store, cid, n.position)
+        m = v.mask
+        info = ("<p>No training image to mask for this candidate.</p>" if m is None else
+                f"<p>Training image {m.train_image_id} ({m.size[0]}×{m.size[1]} px): "
+                f"{len(m.versions)} mask version(s).</p>")
+        choices = list(m.versions) if m else []
+        return (n, v.html, v.editor, gr.update(choices=choices, value=m.current_id if m else None), m,
+                info, message)
+
+    outputs = [nav, view, editor, versions, mask_target, mask_info, status]
+
+    def labeller(label: str):
+        @gradio_errors
+        def act(n: views.Nav, typed: str, text: str, request: gr.Request):
+            who = reviewer_name(request, typed)
+            entry, nxt, moved = views.label_and_advance(store, n, label, who, text)
+            msg = (f"Saved **{render.esc(label)}** for candidate {entry.caption_id} (by {render.esc(who)}). "
+                   + ("Next unlabelled candidate." if moved else "No unlabelled candidate left in this queue."))
+            return show(nxt, msg) + ("",)
+        return act
+
+    for label, b in label_buttons.items():
+        b.click(labeller(label), [nav, reviewer, note], outputs + [note],
+                api_name="label_" + label.replace(":", "_"), concurrency_id="triage", concurrency_limit=1)
+
+    @gradio_errors
+    def do_undo(n: views.Nav, typed: str, request: gr.Request):
+        if n.current is None:
+            raise views.ViewError("undo: expected an open candidate, got none")
+        entry = views.undo(store, n.current, reviewer_name(request, typed))
+        return show(n, f"Undone: candidate {entry.caption_id} is now **{render.esc(entry.label or 'unlabelled')}**.")
+
+    undo_b.click(do_undo, [nav, reviewer], outputs, api_name="undo", concurrency_id="triage")
+
+    @gradio_errors
+    def step(n: views.Nav, by: int):
+        return show(views.nav_step(store, n, by))
+
+    next_b.click(lambda n: step(n, 1), [nav], outputs, api_name="next", concurrency_id="triage")
+    prev_b.click(lambda n: step(n, -1), [nav], outputs, api_name="previous", concurrency_id="triage")
+
+    @gradio_errors
+    def unlabelled(n: views.Nav):
+        nxt, found = views.nav_next_unlabelled(store, n)
+        return show(nxt, "" if found else "No unlabelled candidate left in this queue.")
+
+    next_u.click(unlabelled, [nav], outputs, api_name="next_unlabelled", concurrency_id="triage")
+
+    @gradio_errors
+    def save(n: views.Nav, target: Optional[views.MaskTarget], value: Optional[dict], typed: str,
+             request: gr.Request):
+        if n.current is None or target is None:
+            raise views.ViewError("save mask: expected a candidate with a training image, got none")
+        layers = (value or {}).get("layers") or []
+        if not layers or layers[0] is None:
+            raise views.ViewError("save mask: expected the editor's mask layer, got none")
+        saved = views.save_mask(store, n.current, target, layers[0], reviewer_name(request, typed))
+        return show(n, "") [:-2] + (views.relabel_html(saved), f"Saved mask v{saved.version}.")
+
+    save_b.click(save, [nav, mask_target, editor, reviewer], outputs, api_name="save_mask",
+                 concurrency_id="triage")
+
+    @gradio_errors
+    def restore(n: views.Nav, target: Optional[views.MaskTarget], mask_id, typed: str, request: gr.Request):
+        if n.current is None or target is None or mask_id in (None, ""):
+            raise views.ViewError("restore mask: expected a mask version to restore, got none")
+        saved = views.restore_mask(store, n.current, target, int(mask_id), reviewer_name(request, typed))
+        return show(n, "")[:-2] + (views.relabel_html(saved), f"Restored as mask v{saved.version}.")
+
+    restore_b.click(restore, [nav, mask_target, versions, reviewer], outputs, api_name="restore_mask",
+                    concurrency_id="triage")
+    return CandidateTab(nav, outputs, show)

@@ -1,0 +1,74 @@
+"""Queue tab: candidates ranked by a chosen score, filtered, searched, paged; a row opens it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from store import REFERENCE_LABELS, Store
+
+from . import queries, views
+from .session import gradio_errors
+
+PAGE_SIZE = 50
+
+
+@dataclass
+class QueueTab:
+    filt: gr.State
+    table: gr.Dataframe
+    summary: gr.Markdown
+    page: gr.Number
+    refresh: gr.Button
+
+
+def run_choices(store: Store) -> list[str]:
+    """'' = latest scores; 'run N' = one score run; 'model NAME' = that model's latest runs."""
+    return [""] + [f"run {i} ({stage}, {model})" for i, stage, model in queries.runs(store) if stage == "score"] \
+        + [f"model {m}" for m in queries.models(store)]
+
+
+def build(store: Store) -> QueueTab:
+    kinds = queries.score_kinds(store)
+    with gr.Row():
+        order_by = gr.Dropdown(kinds, value=kinds[0], label="Rank by", scale=1)
+        descending = gr.Checkbox(True, label="highest first", scale=1)
+        human = gr.Dropdown(list(views.HUMAN_STATES), value="unlabelled", label="Human label", scale=1)
+        run = gr.Dropdown(run_choices(store), value="", label="Run / model", scale=2)
+    with gr.Row():
+        auto = gr.CheckboxGroup(list(REFERENCE_LABELS), label="Automatic label (any of)", scale=2)
+        flags = gr.CheckboxGroup(queries.flags(store), label="Suspect flags (all of)", scale=2)
+        score_min = gr.Textbox(label="score ≥", scale=1)
+        score_max = gr.Textbox(label="score ≤", scale=1)
+    with gr.Row():
+        search = gr.Textbox(label="Search captions", placeholder="words that must all appear", scale=4)
+        apply = gr.Button("Apply", variant="primary", scale=1)
+    summary = gr.Markdown()
+    table = gr.Dataframe(headers=views.QUEUE_HEADERS, datatype=views.QUEUE_TYPES, interactive=False, wrap=True,
+                         elem_id="vb-queue", max_height=640)
+    with gr.Row():
+        prev_page = gr.Button("◀ page", size="sm")
+        page = gr.Number(0, label="page (0-based)", precision=0, minimum=0, scale=0, min_width=120)
+        next_page = gr.Button("page ▶", size="sm")
+        refresh = gr.Button("Refresh", size="sm")
+    filt = gr.State(views.QueueFilter())
+
+    @gradio_errors
+    def show(f: views.QueueFilter, p: float):
+        q = views.queue_view(store, f, int(p or 0), PAGE_SIZE)
+        return q.rows, q.summary, q.page
+
+    @gradio_errors
+    def set_filter(*widgets):
+        f = views.make_filter(*widgets)
+        return (f,) + show(f, 0)
+
+    widgets = [order_by, descending, human, auto, flags, score_min, score_max, run, search]
+    outs = [table, summary, page]
+    apply.click(set_filter, widgets, [filt] + outs, api_name="queue")
+    search.submit(set_filter, widgets, [filt] + outs, api_name=False)
+    prev_page.click(lambda f, p: show(f, max(0, int(p or 0) - 1)), [filt, page], outs, api_name=False)
+    next_page.click(lambda f, p: show(f, int(p or 0) + 1), [filt, page], outs, api_name=False)
+    page.submit(show, [filt, page], outs, api_name=False)
+    refresh.click(show, [filt, page], outs, api_name=False)
+    return QueueTab(filt, table, summary, page, refresh)

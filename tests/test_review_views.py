@@ -1,0 +1,216 @@
+"""The review app's pure view functions on a small synthetic store (review.sample)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from review import imaging, queries, render, views
+from review.imaging import MaskShapeError
+from review.sample import SCRIPT_CAPTION, build_sample_store
+from review.tab_export import run_export
+from store import HUMAN_LABELS, Store
+
+
+@pytest.fixture
+def sample(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        ids = build_sample_store(s, n=30)
+        yield s, ids
+
+
+def test_queue_ranks_by_score_filters_and_counts(sample):
+    s, ids = sample
+    q = views.queue_view(s, views.QueueFilter(), page=0, page_size=10)
+    assert q.total == 30 and q.pages == 3 and list(q.ids) == ids[:10]
+    assert [r[0] for r in q.rows] == list(range(1, 11))
+    assert "**30** candidates match" in q.summary
+    asc = views.queue_view(s, views.QueueFilter(descending=False), page_size=5)
+    assert list(asc.ids) == ids[::-1][:5]
+    tv = views.queue_view(s, views.QueueFilter(auto=("TV",)))
+    assert tv.total == len([i for i in range(30) if i % 5 and i % 7 == 0])
+    assert {r[5] for r in tv.rows} == {"TV"}
+    flagged = views.queue_view(s, views.QueueFilter(flags=("suspect:texture",)))
+    assert flagged.total == 5 and all("suspect:texture" in r[6] for r in flagged.rows)
+    found = views.queue_view(s, views.QueueFilter(search="poster"))
+    assert found.total > 0 and all("poster" in r[2] for r in found.rows)
+    s.add_label(ids[0], "MV", "ann")
+    assert views.queue_view(s, views.QueueFilter()).total == 29
+    assert views.queue_view(s, views.QueueFilter(human="MV")).ids == (ids[0],)
+    assert views.queue_view(s, views.QueueFilter(human="any")).total == 30
+    by_wen = views.queue_view(s, views.QueueFilter(order_by="wen", human="any"), page_size=30)
+    wen = [r[3] for r in by_wen.rows]
+    assert wen == sorted(wen, reverse=True)
+    ranged = views.queue_view(s, views.QueueFilter(human="any", score_min=5.0))
+    assert 0 < ranged.total < 30 and all(r[3] >= 5.0 for r in ranged.rows)
+
+
+def test_make_filter_from_widgets_and_bad_values(sample):
+    s, _ = sample
+    f = views.make_filter("ecs", False, "labelled", ["MV"], ["suspect:texture"], "0.1", "", "run 1 (score, sample)", "x")
+    assert (f.order_by, f.descending, f.human, f.auto, f.flags, f.score_min, f.score_max, f.run_id) == \
+        ("ecs", False, "labelled", ("MV",), ("suspect:texture",), 0.1, None, 1)
+    assert views.make_filter("dcs", True, "any", [], [], None, None, "model sample", "").model == "sample"
+    with pytest.raises(views.ViewError, match="score min: expected a number"):
+        views.make_filter("dcs", True, "any", [], [], "abc", None, "", "")
+    with pytest.raises(views.ViewError, match="human label filter"):
+        views.QueueFilter(human="maybe")
+
+
+def test_candidate_view_shows_evidence_and_escapes_the_caption(sample):
+    s, ids = sample
+    v = views.candidate_view(s, ids[0], "queue position 1")
+    assert SCRIPT_CAPTION not in v.html and "<script" not in v.html and "onerror=" not in v.html.replace("onerror=&quot;", "")
+    assert "&lt;script&gt;window.__vb_pwned = 1&lt;/script&gt;" in v.html
+    assert len(re.findall(r'alt="generation seed \d" loading', v.html)) == 4        # J = 4 generations
+    assert "own training image" in v.html and "Top retrieved neighbours" in v.html
+    assert "similarity 0.950" in v.html and "RMSE 0.0" in v.html
+    assert 'class="vb-slider"' in v.html and 'class="vb-range"' in v.html  # before/after slider
+    assert "data:image/png;base64," in v.html                               # heatmap, inline
+    assert "Automatic label" in v.html and ">MV<" in v.html
+    assert "rank among candidates" in v.html and "1 of 30" in v.html        # top DCS
+    # every file URL points into the store's images folder
+    for url in re.findall(r'src="(gradio_api/file=[^"]+)"', v.html):
+        assert url.startswith("gradio_api/file=" + str(s.images.root.resolve()))
+    # small images are enlarged by an integer factor, drawn with crisp pixels
+    assert 'class="vb-px' in v.html and 'width="160"' in v.html
+    assert v.editor["background"].shape == (32, 32, 3) and v.editor["layers"][0].shape == (32, 32, 4)
+    assert v.mask is not None and v.mask.size == (32, 32) and v.label is None
+
+
+def test_template_candidate_shows_its_mask(sample):
+    s, ids = sample
+    v = views.candidate_view(s, ids[7])        # i = 7: a template with an auto mask keeping the top half
+    assert "mask v1 (auto) · keeps 50%" in v.html and "masked RMSE" in v.html
+    assert v.mask.current_id is not None and len(v.mask.versions) == 1
+    kept = v.editor["layers"][0][:, :, 3] >= imaging.KEEP_ALPHA
+    assert kept[:16].all() and not kept[16:].any()
+
+
+def test_render_escapes_template_syntax_and_unsafe_urls():
+    assert render.esc("${alert(1)} {{x}}") == "&#36;&#123;alert(1)&#125; &#123;&#123;x&#125;&#125;"
+    assert "<a" not in render.url_html("javascript:alert(1)")
+    assert render.url_html('https://x.org/"><script>').count("<script>") == 0
+    assert 'rel="noopener noreferrer nofollow"' in render.url_html("https://x.org/a.jpg")
+    assert render.display_size(32, 32) == (160, 160) and render.display_size(256, 128) == (256, 128)
+
+
+def test_label_and_advance_writes_one_entry_and_skips_labelled(sample):
+    s, ids = sample
+    s.add_label(ids[1], "N", "other")            # already labelled: the advance skips it
+    nav = views.nav_open(s, views.QueueFilter(human="any"), 0)
+    assert nav.current == ids[0]
+    entry, nav, moved = views.label_and_advance(s, nav, "MV", "ann", "looks copied")
+    assert moved and nav.current == ids[2]
+    assert (entry.caption_id, entry.label, entry.reviewer, entry.note) == (ids[0], "MV", "ann", "looks copied")
+    assert [e.label for e in s.label_history(ids[0])] == ["MV"]
+    with pytest.raises(views.ViewError, match="reviewer"):
+        views.label_and_advance(s, nav, "MV", "  ")
+    with pytest.raises(views.ViewError, match="label: expected one of"):
+        views.record_label(s, ids[0], "maybe", "ann")
+    undone = views.undo(s, ids[0], "ann")
+    assert undone.label is None and undone.undoes == entry.id
+    assert [e.label for e in s.label_history(ids[0])] == ["MV", None]
+    assert "undo" in views.candidate_view(s, ids[0]).html
+
+
+def test_every_human_label_is_a_key_and_a_button():
+    assert sorted(set(render.LABEL_KEYS.values())) == sorted(HUMAN_LABELS)
+    assert all(k.isdigit() for k in render.LABEL_KEYS)
+
+
+def test_navigation_crosses_windows_and_wraps_to_unlabelled(sample, monkeypatch):
+    s, ids = sample
+    monkeypatch.setattr(views, "NAV_WINDOW", 4)
+    nav = views.nav_open(s, views.QueueFilter(human="any"), 0)
+    seen = [nav.current]
+    for _ in range(9):
+        nav = views.nav_step(s, nav, 1)
+        seen.append(nav.current)
+    assert seen == ids[:10]
+    for _ in range(9):
+        nav = views.nav_step(s, nav, -1)
+    assert nav.current == ids[0] and views.nav_step(s, nav, -1).current == ids[0]
+    for cid in ids[5:12]:
+        s.add_label(cid, "N", "ann")
+    nav = views.nav_open(s, views.QueueFilter(human="any"), 4)
+    nxt, found = views.nav_next_unlabelled(s, nav)
+    assert found and nxt.current == ids[12]
+    # past the last unlabelled one it wraps to the top unlabelled candidate
+    for cid in ids[12:]:
+        s.add_label(cid, "N", "ann")
+    nxt, found = views.nav_next_unlabelled(s, views.nav_at(s, nav, ids[29]))
+    assert found and nxt.current == ids[0]
+
+
+def test_mask_save_and_restore_recompute_the_label(sample):
+    s, ids = sample
+    cid = ids[7]
+    v = views.candidate_view(s, cid)
+    target = v.mask
+    layer = v.editor["layers"][0].copy()
+    # keep only the bottom half, where the generations differ from the training image
+    layer[:, :, 3] = 0
+    layer[16:, :, 3] = imaging.MASK_ALPHA
+    saved = views.save_mask(s, cid, target, layer, "ann")
+    m = s.current_mask(target.train_image_id)
+    assert (m.id, m.version, m.source, m.author) == (saved.mask_id, 2, "edited", "ann")
+    assert s.load_mask(m.image_sha)[16:].all() and not s.load_mask(m.image_sha)[:16].any()
+    assert saved.kept == pytest.approx(0.5)
+    assert saved.relabel.label == "N" and saved.relabel.distances["tv"] > 0.12
+    assert "masked RMSE (TV)" in views.relabel_html(saved)
+    first = views.candidate_view(s, cid).mask.versions[0][1]
+    back = views.restore_mask(s, cid, views.candidate_view(s, cid).mask, first, "bob")
+    m3 = s.current_mask(target.train_image_id)
+    assert (m3.version, m3.source, m3.author, m3.parent_id) == (3, "edited", "bob", first)
+    assert m3.image_sha == s.get_mask(first).image_sha
+    assert back.relabel.label == "TV" and back.relabel.distances["tv"] <= 0.12
+    with pytest.raises(MaskShapeError, match="expected 32x32"):
+        views.save_mask(s, cid, target, np.zeros((16, 16, 4), np.uint8), "ann")
+    assert s.current_mask(target.train_image_id).version == 3
+
+
+def test_stats_from_human_labels(sample):
+    s, ids = sample
+    for i, cid in enumerate(ids[:10]):
+        s.add_label(cid, "MV" if i % 2 == 0 else "FP:texture", "ann" if i < 6 else "bob")
+    s.add_label(ids[10], "skip", "bob")
+    curves = queries.precision_curves(s, ["dcs"])
+    assert [c["found"] for c in curves] == [1, 2, 3, 4, 5]
+    assert curves[0]["precision"] == 1.0 and curves[-1]["precision"] == pytest.approx(5 / 9)
+    headers, rows = queries.counts_by_run(s)
+    row = dict(zip(headers, rows[0]))
+    assert row["candidates"] == 30 and row["MV"] == 5 and row["verbatims"] == 5 and row["unlabelled"] == 19
+    hist = queries.dup_histogram(s)
+    assert sum(h["candidates"] for h in hist) == 30 and {h["group"] for h in hist} <= {"verbatim", "not verbatim", "unlabelled"}
+    headers, rows = queries.reviewer_progress(s)
+    assert {r[0]: r[1] for r in rows} == {"ann": 6, "bob": 5}
+    assert queries.label_totals(s)["unlabelled"] == 19
+
+
+def test_export_for_the_queue_filter(sample):
+    s, ids = sample
+    s.add_label(ids[0], "MV", "ann")
+    s.add_label(ids[5], "MV", "ann")
+    path, msg = run_export(s, "csv", ["MV"], views.QueueFilter(human="any", search="sofa"))
+    text = path.read_text()
+    assert path.parent == s.path / "exports" and "**1** rows" in msg
+    assert "red sofa" in text and "sample caption 5" not in text
+    path, _ = run_export(s, "jsonl", ["MV"], None)
+    assert len(path.read_text().splitlines()) == 2
+    with pytest.raises(views.ViewError, match="export format"):
+        run_export(s, "xlsx", ["MV"], None)
+
+
+def test_imaging_helpers():
+    a = np.zeros((4, 4, 3), np.float32)
+    b = np.ones((4, 4, 3), np.float32)
+    assert imaging.rmse(a, b) == 1.0 and imaging.rmse(a, a) == 0.0
+    mask = np.zeros((4, 4), bool)
+    assert imaging.rmse(a, b, mask) is None
+    assert (imaging.abs_diff_heatmap(a, a) == 0).all() and (imaging.abs_diff_heatmap(a, b) == 255).all()
+    layer = imaging.mask_layer(np.eye(4, dtype=bool))
+    assert (imaging.mask_from_layer(layer, (4, 4)) == np.eye(4, dtype=bool)).all()
+    with pytest.raises(MaskShapeError):
+        imaging.mask_from_layer(layer[:, :, :3], (4, 4))
