@@ -6,7 +6,10 @@ Near-duplicates of a training image are its index neighbours whose RMSE to it (2
 0.0226..0.0713. Close enough to be the same layout, far enough to show what varies. The
 keep-mask keeps pixels whose channel-summed absolute difference to every near-duplicate is below
 0.03, then erodes (3x3) and dilates (3x3) the kept region to drop isolated pixels that matched by
-chance. It is computed on the 256 grid and stored at the training image's own size.
+chance. It is computed on the 256 grid (the paper's, for images at least that large) or, for a
+smaller training image, on its own pixels: upsampling to 256 only smears the difference with
+Lanczos ringing, a halo that is no property of the template. It is stored at the training
+image's own size.
 """
 from __future__ import annotations
 
@@ -32,9 +35,10 @@ class MaskInputError(AttackError):
 class MaskParams:
     """rmse_min / rmse_max: the near-duplicate window (default: the paper code's SSE 1e2..1e3);
     candidates: index neighbours examined; diff: channel-summed absolute difference below which
-    a pixel is kept; erode / dilate: square kernel sizes (odd, 1 = none); min_keep: a mask
-    keeping less than this fraction of the image is no template (plain or unrelated images that
-    happen to fall in the window) and is not stored; max_dups: near-duplicates combined."""
+    a pixel is kept; erode / dilate: square kernel sizes (odd, 1 = none); min_keep: a candidate
+    in the window that leaves less than this fraction of the pixels unchanged is no template
+    sibling (plain or unrelated images that happen to fall in the window) and is skipped, and a
+    mask keeping less is not stored; max_dups: near-duplicates combined."""
     rmse_min: float = float(np.sqrt(1e2 * SSE_TO_RMSE))
     rmse_max: float = float(np.sqrt(1e3 * SSE_TO_RMSE))
     candidates: int = 10
@@ -104,7 +108,7 @@ def resize_mask(mask: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.nd
 
 @dataclass(frozen=True)
 class TemplateMask:
-    """A keep-mask at the compare size, the near-duplicates it came from and its kept fraction."""
+    """A keep-mask (on the grid it was computed on), the near-duplicates it came from and its kept fraction."""
     keep: torch.Tensor
     dups: tuple[int, ...]
     dup_rmse: tuple[float, ...]
@@ -112,18 +116,40 @@ class TemplateMask:
 
 
 def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams(),
-                  candidate_ids: Sequence[int] | None = None) -> TemplateMask | None:
-    """The template mask of ref from its candidates, or None when no candidate is a near-duplicate
-    or the mask keeps less than min_keep."""
+                  candidate_ids: Sequence[int] | None = None, grid: tuple[torch.Tensor, torch.Tensor] | None = None
+                  ) -> TemplateMask | None:
+    """The template mask of ref from its candidates (both at the compare size: the window is
+    defined there), or None when no candidate is a near-duplicate or the mask keeps less than
+    min_keep. grid: the same (ref, candidates) on the grid the keep-mask is computed on, e.g. a
+    small training image's own pixels, where the difference is not smeared by upsampling."""
     if candidates.shape[0] == 0:
         return None
     picks = near_duplicates(ref, candidates, params)
     if not picks:
         return None
-    keep = keep_mask(ref, candidates[picks], params)
+    g_ref, g_cands = grid if grid is not None else (ref, candidates)
+    if g_cands.shape[0] != candidates.shape[0]:
+        raise MaskInputError(f"expected the grid images to match the {candidates.shape[0]} candidates, got {g_cands.shape[0]}")
+    # a near-duplicate shares the template: on its own it must leave min_keep of the pixels
+    # unchanged, or one unrelated image inside a wide window would erase the whole mask
+    shared = ((g_cands[picks] - g_ref).abs().sum(1) < params.diff).flatten(1).float().mean(1)
+    picks = [p for p, f in zip(picks, shared.tolist()) if f >= params.min_keep]
+    if not picks:
+        return None
+    keep = keep_mask(g_ref, g_cands[picks], params)
     frac = float(keep.float().mean())
     if frac < params.min_keep:
         return None
     ids = list(candidate_ids) if candidate_ids is not None else list(range(candidates.shape[0]))
     d = (candidates[picks] - ref).pow(2).flatten(1).mean(1).sqrt()
     return TemplateMask(keep, tuple(int(ids[i]) for i in picks), tuple(round(float(v), 5) for v in d), frac)
+
+
+def mask_grid(images: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """Images [3,H,W] stacked at their own size when they share one no larger than the compare
+    size (the keep-mask is then computed on their own pixels); None otherwise (use the compare grid)."""
+    shapes = {tuple(t.shape) for t in images}
+    if len(shapes) != 1:
+        return None
+    (shape,) = shapes
+    return torch.stack(list(images)) if max(shape[1:]) <= COMPARE_SIZE else None

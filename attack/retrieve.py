@@ -20,7 +20,7 @@ from store.canon import canonical_json
 
 from .embed import Embedder, load_embedder
 from .index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
-from .masks import MaskParams, resize_mask, template_mask
+from .masks import MaskParams, mask_grid, resize_mask, template_mask
 from .metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse, to_compare
 
 Progress = Callable[[str, int, int], None]
@@ -110,8 +110,9 @@ class MaskBook:
         keep = [(c, s) for c, s in zip(cand_ids, cand_shas) if s != sha][: self.params.candidates]
         if not keep:
             return None
+        natives = mask_grid([own] + [image_tensor(self.store, s) for _, s in keep])
         tm = template_mask(self.images.get(sha), self.images.stack([s for _, s in keep]), self.params,
-                           [c for c, _ in keep])
+                           [c for c, _ in keep], None if natives is None else (natives[0], natives[1:]))
         if tm is None:
             return None
         h, w = own.shape[-2:]

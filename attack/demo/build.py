@@ -21,6 +21,11 @@ from ..retrieve import RetrieveParams, open_run, retrieve_stage
 from .ingest import ingest_world
 
 Progress = Callable[[str, int, int], None]
+# The demo's template variants repaint a whole region of a 32x32 image (floor, wall, sofa...), so
+# siblings sit at RMSE 0.04-0.45 from each other, wider than LAION's near-duplicates: the window
+# is the paper code's SSE 1e2 up to RMSE 0.15, which gives every planted variant a mask and no
+# other demo image one (measured on the demo world; the per-sibling min_keep guards the rest).
+DEMO_MASKS = MaskParams(rmse_max=0.15)
 ATTACK_LIST = Path(__file__).resolve().parent / "attack_list.txt"
 DEFAULT_STORE = Path("data/demo")
 
@@ -33,7 +38,7 @@ class DemoParams:
     scores: tuple[str, ...] = ("dcs", "ecs", "wen")
     by: str = "dcs"
     generate: GenerateParams = GenerateParams(top_k=128, seeds=(0, 1, 2, 3), steps=16, guidance=7.5)
-    retrieve: RetrieveParams = field(default_factory=lambda: RetrieveParams(masks=MaskParams()))
+    retrieve: RetrieveParams = field(default_factory=lambda: RetrieveParams(masks=DEMO_MASKS))
     thresholds: str = "paper"
     batch_size: int = 32
 
