@@ -287,3 +287,25 @@ def test_params_serialise_as_json():
         assert type(p)(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}) == p
     with pytest.raises(Exception):
         DCSParams().seed = 3  # frozen
+
+
+def test_ecs_equals_the_public_codes_scipy_scoring_of_the_same_images():
+    # The throughput bench's loop scores like run_bb_attack.py (PIL Lanczos to 256, scipy Sobel
+    # per image); the batched path must give the same ECS on the same generations.
+    from PIL import Image
+
+    from attack.bench.throughput import paper_edge_score
+
+    gen = torch.Generator().manual_seed(3)
+    imgs = torch.rand(3, 4, 3, 32, 32, generator=gen)
+    imgs[:, :, :, 8:24, 8:24] = 1.0  # a shared square: consistent edges, so ECS is not ~0
+    p = ECSParams()
+    got = ecs_from_images(imgs, p)
+    for b in range(3):
+        group = []
+        for j in range(4):
+            u8 = (imgs[b, j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            group.append(np.asarray(Image.fromarray(u8).resize((256, 256), Image.LANCZOS)).astype(np.float32))
+        want = paper_edge_score(group, p)
+        assert want > 0.01
+        assert float(got[b]) == pytest.approx(want, abs=2 / 256 ** 2)

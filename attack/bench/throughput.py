@@ -1,6 +1,9 @@
 """`python -m attack.bench.throughput --json`: captions per second of DCS and ECS, batched vs a
-per-caption loop like the paper's public code (one caption, one seed, batch 1 at a time), on the
-same model in the same process. The last line printed is one JSON object.
+per-caption loop that does what the paper's public code does (run_wb_attack.py / run_bb_attack.py:
+one pipeline call per caption and seed, both prompts encoded per call, a cond + uncond batch of 2,
+PIL Lanczos resize and scipy Sobel edges per image), on the same model in the same process. The
+scores of both paths are compared (`max_abs_diff_batched_vs_loop`). The last line printed is one
+JSON object.
 
 `--model demo` uses the trained demo weights when they exist, else a demo-architecture network
 with random weights (speed does not depend on the weights; the JSON says which). `--model
@@ -15,12 +18,16 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+from scipy import ndimage
 
 from ..dcs import DCSParams, dcs
-from ..ecs import ECSParams, ecs, ecs_from_images
+from ..ecs import ECSParams, ecs
 from ..models import load_model
 from ..models.base import TextToImageModel
+from ..sampling import karras_sigmas, sample_heun
 from ..wen import WenParams, wen
 
 ATTACK_LIST = Path(__file__).resolve().parents[1] / "demo" / "attack_list.txt"
@@ -75,17 +82,45 @@ def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, objec
 
 
 def dcs_loop(model: TextToImageModel, captions: Sequence[str], p: DCSParams) -> torch.Tensor:
-    """The public code's way: one caption per call."""
-    return torch.cat([dcs(model, [c], p, batch_size=1).values for c in captions])
+    """The public code's way (run_wb_attack.py): one pipeline call per caption, which encodes
+    the caption and the empty negative prompt, then runs one guided Heun step (a cond + uncond
+    batch of 2) from the re-seeded noise; no decode."""
+    out = []
+    sigmas = karras_sigmas(1, model.sigma_min, model.sigma_max)
+    for c in captions:
+        cond, unc = model.encode([c]), model.encode([""])
+        x_t = model.noise([c], [p.seed]) * float(sigmas[0])
+        x_0 = sample_heun(lambda z, s: model.denoise(z, s, cond, p.guidance, unc), x_t, sigmas)
+        out.append((x_t.float() - x_0.float()).pow(2).flatten(1).mean(1).cpu())
+    return torch.cat(out)
+
+
+def paper_edge_score(group: Sequence[np.ndarray], p: ECSParams) -> float:
+    """ECS of J images as the public code scores them (processing_utils.get_edge_intersection_score):
+    float32 H x W x 3 arrays in 0..255, scipy.ndimage.sobel along both spatial axes, channel-summed
+    magnitude > threshold, mean of the J maps > vote, fraction of pixels set."""
+    maps = []
+    for img in group:
+        im = img / 255.0
+        mag = np.hypot(ndimage.sobel(im, axis=0), ndimage.sobel(im, axis=1)).sum(axis=2)
+        maps.append((mag > p.edge_threshold).astype(np.float64))
+    return float((np.mean(maps, axis=0) > p.vote).astype(np.float32).mean())
 
 
 def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> torch.Tensor:
-    """The public code's way: per caption, one batch-1 generation per seed, then the edge score."""
+    """The public code's way (run_bb_attack.py): per caption, per seed, one batch-1 generation
+    (caption and empty caption encoded, one guided step, decoded), the PIL image resized to 256
+    with Lanczos, then the scipy edge score of the J images."""
     out = []
     for c in captions:
-        gens = [model.sample([c], [s], steps=p.steps, guidance=p.guidance).images for s in p.seeds]
-        out.append(ecs_from_images(torch.cat(gens)[None], p, model.device))
-    return torch.cat(out)
+        group = []
+        for s in p.seeds:
+            img = model.sample([c], [s], steps=p.steps, guidance=p.guidance).images[0]
+            u8 = (img.float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            pil = Image.fromarray(u8).resize((p.size, p.size), resample=Image.LANCZOS)
+            group.append(np.asarray(pil).astype(np.float32))
+        out.append(paper_edge_score(group, p))
+    return torch.tensor(out, dtype=torch.float32)
 
 
 def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_captions: int = 64,
