@@ -3,11 +3,33 @@ J generations, their own training image, retrieved neighbours, template masks an
 labels, built through the Store API only (no model)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from store import CaptionRow, Neighbour, Store
 
 SCRIPT_CAPTION = '<script>window.__vb_pwned = 1</script><img src=x onerror="window.__vb_pwned = 2"> red sofa'
+
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+@lru_cache(maxsize=None)
+def _source(name: str) -> np.ndarray:
+    import skimage.data
+    return np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])
+
+
+def _photo(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random crop of one of scikit-image's bundled photos, at size x size in [0, 1]."""
+    from PIL import Image
+
+    a = _source(PHOTOS[int(rng.integers(0, len(PHOTOS)))])
+    side = int(min(a.shape[:2]) * rng.uniform(0.3, 0.7))
+    y, x = int(rng.integers(0, a.shape[0] - side)), int(rng.integers(0, a.shape[1] - side))
+    crop = Image.fromarray(np.ascontiguousarray(a[y:y + side, x:x + side])).resize((size, size), Image.LANCZOS)
+    return np.asarray(crop, dtype=np.float64) / 255.0
 
 
 def _noisy(rng: np.random.Generator, base: np.ndarray, amount: float) -> np.ndarray:
@@ -31,11 +53,11 @@ def build_sample_store(store: Store, n: int = 30, size: int = 32, seeds: int = 4
         store.add_scores(score_run, "dcs", list(zip(ids, dcs.tolist())))
         store.add_scores(score_run, "ecs", list(zip(ids, rng.random(n).tolist())))
         store.add_scores(score_run, "wen", list(zip(ids, (rng.random(n) * 5).tolist())))
-    others = [store.add_training_image(store.put_image(rng.random((size, size, 3))), None, f"other/{k}.png")
+    others = [store.add_training_image(store.put_image(_photo(rng, size)), None, f"other/{k}.png")
               for k in range(4)]
     for i, cid in enumerate(ids):
         kind = "MV" if i % 5 == 0 else "TV" if i % 7 == 0 else "N"
-        base = rng.random((size, size, 3))
+        base = _photo(rng, size)
         tid = store.add_training_image(store.put_image(base), cid, f"train/{i}.png", {"index": i})
         mask = None
         if kind == "TV":
@@ -48,10 +70,10 @@ def build_sample_store(store: Store, n: int = 30, size: int = 32, seeds: int = 4
                 gen = _noisy(rng, base, 0.02)
             elif kind == "TV":
                 gen = base.copy()
-                gen[size // 2:] = rng.random((size - size // 2, size, 3))
+                gen[size // 2:] = _photo(rng, size)[size // 2:]
                 gen = _noisy(rng, gen, 0.02)
             else:
-                gen = rng.random((size, size, 3))
+                gen = _photo(rng, size)
             gid = store.add_generation(cid, gen_run, s, 1, "heun", store.put_image(gen))
             d = float(np.sqrt(((gen - base) ** 2).mean()))
             md = float(np.sqrt(((gen - base) ** 2)[mask].mean())) if mask is not None else None

@@ -129,10 +129,18 @@ def nav_open(store: Store, filt: QueueFilter, queue_index: int) -> Nav:
 
 
 def nav_at(store: Store, nav: Nav, caption_id: int) -> Nav:
-    """Navigation positioned on a caption: within the window if it is there, else a window of one."""
+    """Navigation positioned on a caption: within the window if it is there, else at its rank in
+    the whole queue (every candidate, same score order), else a window of that caption alone."""
     if caption_id in nav.ids:
         return replace(nav, pos=nav.ids.index(caption_id))
-    return Nav(nav.filt, (caption_id,), 0, 0)
+    every = QueueFilter(order_by=nav.filt.order_by, descending=nav.filt.descending, human="any")
+    value = store.scores_for(caption_id).get(every.order_by)
+    if value is not None and every.descending:
+        rank = queries.ranks(store, {every.order_by: value})[every.order_by][0]
+        found = nav_open(store, every, rank - 1)
+        if found.current == caption_id:
+            return found
+    return Nav(every, (caption_id,), 0, 0)
 
 
 def nav_step(store: Store, nav: Nav, step: int) -> Nav:

@@ -10,11 +10,10 @@
     "j": "nav-next", "k": "nav-prev", "n": "nav-unlabelled", "u": "act-undo",
   };
   let busyUntil = 0;
-  const watch = () => {
-    const view = document.getElementById("vb-view");
-    if (!view || view.__vbObserved) return;
-    view.__vbObserved = true;
-    new MutationObserver(() => { busyUntil = 0; }).observe(view, {childList: true, subtree: true, characterData: true});
+  let shown = null;
+  const view = () => {
+    const v = document.querySelector("#vb-view .vb-cand");
+    return v ? v.outerHTML : "";
   };
   const button = (id) => {
     const el = document.getElementById(id);
@@ -34,12 +33,12 @@
     if (e.key === "Escape") { if (help) help.hidden = true; return; }
     const id = keymap[e.key];
     if (!id) return;
-    watch();
-    if (Date.now() < busyUntil) { e.preventDefault(); return; }
+    if (Date.now() < busyUntil && view() === shown) { e.preventDefault(); return; }
     const b = button(id);
     if (!b) return;
     e.preventDefault();
-    busyUntil = Date.now() + 3000;   // released by the view's re-render, or after 3 s
+    shown = view();
+    busyUntil = Date.now() + 3000;   // released when the view re-renders, or after 3 s
     b.click();
   });
 }

@@ -1,0 +1,142 @@
+"""The review app launched on loopback and driven through gradio_client: label, undo, next,
+mask save, export; the file route serves the store's images and nothing else; --auth names
+the reviewer."""
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from review import imaging, views
+from review.app import build_app, launch_options
+from review.sample import build_sample_store
+from store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _caption_id(html: str) -> int:
+    return int(html.split('data-caption-id="', 1)[1].split('"', 1)[0])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("client") / "store"
+    with Store.open(folder) as s:
+        ids = build_sample_store(s, n=30)
+        demo = build_app(s)
+        port = _free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_options(s))
+        try:
+            yield s, ids, f"http://127.0.0.1:{port}/", demo
+        finally:
+            demo.close()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_label_undo_next_through_the_api(served):
+    s, ids, url, _ = served
+    c = Client(url, verbose=False)
+    html = c.predict(ids[3], api_name="/open")[0]
+    assert _caption_id(html) == ids[3]
+    out = c.predict("carol", "same photo", api_name="/label_MV")
+    assert s.current_label(ids[3]) == "MV"
+    entry = s.label_history(ids[3])[-1]
+    assert (entry.reviewer, entry.note) == ("carol", "same photo")
+    after = _caption_id(out[0])
+    assert after != ids[3] and s.current_label(after) is None       # advanced to an unlabelled one
+    assert out[-1] == ""                                             # the note field is cleared
+    c.predict(ids[3], api_name="/open")
+    out = c.predict("carol", api_name="/undo")
+    assert s.current_label(ids[3]) is None and len(s.label_history(ids[3])) == 2
+    assert "Undone" in out[-1]
+    nxt = _caption_id(c.predict(api_name="/next")[0])
+    assert nxt == ids[4]
+    assert _caption_id(c.predict(api_name="/previous")[0]) == ids[3]
+    # a reload shows the write: a fresh session opening the caption sees its history
+    fresh = Client(url, verbose=False).predict(ids[3], api_name="/open")[0]
+    assert "carol" in fresh and "undo" in fresh
+
+
+def test_mask_save_through_the_api(served, tmp_path):
+    s, ids, url, _ = served
+    cid = ids[7]                                    # a template: auto mask keeps the top half
+    c = Client(url, verbose=False)
+    out = c.predict(cid, api_name="/open")
+    tid = views.candidate_view(s, cid).mask.train_image_id
+    before = s.current_mask(tid).version
+    bg = tmp_path / "bg.png"
+    Image.fromarray(np.asarray(s.load_image(s.get_training_image(tid).sha256))).save(bg)
+    keep = np.zeros((32, 32), bool)
+    keep[:, :8] = True
+    layer = tmp_path / "layer.png"
+    Image.fromarray(imaging.mask_layer(keep), "RGBA").save(layer)
+    value = {"background": handle_file(str(bg)), "layers": [handle_file(str(layer))], "composite": None, "id": None}
+    out = c.predict(value, "dora", api_name="/save_mask")
+    m = s.current_mask(tid)
+    assert (m.version, m.source, m.author) == (before + 1, "edited", "dora")
+    assert (s.load_mask(m.image_sha) == keep).all()
+    assert "Saved mask v" in out[-2] and "Automatic label now" in out[-2]
+    # restore the first version: a new version with the old pixels
+    first = s.mask_versions(tid)[0]
+    c.predict(first.id, "dora", api_name="/restore_mask")
+    m = s.current_mask(tid)
+    assert m.version == before + 2 and m.image_sha == first.image_sha and m.parent_id == first.id
+
+
+def test_export_through_the_api(served):
+    s, ids, url, _ = served
+    s.add_label(ids[10], "TV", "erin")
+    c = Client(url, verbose=False)
+    c.predict("dcs", True, "any", [], [], "", "", "", "", api_name="/queue")   # the queue filter: all
+    path, msg = c.predict("csv", ["TV"], True, api_name="/export")
+    text = Path(path).read_text()
+    assert "**1** rows" in msg and f",{ids[10]}," in text
+    assert any(p.suffix == ".csv" for p in (s.path / "exports").iterdir())
+
+
+def test_file_route_serves_store_images_only(served):
+    s, ids, url, _ = served
+    sha = s.generations(ids[0])[0].image_sha
+    assert _status(url + "gradio_api/file=" + str(s.image_path(sha).resolve())) == 200
+    for path in ("/etc/passwd", str(s.path / "store.db"), str(Path(__file__).resolve()),
+                 str(s.images.root) + "/../store.db"):
+        assert _status(url + "gradio_api/file=" + path) in (403, 404), path
+
+
+def test_auth_user_is_the_reviewer(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        ids = build_sample_store(s, n=6)
+        demo = build_app(s, auth=True)
+        port = _free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    auth=("frank", "secret"), **launch_options(s))
+        try:
+            assert _status(f"http://127.0.0.1:{port}/gradio_api/file=" + str(s.image_path(
+                s.generations(ids[0])[0].image_sha).resolve())) in (401, 403)
+            c = Client(f"http://127.0.0.1:{port}/", auth=("frank", "secret"), verbose=False)
+            c.predict(ids[0], api_name="/open")
+            c.predict("someone else", "", api_name="/label_N")   # the typed name is ignored behind a login
+            assert s.label_history(ids[0])[-1].reviewer == "frank"
+        finally:
+            demo.close()
