@@ -32,12 +32,16 @@ DEFAULT_STORE = Path("data/demo")
 
 @dataclass(frozen=True)
 class DemoParams:
-    """scores: computed for every attack caption; by: the score that picks the top K;
-    generate: K captions x J seeds x S Heun steps (K covers the ~110 planted captions when
-    DCS ranks them first); retrieve: embedder, k, masks; thresholds: label preset."""
+    """scores: computed for every attack caption (the paper's conventions, guidance 7.5);
+    by: the score that picks the top K; generate: K captions x J seeds x S Heun steps; the
+    budget allows ~256 full samplings, so K=128 (covers the 110 planted captions when DCS ranks
+    them first) x J=2 (J=4 labelled the same captions on this store) x the default 16 steps.
+    Generation guidance is 3, not 7.5: at 7.5 this tiny pixel-space model turns its residual
+    error into speckle that pushes copies past delta (model card); the scores keep 7.5.
+    retrieve: embedder, k, masks; thresholds: label preset."""
     scores: tuple[str, ...] = ("dcs", "ecs", "wen")
     by: str = "dcs"
-    generate: GenerateParams = GenerateParams(top_k=128, seeds=(0, 1, 2, 3), steps=16, guidance=7.5)
+    generate: GenerateParams = GenerateParams(top_k=128, seeds=(0, 1), steps=16, guidance=3.0)
     retrieve: RetrieveParams = field(default_factory=lambda: RetrieveParams(masks=DEMO_MASKS))
     thresholds: str = "paper"
     batch_size: int = 32

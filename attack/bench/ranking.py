@@ -1,0 +1,171 @@
+"""`python -m attack bench ranking --json`: the demo store's scores and automatic labels against
+the demo world's planted truth (attack/demo/truth.json).
+
+What counts (stated here because the numbers mean nothing without it):
+- Captions: the demo attack list (every planted group's attack captions + 600 uniques).
+- Ranking positives: captions of planted exact duplicates, template families and retrieval
+  verbatims (the three kinds the paper counts as verbatims). Negatives: the uniques AND the
+  planted textures / plain backgrounds, which the paper treats as false positives (pruned by
+  hand), so a score that ranks them high is penalised here.
+- auc: area under the ROC of each ranking (ties count one half); tpr_at_1pct_fpr: the largest
+  true-positive rate at a false-positive rate <= 1%; precision_at_planted: precision among the
+  top N captions, N = the number of positives.
+- dcs_then_ecs: the paper's Fig. 3 blackbox setting: pre-filter by the whitebox DCS (the top K
+  the demo build generates for, the paper's "top 30K"), then sort those by ECS; the rest follow
+  in DCS order.
+- evals_per_verbatim: guided denoiser calls spent by the ranking over the whole list (the runs'
+  stored counts; for dcs_then_ecs, DCS on all plus ECS on the pre-filtered K) divided by the
+  positives it ranks in its top N (null if none).
+- label_precision / label_recall per label: a caption's current automatic label against its
+  planted kind (exact -> MV, template -> TV, retrieval -> RV). A label carrying a suspect:* flag
+  is a proposal the reviewer is told to doubt, so it does not count as a positive proposal (the
+  figures with flagged labels counted are printed on the line before the JSON). Recall's
+  denominator is every planted caption of the kind, generated for or not.
+- textures_flagged: fraction of planted textures and backgrounds whose automatic label is N or
+  carries a suspect:* flag (one never generated for, i.e. never proposed, counts as N).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..demo.build import DEFAULT_STORE, DemoParams, build_demo_store
+
+TRUTH = Path(__file__).resolve().parent.parent / "demo" / "truth.json"
+POSITIVE = {"exact": "MV", "template": "TV", "retrieval": "RV"}
+FALSE_POSITIVE_KINDS = ("texture",)
+SCORES = ("dcs", "ecs", "wen", "dcs_then_ecs")
+
+
+def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
+    """P(score of a random positive > that of a random negative), ties one half."""
+    p, n = np.asarray(pos, float), np.asarray(neg, float)
+    if len(p) == 0 or len(n) == 0:
+        return float("nan")
+    allv = np.concatenate([p, n])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sorted_v = allv[order]
+    i = 0
+    while i < len(allv):  # average ranks over ties
+        j = i
+        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n)))
+
+
+def tpr_at_fpr(pos: Sequence[float], neg: Sequence[float], fpr: float = 0.01) -> float:
+    """Largest TPR over thresholds whose FPR (scores >= threshold) stays <= fpr."""
+    p, n = np.asarray(pos, float), np.asarray(neg, float)
+    best = 0.0
+    for t in np.unique(np.concatenate([p, n])):
+        if (n >= t).mean() <= fpr:
+            best = max(best, float((p >= t).mean()))
+    return best
+
+
+def precision_at(values: dict[int, float], positives: set[int], n: int) -> tuple[float, int]:
+    top = sorted(values, key=lambda c: -values[c])[:n]
+    hits = sum(c in positives for c in top)
+    return hits / max(1, len(top)), hits
+
+
+def _run_evals(store, kind: str) -> tuple[float, int]:
+    """(guided calls per caption, captions scored) of the newest demo score run of this kind."""
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT r.id, r.evals FROM runs r WHERE r.stage = 'score' AND r.model = 'demo' AND "
+                           "json_extract(r.params, '$.score') = ? ORDER BY r.id DESC LIMIT 1", (kind,)).fetchone()
+        n = conn.execute("SELECT count(*) FROM scores WHERE run_id = ? AND kind = ?", (row[0], kind)).fetchone()[0]
+    return row[1] / max(1, n), n
+
+
+def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
+    """(the benchmark's JSON object, extra figures) for an opened demo store."""
+    from ..pipeline import latest_scores
+
+    attack = truth["attack"]
+    ids = {a["caption"]: store.caption_id(a["caption"]) for a in attack}
+    missing = [c for c, i in ids.items() if i is None]
+    if missing:
+        raise SystemExit(f"error: expected the demo attack captions in the store, got {len(missing)} missing "
+                         f"(e.g. {missing[0]!r}); build it with python -m attack demo")
+    kind = {ids[a["caption"]]: a["kind"] for a in attack}
+    positives = {c for c, k in kind.items() if k in POSITIVE}
+    scores = {k: latest_scores(store, k, "demo") for k in ("dcs", "ecs", "wen")}
+    dcs = scores["dcs"]
+    top = sorted(dcs, key=lambda c: -dcs[c])[:prefilter]
+    dcs_rank = {c: r for r, c in enumerate(sorted(dcs, key=lambda c: -dcs[c]))}
+    combo = {c: (2.0 + scores["ecs"].get(c, 0.0)) if c in set(top) else 1.0 - dcs_rank[c] / (len(dcs) + 1) for c in dcs}
+    scores["dcs_then_ecs"] = combo
+    per_caption = {k: _run_evals(store, k) for k in ("dcs", "ecs", "wen")}
+    spent = {k: per_caption[k][0] * per_caption[k][1] for k in ("dcs", "ecs", "wen")}
+    spent["dcs_then_ecs"] = spent["dcs"] + per_caption["ecs"][0] * min(prefilter, len(dcs))
+    out: dict = {"auc": {}, "tpr_at_1pct_fpr": {}, "precision_at_planted": {}, "evals_per_verbatim": {}}
+    for name in SCORES:
+        vals = {c: v for c, v in scores[name].items() if c in kind}
+        pos = [v for c, v in vals.items() if c in positives]
+        neg = [v for c, v in vals.items() if c not in positives]
+        out["auc"][name] = round(auc(pos, neg), 4)
+        out["tpr_at_1pct_fpr"][name] = round(tpr_at_fpr(pos, neg), 4)
+        prec, hits = precision_at(vals, positives, len(positives))
+        out["precision_at_planted"][name] = round(prec, 4)
+        out["evals_per_verbatim"][name] = round(spent[name] / hits, 2) if hits else None
+    with store.snapshot() as conn:
+        latest = {int(c): (lab, json.loads(fl)) for c, lab, fl in conn.execute(
+            "SELECT caption_id, auto_label, flags FROM caption_state WHERE auto_label IS NOT NULL")}
+    prec, rec, prec_all = {}, {}, {}
+    for label in ("MV", "TV", "RV"):
+        truth_set = {c for c, k in kind.items() if POSITIVE.get(k) == label}
+        proposed = {c for c, (lab, fl) in latest.items() if c in kind and lab == label and not fl}
+        proposed_all = {c for c, (lab, _) in latest.items() if c in kind and lab == label}
+        prec[label] = round(len(proposed & truth_set) / len(proposed), 4) if proposed else None
+        rec[label] = round(len(proposed & truth_set) / len(truth_set), 4) if truth_set else None
+        prec_all[label] = round(len(proposed_all & truth_set) / len(proposed_all), 4) if proposed_all else None
+    fps = [c for c, k in kind.items() if k in FALSE_POSITIVE_KINDS]
+    ok = [c for c in fps if c not in latest or latest[c][0] == "N" or latest[c][1]]
+    out["label_precision"], out["label_recall"] = prec, rec
+    out["textures_flagged"] = round(len(ok) / len(fps), 4) if fps else None
+    flagged_true = [c for c, (lab, fl) in latest.items() if c in kind and POSITIVE.get(kind[c]) == lab and fl]
+    extra = {"label_precision_with_flagged": prec_all,
+             "textures_generated": sum(c in latest for c in fps), "textures": len(fps),
+             "true_labels_flagged": len(flagged_true), "positives": len(positives), "negatives": len(kind) - len(positives),
+             "prefilter": prefilter, "labelled": sum(c in latest for c in kind),
+             "labels": {lab: sum(1 for c, (lb, _) in latest.items() if c in kind and lb == lab) for lab in ("TV", "MV", "RV", "N")}}
+    return out, extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m attack bench ranking", description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print only the figures and the JSON result")
+    ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"demo store (default {DEFAULT_STORE}; built or "
+                                                                         "finished first, every stage resumes)")
+    ap.add_argument("--no-build", action="store_true", help="evaluate the store as it is")
+    a = ap.parse_args(argv)
+    from store import Store
+
+    params = DemoParams()
+    if not a.no_build:
+        def progress(stage: str, done: int, total: int) -> None:
+            if not a.json and done == total:
+                print(f"{stage}: {done}/{total}", file=sys.stderr)
+        build_demo_store(a.store, progress=progress, params=params)
+    truth = json.loads(TRUTH.read_text(encoding="utf-8"))
+    with Store.open(a.store, create=False) as store:
+        out, extra = evaluate(store, truth, params.generate.top_k)
+    if not a.json:
+        for k in ("auc", "tpr_at_1pct_fpr", "precision_at_planted", "evals_per_verbatim"):
+            print(f"{k:22s} " + "  ".join(f"{s}={out[k][s]}" for s in SCORES))
+    print(json.dumps(extra))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
