@@ -49,15 +49,19 @@ def open_demo_store(path: Path = DEMO_STORE):
     only the demo world's captions and training images are ingested."""
     from store import Store
 
-    existed = (path / "store.db").exists()
+    if (path / "store.db").exists():
+        store = Store.open(path, create=False)
+        if store.info()["candidates"]:
+            return store          # built (a partial build has no candidates yet and is resumed below)
+        store.close()
     try:
         from attack.demo.build import build_demo_store
     except ImportError:
         build_demo_store = None
     if build_demo_store is not None:
-        if not existed:
-            print(f"building the demo store at {path} (once; a few minutes on a CPU)...", file=sys.stderr, flush=True)
-        build_demo_store(path, progress=print_progress)  # resumes or returns at once when already built
+        print(f"building the demo store at {path} (once; a few minutes on a CPU)...", file=sys.stderr, flush=True)
+        summary = build_demo_store(path, progress=print_progress)  # resumes a build that was interrupted
+        print(f"demo store built in {summary.get('seconds', '?')} s", file=sys.stderr, flush=True)
         return Store.open(path, create=False)
     from attack.demo.ingest import ingest_world
     store = Store.open(path)

@@ -7,7 +7,6 @@ with the only folders the app may serve files from: the open store's images and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import gradio as gr
 

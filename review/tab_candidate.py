@@ -7,7 +7,7 @@ from typing import Optional
 
 import gradio as gr
 
-from store import HUMAN_LABELS, Store
+from store import Store
 
 from . import render, views
 from .session import gradio_errors, reviewer_name
@@ -129,7 +129,7 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         if not layers or layers[0] is None:
             raise views.ViewError("save mask: expected the editor's mask layer, got none")
         saved = views.save_mask(store, n.current, target, layers[0], reviewer_name(request, typed))
-        return show(n, "") [:-2] + (views.relabel_html(saved), f"Saved mask v{saved.version}.")
+        return show(n, "")[:-2] + (views.relabel_html(saved), f"Saved mask v{saved.version}.")
 
     save_b.click(save, [nav, mask_target, editor, reviewer], outputs, api_name="save_mask",
                  concurrency_id="triage")

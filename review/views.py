@@ -403,8 +403,8 @@ def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarr
     the caption's automatic label is recomputed from the current masks."""
     reviewer = check_reviewer(reviewer)
     mask = imaging.mask_from_layer(np.asarray(layer), target.size)
-    sha = store.put_mask(mask)
-    mask_id = store.add_mask(target.train_image_id, sha, source="edited", author=reviewer)
+    # save_mask checks the size against the training image itself before writing anything
+    mask_id = store.save_mask(target.train_image_id, mask, source="edited", author=reviewer)
     return MaskSave(mask_id, store.get_mask(mask_id).version, float(mask.mean()), relabel(store, caption_id))
 
 
@@ -427,10 +427,6 @@ def relabel_html(save: MaskSave) -> str:
                      for k, v in r.distances.items())
     return (f"<p>Saved mask v{save.version} (keeps {save.kept:.0%}). Automatic label now "
             f"{render.label_badge(r.label)} · {dist}</p>")
-
-
-def export_filter_note(filt: Optional[QueueFilter]) -> str:
-    return "all candidates" if filt is None else f"queue filter: {filt}"
 
 
 def parse_float(text: object, what: str) -> Optional[float]:

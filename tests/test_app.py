@@ -70,3 +70,27 @@ def test_launched_app_answers_a_search_through_gradio_client(tmp_path):
             assert [row[1] for row in data] == ["Shaw Floors carpet in Ocean Blue"]
         finally:
             demo.close()
+
+
+def test_open_demo_store_builds_it_once_through_attack_with_progress(tmp_path, monkeypatch, capsys):
+    import attack.demo.build as demo_build
+    from review.sample import build_sample_store
+
+    calls = []
+
+    def fake_build(path, *, progress=None, captions=None):
+        calls.append(path)
+        progress("dcs", 1, 2)
+        progress("dcs", 2, 2)
+        with Store.open(path) as s:
+            build_sample_store(s, n=3)
+        return {"seconds": 0.1}
+
+    monkeypatch.setattr(demo_build, "build_demo_store", fake_build)
+    with app.open_demo_store(tmp_path / "demo") as s:
+        assert s.info()["candidates"] == 3
+    err = capsys.readouterr().err
+    assert "building the demo store" in err and "dcs: 2/2" in err
+    with app.open_demo_store(tmp_path / "demo") as s:   # built: opened as it is
+        assert s.info()["candidates"] == 3
+    assert calls == [tmp_path / "demo"]

@@ -140,3 +140,17 @@ def test_auth_user_is_the_reviewer(tmp_path):
             assert s.label_history(ids[0])[-1].reviewer == "frank"
         finally:
             demo.close()
+
+
+def test_stats_through_the_api(served):
+    s, ids, url, _ = served
+    for cid, label in ((ids[20], "MV"), (ids[21], "N"), (ids[22], "RV")):
+        s.add_label(cid, label, "gina")
+    precision, table1, dups, reviewers, totals = Client(url, verbose=False).predict(api_name="/stats")
+    assert "labelled" in totals
+    run_rows = table1["data"]
+    assert run_rows and run_rows[0][1] == "sample" and run_rows[0][2] == 30
+    assert any(r[0] == "gina" and r[1] == 3 for r in reviewers["data"])
+    points = precision["value"]["data"] if isinstance(precision, dict) and "value" in precision else precision["data"]
+    assert points, precision
+    assert dups is not None
