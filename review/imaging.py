@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -83,6 +86,29 @@ def mask_from_layer(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         raise MaskShapeError(f"mask layer: expected {size[0]}x{size[1]} (the training image's size), "
                              f"got {layer.shape[1]}x{layer.shape[0]}")
     return layer[:, :, 3] >= KEEP_ALPHA
+
+
+LAYER_DIR = Path(tempfile.gettempdir()) / "verbatim-mask-layers"
+
+
+def layer_file(mask: np.ndarray, key: str) -> Path:
+    """The editor layer of a mask as an RGBA PNG file named by ``key`` (the mask's sha, or a
+    name for the all-kept mask of a size). Written once, atomically, never rewritten: Gradio
+    rewrites in-memory images into its cache in place, which can truncate a file a browser
+    is still fetching."""
+    path = LAYER_DIR / f"{key}.png"
+    if not path.exists():
+        LAYER_DIR.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=LAYER_DIR)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                Image.fromarray(mask_layer(mask), "RGBA").save(f, format="PNG", compress_level=1)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return path
 
 
 def png_data_uri(arr: np.ndarray) -> str:

@@ -333,9 +333,12 @@ def candidate_view(store: Store, caption_id: int, position: str = "") -> Candida
         parts.append(render.section(f"Closest pair: seed {g.seed} vs training image {t.id}",
                                     f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{slider}</figure></div>'))
         mask_target = MaskTarget(t.id, ref.size, _mask_versions(store, t.id), None if cur is None else cur.id)
-        keep = mask if mask is not None and mask.shape == a.shape[:2] else np.ones(a.shape[:2], bool)
-        editor = {"background": np.asarray(ref.convert("RGB")), "layers": [imaging.mask_layer(keep)],
-                  "composite": None}
+        if mask is not None and mask.shape == a.shape[:2]:
+            layer = imaging.layer_file(mask, cur.image_sha)
+        else:       # no mask yet: start from one that keeps every pixel
+            layer = imaging.layer_file(np.ones(a.shape[:2], bool), f"all-{ref.size[0]}x{ref.size[1]}")
+        # files, not arrays: the store's image and a write-once layer (see imaging.layer_file)
+        editor = {"background": str(store.image_path(t.sha256)), "layers": [str(layer)], "composite": None}
 
     if autos:
         al = autos[-1]

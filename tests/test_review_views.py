@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from review import imaging, queries, render, views
 from review.imaging import MaskShapeError
@@ -75,7 +76,8 @@ def test_candidate_view_shows_evidence_and_escapes_the_caption(sample):
         assert url.startswith("gradio_api/file=" + str(s.images.root.resolve()))
     # small images are enlarged by an integer factor, drawn with crisp pixels
     assert 'class="vb-px' in v.html and 'width="160"' in v.html
-    assert v.editor["background"].shape == (32, 32, 3) and v.editor["layers"][0].shape == (32, 32, 4)
+    assert Image.open(v.editor["background"]).size == (32, 32)
+    assert np.asarray(Image.open(v.editor["layers"][0])).shape == (32, 32, 4)
     assert v.mask is not None and v.mask.size == (32, 32) and v.label is None
 
 
@@ -84,7 +86,7 @@ def test_template_candidate_shows_its_mask(sample):
     v = views.candidate_view(s, ids[7])        # i = 7: a template with an auto mask keeping the top half
     assert "mask v1 (auto) · keeps 50%" in v.html and "masked RMSE" in v.html
     assert v.mask.current_id is not None and len(v.mask.versions) == 1
-    kept = v.editor["layers"][0][:, :, 3] >= imaging.KEEP_ALPHA
+    kept = np.asarray(Image.open(v.editor["layers"][0]))[:, :, 3] >= imaging.KEEP_ALPHA
     assert kept[:16].all() and not kept[16:].any()
 
 
@@ -149,7 +151,7 @@ def test_mask_save_and_restore_recompute_the_label(sample):
     cid = ids[7]
     v = views.candidate_view(s, cid)
     target = v.mask
-    layer = v.editor["layers"][0].copy()
+    layer = np.asarray(Image.open(v.editor["layers"][0])).copy()
     # keep only the bottom half, where the generations differ from the training image
     layer[:, :, 3] = 0
     layer[16:, :, 3] = imaging.MASK_ALPHA
