@@ -2,6 +2,8 @@
 values compared (over the kept pixels for a mask)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from PIL import Image
@@ -18,11 +20,21 @@ def to_compare(images: torch.Tensor | np.ndarray, size: int = COMPARE_SIZE) -> t
         if arr.ndim == 3:
             arr = arr[None]
     out = np.empty((arr.shape[0], size, size, 3), np.float32)
-    for i, a in enumerate(arr):
-        im = Image.fromarray(a)
+
+    def one(i: int) -> None:
+        im = Image.fromarray(arr[i])
         if im.size != (size, size):
             im = im.resize((size, size), Image.LANCZOS)
-        out[i] = np.asarray(im, np.float32) / 255.0
+        np.divide(np.asarray(im), 255.0, out=out[i], dtype=np.float32)
+
+    # Pillow releases the GIL while resampling: a batch spreads over torch's CPU threads
+    workers = min(torch.get_num_threads(), len(arr) // 4)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(len(arr))))
+    else:
+        for i in range(len(arr)):
+            one(i)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
