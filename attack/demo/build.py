@@ -34,14 +34,13 @@ DEFAULT_STORE = Path("data/demo")
 class DemoParams:
     """scores: computed for every attack caption (the paper's conventions, guidance 7.5);
     by: the score that picks the top K; generate: K captions x J seeds x S Heun steps; the
-    budget allows ~256 full samplings, so K=128 (covers the 110 planted captions when DCS ranks
-    them first) x J=2 (J=4 labelled the same captions on this store) x the default 16 steps.
-    Generation guidance is 3, not 7.5: at 7.5 this tiny pixel-space model turns its residual
-    error into speckle that pushes copies past delta (model card); the scores keep 7.5.
+    budget allows ~250 full samplings, so K=112 (on the committed model DCS ranks 106 of the 110
+    planted captions into its top 112, the same as into its top 128) x J=2 (J=4 labelled the
+    same captions) x the default 16 steps, at the paper's guidance 7.5.
     retrieve: embedder, k, masks; thresholds: label preset."""
     scores: tuple[str, ...] = ("dcs", "ecs", "wen")
     by: str = "dcs"
-    generate: GenerateParams = GenerateParams(top_k=128, seeds=(0, 1), steps=16, guidance=3.0)
+    generate: GenerateParams = GenerateParams(top_k=112, seeds=(0, 1), steps=16, guidance=7.5)
     retrieve: RetrieveParams = field(default_factory=lambda: RetrieveParams(masks=DEMO_MASKS))
     thresholds: str = "paper"
     batch_size: int = 32
