@@ -103,3 +103,31 @@ def help_overlay() -> str:
     return (f'<div id="vb-help" class="vb-help" hidden><div class="vb-help-box"><h3>Keyboard</h3>'
             f'<table>{rows}</table><p>A label is saved at once and the next unlabelled candidate opens. '
             f'Keys are ignored while typing in a text field.</p></div></div>')
+
+
+DISTANCE_NAMES = {"tv": "TV: masked RMSE", "mv": "MV: RMSE to own image", "rv": "RV: RMSE to a neighbour"}
+
+
+def auto_label_html(auto) -> str:
+    """An automatic label (store.AutoLabel): the label, its flags, and each distance with the
+    generation / training image / mask that gave it (keys '<kind>_<what>' in the distances)."""
+    d = auto.distances
+    flags = ", ".join(esc(f) for f in auto.flags) or "none"
+    rows = []
+    for key, name in DISTANCE_NAMES.items():
+        if key not in d and not any(k.startswith(key + "_") for k in d):
+            continue
+        value = d.get(key)
+        source = ", ".join(f"{esc(k[len(key) + 1:].replace('_', ' '))} {esc(v)}" for k, v in sorted(d.items())
+                           if k.startswith(key + "_") and not isinstance(v, (dict, list)))
+        rows.append([esc(name), fmt(value) if isinstance(value, (int, float)) else esc(value if value is not None else "–"),
+                     source])
+    known = set(DISTANCE_NAMES) | {k for k in d if k.split("_", 1)[0] in DISTANCE_NAMES}
+    other = ", ".join(f"{esc(k)} {esc(fmt(v) if isinstance(v, float) else v)}" for k, v in sorted(d.items())
+                      if k not in known and not isinstance(v, (dict, list)))
+    thresholds = d.get("thresholds")
+    th = (" · thresholds " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(thresholds.items()))
+          if isinstance(thresholds, dict) else "")
+    return (f"<p>{label_badge(auto.label)} (run {esc(auto.run_id)}) · suspect flags: {flags}{th}</p>"
+            + table(["distance", "value", "from"], rows)
+            + (f'<div class="vb-note">{other}</div>' if other else ""))

@@ -304,36 +304,54 @@ def candidate_view(store: Store, caption_id: int, position: str = "") -> Candida
                                                  f"neighbour {n.rank}"), lines))
         parts.append(render.section("Top retrieved neighbours", f'<div class="vb-row">{"".join(figs)}</div>'))
 
-    # the closest pair: heatmap, mask overlay and a before/after slider
-    pair = None
+    # the closest pair (plain RMSE) and, when a retrieved image has a mask, the best masked pair
+    masks: dict = {}
+
+    def current_mask(tid: int):
+        if tid not in masks:
+            masks[tid] = store.current_mask(tid)
+        return masks[tid]
+
+    closest = masked = None
     if rows:
-        b = min(rows, key=lambda r: r["key"])
-        pair = (b["gen"], train(b["n"].train_image_id))
+        b = min(rows, key=lambda r: (r["n"].rmse is None, r["n"].rmse or 0.0, r["n"].rank))
+        closest = (b["gen"], train(b["n"].train_image_id))
+        with_mask = [r for r in rows if current_mask(r["n"].train_image_id) is not None]
+        if with_mask:
+            m = min(with_mask, key=lambda r: (r["n"].masked_rmse is None, r["n"].masked_rmse or 0.0, r["n"].rank))
+            masked = (m["gen"], train(m["n"].train_image_id))
     elif own and gens:
-        pair = (gens[0], own[0])
+        closest = (gens[0], own[0])
     mask_target = None
     editor = None
-    if pair is not None:
+    for title, pair in (("Closest pair", closest), ("Masked (template) pair", masked)):
+        if pair is None or (title != "Closest pair" and pair == closest):
+            continue
         g, t = pair
         ref = own_arrays.get(t.id) or pil(t.sha256)
+        own_arrays.setdefault(t.id, ref)
         gen_im = imaging.match_size(gen_images[g.id], ref.size)
         a, bb = imaging.to_float(gen_im), imaging.to_float(ref)
-        heat = imaging.abs_diff_heatmap(a, bb)
-        cur = store.current_mask(t.id)
+        cur = current_mask(t.id)
         mask = store.load_mask(cur.image_sha) if cur is not None else None
-        figs = [render.figure(render.img(imaging.png_data_uri(heat), ref.size, "absolute difference"),
+        if mask is not None and mask.shape != a.shape[:2]:
+            mask = None
+        figs = [render.figure(render.img(imaging.png_data_uri(imaging.abs_diff_heatmap(a, bb)), ref.size,
+                                         "absolute difference"),
                               ["|generation − training| (black = equal)", f"RMSE {render.fmt(imaging.rmse(a, bb))}"])]
-        if mask is not None and mask.shape == a.shape[:2]:
+        if mask is not None:
             figs.append(render.figure(
                 render.img(imaging.png_data_uri(imaging.mask_overlay(bb, mask)), ref.size, "mask overlay"),
                 [f"mask v{cur.version} ({render.esc(cur.source)}) · keeps {mask.mean():.0%}",
                  f"masked RMSE {render.fmt(imaging.rmse(a, bb, mask))}"]))
-        slider = render.slider(render.file_url(store.image_path(g.image_sha)), render.file_url(store.image_path(t.sha256)),
+        slider = render.slider(render.file_url(store.image_path(g.image_sha)),
+                               render.file_url(store.image_path(t.sha256)),
                                ref.size, f"generation seed {g.seed}", f"training image {t.id}")
-        parts.append(render.section(f"Closest pair: seed {g.seed} vs training image {t.id}",
+        parts.append(render.section(f"{title}: seed {g.seed} vs training image {t.id}",
                                     f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{slider}</figure></div>'))
+        # the editor shows the masked pair's image when there is one, else the closest pair's
         mask_target = MaskTarget(t.id, ref.size, _mask_versions(store, t.id), None if cur is None else cur.id)
-        if mask is not None and mask.shape == a.shape[:2]:
+        if mask is not None:
             layer = imaging.layer_file(mask, cur.image_sha)
         else:       # no mask yet: start from one that keeps every pixel
             layer = imaging.layer_file(np.ones(a.shape[:2], bool), f"all-{ref.size[0]}x{ref.size[1]}")
@@ -341,13 +359,7 @@ def candidate_view(store: Store, caption_id: int, position: str = "") -> Candida
         editor = {"background": str(store.image_path(t.sha256)), "layers": [str(layer)], "composite": None}
 
     if autos:
-        al = autos[-1]
-        dist = "".join(f"<tr><td>{render.esc(k)}</td><td>{render.esc(render.fmt(v) if isinstance(v, float) or v is None else v)}"
-                       f"</td></tr>" for k, v in sorted(al.distances.items()) if not isinstance(v, (dict, list)))
-        flags = ", ".join(render.esc(f) for f in al.flags) or "none"
-        parts.append(render.section("Automatic label",
-                                    f"<p>{render.label_badge(al.label)} (run {al.run_id}) · suspect flags: {flags}</p>"
-                                    f'<table class="vb-table">{dist}</table>'))
+        parts.append(render.section("Automatic label", render.auto_label_html(autos[-1])))
     if history:
         hrows = [[render.esc(e.created_at[:19]), render.label_badge(e.label), render.esc(e.reviewer),
                   render.esc(e.note), "undo" if e.undoes else ""] for e in reversed(history)]
