@@ -141,11 +141,14 @@ def test_open_from_queue_edit_mask_and_screenshot(app, page):
     cell.click()
     page.wait_for_function("document.querySelector('#vb-view .vb-cand') && "
                            f"document.querySelector('#vb-view .vb-cand').dataset.captionId == '{ids[28]}'")
-    expect(page.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true", timeout=20_000)
     tid = s.training_images_for(ids[28])[0].id     # i = 28: a template with an auto mask (top half)
     assert s.current_mask(tid).version == 1
     editor = page.locator("#vb-editor")
     editor.scroll_into_view_if_needed()
+    # the editor loads the new background and mask layer after the view: let it settle
+    expect(editor.locator("canvas").first).to_be_visible(timeout=20_000)
+    page.wait_for_timeout(1500)
     editor.get_by_role("button", name="Erase").click()
     box = editor.locator("canvas").first.bounding_box()
     x0, y = box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2 - 60   # across the kept top half
