@@ -251,7 +251,11 @@ def _run_all(args: argparse.Namespace) -> int:
                 # the shard's captions were scored above; generation ranks them all and takes top-K
                 print(generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
                                      batch_size=args.batch_size, progress=update).summary())
-            if not args.no_generate:
+            n_train = store.conn.execute("SELECT count(*) FROM training_images").fetchone()[0]
+            if not args.no_generate and not n_train and args.index is None:
+                print("retrieve, label: skipped, the store holds no training images to compare with "
+                      "(add them with `ingest --images`, or pass --index)")
+            elif not args.no_generate:
                 from .labels import label_stage
                 from .retrieve import retrieve_stage
 

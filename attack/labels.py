@@ -243,6 +243,9 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
     if caption_ids is not None:
         wanted = set(caption_ids)
         cands = [c for c in cands if c in wanted]
+    if not cands:
+        raise LabelInputError(f"{store.path}: expected captions with generations to label (run `python -m attack "
+                              f"generate` and `retrieve` first), got none")
     run_id, resumed = open_run(store, "label", "", {"thresholds": asdict(th), "flags": asdict(flag_params)})
     with store.snapshot() as conn:
         done = {int(r[0]) for r in conn.execute("SELECT caption_id FROM auto_labels WHERE run_id = ?", (run_id,))}

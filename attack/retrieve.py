@@ -142,12 +142,16 @@ class RetrieveReport:
 
 
 def _pending(store: Store, caption_ids: Sequence[int] | None) -> tuple[list[tuple[int, str]], int]:
+    """(generations without neighbours, how many already have them); none at all is an error."""
     with store.snapshot() as conn:
         rows = conn.execute("SELECT g.id, g.image_sha, g.caption_id, EXISTS (SELECT 1 FROM neighbours n "
                             "WHERE n.generation_id = g.id) FROM generations g ORDER BY g.id").fetchall()
     if caption_ids is not None:
         wanted = set(caption_ids)
         rows = [r for r in rows if r[2] in wanted]
+    if not rows:
+        raise RetrievalError(f"{store.path}: expected generations to retrieve neighbours for (run `python -m attack "
+                             f"generate` first), got none{' for the selected captions' if caption_ids is not None else ''}")
     return [(int(g), s) for g, s, _, done in rows if not done], sum(1 for r in rows if r[3])
 
 

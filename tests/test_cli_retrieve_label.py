@@ -62,3 +62,16 @@ def test_demo_and_bench_ranking_are_registered():
     assert str(a.store) == "data/demo"
     a = build_parser().parse_args(["run", "--store", "x", "--captions", "c.txt", "--embedder", "pixel", "--k", "5"])
     assert (a.embedder, a.k, a.preset) == ("pixel", 5, "paper")
+
+
+def test_retrieve_or_label_without_generations_is_an_error_that_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "empty"
+    with Store.open(path) as s:
+        (cid,) = s.add_captions([CaptionRow("a caption")])
+        s.add_training_image(s.put_image(_img(0)), cid, "t.png")
+    before = snapshot(path)
+    assert main(["retrieve", "--store", str(path)]) == 2
+    assert "expected generations to retrieve neighbours for" in capsys.readouterr().err
+    assert main(["label", "--store", str(path)]) == 2
+    assert "expected captions with generations to label" in capsys.readouterr().err
+    assert snapshot(path) == before and not (path / "index").exists()
