@@ -59,13 +59,19 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
 
         queue.table.select(open_row, [queue.filt], cand.outputs + [tabs], api_name=False)
 
+        # the typed reviewer name survives a reload (the browser's localStorage)
+        saved_name = gr.BrowserState("", storage_key="verbatim-reviewer")
+        reviewer.blur(lambda name: (name or "").strip(), reviewer, saved_name, api_name=False)
+        reviewer.submit(lambda name: (name or "").strip(), reviewer, saved_name, api_name=False)
+
         @gradio_errors
-        def on_load(f: views.QueueFilter):
+        def on_load(f: views.QueueFilter, name: str):
             q = views.queue_view(store, f, 0, tab_queue.PAGE_SIZE)
             n = views.nav_open(store, f, 0)
-            return (q.rows, q.summary, q.page) + cand.show(n)
+            return (q.rows, q.summary, q.page) + cand.show(n) + (name if name and not auth else gr.update(),)
 
-        app.load(on_load, [queue.filt], [queue.table, queue.summary, queue.page] + cand.outputs, api_name=False)
+        app.load(on_load, [queue.filt, saved_name],
+                 [queue.table, queue.summary, queue.page] + cand.outputs + [reviewer], api_name=False)
         stats_tab.select(stats_fn, None, stats_out, api_name=False)
 
         @gradio_errors

@@ -114,6 +114,9 @@ def test_keyboard_triage_of_20_candidates_with_undo_and_help(app, page, tmp_path
     assert s.current_label(back) is None and s.label_history(back)[-1].undoes is not None
     _press_and_wait(page, "j")
     assert _current(page) == now
+    # the before/after slider moves the clip of the "after" image
+    page.locator("#vb-view .vb-range").first.fill("20")
+    assert "20%" in page.locator("#vb-view .vb-after").first.get_attribute("style")
     page.keyboard.press("?")
     assert page.locator("#vb-help").is_visible()
     page.screenshot(path=str(tmp_path / "review-help.png"))
@@ -179,3 +182,20 @@ def test_export_download(app, page):
     href = page.locator("#export-file a").first.get_attribute("href")
     assert href and ".zip" in href
     assert any(p.suffix == ".zip" for p in (s.path / "exports").iterdir())
+
+
+def test_reviewer_name_survives_a_reload(app, page):
+    s, ids, url = app
+    field = page.locator("#vb-reviewer textarea, #vb-reviewer input").first
+    field.fill("hana")
+    field.blur()
+    page.wait_for_timeout(500)
+    page.reload()
+    page.wait_for_selector("#vb-queue")
+    expect(page.locator("#vb-reviewer textarea, #vb-reviewer input").first).to_have_value("hana", timeout=20_000)
+    page.get_by_role("tab", name="Candidate").click()
+    page.wait_for_selector("#vb-view .vb-cand")
+    cid = _current(page)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    _press_and_wait(page, "4")
+    assert s.label_history(cid)[-1].reviewer == "hana"
