@@ -231,7 +231,7 @@ def _run_all(args: argparse.Namespace) -> int:
         from .labels import preset
 
         preset(args.preset)
-        load_embedder(args.embedder)  # a missing CLIP checkpoint fails before any write
+        embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
     if not args.no_generate and args.by not in args.scores:
         raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
     model = _load(args)
@@ -259,8 +259,8 @@ def _run_all(args: argparse.Namespace) -> int:
                 from .labels import label_stage
                 from .retrieve import retrieve_stage
 
-                ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids),
-                                     external=args.index, batch_size=args.batch_size, progress=update)
+                ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids), external=args.index,
+                                     embedder=embedder, batch_size=args.batch_size, progress=update)
                 print(ret.summary())
                 print(label_stage(store, args.preset, caption_ids=list(sel.ids), progress=update).summary())
         finally:
@@ -286,6 +286,17 @@ def _retrieve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="paper", help="label thresholds: paper (0.12) or onestep-code (0.113 / 0.124)")
 
 
+def _embed_device(device: Optional[str]) -> str:
+    import torch
+
+    from .embed import EmbedderError
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EmbedderError(f"expected a CUDA device for --device {device}, got none on this machine (use --device cpu)")
+    return device
+
+
 def _retrieve_params(args: argparse.Namespace):
     from .masks import MaskParams
     from .retrieve import RetrieveParams
@@ -306,7 +317,8 @@ def _run_retrieve(args: argparse.Namespace) -> int:
 
     params = _retrieve_params(args)
     preset(args.preset)
-    embedder = load_embedder(params.embedder)  # a missing checkpoint fails before the store is touched
+    # a missing checkpoint or CUDA fails before the store is touched
+    embedder = load_embedder(params.embedder, _embed_device(args.device))
     with _open_existing(args.store) as store:
         ids = _caption_ids(store, args)
         update, close = _progress()
@@ -361,6 +373,7 @@ def add_retrieve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--captions", type=Path, help="only the generations of these captions (already ingested)")
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
     p.add_argument("--batch-size", type=_positive, default=64, help="generations per embedding batch")
+    p.add_argument("--device", help="where the embedder runs: cpu or cuda[:N] (default: cuda when available)")
     _retrieve_args(p)
     p.set_defaults(func=_run_retrieve)
 
