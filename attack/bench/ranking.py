@@ -138,7 +138,30 @@ def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
              "true_labels_flagged": len(flagged_true), "positives": len(positives), "negatives": len(kind) - len(positives),
              "prefilter": prefilter, "labelled": sum(c in latest for c in kind),
              "labels": {lab: sum(1 for c, (lb, _) in latest.items() if c in kind and lb == lab) for lab in ("TV", "MV", "RV", "N")}}
+    extra["template_mask_iou"] = _mask_iou(store, truth)
     return out, extra
+
+
+def _mask_iou(store, truth: dict) -> dict | None:
+    """Auto masks of the planted template images against the family's true keep-mask (IoU):
+    how many template images got a mask, and the median and minimum IoU."""
+    masks = truth.get("template_masks") or {}
+    image_group = {i: g["group"] for g in truth["groups"] if g["kind"] == "template" for i in g["images"]}
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT t.id, json_extract(t.meta, '$.image_index') FROM training_images t "
+                            "WHERE EXISTS (SELECT 1 FROM masks m WHERE m.train_image_id = t.id)").fetchall()
+    ious = []
+    for tid, k in rows:
+        if k not in image_group or image_group[k] not in masks:
+            continue
+        want = np.array([[c == "1" for c in row] for row in masks[image_group[k]]])
+        got = store.load_mask(store.current_mask(tid).image_sha)
+        if got.shape == want.shape:
+            ious.append(float((got & want).sum() / max(1, (got | want).sum())))
+    if not ious:
+        return None
+    return {"masked_template_images": len(ious), "of": len(image_group),
+            "median": round(float(np.median(ious)), 4), "min": round(min(ious), 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
