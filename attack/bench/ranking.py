@@ -1,5 +1,6 @@
-"""`python -m attack bench ranking --json`: the demo store's scores and automatic labels against
-the demo world's planted truth (attack/demo/truth.json).
+"""`python -m attack bench ranking --json`: the demo store's scores and auto labels vs planted truth.
+
+The truth is the demo world's (attack/demo/truth.json); the store is built first when absent.
 
 What counts (stated here because the numbers mean nothing without it):
 - Captions: the demo attack list (every planted group's attack captions + 600 uniques).
