@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attack.demo.build import DemoParams, attack_captions, build_demo_store
+from attack.demo.build import DemoBuildError, DemoParams, attack_captions, build_demo_store
 from attack.generate import GenerateParams
 from attack.metrics import rmse, to_compare
 from store import Store
@@ -69,3 +69,12 @@ def test_build_demo_store_on_a_few_captions_then_again(tmp_path):
     with Store.open(tmp_path / "demo") as s:
         assert s.conn.execute("SELECT (SELECT count(*) FROM neighbours), (SELECT count(*) FROM auto_labels), "
                               "(SELECT count(*) FROM masks), (SELECT count(*) FROM generations)").fetchone() == n_rows
+
+
+def test_captions_outside_the_demo_list_fail_before_the_store_is_created(tmp_path):
+    with pytest.raises(DemoBuildError, match="expected captions of the demo attack list .*got 1 other captions, "
+                                             "e.g. 'a caption nobody planted'"):
+        build_demo_store(tmp_path / "demo", captions=[attack_captions()[0], "a caption nobody planted"])
+    with pytest.raises(DemoBuildError, match="got none"):
+        build_demo_store(tmp_path / "demo", captions=[])
+    assert not (tmp_path / "demo").exists()

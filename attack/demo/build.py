@@ -14,6 +14,7 @@ from pathlib import Path
 
 from store import Store
 
+from ..errors import AttackError
 from ..generate import GenerateParams
 from ..labels import label_stage
 from ..masks import MaskParams
@@ -28,6 +29,10 @@ Progress = Callable[[str, int, int], None]
 DEMO_MASKS = MaskParams(rmse_max=0.15)
 ATTACK_LIST = Path(__file__).resolve().parent / "attack_list.txt"
 DEFAULT_STORE = Path("data/demo")
+
+
+class DemoBuildError(AttackError):
+    """The demo build was asked for something outside the demo world."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,13 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
     torch.set_flush_denormal(True)  # subnormal activations slow CPU inference several-fold
     say = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
-    texts = list(dict.fromkeys(captions if captions is not None else attack_captions()))
-    model = load_model("demo", "cpu")  # before the store: a missing model changes nothing
+    known = attack_captions()
+    texts = list(dict.fromkeys(captions if captions is not None else known))
+    unknown = sorted(set(texts) - set(known))
+    if not texts or unknown:
+        got = "none" if not texts else f"{len(unknown)} other captions, e.g. {unknown[0]!r}"
+        raise DemoBuildError(f"expected captions of the demo attack list ({ATTACK_LIST.name}), got {got}")
+    model = load_model("demo", "cpu")  # before the store: a missing model or bad input changes nothing
     with Store.open(Path(store_dir)) as store:
         say("ingest", 0, 1)
         ing = ingest_world(store)
