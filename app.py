@@ -43,24 +43,38 @@ def print_progress(stage: str, done: int, total: int) -> None:
     print(f"\r  {stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
-def open_demo_store(path: Path = DEMO_STORE):
+def demo_store_ready(path: Path | None = None) -> bool:
+    """True when the demo store exists and its build finished: it has candidates and every one
+    has an automatic label (the last stage). An interrupted build is resumed by the next build."""
+    from store import Store, StoreError
+
+    path = path or DEMO_STORE
+    if not (path / "store.db").exists():
+        return False
+    try:
+        with Store.open(path, create=False) as store:
+            info = store.info()
+    except StoreError:
+        return False
+    return info["candidates"] > 0 and sum(info["auto_labels"].values()) >= info["candidates"]
+
+
+def open_demo_store(path: Path | None = None, progress=print_progress):
     """The demo store, built first when absent (the full pipeline: scores, generations,
     neighbours, masks, automatic labels) through attack.demo.build when that exists; otherwise
     only the demo world's captions and training images are ingested."""
     from store import Store
 
-    if (path / "store.db").exists():
-        store = Store.open(path, create=False)
-        if store.info()["candidates"]:
-            return store          # built (a partial build has no candidates yet and is resumed below)
-        store.close()
+    path = path or DEMO_STORE
+    if demo_store_ready(path):
+        return Store.open(path, create=False)
     try:
         from attack.demo.build import build_demo_store
     except ImportError:
         build_demo_store = None
     if build_demo_store is not None:
         print(f"building the demo store at {path} (once; a few minutes on a CPU)...", file=sys.stderr, flush=True)
-        summary = build_demo_store(path, progress=print_progress)  # resumes a build that was interrupted
+        summary = build_demo_store(path, progress=progress)  # resumes a build that was interrupted
         print(f"demo store built in {summary.get('seconds', '?')} s", file=sys.stderr, flush=True)
         return Store.open(path, create=False)
     from attack.demo.ingest import ingest_world
@@ -77,14 +91,30 @@ def main(argv: list[str] | None = None) -> int:
     from attack.errors import AttackError
     from store import Store, StoreError  # after argument checks: a bad flag answers at once
 
+    auth = tuple(a.auth.split(":", 1)) if a.auth else None
+    page = None
     try:
-        store = open_demo_store() if a.store is None else Store.open(a.store, create=False)
+        if a.store is not None:
+            store = Store.open(a.store, create=False)
+        elif demo_store_ready():
+            store = open_demo_store()
+        else:
+            # the build takes minutes: meanwhile the port serves a page with its progress
+            from review.building import RELOAD_JS, BuildProgress, build_page
+            progress = BuildProgress(echo=print_progress)
+            page = build_page(progress)
+            page.launch(server_name=a.host, server_port=a.port, auth=auth, prevent_thread_lock=True, quiet=True,
+                        js=RELOAD_JS)
+            print(f"building the demo store; progress on http://{a.host}:{a.port}/", file=sys.stderr, flush=True)
+            store = open_demo_store(progress=progress)
     except (StoreError, AttackError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if page is not None:
+            page.close()
     from review.app import build_app, launch_options
 
-    auth = tuple(a.auth.split(":", 1)) if a.auth else None
     print(f"serving {store.path} on http://{a.host}:{a.port}/ (press ? in the page for keys)", flush=True)
     build_app(store, auth=auth is not None).launch(server_name=a.host, server_port=a.port, auth=auth,
                                                    **launch_options(store))
