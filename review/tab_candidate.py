@@ -55,7 +55,9 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
                           elem_id="vb-note-field")
     view = gr.HTML(elem_id="vb-view", js_on_load=SLIDER_JS)
     with gr.Accordion("Mask editor (brush keeps pixels, eraser drops them)", open=True, elem_id="vb-mask"):
-        mask_info = gr.HTML()
+        with gr.Row():
+            mask_image = gr.Dropdown([], label="Training image to mask", elem_id="mask-image", scale=2)
+            mask_info = gr.HTML()
         editor = gr.ImageEditor(
             label="mask over the training image", type="numpy", image_mode="RGBA", format="png",
             sources=(), transforms=(), layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
@@ -79,9 +81,20 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
                 f"{len(m.versions)} mask version(s).</p>")
         choices = list(m.versions) if m else []
         return (n, v.html, v.editor, gr.update(choices=choices, value=m.current_id if m else None), m,
-                info, message)
+                gr.update(choices=list(v.mask_choices), value=m.train_image_id if m else None), info, message)
 
-    outputs = [nav, view, editor, versions, mask_target, mask_info, status]
+    outputs = [nav, view, editor, versions, mask_target, mask_image, mask_info, status]
+
+    @gradio_errors
+    def switch_image(train_image_id):
+        if train_image_id in (None, ""):
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        m, value = views.mask_editor(store, int(train_image_id))
+        info = (f"<p>Training image {m.train_image_id} ({m.size[0]}×{m.size[1]} px): "
+                f"{len(m.versions)} mask version(s).</p>")
+        return value, gr.update(choices=list(m.versions), value=m.current_id), m, info
+
+    mask_image.input(switch_image, [mask_image], [editor, versions, mask_target, mask_info], api_name="mask_image")
 
     def labeller(label: str):
         @gradio_errors
@@ -120,6 +133,13 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
 
     next_u.click(unlabelled, [nav], outputs, api_name="next_unlabelled", concurrency_id="triage")
 
+    def after_mask(n: views.Nav, target: views.MaskTarget, saved: views.MaskSave, message: str):
+        """The re-rendered view, with the editor kept on the image just masked."""
+        shown = show(n)
+        m, value = views.mask_editor(store, target.train_image_id)
+        return (shown[0], shown[1], value, gr.update(choices=list(m.versions), value=m.current_id), m,
+                gr.update(value=m.train_image_id), views.relabel_html(saved), message)
+
     @gradio_errors
     def save(n: views.Nav, target: Optional[views.MaskTarget], value: Optional[dict], typed: str,
              request: gr.Request):
@@ -129,7 +149,7 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         if not layers or layers[0] is None:
             raise views.ViewError("save mask: expected the editor's mask layer, got none")
         saved = views.save_mask(store, n.current, target, layers[0], reviewer_name(request, typed))
-        return show(n, "")[:-2] + (views.relabel_html(saved), f"Saved mask v{saved.version}.")
+        return after_mask(n, target, saved, f"Saved mask v{saved.version}.")
 
     save_b.click(save, [nav, mask_target, editor, reviewer], outputs, api_name="save_mask",
                  concurrency_id="triage")
@@ -139,7 +159,7 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         if n.current is None or target is None or mask_id in (None, ""):
             raise views.ViewError("restore mask: expected a mask version to restore, got none")
         saved = views.restore_mask(store, n.current, target, int(mask_id), reviewer_name(request, typed))
-        return show(n, "")[:-2] + (views.relabel_html(saved), f"Restored as mask v{saved.version}.")
+        return after_mask(n, target, saved, f"Restored as mask v{saved.version}.")
 
     restore_b.click(restore, [nav, mask_target, versions, reviewer], outputs, api_name="restore_mask",
                     concurrency_id="triage")

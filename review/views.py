@@ -200,6 +200,7 @@ class CandidateView:
     label: Optional[str]
     mask: Optional[MaskTarget]
     editor: Optional[dict]           # gr.ImageEditor value: background + one mask layer
+    mask_choices: tuple = ()         # ((label, training image id), ...) the editor can switch to
 
 
 def _best_pairs(store: Store, caption_id: int, gens: list) -> tuple[list[dict], list[dict]]:
@@ -350,13 +351,7 @@ def candidate_view(store: Store, caption_id: int, position: str = "") -> Candida
         parts.append(render.section(f"{title}: seed {g.seed} vs training image {t.id}",
                                     f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{slider}</figure></div>'))
         # the editor shows the masked pair's image when there is one, else the closest pair's
-        mask_target = MaskTarget(t.id, ref.size, _mask_versions(store, t.id), None if cur is None else cur.id)
-        if mask is not None:
-            layer = imaging.layer_file(mask, cur.image_sha)
-        else:       # no mask yet: start from one that keeps every pixel
-            layer = imaging.layer_file(np.ones(a.shape[:2], bool), f"all-{ref.size[0]}x{ref.size[1]}")
-        # files, not arrays: the store's image and a write-once layer (see imaging.layer_file)
-        editor = {"background": str(store.image_path(t.sha256)), "layers": [str(layer)], "composite": None}
+        mask_target, editor = mask_editor(store, t.id, ref, cur, mask)
 
     if autos:
         parts.append(render.section("Automatic label", render.auto_label_html(autos[-1])))
@@ -368,11 +363,38 @@ def candidate_view(store: Store, caption_id: int, position: str = "") -> Candida
     else:
         parts.append(render.section("Label history", "<p>no labels yet</p>"))
     html = f'<div class="vb-cand" data-caption-id="{caption_id}">{"".join(parts)}</div>'
-    return CandidateView(caption_id, html, current, mask_target, editor)
+    # every training image the evidence shows can be masked: the caption's own, then the neighbours
+    choices: dict[int, str] = {}
+    for t in own:
+        choices[t.id] = f"training image {t.id} (own)"
+    for r in top:
+        tid = r["n"].train_image_id
+        choices.setdefault(tid, f"training image {tid} (neighbour #{r['n'].rank})")
+    if mask_target is not None:
+        choices.setdefault(mask_target.train_image_id, f"training image {mask_target.train_image_id}")
+    return CandidateView(caption_id, html, current, mask_target, editor,
+                         tuple((label, tid) for tid, label in choices.items()))
+
+
+def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=None) -> tuple[MaskTarget, dict]:
+    """The editor for one training image's current mask: its target and the gr.ImageEditor value
+    (the store's image file as background, the mask as a write-once RGBA layer file)."""
+    t = store.get_training_image(int(train_image_id))
+    image = image if image is not None else store.load_image(t.sha256)
+    if cur is None:
+        cur = store.current_mask(t.id)
+        mask = store.load_mask(cur.image_sha) if cur is not None else None
+    w, h = image.size
+    if mask is not None and mask.shape == (h, w):
+        layer = imaging.layer_file(mask, cur.image_sha)
+    else:       # no usable mask yet: start from one that keeps every pixel
+        layer = imaging.layer_file(np.ones((h, w), bool), f"all-{w}x{h}")
+    target = MaskTarget(t.id, (w, h), _mask_versions(store, t.id), None if cur is None else cur.id)
+    return target, {"background": str(store.image_path(t.sha256)), "layers": [str(layer)], "composite": None}
 
 
 def empty_view(message: str) -> CandidateView:
-    return CandidateView(0, f'<div class="vb-cand vb-empty">{render.esc(message)}</div>', None, None, None)
+    return CandidateView(0, f'<div class="vb-cand vb-empty">{render.esc(message)}</div>', None, None, None, ())
 
 
 # -- actions ----------------------------------------------------------------------------------

@@ -216,3 +216,22 @@ def test_imaging_helpers():
     assert (imaging.mask_from_layer(layer, (4, 4)) == np.eye(4, dtype=bool)).all()
     with pytest.raises(MaskShapeError):
         imaging.mask_from_layer(layer[:, :, :3], (4, 4))
+
+
+def test_any_shown_training_image_can_be_masked(sample):
+    s, ids = sample
+    v = views.candidate_view(s, ids[1])          # not a template: no mask anywhere yet
+    tids = [tid for _, tid in v.mask_choices]
+    own = s.training_images_for(ids[1])[0].id
+    assert tids[0] == own and len(tids) == 3 and "(own)" in v.mask_choices[0][0]
+    other = tids[1]
+    target, value = views.mask_editor(s, other)
+    assert target.train_image_id == other and target.versions == () and target.current_id is None
+    layer = np.asarray(Image.open(value["layers"][0])).copy()
+    assert (layer[:, :, 3] >= imaging.KEEP_ALPHA).all()       # starts from keep-everything
+    layer[:10, :, 3] = 0
+    saved = views.save_mask(s, ids[1], target, layer, "ann")
+    assert saved.version == 1 and s.current_mask(other).source == "edited"
+    target, value = views.mask_editor(s, other)
+    assert target.current_id == saved.mask_id and len(target.versions) == 1
+    assert not (np.asarray(Image.open(value["layers"][0]))[:10, :, 3]).any()
