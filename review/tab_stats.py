@@ -34,7 +34,8 @@ def build(store: Store) -> tuple[gr.Button, list, object]:
     gr.Markdown("**Counts by type per generation run** (current human labels)")
     table1 = gr.Dataframe(headers=list(queries.RUN_COUNT_HEADERS), interactive=False,
                           datatype=["number", "str"] + ["number"] * (len(queries.RUN_COUNT_HEADERS) - 2))
-    dups = gr.BarPlot(x="duplicates", y="candidates", color="group", sort=None, height=300,
+    dups = gr.BarPlot(x="duplicates", y="candidates", color="group", sort=[f"{b}+" for b in queries.DUP_BINS],
+                      height=300,
                       title="Candidates by training-set duplicate count", x_title="duplicates (bin start)")
     gr.Markdown("**Reviewer progress**")
     reviewers = gr.Dataframe(headers=list(queries.REVIEWER_HEADERS), interactive=False,
