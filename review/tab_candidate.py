@@ -102,7 +102,7 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
             who = reviewer_name(request, typed)
             entry, nxt, moved = views.label_and_advance(store, n, label, who, text)
             msg = (f"Saved **{render.esc(label)}** for candidate {entry.caption_id} (by {render.esc(who)}). "
-                   + ("Next unlabelled candidate." if moved else "No unlabelled candidate left in this queue."))
+                   + (f"Now candidate {nxt.current}." if moved else "No further candidate to label in this queue."))
             return show(nxt, msg) + ("",)
         return act
 

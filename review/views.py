@@ -417,6 +417,10 @@ def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: s
     if nav.current is None:
         raise ViewError("label: expected an open candidate, got none (pick one in the Queue tab)")
     entry = record_label(store, nav.current, label, reviewer, note)
+    if nav.filt.human not in ("any", "unlabelled"):
+        # re-reviewing labelled candidates (e.g. the MV queue): the next one in the queue
+        nxt = nav_step(store, nav, 1)
+        return entry, nxt, nxt.current != nav.current
     nxt, found = nav_next_unlabelled(store, nav)
     return entry, nxt, found
 

@@ -235,3 +235,13 @@ def test_any_shown_training_image_can_be_masked(sample):
     target, value = views.mask_editor(s, other)
     assert target.current_id == saved.mask_id and len(target.versions) == 1
     assert not (np.asarray(Image.open(value["layers"][0]))[:10, :, 3]).any()
+
+
+def test_relabelling_a_labelled_queue_moves_to_its_next_candidate(sample):
+    s, ids = sample
+    for cid in ids[:3]:
+        s.add_label(cid, "MV", "ann")
+    nav = views.nav_open(s, views.QueueFilter(human="MV"), 0)
+    assert nav.ids == tuple(ids[:3])
+    _, nav, moved = views.label_and_advance(s, nav, "N", "bob")
+    assert moved and nav.current == ids[1] and s.current_label(ids[0]) == "N"
