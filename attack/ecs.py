@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .metrics import to_compare
+from .metrics import resize_u8, u8_to_float
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas, sample_heun
 from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, shared_uncond_denoiser
@@ -54,6 +54,15 @@ def _derive(t: torch.Tensor, dim: int) -> torch.Tensor:
 _SOBEL_CHUNK = 4
 
 
+def _sobel_chunk(chunk: torch.Tensor) -> torch.Tensor:
+    """[n,C,H,W] float32 -> [n,H,W]: see sobel_magnitude."""
+    p = F.pad(chunk[:, None], (1, 1, 1, 1, 1, 1), mode="replicate")[:, 0]  # [n,C+2,H+2,W+2]
+    q = _smooth(p, 1)  # channels
+    g_h = _smooth(_derive(q, 2), 3)
+    g_w = _smooth(_derive(q, 3), 2)
+    return torch.hypot(g_h, g_w).sum(1)
+
+
 def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     """[N,3,H,W] -> [N,H,W]: sum over channels of hypot(sobel_H, sobel_W), as scipy.ndimage.sobel
     computes them on an H x W x 3 array: the derivative [-1, 0, 1] along one spatial axis and
@@ -63,21 +72,24 @@ def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     equal to scipy's up to float32 rounding (~1e-5)."""
     if images.ndim != 4:
         raise ScoreInputError(f"expected images [N,C,H,W], got shape {tuple(images.shape)}")
-    out = []
-    for chunk in images.float().split(_SOBEL_CHUNK):
-        p = F.pad(chunk[:, None], (1, 1, 1, 1, 1, 1), mode="replicate")[:, 0]  # [n,C+2,H+2,W+2]
-        q = _smooth(p, 1)  # channels
-        g_h = _smooth(_derive(q, 2), 3)
-        g_w = _smooth(_derive(q, 3), 2)
-        out.append(torch.hypot(g_h, g_w).sum(1))
-    if not out:
+    if not len(images):
         return images.new_zeros((0, *images.shape[2:]), dtype=torch.float32)
-    return torch.cat(out)
+    return torch.cat([_sobel_chunk(c.float()) for c in images.split(_SOBEL_CHUNK)])
 
 
 def edge_maps(images: torch.Tensor, threshold: float = 1.5) -> torch.Tensor:
     """Binary edge maps [N,H,W] (bool) of images [N,3,H,W] in [0, 1]."""
     return sobel_magnitude(images) > threshold
+
+
+def edge_maps_u8(images: torch.Tensor, threshold: float = 1.5) -> torch.Tensor:
+    """edge_maps of 8-bit images [N,H,W,3] (uint8), each scaled to [0, 1] as the public code
+    does (x / 255 in float32) inside the cache-sized chunk rather than in a pass over the batch."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
+        raise ScoreInputError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")
+    if not len(images):
+        return torch.zeros(images.shape[:3], dtype=torch.bool)
+    return torch.cat([_sobel_chunk(u8_to_float(c)) > threshold for c in images.split(_SOBEL_CHUNK)])
 
 
 def ecs_from_images(images: torch.Tensor, params: ECSParams = ECSParams(),
@@ -89,10 +101,10 @@ def ecs_from_images(images: torch.Tensor, params: ECSParams = ECSParams(),
     b, j = images.shape[:2]
     if b == 0 or j == 0:
         raise ScoreInputError(f"expected at least one caption and one generation, got shape {tuple(images.shape)}")
-    small = to_compare(images.flatten(0, 1), params.size)  # 8-bit, Lanczos: the public code's PIL path
+    small = torch.from_numpy(resize_u8(images.flatten(0, 1), params.size))  # 8-bit, Lanczos: the public code's PIL path
     if device is not None:
         small = small.to(device)
-    maps = edge_maps(small, params.edge_threshold).view(b, j, params.size, params.size)
+    maps = edge_maps_u8(small, params.edge_threshold).view(b, j, params.size, params.size)
     consistent = maps.float().mean(1) > params.vote
     return consistent.flatten(1).float().mean(1).cpu()
 

@@ -11,21 +11,21 @@ from PIL import Image
 COMPARE_SIZE = 256
 
 
-def to_compare(images: torch.Tensor | np.ndarray, size: int = COMPARE_SIZE) -> torch.Tensor:
-    """[B,3,H,W] float in [0,1] (or [B,H,W,3] uint8) -> [B,3,size,size] float32 in [0,1], Lanczos."""
+def resize_u8(images: torch.Tensor | np.ndarray, size: int = COMPARE_SIZE) -> np.ndarray:
+    """[B,3,H,W] float in [0,1] (or [B,H,W,3] / [H,W,3] uint8) -> [B,size,size,3] uint8: the
+    8-bit image resized with PIL's Lanczos, as the paper's code does."""
     if isinstance(images, torch.Tensor):
         arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
     else:
         arr = np.asarray(images)
         if arr.ndim == 3:
             arr = arr[None]
-    out = np.empty((arr.shape[0], size, size, 3), np.float32)
+    if arr.shape[1:3] == (size, size):
+        return np.array(arr, dtype=np.uint8)  # a copy the caller's array cannot alias
+    out = np.empty((arr.shape[0], size, size, 3), np.uint8)
 
     def one(i: int) -> None:
-        im = Image.fromarray(arr[i])
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.LANCZOS)
-        np.divide(np.asarray(im), 255.0, out=out[i], dtype=np.float32)
+        out[i] = np.asarray(Image.fromarray(arr[i]).resize((size, size), Image.LANCZOS))
 
     # Pillow releases the GIL while resampling: a batch spreads over torch's CPU threads
     workers = min(torch.get_num_threads(), len(arr) // 4)
@@ -35,7 +35,17 @@ def to_compare(images: torch.Tensor | np.ndarray, size: int = COMPARE_SIZE) -> t
     else:
         for i in range(len(arr)):
             one(i)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return out
+
+
+def u8_to_float(u8: torch.Tensor) -> torch.Tensor:
+    """[N,H,W,3] uint8 -> [N,3,H,W] float32 in [0,1], contiguous (x / 255 in float32)."""
+    return u8.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+
+def to_compare(images: torch.Tensor | np.ndarray, size: int = COMPARE_SIZE) -> torch.Tensor:
+    """[B,3,H,W] float in [0,1] (or [B,H,W,3] uint8) -> [B,3,size,size] float32 in [0,1], Lanczos."""
+    return u8_to_float(torch.from_numpy(resize_u8(images, size)))
 
 
 def mask_to_compare(mask: np.ndarray | torch.Tensor, size: int = COMPARE_SIZE) -> torch.Tensor:

@@ -128,7 +128,7 @@ def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> 
 
 
 def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_captions: int = 64,
-        n_loop: int = 16, batch_size: int = 64, repeat: int = 3) -> dict:
+        n_loop: int = 16, batch_size: int = 128, repeat: int = 3) -> dict:
     captions = bench_captions(n_captions)
     loop_caps = captions[:n_loop]
     model, weights = _model(spec, device, dtype, captions)
@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dtype", default=None, help="auto | float32 | float16 | bfloat16 (CUDA only for half)")
     ap.add_argument("--captions", type=int, default=64, help="captions scored batched")
     ap.add_argument("--loop-captions", type=int, default=16, help="captions scored one at a time")
-    ap.add_argument("--batch-size", type=int, default=64, help="captions per DCS batch (ECS: divided by J)")
+    ap.add_argument("--batch-size", type=int, default=128,
+                    help="network rows per call: captions per DCS batch, captions x J per ECS batch")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0 = torch's default); on a CPU shared with another busy process, 1 "
                          "avoids OpenMP threads waiting on each other")
