@@ -38,7 +38,7 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
             gr.Markdown("**This store has no candidates yet** (captions without generations). Build the demo "
                         "store end to end with `python -m attack demo`, or run `python -m attack run` on yours.")
         with gr.Tabs() as tabs:
-            with gr.Tab("Queue", id="queue"):
+            with gr.Tab("Queue", id="queue") as queue_tab:
                 queue = tab_queue.build(store)
             with gr.Tab("Candidate", id="candidate"):
                 cand = tab_candidate.build(store, reviewer)
@@ -73,6 +73,9 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
         app.load(on_load, [queue.filt, saved_name],
                  [queue.table, queue.summary, queue.page] + cand.outputs + [reviewer], api_name=False)
         stats_tab.select(stats_fn, None, stats_out, api_name=False)
+        # back on the queue after triage: show the labels just written
+        queue_tab.select(queue.show, [queue.filt, queue.page], [queue.table, queue.summary, queue.page],
+                         api_name=False)
 
         @gradio_errors
         def open_caption(caption_id: float):

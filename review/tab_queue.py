@@ -20,6 +20,7 @@ class QueueTab:
     summary: gr.Markdown
     page: gr.Number
     refresh: gr.Button
+    show: object             # (filter, page) -> (rows, summary, page)
 
 
 def run_choices(store: Store) -> list[str]:
@@ -71,4 +72,4 @@ def build(store: Store) -> QueueTab:
     next_page.click(lambda f, p: show(f, int(p or 0) + 1), [filt, page], outs, api_name=False)
     page.submit(show, [filt, page], outs, api_name=False)
     refresh.click(show, [filt, page], outs, api_name=False)
-    return QueueTab(filt, table, summary, page, refresh)
+    return QueueTab(filt, table, summary, page, refresh, show)
