@@ -76,14 +76,18 @@ def _progress():
     def update(label: str, done: int, total: int) -> None:
         bar = bars.get(label)
         if bar is None or done == 0:
-            if bar is not None:
-                bar.close()
+            # stages run one after another: a new stage closes the others, so each bar's
+            # elapsed time and rate are its own stage's and bars do not stack up
+            close()
             bar = bars[label] = tqdm(total=total, desc=label, unit="item", file=sys.stderr, mininterval=0.5)
         bar.update(done - bar.n)
+        if total and done >= total:
+            bars.pop(label).close()
 
     def close() -> None:
         for bar in bars.values():
             bar.close()
+        bars.clear()
 
     return update, close
 
