@@ -399,7 +399,7 @@ def add_label(sub: argparse._SubParsersAction) -> None:
 def add_demo(sub: argparse._SubParsersAction) -> None:
     from .demo.build import DEFAULT_STORE
 
-    p = sub.add_parser("demo", help="build the demo store end to end (about 5 minutes on a 2-core CPU)",
+    p = sub.add_parser("demo", help="build the demo store end to end (about 2 minutes on a 2-core CPU)",
                        description="Ingest the demo world, score every attack caption (DCS, ECS, Wen), generate for "
                                    "the top K, retrieve, build masks and label. Running it again reuses what is done.")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store folder (default {DEFAULT_STORE})")

@@ -2,8 +2,8 @@
 Wen for every attack caption, J full generations for the top K by DCS, retrieval (kNN + auto
 template masks) and automatic labels. Every stage resumes, so a second call reuses what is done.
 
-Budget: the whole build runs in about 5 minutes on a 2-core CPU (the full samplings dominate:
-~2.5 images/s), which fixes K x J x steps below; the choice is stored in each run's params.
+Budget: at most 5 minutes on a 2-core CPU (measured: about 110 s; the full samplings dominate at
+~3.5 images/s), which fixes K x J x steps below; the choice is stored in each run's params.
 """
 from __future__ import annotations
 
