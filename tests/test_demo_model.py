@@ -137,8 +137,9 @@ def test_cuda_on_a_machine_without_it_is_refused():
             load_model("demo", device="cuda")
 
 
-def test_committed_demo_model_loads_offline_and_copies_its_most_duplicated_image():
-    """The shipped weights: the 200-copy exact duplicate comes back verbatim, a unique does not."""
+def test_committed_demo_model_loads_offline_copies_two_planted_captions_and_not_two_uniques():
+    """The shipped weights: the two most duplicated exact duplicates (200 and 150 copies) come back
+    verbatim (best of J=4 within RMSE 0.12, the memorization bench's rule), two uniques do not."""
     import numpy as np
 
     from attack.demo.world import build_world
@@ -147,11 +148,11 @@ def test_committed_demo_model_loads_offline_and_copies_its_most_duplicated_image
     model = load_model("demo")
     assert model.latent_shape == (12, 16, 16) and model.sigma_max == pytest.approx(14.6146, abs=1e-3)
     world = build_world(0)
-    exact = world.attack[0]  # exact-01: 200 copies under one caption
-    unique = next(a for a in world.attack if a.kind == "unique")
-    refs = to_compare(np.stack([world.images[exact.own_image], world.images[unique.own_image]]))
-    out = model.sample([exact.caption] * 4 + [unique.caption] * 4, [0, 1, 2, 3] * 2, steps=16, guidance=7.5)
-    gen = to_compare(out.images)
-    copied = float(rmse(gen[:4], refs[0].expand_as(gen[:4])).min())
-    stranger = float(rmse(gen[4:], refs[1].expand_as(gen[4:])).min())
-    assert copied <= 0.12 < stranger
+    planted = [a for a in world.attack if a.kind == "exact"][:2]
+    uniques = [a for a in world.attack if a.kind == "unique"][:2]
+    chosen = planted + uniques
+    refs = to_compare(np.stack([world.images[a.own_image] for a in chosen]))
+    out = model.sample([a.caption for a in chosen for _ in range(4)], [0, 1, 2, 3] * len(chosen), steps=16,
+                       guidance=7.5)
+    best = rmse(to_compare(out.images), refs.repeat_interleave(4, 0)).view(len(chosen), 4).min(1).values
+    assert (best[:2] <= 0.12).all() and (best[2:] > 0.12).all(), best

@@ -100,6 +100,17 @@ def test_attack_list_covers_every_group_and_500_uniques(world):
     assert {r.group for r in world.rows if r.group} <= {a.group for a in world.attack}
 
 
+def test_same_seed_same_image_hashes_other_seed_other_images(world):
+    import hashlib
+
+    def hashes(w):
+        return [hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest() for im in w.images]
+
+    again = build_world(0)
+    assert hashes(again) == hashes(world) and [r.caption for r in again.rows] == [r.caption for r in world.rows]
+    assert again.fingerprint() == world.fingerprint() != build_world(1).fingerprint()
+
+
 def test_committed_attack_list_and_truth_match_the_code(world):
     listed = (DEMO / "attack_list.txt").read_text(encoding="utf-8").splitlines()
     assert listed == [a.caption for a in world.attack]
