@@ -75,7 +75,7 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
         stats_tab.select(stats_fn, None, stats_out, api_name=False)
         # back on the queue after triage: show the labels just written
         queue_tab.select(queue.show, [queue.filt, queue.page], [queue.table, queue.summary, queue.page],
-                         api_name=False)
+                         api_name=False, concurrency_id=tab_queue.QUEUE_EVENTS)
 
         @gradio_errors
         def open_caption(caption_id: float):

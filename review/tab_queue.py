@@ -23,6 +23,9 @@ class QueueTab:
     show: object             # (filter, page) -> (rows, summary, page)
 
 
+QUEUE_EVENTS = "vb-queue"  # concurrency group of every event that rewrites the queue table
+
+
 def run_choices(store: Store) -> list[str]:
     """'' = latest scores; 'run N' = one score run; 'model NAME' = that model's latest runs."""
     return [""] + [f"run {i} ({stage}, {model})" for i, stage, model in queries.runs(store) if stage == "score"] \
@@ -66,10 +69,13 @@ def build(store: Store) -> QueueTab:
 
     widgets = [order_by, descending, human, auto, flags, score_min, score_max, run, search]
     outs = [table, summary, page]
-    apply.click(set_filter, widgets, [filt] + outs, api_name="queue")
-    search.submit(set_filter, widgets, [filt] + outs, api_name=False)
-    prev_page.click(lambda f, p: show(f, max(0, int(p or 0) - 1)), [filt, page], outs, api_name=False)
-    next_page.click(lambda f, p: show(f, int(p or 0) + 1), [filt, page], outs, api_name=False)
-    page.submit(show, [filt, page], outs, api_name=False)
-    refresh.click(show, [filt, page], outs, api_name=False)
+    # one concurrency group: table updates apply in the order they were asked for, so a slow
+    # refresh can never land after (and overwrite) a newer search
+    q = {"concurrency_id": QUEUE_EVENTS, "api_name": False}
+    apply.click(set_filter, widgets, [filt] + outs, api_name="queue", concurrency_id=QUEUE_EVENTS)
+    search.submit(set_filter, widgets, [filt] + outs, **q)
+    prev_page.click(lambda f, p: show(f, max(0, int(p or 0) - 1)), [filt, page], outs, **q)
+    next_page.click(lambda f, p: show(f, int(p or 0) + 1), [filt, page], outs, **q)
+    page.submit(show, [filt, page], outs, **q)
+    refresh.click(show, [filt, page], outs, **q)
     return QueueTab(filt, table, summary, page, refresh, show)

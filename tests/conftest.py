@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +99,29 @@ def assert_derived_state(conn: sqlite3.Connection) -> None:
         "SELECT caption_id, flags FROM auto_labels a WHERE run_id = (SELECT max(run_id) FROM auto_labels b "
         "WHERE b.caption_id = a.caption_id)") for f in json.loads(fl)}
     assert flags == exp_flags
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def served_sample_app(folder: Path, n: int = 30) -> Iterator[tuple]:
+    """The review app on a sample store of n candidates, launched on loopback:
+    yields (store, caption ids, url, the Blocks)."""
+    from review.app import build_app, launch_options
+    from review.sample import build_sample_store
+
+    with Store.open(folder) as s:
+        ids = build_sample_store(s, n=n)
+        demo = build_app(s)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_options(s))
+        try:
+            yield s, ids, f"http://127.0.0.1:{port}/", demo
+        finally:
+            demo.close()

@@ -1,7 +1,6 @@
 """The thin app entry point and the review app skeleton, launched for real on loopback."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -12,6 +11,8 @@ import app
 from review import views
 from review.app import build_app
 from store import CaptionRow, Store
+
+from .conftest import free_port
 
 
 def test_non_loopback_bind_without_auth_refuses_to_start():
@@ -51,17 +52,11 @@ def test_caption_search_view_keeps_untrusted_text_as_plain_text(tmp_path):
         assert tables and all(set(t.datatype) <= {"str", "number"} for t in tables)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_launched_app_answers_a_search_through_gradio_client(tmp_path):
     with Store.open(tmp_path / "s") as s:
         s.add_captions([CaptionRow("Shaw Floors carpet in Ocean Blue"), CaptionRow("white background")])
         demo = build_app(s)
-        port = _free_port()
+        port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -4,16 +4,15 @@ to a temporary folder, or to $VERBATIM_SCREENSHOT_DIR when set (docs/review.png 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from review.app import build_app, launch_options
-from review.sample import SCRIPT_CAPTION, build_sample_store
-from store import Store
+from review.sample import SCRIPT_CAPTION
+
+from .conftest import served_sample_app
 
 pytestmark = pytest.mark.slow
 
@@ -23,25 +22,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 REVIEWER = "tester"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser") / "store"
-    with Store.open(folder) as s:
-        ids = build_sample_store(s, n=30)
-        demo = build_app(s)
-        port = _free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **launch_options(s))
-        try:
-            yield s, ids, f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
+    with served_sample_app(tmp_path_factory.mktemp("browser") / "store") as (s, ids, url, _):
+        yield s, ids, url
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +121,10 @@ def test_open_from_queue_edit_mask_and_screenshot(app, page):
     search = page.get_by_label("Search captions").first
     search.fill("caption 28")
     search.press("Enter")
-    page.wait_for_function("document.querySelector('#vb-queue').innerText.includes('sample caption 28')")
+    # the search's table, not the tab's refresh from before it (times out, failing, if it never comes)
+    page.wait_for_function("(t => t.includes('sample caption 28') && !t.includes('sample caption 27'))"
+                           "(document.querySelector('#vb-queue').innerText)")
+    page.wait_for_timeout(300)  # nothing stale may land after it
     assert "sample caption 27" not in page.locator("#vb-queue").inner_text()
     cell = page.locator("#vb-queue [data-testid='cell-0-2']")      # row 0, caption column
     assert "sample caption 28" in cell.inner_text()

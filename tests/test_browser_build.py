@@ -2,7 +2,6 @@
 turns into the review app by itself (a fake, quick build stands in for the real one)."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,7 @@ import textwrap
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO, free_port, subprocess_env
 from tests.test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.slow
@@ -37,14 +36,8 @@ FAKE = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_progress_page_then_review_app(tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", FAKE, str(tmp_path / "demo"), str(port)], cwd=REPO,
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -3,7 +3,6 @@ mask save, export; the file route serves the store's images and nothing else; --
 the reviewer."""
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,13 +17,9 @@ from review.app import build_app, launch_options
 from review.sample import build_sample_store
 from store import Store
 
+from .conftest import free_port, served_sample_app
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _caption_id(html: str) -> int:
@@ -33,17 +28,8 @@ def _caption_id(html: str) -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("client") / "store"
-    with Store.open(folder) as s:
-        ids = build_sample_store(s, n=30)
-        demo = build_app(s)
-        port = _free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **launch_options(s))
-        try:
-            yield s, ids, f"http://127.0.0.1:{port}/", demo
-        finally:
-            demo.close()
+    with served_sample_app(tmp_path_factory.mktemp("client") / "store") as out:
+        yield out
 
 
 def _status(url: str) -> int:
@@ -128,7 +114,7 @@ def test_auth_user_is_the_reviewer(tmp_path):
     with Store.open(tmp_path / "s") as s:
         ids = build_sample_store(s, n=6)
         demo = build_app(s, auth=True)
-        port = _free_port()
+        port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                     auth=("frank", "secret"), **launch_options(s))
         try:
