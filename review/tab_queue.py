@@ -1,6 +1,7 @@
 """Queue tab: candidates ranked by a chosen score, filtered, searched, paged; a row opens it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -20,7 +21,7 @@ class QueueTab:
     summary: gr.Markdown
     page: gr.Number
     refresh: gr.Button
-    show: object             # (filter, page) -> (rows, summary, page)
+    show: Callable[[views.QueueFilter, float], tuple]   # (filter, page) -> (rows, summary, page)
 
 
 QUEUE_EVENTS = "vb-queue"  # concurrency group of every event that rewrites the queue table
