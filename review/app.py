@@ -50,14 +50,14 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
                 build_overview(store)
 
         @gradio_errors
-        def open_row(f: views.QueueFilter, evt: gr.SelectData):
+        def open_row(f: views.QueueFilter, old: views.Nav, evt: gr.SelectData):
             row = evt.row_value
-            n = views.nav_open(store, f, int(row[0]) - 1)
+            n = views.nav_open(store, f, int(row[0]) - 1, old.labelled)   # u still undoes earlier labels
             if n.current != int(row[1]):    # the queue moved since it was shown: open the row's caption
                 n = views.nav_at(store, n, int(row[1]))
             return cand.show(n) + (gr.Tabs(selected="candidate"),)
 
-        queue.table.select(open_row, [queue.filt], cand.outputs + [tabs], api_name=False)
+        queue.table.select(open_row, [queue.filt, cand.nav], cand.outputs + [tabs], api_name=False)
 
         # the typed reviewer name survives a reload (the browser's localStorage)
         saved_name = gr.BrowserState("", storage_key="verbatim-reviewer")
@@ -78,13 +78,13 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
                          api_name=False, concurrency_id=tab_queue.QUEUE_EVENTS)
 
         @gradio_errors
-        def open_caption(caption_id: float):
-            n = views.nav_at(store, views.Nav(), int(caption_id))
+        def open_caption(caption_id: float, old: views.Nav):
+            n = views.nav_at(store, views.Nav(labelled=old.labelled), int(caption_id))
             return cand.show(n) + (gr.Tabs(selected="candidate"),)
 
         # for gradio_client and deep links: open one caption by id
         hidden_id = gr.Number(visible=False)
-        hidden_id.change(open_caption, [hidden_id], cand.outputs + [tabs], api_name="open")
+        hidden_id.change(open_caption, [hidden_id, cand.nav], cand.outputs + [tabs], api_name="open")
     return app
 
 

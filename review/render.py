@@ -98,7 +98,7 @@ def help_overlay() -> str:
                    for k, label in LABEL_KEYS.items())
     rows += ("<tr><td><kbd>j</kbd> / <kbd>k</kbd></td><td>next / previous candidate in the queue</td></tr>"
              "<tr><td><kbd>n</kbd></td><td>next unlabelled candidate</td></tr>"
-             "<tr><td><kbd>u</kbd></td><td>undo the last label (a new history entry)</td></tr>"
+             "<tr><td><kbd>u</kbd></td><td>undo the last label and go back to it (a new history entry)</td></tr>"
              "<tr><td><kbd>?</kbd> / <kbd>Esc</kbd></td><td>show / hide this help</td></tr>")
     return (f'<div id="vb-help" class="vb-help" hidden><div class="vb-help-box"><h3>Keyboard</h3>'
             f'<table>{rows}</table><p>A label is saved at once and the next unlabelled candidate opens. '

@@ -112,10 +112,9 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
 
     @gradio_errors
     def do_undo(n: views.Nav, typed: str, request: gr.Request):
-        if n.current is None:
-            raise views.ViewError("undo: expected an open candidate, got none")
-        entry = views.undo(store, n.current, reviewer_name(request, typed))
-        return show(n, f"Undone: candidate {entry.caption_id} is now **{render.esc(entry.label or 'unlabelled')}**.")
+        entry, back = views.undo_last(store, n, reviewer_name(request, typed))
+        return show(back, f"Undone: candidate {entry.caption_id} is now "
+                          f"**{render.esc(entry.label or 'unlabelled')}**.")
 
     undo_b.click(do_undo, [nav, reviewer], outputs, api_name="undo", concurrency_id="triage")
 

@@ -17,6 +17,7 @@ QUEUE_TYPES = ["number", "number", "str", "number", "str", "str", "str", "number
 HUMAN_STATES = ("any", "unlabelled", "labelled") + HUMAN_LABELS
 NAV_WINDOW = 200          # candidate ids held for j/k navigation; more are fetched on demand
 NEXT_UNLABELLED_WINDOWS = 5
+UNDO_DEPTH = 100          # labels of a session that u can walk back through
 TOP_NEIGHBOURS = 6
 
 
@@ -105,6 +106,7 @@ class Nav:
     ids: tuple = ()
     offset: int = 0
     pos: int = 0
+    labelled: tuple = ()    # captions labelled through this navigation, latest last: what u undoes
 
     @property
     def current(self) -> Optional[int]:
@@ -119,13 +121,14 @@ def _window(store: Store, filt: QueueFilter, offset: int, human: Optional[str] =
     return tuple(r.caption_id for r in store.page(filt.query(max(0, offset), NAV_WINDOW, human)).rows)
 
 
-def nav_open(store: Store, filt: QueueFilter, queue_index: int) -> Nav:
-    """Navigation positioned on the queue's ``queue_index``-th (0-based) candidate."""
+def nav_open(store: Store, filt: QueueFilter, queue_index: int, labelled: tuple = ()) -> Nav:
+    """Navigation positioned on the queue's ``queue_index``-th (0-based) candidate; ``labelled``
+    carries the session's undo history over."""
     offset = max(0, queue_index - NAV_WINDOW // 2)
     ids = _window(store, filt, offset)
     if not ids and offset > 0:      # past the end of the queue: its start instead
-        return nav_open(store, filt, 0)
-    return Nav(filt, ids, offset, min(queue_index - offset, max(len(ids) - 1, 0)))
+        return nav_open(store, filt, 0, labelled)
+    return Nav(filt, ids, offset, min(queue_index - offset, max(len(ids) - 1, 0)), labelled)
 
 
 def nav_at(store: Store, nav: Nav, caption_id: int) -> Nav:
@@ -137,10 +140,10 @@ def nav_at(store: Store, nav: Nav, caption_id: int) -> Nav:
     value = store.scores_for(caption_id).get(every.order_by)
     if value is not None and every.descending:
         rank = queries.ranks(store, {every.order_by: value})[every.order_by][0]
-        found = nav_open(store, every, rank - 1)
+        found = nav_open(store, every, rank - 1, nav.labelled)
         if found.current == caption_id:
             return found
-    return Nav(every, (caption_id,), 0, 0)
+    return Nav(every, (caption_id,), 0, 0, nav.labelled)
 
 
 def nav_step(store: Store, nav: Nav, step: int) -> Nav:
@@ -150,12 +153,12 @@ def nav_step(store: Store, nav: Nav, step: int) -> Nav:
         return replace(nav, pos=pos)
     if pos >= len(nav.ids):
         ids = _window(store, nav.filt, nav.offset + len(nav.ids))
-        return Nav(nav.filt, ids, nav.offset + len(nav.ids), 0) if ids else nav
+        return replace(nav, ids=ids, offset=nav.offset + len(nav.ids), pos=0) if ids else nav
     if nav.offset == 0:
         return nav
     start = max(0, nav.offset - NAV_WINDOW)
     ids = _window(store, nav.filt, start)
-    return Nav(nav.filt, ids, start, min(nav.offset - start - 1, len(ids) - 1)) if ids else nav
+    return replace(nav, ids=ids, offset=start, pos=min(nav.offset - start - 1, len(ids) - 1)) if ids else nav
 
 
 def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
@@ -167,7 +170,7 @@ def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
         free = queries.unlabelled_among(store, rest)
         for i, cid in enumerate(rest):
             if cid in free:
-                return Nav(nav.filt, ids, offset, pos + i), True
+                return replace(nav, ids=ids, offset=offset, pos=pos + i), True
         if len(ids) < NAV_WINDOW:
             break
         offset, pos = offset + len(ids), 0
@@ -180,7 +183,7 @@ def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
     top = tuple(c for c in top if c != nav.current)
     if not top:
         return nav, False
-    return Nav(replace(nav.filt, human="unlabelled"), top, 0, 0), True
+    return replace(nav, filt=replace(nav.filt, human="unlabelled"), ids=top, offset=0, pos=0), True
 
 
 # -- candidate --------------------------------------------------------------------------------
@@ -417,6 +420,7 @@ def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: s
     if nav.current is None:
         raise ViewError("label: expected an open candidate, got none (pick one in the Queue tab)")
     entry = record_label(store, nav.current, label, reviewer, note)
+    nav = replace(nav, labelled=(nav.labelled + (entry.caption_id,))[-UNDO_DEPTH:])
     if nav.filt.human not in ("any", "unlabelled"):
         # re-reviewing labelled candidates (e.g. the MV queue): the next one in the queue
         nxt = nav_step(store, nav, 1)
@@ -428,6 +432,22 @@ def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: s
 def undo(store: Store, caption_id: int, reviewer: str) -> LabelEntry:
     """Undo is a new history entry restoring the previous label."""
     return store.undo_label(caption_id, check_reviewer(reviewer))
+
+
+def undo_last(store: Store, nav: Nav, reviewer: str) -> tuple[LabelEntry, Nav]:
+    """The u key: undo the last label given through this navigation and go back to its candidate
+    (to label it again); with none given, undo the current candidate's last label."""
+    rest = nav.labelled
+    while rest and store.current_label(rest[-1]) is None:   # already undone (another tab, the k-then-u path)
+        rest = rest[:-1]
+    if rest:
+        caption_id, rest = rest[-1], rest[:-1]
+    elif nav.current is not None:
+        caption_id, rest = nav.current, ()
+    else:
+        raise ViewError("undo: expected a label given in this session or an open candidate, got neither")
+    entry = undo(store, caption_id, reviewer)
+    return entry, replace(nav_at(store, nav, caption_id), labelled=rest)
 
 
 # -- masks ------------------------------------------------------------------------------------

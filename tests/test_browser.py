@@ -98,6 +98,11 @@ def test_keyboard_triage_of_20_candidates_with_undo_and_help(app, page, tmp_path
     assert s.current_label(back) is None and s.label_history(back)[-1].undoes is not None
     _press_and_wait(page, "j")
     assert _current(page) == now
+    # u right after a label undoes that label and goes back to its candidate
+    _press_and_wait(page, "3")
+    assert s.current_label(now) == "RV" and _current(page) != now
+    _press_and_wait(page, "u")
+    assert _current(page) == now and s.current_label(now) is None
     # the before/after slider moves the clip of the "after" image
     page.locator("#vb-view .vb-range").first.fill("20")
     assert "20%" in page.locator("#vb-view .vb-after").first.get_attribute("style")

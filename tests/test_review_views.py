@@ -11,7 +11,7 @@ from review import imaging, queries, render, views
 from review.imaging import MaskShapeError
 from review.sample import SCRIPT_CAPTION, build_sample_store
 from review.tab_export import run_export
-from store import HUMAN_LABELS, Store
+from store import HUMAN_LABELS, Store, StoreError
 
 
 @pytest.fixture
@@ -115,6 +115,30 @@ def test_label_and_advance_writes_one_entry_and_skips_labelled(sample):
     assert undone.label is None and undone.undoes == entry.id
     assert [e.label for e in s.label_history(ids[0])] == ["MV", None]
     assert "undo" in views.candidate_view(s, ids[0]).html
+
+
+def test_undo_last_walks_back_this_sessions_labels_and_returns_to_each(sample):
+    s, ids = sample
+    nav = views.nav_open(s, views.QueueFilter(human="unlabelled"), 0)
+    first = nav.current
+    _, nav, _ = views.label_and_advance(s, nav, "MV", "ann")
+    second = nav.current
+    _, nav, _ = views.label_and_advance(s, nav, "TV", "ann")
+    third = nav.current
+    assert len({first, second, third}) == 3
+    entry, nav = views.undo_last(s, nav, "ann")          # the last label, not the open candidate
+    assert (entry.caption_id, nav.current, s.current_label(second)) == (second, second, None)
+    assert s.current_label(third) is None and s.current_label(first) == "MV"
+    entry, nav = views.undo_last(s, nav, "ann")
+    assert (entry.caption_id, nav.current, s.current_label(first)) == (first, first, None)
+    # nothing left from this session: u undoes the open candidate's own last label
+    s.add_label(first, "RV", "bob")
+    entry, nav = views.undo_last(s, nav, "ann")
+    assert (entry.caption_id, entry.reviewer, s.current_label(first)) == (first, "ann", None)
+    with pytest.raises(StoreError, match="expected a label entry to undo"):
+        views.undo_last(s, nav, "ann")
+    with pytest.raises(views.ViewError, match="undo: expected"):
+        views.undo_last(s, views.Nav(), "ann")
 
 
 def test_every_human_label_is_a_key_and_a_button():
