@@ -41,7 +41,8 @@ class BuildProgress:
             stages = list(self._stages.items())
         if not stages:
             return "starting…"
-        return "\n".join(f"- {'✅' if total and done >= total else '⏳'} **{stage}**: {done:,} / {total:,}"
+        # words, not emoji: a browser without an emoji font draws those as empty boxes
+        return "\n".join(f"- **{stage}**: {done:,} / {total:,} ({'done' if total and done >= total else 'running'})"
                          for stage, (done, total) in stages)
 
 

@@ -89,3 +89,13 @@ def test_open_demo_store_builds_it_once_through_attack_with_progress(tmp_path, m
     with app.open_demo_store(tmp_path / "demo") as s:   # built: opened as it is
         assert s.info()["candidates"] == 3
     assert calls == [tmp_path / "demo"]
+
+
+def test_build_progress_lists_each_stage_with_its_counts_in_words():
+    from review.building import BuildProgress
+
+    progress = BuildProgress()
+    assert progress.markdown() == "starting…"
+    progress("dcs", 710, 710)
+    progress("generate", 12, 224)
+    assert progress.markdown().splitlines() == ["- **dcs**: 710 / 710 (done)", "- **generate**: 12 / 224 (running)"]
