@@ -1,5 +1,11 @@
 """Candidate tab: the evidence for one candidate, the label actions (and their keys), and the
-mask editor. Every action is one durable store write and re-renders the view."""
+mask editor. Every action is one durable store write and re-renders the view.
+
+Triage (labels, undo, j/k/n) leaves the mask editor alone: giving gr.ImageEditor a new value
+re-creates its canvas, which costs the browser about half a second of main-thread work per
+candidate (software WebGL) and delays the next key. The editor is loaded by the hidden
+``mask-load`` button, which review/assets/keys.js clicks when the editor is on screen or used;
+``shown`` is what the editor holds, and a mask is only saved from the editor showing the target."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,6 +43,7 @@ class CandidateTab:
 def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
     nav = gr.State(views.Nav())
     mask_target = gr.State(None)
+    shown = gr.State(None)          # the MaskTarget the editor holds (None: none loaded)
     status = gr.Markdown(elem_id="vb-status")
     with gr.Row(elem_id="vb-actions"):
         label_buttons = {}
@@ -68,8 +75,10 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
             save_b = gr.Button("Save mask (new version)", variant="primary", elem_id="mask-save")
             versions = gr.Dropdown([], label="Mask versions", elem_id="mask-versions", scale=2)
             restore_b = gr.Button("Restore this version", elem_id="mask-restore")
+        load_b = gr.Button("load the editor", elem_id="mask-load", size="sm")   # hidden (review.css)
 
-    def show(n: views.Nav, message: str = ""):
+    def show(n: views.Nav, message: str = "", editor_too: bool = True):
+        """The outputs for candidate n; editor_too=False (triage) leaves the editor for mask-load."""
         cid = n.current
         if cid is None:
             v = views.empty_view("Nothing to show: the queue filter holds no candidates.")
@@ -80,21 +89,37 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
                 f"<p>Training image {m.train_image_id} ({m.size[0]}×{m.size[1]} px): "
                 f"{len(m.versions)} mask version(s).</p>")
         choices = list(m.versions) if m else []
-        return (n, v.html, v.editor, gr.update(choices=choices, value=m.current_id if m else None), m,
-                gr.update(choices=list(v.mask_choices), value=m.train_image_id if m else None), info, message)
+        return (n, v.html, v.editor if editor_too else gr.update(),
+                gr.update(choices=choices, value=m.current_id if m else None), m,
+                gr.update(choices=list(v.mask_choices), value=m.train_image_id if m else None), info, message,
+                m if editor_too else gr.update())
 
-    outputs = [nav, view, editor, versions, mask_target, mask_image, mask_info, status]
+    outputs = [nav, view, editor, versions, mask_target, mask_image, mask_info, status, shown]
+    # triage answers in ~0.1 s: Gradio's progress overlays over every output only add repaints
+    triage = dict(concurrency_id="triage", show_progress="hidden")
+
+    def load_editor(target: Optional[views.MaskTarget], held: Optional[views.MaskTarget]):
+        if target == held:
+            return gr.update(), gr.update()
+        if target is None:
+            return None, None
+        m, value = views.mask_editor(store, target.train_image_id)
+        return value, m
+
+    load_b.click(gradio_errors(load_editor), [mask_target, shown], [editor, shown], api_name=False,
+                 show_progress="hidden", concurrency_id="triage")
 
     @gradio_errors
     def switch_image(train_image_id):
         if train_image_id in (None, ""):
-            return gr.update(), gr.update(), gr.update(), gr.update()
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
         m, value = views.mask_editor(store, int(train_image_id))
         info = (f"<p>Training image {m.train_image_id} ({m.size[0]}×{m.size[1]} px): "
                 f"{len(m.versions)} mask version(s).</p>")
-        return value, gr.update(choices=list(m.versions), value=m.current_id), m, info
+        return value, gr.update(choices=list(m.versions), value=m.current_id), m, info, m
 
-    mask_image.input(switch_image, [mask_image], [editor, versions, mask_target, mask_info], api_name="mask_image")
+    mask_image.input(switch_image, [mask_image], [editor, versions, mask_target, mask_info, shown],
+                     api_name="mask_image")
 
     def labeller(label: str):
         @gradio_errors
@@ -103,54 +128,57 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
             entry, nxt, moved = views.label_and_advance(store, n, label, who, text)
             msg = (f"Saved **{render.esc(label)}** for candidate {entry.caption_id} (by {render.esc(who)}). "
                    + (f"Now candidate {nxt.current}." if moved else "No further candidate to label in this queue."))
-            return show(nxt, msg) + ("",)
+            return show(nxt, msg, editor_too=False) + ("",)
         return act
 
     for label, b in label_buttons.items():
         b.click(labeller(label), [nav, reviewer, note], outputs + [note],
-                api_name="label_" + label.replace(":", "_"), concurrency_id="triage", concurrency_limit=1)
+                api_name="label_" + label.replace(":", "_"), concurrency_limit=1, **triage)
 
     @gradio_errors
     def do_undo(n: views.Nav, typed: str, request: gr.Request):
         entry, back = views.undo_last(store, n, reviewer_name(request, typed))
         return show(back, f"Undone: candidate {entry.caption_id} is now "
-                          f"**{render.esc(entry.label or 'unlabelled')}**.")
+                          f"**{render.esc(entry.label or 'unlabelled')}**.", editor_too=False)
 
-    undo_b.click(do_undo, [nav, reviewer], outputs, api_name="undo", concurrency_id="triage")
+    undo_b.click(do_undo, [nav, reviewer], outputs, api_name="undo", **triage)
 
     @gradio_errors
     def step(n: views.Nav, by: int):
-        return show(views.nav_step(store, n, by))
+        return show(views.nav_step(store, n, by), editor_too=False)
 
-    next_b.click(lambda n: step(n, 1), [nav], outputs, api_name="next", concurrency_id="triage")
-    prev_b.click(lambda n: step(n, -1), [nav], outputs, api_name="previous", concurrency_id="triage")
+    next_b.click(lambda n: step(n, 1), [nav], outputs, api_name="next", **triage)
+    prev_b.click(lambda n: step(n, -1), [nav], outputs, api_name="previous", **triage)
 
     @gradio_errors
     def unlabelled(n: views.Nav):
         nxt, found = views.nav_next_unlabelled(store, n)
-        return show(nxt, "" if found else "No unlabelled candidate left in this queue.")
+        return show(nxt, "" if found else "No unlabelled candidate left in this queue.", editor_too=False)
 
-    next_u.click(unlabelled, [nav], outputs, api_name="next_unlabelled", concurrency_id="triage")
+    next_u.click(unlabelled, [nav], outputs, api_name="next_unlabelled", **triage)
 
     def after_mask(n: views.Nav, target: views.MaskTarget, saved: views.MaskSave, message: str):
         """The re-rendered view, with the editor kept on the image just masked."""
-        shown = show(n)
+        out = show(n)
         m, value = views.mask_editor(store, target.train_image_id)
-        return (shown[0], shown[1], value, gr.update(choices=list(m.versions), value=m.current_id), m,
-                gr.update(value=m.train_image_id), views.relabel_html(saved), message)
+        return (out[0], out[1], value, gr.update(choices=list(m.versions), value=m.current_id), m,
+                gr.update(value=m.train_image_id), views.relabel_html(saved), message, m)
 
     @gradio_errors
-    def save(n: views.Nav, target: Optional[views.MaskTarget], value: Optional[dict], typed: str,
-             request: gr.Request):
+    def save(n: views.Nav, target: Optional[views.MaskTarget], held: Optional[views.MaskTarget],
+             value: Optional[dict], typed: str, request: gr.Request):
         if n.current is None or target is None:
             raise views.ViewError("save mask: expected a candidate with a training image, got none")
+        if held is None or held.train_image_id != target.train_image_id:
+            raise views.ViewError(f"save mask: expected the editor to show training image {target.train_image_id}, "
+                                  f"got {'none' if held is None else held.train_image_id} (still loading: save again)")
         layers = (value or {}).get("layers") or []
         if not layers or layers[0] is None:
             raise views.ViewError("save mask: expected the editor's mask layer, got none")
         saved = views.save_mask(store, n.current, target, layers[0], reviewer_name(request, typed))
         return after_mask(n, target, saved, f"Saved mask v{saved.version}.")
 
-    save_b.click(save, [nav, mask_target, editor, reviewer], outputs, api_name="save_mask",
+    save_b.click(save, [nav, mask_target, shown, editor, reviewer], outputs, api_name="save_mask",
                  concurrency_id="triage")
 
     @gradio_errors

@@ -41,4 +41,30 @@
     busyUntil = Date.now() + 3000;   // released when the view re-renders, or after 3 s
     b.click();
   });
+  // Triage leaves the mask editor as it was (re-creating its canvas costs ~0.5 s of main thread
+  // per candidate); the hidden mask-load button brings it to the current candidate's target when
+  // the editor is on screen or about to be used. The server answers "nothing to do" when the
+  // editor already holds it.
+  let requested = null;
+  const editorOnScreen = () => {
+    const ed = document.getElementById("vb-mask");
+    if (!ed) return false;
+    const r = ed.getBoundingClientRect();
+    return r.width > 0 && r.bottom > 0 && r.top < window.innerHeight;
+  };
+  const loadEditor = (force) => {
+    const b = document.querySelector("#mask-load button, button#mask-load");
+    const v = view();
+    if (!b || !v || (!force && (requested === v || !editorOnScreen()))) return;
+    requested = v;
+    b.click();
+  };
+  let pending = false;
+  const soon = () => { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; loadEditor(false); }); } };
+  new MutationObserver(soon).observe(document.body, {childList: true, subtree: true});
+  window.addEventListener("scroll", soon, {passive: true, capture: true});
+  window.addEventListener("resize", soon, {passive: true});
+  document.addEventListener("pointerdown", (e) => {
+    if (e.target && e.target.closest && e.target.closest("#vb-mask") && requested !== view()) loadEditor(true);
+  }, true);
 }
