@@ -166,6 +166,53 @@ def test_open_from_queue_edit_mask_and_screenshot(app, page):
     assert (_shots() / "review.png").stat().st_size > 10_000
 
 
+def test_editor_follows_keyboard_triage_once_scrolled_to(app, page):
+    """Triage keys leave the mask editor alone (re-creating its canvas is slow); scrolled to, it
+    loads the current candidate's image, and a save goes to that image, not the one shown before."""
+    s, ids, _ = app
+    page.set_viewport_size({"width": 1400, "height": 600})
+    try:
+        page.get_by_role("tab", name="Queue").click()
+        search = page.get_by_label("Search captions").first
+        search.fill("")
+        search.press("Enter")
+        page.wait_for_function("!document.querySelector('#vb-queue').innerText.includes('Search')"
+                               " && document.querySelector(\"#vb-queue [data-testid='cell-1-2']\") !== null")
+        page.locator("#vb-queue [data-testid='cell-0-2']").click()
+        expect(page.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true")
+        first = _current(page)
+        first_tid = s.training_images_for(first)[0].id
+        before_first = s.current_mask(first_tid)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator("body").click(position={"x": 5, "y": 5})
+        off = "(() => { const r = document.getElementById('vb-mask').getBoundingClientRect(); " \
+              "return r.top >= window.innerHeight; })()"
+        assert page.evaluate(off), "the editor must be below the fold for this test"
+        _press_and_wait(page, "j")
+        second = _current(page)
+        assert second != first
+        tid = s.training_images_for(second)[0].id
+        editor = page.locator("#vb-editor")
+        editor.scroll_into_view_if_needed()
+        expect(editor.locator("canvas").first).to_be_visible()
+        page.wait_for_timeout(2000)       # the deferred load, then the editor's canvas
+        editor.get_by_role("button", name="Brush", exact=True).click()
+        box = editor.locator("canvas").first.bounding_box()
+        x0, y = box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2 + 60
+        page.mouse.move(x0, y)
+        page.mouse.down()
+        for i in range(1, 5):
+            page.mouse.move(x0 + i * 75, y)
+        page.mouse.up()
+        page.locator("#mask-save").click()
+        page.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
+        m = s.current_mask(tid)
+        assert (m.source, m.author) == ("edited", REVIEWER) and s.load_mask(m.image_sha).any()
+        assert s.current_mask(first_tid) == before_first      # the image shown before is untouched
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1500})
+
+
 def test_export_download(app, page):
     s, ids, _ = app
     page.get_by_role("tab", name="Export").click()
