@@ -88,6 +88,19 @@ def mask_from_layer(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return layer[:, :, 3] >= KEEP_ALPHA
 
 
+def shows_image(background: np.ndarray | None, image: np.ndarray, tol: int = 8, frac: float = 0.01) -> bool:
+    """Whether an editor's background [H,W,3|4] uint8 is ``image`` [H,W,3] uint8: same size, and at
+    most ``frac`` of the pixels off by more than ``tol`` levels in a channel (the canvas may round;
+    another picture, even a template sibling differing in one region, is far off)."""
+    if background is None:
+        return False
+    bg = np.asarray(background)
+    if bg.ndim != 3 or bg.shape[:2] != image.shape[:2] or bg.shape[2] < 3:
+        return False
+    off = np.abs(bg[:, :, :3].astype(np.int16) - image[:, :, :3].astype(np.int16)).max(axis=2) > tol
+    return float(off.mean()) <= frac
+
+
 LAYER_DIR = Path(tempfile.gettempdir()) / "verbatim-mask-layers"
 
 

@@ -175,7 +175,10 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         layers = (value or {}).get("layers") or []
         if not layers or layers[0] is None:
             raise views.ViewError("save mask: expected the editor's mask layer, got none")
-        saved = views.save_mask(store, n.current, target, layers[0], reviewer_name(request, typed))
+        if value.get("background") is None:
+            raise views.ViewError("save mask: expected the editor's image with its mask layer, got no image")
+        saved = views.save_mask(store, n.current, target, layers[0], reviewer_name(request, typed),
+                                background=value["background"])
         return after_mask(n, target, saved, f"Saved mask v{saved.version}.")
 
     save_b.click(save, [nav, mask_target, shown, editor, reviewer], outputs, api_name="save_mask",

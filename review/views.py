@@ -459,11 +459,22 @@ class MaskSave:
     relabel: Relabel
 
 
-def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarray, reviewer: str) -> MaskSave:
+def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarray, reviewer: str,
+              background: Optional[np.ndarray] = None) -> MaskSave:
     """The edited layer becomes a new mask version (source 'edited', the reviewer as author);
-    the caption's automatic label is recomputed from the current masks."""
+    the caption's automatic label is recomputed from the current masks. ``background``, the
+    editor's image as the browser sent it, must be the target training image (an editor still
+    showing the previous candidate's image would put that image's mask on this one); a mask
+    equal to the current version is not saved again."""
     reviewer = check_reviewer(reviewer)
+    t = store.get_training_image(target.train_image_id)
+    if background is not None and not imaging.shows_image(background, np.asarray(store.load_image(t.sha256).convert("RGB"))):
+        raise ViewError(f"save mask: expected the editor to show training image {t.id}, got another image "
+                        "(the editor is still loading it: save again once it shows)")
     mask = imaging.mask_from_layer(np.asarray(layer), target.size)
+    cur = store.current_mask(t.id)
+    if cur is not None and np.array_equal(store.load_mask(cur.image_sha), mask):
+        raise ViewError(f"save mask: expected a change, got the same mask as v{cur.version} (nothing saved)")
     # save_mask checks the size against the training image itself before writing anything
     mask_id = store.save_mask(target.train_image_id, mask, source="edited", author=reviewer)
     return MaskSave(mask_id, store.get_mask(mask_id).version, float(mask.mean()), relabel(store, caption_id))

@@ -77,6 +77,13 @@ def test_mask_save_through_the_api(served, tmp_path):
     keep[:, :8] = True
     layer = tmp_path / "layer.png"
     Image.fromarray(imaging.mask_layer(keep), "RGBA").save(layer)
+    # an editor still showing another training image: refused, nothing written
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(other)
+    stale = {"background": handle_file(str(other)), "layers": [handle_file(str(layer))], "composite": None, "id": None}
+    with pytest.raises(Exception, match="expected the editor to show training image"):
+        c.predict(stale, "dora", api_name="/save_mask")
+    assert s.current_mask(tid).version == before
     value = {"background": handle_file(str(bg)), "layers": [handle_file(str(layer))], "composite": None, "id": None}
     out = c.predict(value, "dora", api_name="/save_mask")
     m = s.current_mask(tid)

@@ -197,6 +197,38 @@ def test_mask_save_and_restore_recompute_the_label(sample):
     assert s.current_mask(target.train_image_id).version == 3
 
 
+def test_a_save_from_an_editor_showing_another_image_or_an_unchanged_mask_writes_nothing(sample):
+    s, ids = sample
+    v = views.candidate_view(s, ids[7])
+    target, tid = v.mask, v.mask.train_image_id
+    own = np.asarray(s.load_image(s.get_training_image(tid).sha256).convert("RGBA"))
+    other_tid = views.candidate_view(s, ids[14]).mask.train_image_id
+    other = np.asarray(s.load_image(s.get_training_image(other_tid).sha256).convert("RGBA"))
+    layer = np.asarray(Image.open(v.editor["layers"][0])).copy()
+    before = s.mask_versions(tid)
+    with pytest.raises(views.ViewError, match=f"expected the editor to show training image {tid}, got another"):
+        views.save_mask(s, ids[7], target, layer, "ann", background=other)
+    with pytest.raises(views.ViewError, match="expected a change, got the same mask as v1"):
+        views.save_mask(s, ids[7], target, layer, "ann", background=own)
+    assert s.mask_versions(tid) == before
+    layer[:4, :, 3] = 0
+    saved = views.save_mask(s, ids[7], target, layer, "ann", background=own)
+    assert saved.version == 2 and not s.load_mask(s.current_mask(tid).image_sha)[:4].any()
+
+
+def test_shows_image_tolerates_canvas_rounding_not_another_picture():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    rgba = np.dstack([img, np.full((32, 32), 255, np.uint8)])
+    assert imaging.shows_image(rgba, img) and imaging.shows_image(img, img)
+    rounded = np.clip(img.astype(int) + rng.integers(-2, 3, img.shape), 0, 255).astype(np.uint8)
+    assert imaging.shows_image(rounded, img)
+    sibling = img.copy()
+    sibling[20:28, 4:12] = (img[20:28, 4:12].astype(int) + 128) % 256    # one region varies: 6% of pixels
+    assert not imaging.shows_image(sibling, img)
+    assert not imaging.shows_image(None, img) and not imaging.shows_image(img[:16], img)
+
+
 def test_stats_from_human_labels(sample):
     s, ids = sample
     for i, cid in enumerate(ids[:10]):
