@@ -65,6 +65,26 @@ def _press_and_wait(pg, key: str) -> None:
     pg.wait_for_function(f"(b) => {VIEW} !== b", arg=before)
 
 
+def _search_queue(pg, text: str) -> None:
+    pg.get_by_role("tab", name="Queue").click()
+    search = pg.get_by_label("Search captions").first
+    search.fill(text)
+    search.press("Enter")
+
+
+def _stroke(pg, tool: str, dy: float) -> None:
+    """One horizontal stroke with the editor's tool across the canvas, dy from its centre."""
+    editor = pg.locator("#vb-editor")
+    editor.get_by_role("button", name=tool, exact=True).click()
+    box = editor.locator("canvas").first.bounding_box()
+    x0, y = box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2 + dy
+    pg.mouse.move(x0, y)
+    pg.mouse.down()
+    for i in range(1, 5):              # every move repaints the canvas (software WebGL): few, long ones
+        pg.mouse.move(x0 + i * 75, y)
+    pg.mouse.up()
+
+
 def test_html_caption_is_shown_as_text(app, page):
     s, ids, _ = app
     assert _current(page) == ids[0]
@@ -122,10 +142,7 @@ def test_keyboard_triage_of_20_candidates_with_undo_and_help(app, page, tmp_path
 
 def test_open_from_queue_edit_mask_and_screenshot(app, page):
     s, ids, _ = app
-    page.get_by_role("tab", name="Queue").click()
-    search = page.get_by_label("Search captions").first
-    search.fill("caption 28")
-    search.press("Enter")
+    _search_queue(page, "caption 28")
     # the search's table, not the tab's refresh from before it (times out, failing, if it never comes)
     page.wait_for_function("(t => t.includes('sample caption 28') && !t.includes('sample caption 27'))"
                            "(document.querySelector('#vb-queue').innerText)")
@@ -144,14 +161,7 @@ def test_open_from_queue_edit_mask_and_screenshot(app, page):
     # the editor loads the new background and mask layer after the view: let it settle
     expect(editor.locator("canvas").first).to_be_visible(timeout=20_000)
     page.wait_for_timeout(1500)
-    editor.get_by_role("button", name="Erase").click()
-    box = editor.locator("canvas").first.bounding_box()
-    x0, y = box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2 - 60   # across the kept top half
-    page.mouse.move(x0, y)
-    page.mouse.down()
-    for i in range(1, 5):              # every move repaints the canvas (software WebGL): few, long ones
-        page.mouse.move(x0 + i * 75, y)
-    page.mouse.up()
+    _stroke(page, "Erase", -60)        # across the kept top half
     page.locator("#mask-save").click()
     page.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
     m = s.current_mask(tid)
@@ -172,10 +182,7 @@ def test_editor_follows_keyboard_triage_once_scrolled_to(app, page):
     s, ids, _ = app
     page.set_viewport_size({"width": 1400, "height": 600})
     try:
-        page.get_by_role("tab", name="Queue").click()
-        search = page.get_by_label("Search captions").first
-        search.fill("")
-        search.press("Enter")
+        _search_queue(page, "")
         page.wait_for_function("!document.querySelector('#vb-queue').innerText.includes('Search')"
                                " && document.querySelector(\"#vb-queue [data-testid='cell-1-2']\") !== null")
         page.locator("#vb-queue [data-testid='cell-0-2']").click()
@@ -196,14 +203,7 @@ def test_editor_follows_keyboard_triage_once_scrolled_to(app, page):
         editor.scroll_into_view_if_needed()
         expect(editor.locator("canvas").first).to_be_visible()
         page.wait_for_timeout(2000)       # the deferred load, then the editor's canvas
-        editor.get_by_role("button", name="Brush", exact=True).click()
-        box = editor.locator("canvas").first.bounding_box()
-        x0, y = box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2 + 60
-        page.mouse.move(x0, y)
-        page.mouse.down()
-        for i in range(1, 5):
-            page.mouse.move(x0 + i * 75, y)
-        page.mouse.up()
+        _stroke(page, "Brush", 60)
         page.locator("#mask-save").click()
         page.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
         m = s.current_mask(tid)
