@@ -5,7 +5,8 @@ Triage (labels, undo, j/k/n) leaves the mask editor alone: giving gr.ImageEditor
 re-creates its canvas, which costs the browser about half a second of main-thread work per
 candidate (software WebGL) and delays the next key. The editor is loaded by the hidden
 ``mask-load`` button, which review/assets/keys.js clicks when the editor is on screen or used;
-``shown`` is what the editor holds, and a mask is only saved from the editor showing the target."""
+``shown`` is what the editor was last given (so a load it already holds is skipped), and a mask
+is only saved when the image the browser sends with it is the target's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -165,13 +166,12 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
                 gr.update(value=m.train_image_id), views.relabel_html(saved), message, m)
 
     @gradio_errors
-    def save(n: views.Nav, target: Optional[views.MaskTarget], held: Optional[views.MaskTarget],
-             value: Optional[dict], typed: str, request: gr.Request):
+    def save(n: views.Nav, target: Optional[views.MaskTarget], value: Optional[dict], typed: str,
+             request: gr.Request):
         if n.current is None or target is None:
             raise views.ViewError("save mask: expected a candidate with a training image, got none")
-        if held is None or held.train_image_id != target.train_image_id:
-            raise views.ViewError(f"save mask: expected the editor to show training image {target.train_image_id}, "
-                                  f"got {'none' if held is None else held.train_image_id} (still loading: save again)")
+        # which image the editor shows is checked on the image the browser sent (views.save_mask),
+        # not on `shown`: that changes when a load is answered, before the browser has redrawn
         layers = (value or {}).get("layers") or []
         if not layers or layers[0] is None:
             raise views.ViewError("save mask: expected the editor's mask layer, got none")
@@ -181,7 +181,7 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
                                 background=value["background"])
         return after_mask(n, target, saved, f"Saved mask v{saved.version}.")
 
-    save_b.click(save, [nav, mask_target, shown, editor, reviewer], outputs, api_name="save_mask",
+    save_b.click(save, [nav, mask_target, editor, reviewer], outputs, api_name="save_mask",
                  concurrency_id="triage")
 
     @gradio_errors
