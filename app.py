@@ -89,7 +89,15 @@ def open_demo_store(path: Path | None = None, progress=print_progress):
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from attack.errors import AttackError
-    from store import Store, StoreError  # after argument checks: a bad flag answers at once
+    from store import StoreError  # after argument checks: a bad flag answers at once
+    from store.command import run_command
+
+    return run_command(lambda: serve(a), bad_input=(StoreError, AttackError),
+                       interrupted="stopped; every label given is saved")
+
+
+def serve(a: argparse.Namespace) -> int:
+    from store import Store
 
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
     page = None
@@ -107,9 +115,6 @@ def main(argv: list[str] | None = None) -> int:
                         js=RELOAD_JS)
             print(f"building the demo store; progress on http://{a.host}:{a.port}/", file=sys.stderr, flush=True)
             store = open_demo_store(progress=progress)
-    except (StoreError, AttackError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     finally:
         if page is not None:
             page.close()

@@ -12,22 +12,26 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from store import Store, StoreError
+from store.command import run_command
+from store.terminal import echo
 
 from .errors import AttackError
+from .progress import progress_bars
 
-EXIT_BAD_INPUT = 2
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from .ingest import apply_ingest, prepare_ingest
 
     def warn(msg: str) -> None:
-        print(f"warning: {msg}", file=sys.stderr)
+        echo(f"warning: {msg}", sys.stderr)
 
     prepared = prepare_ingest(args.file, args.images, args.metadata, args.format)  # before touching the store
+    for line in prepared.parsed.recognised() if prepared.parsed else ():
+        echo(line)
     with Store.open(args.store) as store:
         report = apply_ingest(store, prepared, warn=warn)
-    print(report.summary())
+    echo(report.summary())
     return 0
 
 
@@ -41,7 +45,7 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, help="folder of training images")
     p.add_argument("--metadata", type=Path, help="metadata file for --images (default: DIR/metadata.{jsonl,csv,parquet})")
     p.add_argument("--format", choices=FORMATS, help="force the caption file's format or layout")
-    p.set_defaults(func=_run_ingest)
+    p.set_defaults(func=_run_ingest, interrupted=UNCHANGED)
 
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
@@ -67,31 +71,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 # -- model stages: score, generate, carlini, run ----------------------------------------------
-def _progress():
-    """A Progress callback drawing one tqdm bar (rate, ETA) per label on stderr, and its closer."""
-    from tqdm import tqdm
-
-    bars: dict = {}
-
-    def update(label: str, done: int, total: int) -> None:
-        bar = bars.get(label)
-        if bar is None or done == 0:
-            # stages run one after another: a new stage closes the others, so each bar's
-            # elapsed time and rate are its own stage's and bars do not stack up
-            close()
-            bar = bars[label] = tqdm(total=total, desc=label, unit="item", file=sys.stderr, mininterval=0.5)
-        bar.update(done - bar.n)
-        if total and done >= total:
-            bars.pop(label).close()
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
-        bars.clear()
-
-    return update, close
-
-
 def _load(args: argparse.Namespace):
     """The model, loaded (and the device checked) before the store is touched."""
     import torch
@@ -174,14 +153,14 @@ def _run_score(args: argparse.Namespace) -> int:
     model = _load(args)
     with _open_existing(args.store) as store:
         sel = _selection(store, args)
-        update, close = _progress()
+        update, close = progress_bars()
         try:
             reports = score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,
                                   offset=args.offset, limit=args.limit, progress=update)
         finally:
             close()
     for r in reports:
-        print(r.summary())
+        echo(r.summary())
     return 0
 
 
@@ -192,13 +171,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     model = _load(args)
     with _open_existing(args.store) as store:
         sel = _selection(store, args)
-        update, close = _progress()
+        update, close = progress_bars()
         try:
             report = generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
                                     batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update)
         finally:
             close()
-    print(report.summary())
+    echo(report.summary())
     return 0
 
 
@@ -210,14 +189,14 @@ def _run_carlini(args: argparse.Namespace) -> int:
     model = _load(args)
     with _open_existing(args.store) as store:
         sel = _selection(store, args)
-        update, close = _progress()
+        update, close = progress_bars()
         try:
             report = carlini_stage(store, model, sel, params, by=args.by, top_k=args.top_k, model_id=args.model,
                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit,
                                    progress=update)
         finally:
             close()
-    print(report.summary())
+    echo(report.summary())
     return 0
 
 
@@ -227,6 +206,8 @@ def _run_all(args: argparse.Namespace) -> int:
     from .scores import ScoreInputError
 
     prepared = prepare_ingest(args.captions, None, None, args.format)  # bad input fails before any write
+    for line in prepared.parsed.recognised():
+        echo(line)
     texts = list(dict.fromkeys(r.text for r in prepared.parsed.rows))
     shard(texts, args.offset, args.limit)  # an empty shard fails before any write
     params = _gen_params(args)
@@ -242,22 +223,22 @@ def _run_all(args: argparse.Namespace) -> int:
     with Store.open(args.store) as store:
         if all(store.caption_id(t) is not None for t in texts):
             # a rerun (resume) of the same list: ingesting again would only bump each caption's count
-            print(f"ingest: all {len(texts)} captions already in the store, skipped")
+            echo(f"ingest: all {len(texts)} captions already in the store, skipped")
         else:
-            print(apply_ingest(store, prepared, warn=lambda m: print(f"warning: {m}", file=sys.stderr)).summary())
+            echo(apply_ingest(store, prepared, warn=lambda m: echo(f"warning: {m}", sys.stderr)).summary())
         sel = select_captions(store, texts)
-        update, close = _progress()
+        update, close = progress_bars()
         try:
             for r in score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,
                                  offset=args.offset, limit=args.limit, progress=update):
-                print(r.summary())
+                echo(r.summary())
             if not args.no_generate:
                 # the shard's captions were scored above; generation ranks them all and takes top-K
-                print(generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
+                echo(generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
                                      batch_size=args.batch_size, progress=update).summary())
-            n_train = store.conn.execute("SELECT count(*) FROM training_images").fetchone()[0]
+            n_train = store.training_set_version().count
             if not args.no_generate and not n_train and args.index is None:
-                print("retrieve, label: skipped, the store holds no training images to compare with "
+                echo("retrieve, label: skipped, the store holds no training images to compare with "
                       "(add them with `ingest --images`, or pass --index)")
             elif not args.no_generate:
                 from .labels import label_stage
@@ -265,8 +246,8 @@ def _run_all(args: argparse.Namespace) -> int:
 
                 ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids), external=args.index,
                                      embedder=embedder, batch_size=args.batch_size, progress=update)
-                print(ret.summary())
-                print(label_stage(store, args.preset, caption_ids=list(sel.ids), progress=update).summary())
+                echo(ret.summary())
+                echo(label_stage(store, args.preset, caption_ids=list(sel.ids), progress=update).summary())
         finally:
             close()
     return 0
@@ -325,13 +306,13 @@ def _run_retrieve(args: argparse.Namespace) -> int:
     embedder = load_embedder(params.embedder, _embed_device(args.device))
     with _open_existing(args.store) as store:
         ids = _caption_ids(store, args)
-        update, close = _progress()
+        update, close = progress_bars()
         try:
             report = retrieve_stage(store, params, caption_ids=ids, external=args.index, embedder=embedder,
                                     batch_size=args.batch_size, progress=update)
         finally:
             close()
-    print(report.summary())
+    echo(report.summary())
     return 0
 
 
@@ -341,12 +322,12 @@ def _run_label(args: argparse.Namespace) -> int:
     thresholds = preset(args.preset)
     with _open_existing(args.store) as store:
         ids = _caption_ids(store, args)
-        update, close = _progress()
+        update, close = progress_bars()
         try:
             report = label_stage(store, thresholds, caption_ids=ids, progress=update)
         finally:
             close()
-    print(report.summary())
+    echo(report.summary())
     return 0
 
 
@@ -356,15 +337,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .demo.build import build_demo_store
 
     t0 = time.perf_counter()
-    print(f"building the demo store in {args.store} (every stage resumes if interrupted)", flush=True)
-    update, close = _progress()
+    echo(f"building the demo store in {args.store} (every stage resumes if interrupted)")
+    update, close = progress_bars()
     try:
         out = build_demo_store(args.store, progress=update)
     finally:
         close()
     for line in out["summaries"]:
-        print(line)
-    print(f"demo store ready: {args.store} ({out['captions']} captions, labels {out['labels']['counts'] or 'unchanged'}) "
+        echo(line)
+    echo(f"demo store ready: {args.store} ({out['captions']} captions, labels {out['labels']['counts'] or 'unchanged'}) "
           f"in {time.perf_counter() - t0:.0f} s")
     return 0
 
@@ -459,10 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# what an interrupted stage leaves: ingest writes in one transaction, the others batch by batch
+UNCHANGED = "nothing was written, the store is as it was"
+RESUMABLE = "what was computed is kept and the run is marked interrupted; run the same command again to resume"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (StoreError, AttackError) as e:  # bad input (IngestError, ModelError, ScoreInputError): store untouched
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    # bad input (IngestError, ModelError, ScoreInputError, ...): exit 2, store untouched
+    return run_command(lambda: args.func(args), bad_input=(StoreError, AttackError),
+                       interrupted=getattr(args, "interrupted", RESUMABLE))

@@ -8,8 +8,7 @@ import torch
 
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas, sample_heun
-from .scores import (ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
-                     shared_uncond_denoiser)
+from .scores import ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ def dcs(model: TextToImageModel, captions: Sequence[str], params: DCSParams = DC
         caps = captions[sl]
         seeds = [params.seed] * len(caps)
         x_t = model.noise(caps, seeds) * float(sigmas[0])
-        d = shared_uncond_denoiser(model, seeds, model.encode(caps), params.guidance)
+        d = model.shared_denoiser(seeds, model.encode(caps), params.guidance)
         x_0 = sample_heun(d, x_t, sigmas)
         values[sl] = (x_t.float() - x_0.float()).pow(2).flatten(1).mean(1).cpu()
     return ScoreResult("dcs", values, (model.evals - start) / len(captions), params)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .metrics import resize_u8, u8_to_float
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas, sample_heun
-from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, shared_uncond_denoiser
+from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def one_step_generations(model: TextToImageModel, captions: Sequence[str], seeds
     sigmas = karras_sigmas(1, model.sigma_min, model.sigma_max)
     x = model.noise(caps, rows) * float(sigmas[0])
     cond = model.encode(list(captions)).repeat_interleave(len(seeds), 0)
-    x0 = sample_heun(shared_uncond_denoiser(model, rows, cond, guidance), x, sigmas)
+    x0 = sample_heun(model.shared_denoiser(rows, cond, guidance), x, sigmas)
     return model.decode(x0).float().cpu()
 
 

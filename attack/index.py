@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,11 @@ from store import Store
 
 from .embed import Embedder
 from .errors import AttackError
+from .paths import inside
+from .progress import Progress
 
 INDEX_DIR = "index"
 INDEX_FILE = "image.index"
-Progress = Callable[[str, int, int], None]
 
 
 class RetrievalError(AttackError):
@@ -96,15 +97,12 @@ def embed_tensors(embedder: Embedder, images: Sequence[torch.Tensor], batch_size
 
 def distinct_images(store: Store) -> list[tuple[int, str]]:
     """(lowest training image id, sha) per distinct training image, by id."""
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT min(id), sha256 FROM training_images GROUP BY sha256 ORDER BY 1").fetchall()
-    return [(int(i), s) for i, s in rows]
+    return store.distinct_training_images()
 
 
 def _coverage(store: Store) -> dict:
-    with store.snapshot() as conn:
-        n, hi = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM training_images").fetchone()
-    return {"training_images": int(n), "max_training_image_id": int(hi)}
+    v = store.training_set_version()
+    return {"training_images": v.count, "max_training_image_id": v.max_id}
 
 
 # -- building, saving, loading ---------------------------------------------------------------------
@@ -217,6 +215,14 @@ def store_index(store: Store, embedder: Embedder, factory: str = "Flat", *, npro
 REQUIRED_META = ("url", "caption")
 
 
+def _require_inside(folder: Path, files: Sequence[Path]) -> None:
+    """The index folder's files must be in it (symlinks resolved): nothing outside is read."""
+    for f in files:
+        if not inside(folder, f):
+            raise RetrievalError(f"{f}: expected a file inside the index folder {folder}, got a symlink to "
+                                 f"{f.resolve()} (nothing outside the named folder is read; name that folder instead)")
+
+
 def _read_metadata(folder: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -225,6 +231,7 @@ def _read_metadata(folder: Path):
     arrows = sorted(folder.glob("*.arrow")) + (sorted((folder / "metadata").glob("*.arrow"))
                                                if (folder / "metadata").is_dir() else [])
     if arrows:
+        _require_inside(folder, arrows)
         tables = []
         for p in arrows:
             source = pa.memory_map(str(p), "r")  # zero-copy: LAION metadata is tens of GB
@@ -235,6 +242,7 @@ def _read_metadata(folder: Path):
         return pa.concat_tables(tables), [str(p) for p in arrows]
     if not parts and (folder / "metadata.parquet").is_file():
         parts = [folder / "metadata.parquet"]
+    _require_inside(folder, arrows + parts)
     if not parts:
         raise RetrievalError(f"{folder}: expected metadata beside {INDEX_FILE} (metadata/*.parquet, "
                              f"metadata.parquet or *.arrow), got none")
@@ -248,6 +256,7 @@ def load_autofaiss(folder: Path, embedder_spec: str, mmap: bool = True) -> Train
     """An existing autofaiss / clip-retrieval index folder; the embedder that made it must be
     named (the layout does not record it) so queries are embedded the same way."""
     folder = Path(folder)
+    _require_inside(folder, [folder / INDEX_FILE])
     index = _read_faiss(folder / INDEX_FILE, mmap)
     table, files = _read_metadata(folder)
     missing = [c for c in REQUIRED_META if c not in table.column_names]

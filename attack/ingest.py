@@ -23,19 +23,24 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import io
 import json
 import math
-import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from PIL import Image
 
-from store import CaptionRow, IngestError, Store
+from store import CaptionRow, IngestError, Store, StoreError
+from store.canon import unicode_text as store_text
+
+from .paths import display_path, inside, resolve_inside, walk_files
 
 MAX_CAPTION_CHARS = 10_000
+MAX_NESTING = 32          # extra columns: deeper JSON is refused (no real list nests so deep)
 FILE_FORMATS = ("parquet", "jsonl", "csv", "text")
 LAYOUT_FORMATS = {"paper": "parquet", "wen": "jsonl", "nemo": "csv", "membench": "csv"}
 FORMATS = FILE_FORMATS + tuple(LAYOUT_FORMATS)
@@ -58,6 +63,7 @@ class Table:
     columns: tuple
     records: tuple          # of dict
     locations: tuple        # human description of each record's place: "row 3 (line 4)"
+    delimiter: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,26 @@ class ParsedList:
     format: str
     layout: str
     rows: tuple             # of CaptionRow
+    roles: tuple = ()       # (role, column) pairs: which column went where
+    extra_columns: tuple = ()   # columns kept in each caption's extra
+    delimiter: Optional[str] = None   # for CSV
+    sniffed: bool = False   # read as CSV although its name said text (a header line was recognised)
+    sha256: str = ""        # of the file's bytes: the same content is ingested once
+
+    def recognised(self) -> list[str]:
+        """What ingest understood of the file, in words (printed before it writes)."""
+        how = f"{self.format}" + (f", {self.delimiter!r}-separated" if self.delimiter else "")
+        lines = [f"recognised {self.path.name}: {self.layout} layout ({how}), {len(self.rows)} caption rows"
+                 + (" (read as CSV: its first line is a header)" if self.sniffed else "")]
+        if self.roles:
+            lines.append("  columns: " + ", ".join(f"{role} <- {col!r}" for role, col in self.roles))
+        labels = Counter(r.reference_label for r in self.rows if r.reference_label)
+        if labels:
+            lines.append("  reference labels kept (benchmarks only, never shown as human labels): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
+        if self.extra_columns:
+            lines.append("  kept as extra: " + ", ".join(repr(c) for c in self.extra_columns))
+        return lines
 
 
 @dataclass(frozen=True)
@@ -82,11 +108,12 @@ class ImageScan:
     folder: Path
     metadata: Optional[Path]
     entries: tuple          # of ImageEntry
+    skipped: tuple = ()     # (relative path, why): files under the folder that are not read
 
 
 @dataclass(frozen=True)
 class IngestReport:
-    run_id: int
+    run_id: Optional[int]   # None: nothing new to ingest (the same content was ingested before)
     caption_rows: int
     captions_added: int
     captions_merged: int
@@ -95,12 +122,17 @@ class IngestReport:
     corrupt_files: tuple    # of (relative path, reason)
     format: Optional[str] = None
     layout: Optional[str] = None
+    not_read: tuple = ()    # (relative path, why): files under --images that were not read
+    already: tuple = ()     # (what, run id): parts skipped because that run ingested the same content
 
     def summary(self) -> str:
+        not_read = f", {len(self.not_read)} files not read (outside the folder or not regular files)" \
+            if self.not_read else ""
+        again = "".join(f"; {what} already ingested by run {run} (same content): skipped" for what, run in self.already)
         return (f"ingest: {self.captions_added} captions added, {self.captions_merged} merged"
                 f"{f' ({self.layout} layout, {self.format})' if self.layout else ''}; "
                 f"{self.images_added} training images added, "
-                f"{self.images_skipped} corrupt image files skipped")
+                f"{self.images_skipped} corrupt image files skipped{not_read}{again}")
 
 
 # -- reading files ------------------------------------------------------------------------
@@ -140,23 +172,42 @@ def detect_format(path: Path, forced: Optional[str] = None) -> str:
     return "text"
 
 
-def _pick_delimiter(header: str, forced_layout: Optional[str]) -> str:
-    if forced_layout == "nemo":
-        return ";"
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _header_names(header: str, delim: str) -> list[str]:
+    try:
+        return [c.strip().lower() for c in next(csv.reader([header], delimiter=delim), [])]
+    except csv.Error:  # a stray CR or NUL: not a header with this delimiter
+        return []
+
+
+def _pick_delimiter(header: str) -> str:
+    """The delimiter whose split of the header holds a caption column (the community lists use
+    ',' or ';', whatever their layout); else the one giving the most columns."""
     best, best_n = ",", 0
-    for delim in (",", ";", "\t"):
-        names = [c.strip().lower() for c in next(csv.reader([header], delimiter=delim))]
-        if any(c in names for c in CAPTION_COLUMNS):
+    for delim in DELIMITERS:
+        names = _header_names(header, delim)
+        if any(c in names for c in CAPTION_COLUMNS + ("prompt",)):
             return delim
         if len(names) > best_n:
             best, best_n = delim, len(names)
     return best
 
 
-def read_csv(path: Path, forced_layout: Optional[str] = None) -> Table:
+# a first line naming a caption column and one of these reads as a CSV header, whatever the file's name
+HEADER_HINTS = ("url", "urls", "type", "overfit_type", "index", "mean_sscd", "max_sscd") + DUP_COLUMNS
+
+
+def looks_like_header(line: str) -> bool:
+    names = set(_header_names(line, _pick_delimiter(line)))
+    return len(names) > 1 and bool(names & set(CAPTION_COLUMNS)) and bool(names & set(HEADER_HINTS))
+
+
+def read_csv(path: Path) -> Table:
     text = _read_text(path)
     header_line = text.lstrip("\r\n").splitlines()[0]
-    delim = _pick_delimiter(header_line, forced_layout)
+    delim = _pick_delimiter(header_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     header: Optional[list[str]] = None
     records, locations = [], []
@@ -178,7 +229,7 @@ def read_csv(path: Path, forced_layout: Optional[str] = None) -> Table:
     if header is None or not records:
         raise IngestError(f"{path}: expected a header and at least one caption row, got "
                           f"{'only a header' if header else 'an empty file'}")
-    return Table(path, tuple(header), tuple(records), tuple(locations))
+    return Table(path, tuple(header), tuple(records), tuple(locations), delim)
 
 
 def read_jsonl(path: Path) -> Table:
@@ -190,6 +241,9 @@ def read_jsonl(path: Path) -> Table:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise IngestError(f"{path}, line {e.lineno}: expected valid JSON, got {e.msg}") from None
+        except RecursionError:
+            raise IngestError(f"{path}: expected a JSON array of objects, got arrays nested too deeply "
+                              f"to read") from None
         numbered = [(i + 1, None, item) for i, item in enumerate(items)]
     else:
         numbered = []
@@ -201,6 +255,9 @@ def read_jsonl(path: Path) -> Table:
             except json.JSONDecodeError as e:
                 raise IngestError(f"{path}, row {len(numbered) + 1} (line {lineno}): expected a JSON object, "
                                   f"got invalid JSON ({e.msg})") from None
+            except RecursionError:
+                raise IngestError(f"{path}, row {len(numbered) + 1} (line {lineno}): expected a JSON object, "
+                                  f"got values nested too deeply to read") from None
             numbered.append((len(numbered) + 1, lineno, item))
     for row, lineno, item in numbered:
         where = f"row {row}" + (f" (line {lineno})" if lineno else "")
@@ -220,11 +277,11 @@ def read_parquet(path: Path) -> Table:
     import pyarrow.parquet as pq
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise IngestError(f"{path}: expected a readable parquet file, got {e}") from None
-    if table.num_rows == 0:
-        raise IngestError(f"{path}: expected at least one caption, got an empty file (0 rows)")
-    records = table.to_pylist()
+        if table.num_rows == 0:
+            raise IngestError(f"{path}: expected at least one caption, got an empty file (0 rows)")
+        records = table.to_pylist()
+    except (OSError, pa.ArrowException, ValueError, TypeError, RecursionError) as e:
+        raise IngestError(f"{path}: expected a readable parquet file, got {type(e).__name__}: {e}") from None
     return Table(path, tuple(table.column_names), tuple(records),
                  tuple(f"row {i + 1}" for i in range(len(records))))
 
@@ -241,14 +298,15 @@ def read_text_lines(path: Path) -> Table:
 
 def read_table(path: Path, fmt: str) -> Table:
     if not path.is_file():
-        raise IngestError(f"{path}: expected a caption file, got {'a directory' if path.is_dir() else 'no such file'}")
+        got = "a directory" if path.is_dir() else "a special file" if path.exists() else "no such file"
+        raise IngestError(f"{path}: expected a caption file, got {got}")
     file_fmt = LAYOUT_FORMATS.get(fmt, fmt)
     if file_fmt == "parquet":
         return read_parquet(path)
     if file_fmt == "jsonl":
         return read_jsonl(path)
     if file_fmt == "csv":
-        return read_csv(path, forced_layout=fmt if fmt in LAYOUT_FORMATS else None)
+        return read_csv(path)
     return read_text_lines(path)
 
 
@@ -271,17 +329,35 @@ def detect_layout(table: Table) -> str:
     return "generic"
 
 
-def _json_value(v: Any) -> Any:
-    """Parquet cells can be numpy/decimal/bytes/dates: keep JSON-able, stringify the rest."""
-    if v is None or isinstance(v, (bool, int, str)):
+def unicode_text(value: str, where: str) -> str:
+    """Text the store can hold: valid Unicode (a JSON "\\ud800" escape decodes to a lone
+    surrogate, which no UTF-8 database accepts) without NUL characters."""
+    try:
+        store_text(value, where)
+    except StoreError as e:
+        raise IngestError(str(e)) from None
+    if "\x00" in value:
+        raise IngestError(f"{where}: expected text without NUL characters, got one at character "
+                          f"{value.index(chr(0)) + 1}")
+    return value
+
+
+def _json_value(v: Any, where: str = "value", depth: int = 0) -> Any:
+    """Parquet cells can be numpy/decimal/bytes/dates: keep JSON-able, stringify the rest;
+    strings must be valid Unicode and nesting at most MAX_NESTING deep."""
+    if depth > MAX_NESTING:
+        raise IngestError(f"{where}: expected values nested at most {MAX_NESTING} levels deep, got deeper")
+    if v is None or isinstance(v, (bool, int)):
         return v
+    if isinstance(v, str):
+        return unicode_text(v, where)
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
+        return [_json_value(x, where, depth + 1) for x in v]
     if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    return str(v)
+        return {unicode_text(str(k), where): _json_value(x, where, depth + 1) for k, x in v.items()}
+    return unicode_text(str(v), where)
 
 
 def _parse_urls(value: Any, where: str) -> list[str]:
@@ -293,23 +369,23 @@ def _parse_urls(value: Any, where: str) -> list[str]:
         if text.startswith("["):
             try:
                 items = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, RecursionError, MemoryError):
                 try:
                     items = json.loads(text)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     raise IngestError(f"{where}: expected a list of URLs like ['http://...'], "
                                       f"got {text[:80]!r}") from None
         else:
             items = [text]
     if not isinstance(items, (list, tuple)) or not all(isinstance(u, str) for u in items):
         raise IngestError(f"{where}: expected a list of URL strings, got {str(value)[:80]!r}")
-    return [u.strip() for u in items if u.strip()]
+    return [unicode_text(u, where).strip() for u in items if u.strip()]
 
 
 def _caption_text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise IngestError(f"{where}: expected caption text, got {'nothing' if value is None else type(value).__name__}")
-    text = value.strip()
+    text = unicode_text(value, where).strip()
     if not text:
         raise IngestError(f"{where}: expected a non-empty caption, got an empty value")
     if len(text) > MAX_CAPTION_CHARS:
@@ -323,27 +399,35 @@ def _optional_str(value: Any, where: str) -> Optional[str]:
         return None
     if not isinstance(value, str):
         raise IngestError(f"{where}: expected text, got {type(value).__name__} {value!r}")
-    return value.strip() or None
+    return unicode_text(value, where).strip() or None
 
 
-def to_caption_rows(table: Table, layout: str, source: str) -> tuple:
-    """Map a table to CaptionRows, validating every cell (errors name file, row, column)."""
+def column_roles(table: Table, layout: str) -> dict[str, Optional[str]]:
+    """Which column of the table plays which role (caption, url, urls, reference label, dup_count)."""
     caption_col = _find(table.columns, ("prompt",) if layout == "membench" else CAPTION_COLUMNS)
     if caption_col is None:
         raise IngestError(f"{table.path}, row 1 (header), column caption: expected a caption column "
                           f"(one of {', '.join(CAPTION_COLUMNS)}), got columns {list(table.columns)}")
     url_col = _find(table.columns, ("url",))
-    urls_col = _find(table.columns, ("urls",)) if url_col is None else None
-    label_col = _find(table.columns, ("type",) if layout == "nemo" else ("overfit_type",))
-    dup_col = _find(table.columns, DUP_COLUMNS)
-    used = {caption_col, url_col, urls_col, label_col, dup_col}
+    return {"caption": caption_col, "url": url_col,
+            "urls": _find(table.columns, ("urls",)) if url_col is None else None,
+            "reference label": _find(table.columns, ("type",) if layout == "nemo" else ("overfit_type",)),
+            "dup_count": _find(table.columns, DUP_COLUMNS)}
+
+
+def to_caption_rows(table: Table, layout: str, source: str) -> tuple:
+    """Map a table to CaptionRows, validating every cell (errors name file, row, column)."""
+    roles = column_roles(table, layout)
+    caption_col, url_col, urls_col = roles["caption"], roles["url"], roles["urls"]
+    label_col, dup_col = roles["reference label"], roles["dup_count"]
+    used = set(roles.values())
     rows = []
     for record, loc in zip(table.records, table.locations):
         def where(col: str) -> str:
             return f"{table.path}, {loc}, column {col!r}"
         text = _caption_text(record.get(caption_col), where(caption_col))
         url = _optional_str(record.get(url_col), where(url_col)) if url_col else None
-        extra = {k: _json_value(v) for k, v in record.items() if k not in used}
+        extra = {unicode_text(str(k), where(k)): _json_value(v, where(k)) for k, v in record.items() if k not in used}
         if urls_col:
             urls = _parse_urls(record.get(urls_col), where(urls_col))
             url = urls[0] if urls else None
@@ -372,33 +456,60 @@ def to_caption_rows(table: Table, layout: str, source: str) -> tuple:
     return tuple(rows)
 
 
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return ""
+    return head.decode("utf-8-sig", "replace").lstrip("\r\n").split("\n", 1)[0].rstrip("\r")
+
+
 def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
+    """Read and validate a caption list; its layout is recognised from the header whatever the
+    separator, and a .txt (or extension-less) file whose first line is a caption-list header is
+    read as CSV (``--format text`` keeps it as lines)."""
+    forced = fmt
     fmt = detect_format(path, fmt)
+    sniffed = forced is None and fmt == "text" and path.is_file() and looks_like_header(_first_line(path))
+    if sniffed:
+        fmt = "csv"
     table = read_table(path, fmt)
     layout = fmt if fmt in LAYOUT_FORMATS else ("text" if fmt == "text" else detect_layout(table))
-    return ParsedList(path, LAYOUT_FORMATS.get(fmt, fmt), layout, to_caption_rows(table, layout, path.name))
+    rows = to_caption_rows(table, layout, path.name)
+    roles = column_roles(table, layout) if layout != "text" else {}
+    used = {c for c in roles.values() if c}
+    return ParsedList(path, LAYOUT_FORMATS.get(fmt, fmt), layout, rows,
+                      roles=tuple((r, c) for r, c in roles.items() if c),
+                      extra_columns=tuple(c for c in table.columns if c not in used),
+                      delimiter=table.delimiter, sniffed=sniffed, sha256=_file_sha256(path))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # -- training images -------------------------------------------------------------------------------
 def _find_metadata(folder: Path, metadata: Optional[Path]) -> Optional[Path]:
     if metadata is not None:
         if not metadata.is_file():
-            raise IngestError(f"--metadata {metadata}: expected a metadata file, got no such file")
+            raise IngestError(f"--metadata {metadata}: expected a metadata file, got "
+                              f"{'something else' if metadata.exists() else 'no such file'}")
         return metadata
-    found = [folder / n for n in METADATA_NAMES if (folder / n).is_file()]
+    found = [folder / n for n in METADATA_NAMES if (folder / n).is_file() or (folder / n).is_symlink()]
     if len(found) > 1:
         raise IngestError(f"{folder}: expected at most one metadata file, got {[p.name for p in found]}; "
                           f"choose one with --metadata")
+    if found and not inside(folder, found[0]):
+        raise IngestError(f"{found[0]}: expected a metadata file inside {folder}, got a symlink to "
+                          f"{found[0].resolve()} (name it with --metadata if it is meant)")
+    if found and not found[0].is_file():
+        raise IngestError(f"{found[0]}: expected a metadata file, got a broken symlink or a special file")
     return found[0] if found else None
-
-
-def _inside(folder: Path, rel: str) -> Optional[Path]:
-    """The file a metadata row names, if it stays inside the folder."""
-    if not rel or os.path.isabs(rel):
-        return None
-    target = (folder / rel).resolve()
-    root = folder.resolve()
-    return target if target == root or root in target.parents else None
 
 
 def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
@@ -423,7 +534,7 @@ def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
             def where(col: str) -> str:
                 return f"{meta_path}, {loc}, column {col!r}"
             rel = record.get(name_col)
-            target = _inside(folder, rel) if isinstance(rel, str) else None
+            target = resolve_inside(folder, rel) if isinstance(rel, str) else None
             if target is None:
                 raise IngestError(f"{where(name_col)}: expected a relative path inside {folder}, got {rel!r}")
             if not target.is_file():
@@ -434,27 +545,24 @@ def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
             described[target] = {
                 "caption": None if caption in (None, "") else _caption_text(caption, where(caption_col)),
                 "url": _optional_str(record.get(url_col), where(url_col)) if url_col else None,
-                "meta": {k: _json_value(v) for k, v in record.items() if k not in (name_col, caption_col, url_col)},
+                "meta": {unicode_text(str(k), where(k)): _json_value(v, where(k))
+                         for k, v in record.items() if k not in (name_col, caption_col, url_col)},
             }
     root = folder.resolve()
-    files = set(described)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            p = Path(dirpath) / name
-            if not name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
-                files.add(p)
+    walked, skipped = walk_files(root, IMAGE_EXTENSIONS)
+    files = set(described) | {p.resolve() if p.is_symlink() else p for p in walked}
     if meta_path is not None:
         files.discard(meta_path.resolve())
     if not files:
         raise IngestError(f"--images {folder}: expected at least one image file "
-                          f"({', '.join(sorted(IMAGE_EXTENSIONS))}), got none")
+                          f"({', '.join(sorted(IMAGE_EXTENSIONS))}), got none"
+                          + (f" it may read ({len(skipped)} skipped: {skipped[0][0]}, {skipped[0][1]})" if skipped else ""))
     entries = []
     for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
         d = described.get(p, {})
-        entries.append(ImageEntry(p.relative_to(root).as_posix(), p, d.get("caption"), d.get("url"),
+        entries.append(ImageEntry(display_path(p.relative_to(root).as_posix()), p, d.get("caption"), d.get("url"),
                                   d.get("meta", {})))
-    return ImageScan(folder, meta_path, tuple(entries))
+    return ImageScan(folder, meta_path, tuple(entries), tuple(skipped))
 
 
 def decode_image(path: Path) -> Image.Image:
@@ -471,6 +579,17 @@ class PreparedIngest:
     file: Optional[Path]
     parsed: Optional[ParsedList]
     scan: Optional[ImageScan]
+    images_sha256: str = ""   # of the metadata file and every image file (names and bytes)
+
+
+def scan_sha256(scan: ImageScan) -> str:
+    """Content identity of an image folder ingest: metadata bytes, then each file's name and bytes."""
+    h = hashlib.sha256()
+    if scan.metadata is not None:
+        h.update(bytes.fromhex(_file_sha256(scan.metadata)))
+    for e in scan.entries:
+        h.update(e.rel_path.encode("utf-8") + b"\0" + bytes.fromhex(_file_sha256(e.abs_path)))
+    return h.hexdigest()
 
 
 def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
@@ -482,14 +601,22 @@ def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
         raise IngestError("ingest: expected --images DIR with --metadata, got --metadata alone")
     parsed = parse_caption_file(Path(file), fmt) if file is not None else None
     scan = scan_images(Path(images), Path(metadata) if metadata else None) if images is not None else None
-    return PreparedIngest(None if file is None else Path(file), parsed, scan)
+    return PreparedIngest(None if file is None else Path(file), parsed, scan,
+                          scan_sha256(scan) if scan is not None else "")
 
 
-def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None) -> IngestReport:
-    """Write image files (skipping corrupt ones), then every row in one transaction."""
-    parsed, scan = prepared.parsed, prepared.scan
-    decoded: list[tuple[ImageEntry, str, tuple]] = []
-    corrupt: list[tuple[str, str]] = []
+def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
+    """The id of a finished ingest run whose input had this content hash."""
+    if not sha:
+        return None
+    done = [r.id for r in store.runs(stage="ingest") if r.status == "done" and r.params.get(key) == sha]
+    return done[-1] if done else None
+
+
+def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str]) -> tuple[list, list]:
+    """Decode every image (a corrupt one is skipped with a warning) and write its file; the
+    files this call creates are listed in ``created``."""
+    decoded, corrupt = [], []
     for entry in scan.entries if scan else ():
         try:
             img = decode_image(entry.abs_path)
@@ -498,32 +625,62 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None) 
             corrupt.append((entry.rel_path, reason))
             warn(f"skipped corrupt image {entry.rel_path} ({reason})")
             continue
-        decoded.append((entry, store.put_image(img), img.size))
+        decoded.append((entry, store.put_image_tracked(img, created), img.size))
+    return decoded, corrupt
 
-    params = {"file": None if prepared.file is None else str(prepared.file),
-              "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
-              "images": None if scan is None else str(scan.folder),
-              "metadata": None if scan is None or scan.metadata is None else str(scan.metadata)}
-    caption_rows = list(parsed.rows) if parsed else []
-    image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
-                      for e, _, _ in decoded if e.caption is not None]
-    with store.transaction() as conn:
-        run_id = store.start_run("ingest", "", params)
-        n_captions_before = conn.execute("SELECT count(*) FROM captions").fetchone()[0]
-        n_images_before = conn.execute("SELECT count(*) FROM training_images").fetchone()[0]
-        store.add_captions(caption_rows)
-        ids = iter(store.add_captions(image_captions))
-        for entry, sha, size in decoded:
-            meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
-            store.add_training_image(sha, next(ids) if entry.caption is not None else None,
-                                     entry.rel_path, {k: v for k, v in meta.items() if v is not None})
-        added = conn.execute("SELECT count(*) FROM captions").fetchone()[0] - n_captions_before
-        images_added = conn.execute("SELECT count(*) FROM training_images").fetchone()[0] - n_images_before
-        store.finish_run(run_id, evals=0)
+
+def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None) -> IngestReport:
+    """Write image files (skipping corrupt ones), then every row in one transaction. All or
+    nothing: on any failure or signal the image files this call created are removed again.
+    A caption list or image folder whose content an earlier ingest already took is skipped."""
+    parsed, scan = prepared.parsed, prepared.scan
+    for rel, why in scan.skipped if scan else ():
+        warn(f"not read: {rel} ({why})")
+    already = []
+    captions_run = _ingested_before(store, "file_sha256", parsed.sha256) if parsed else None
+    images_run = _ingested_before(store, "images_sha256", prepared.images_sha256) if scan else None
+    if captions_run is not None:
+        already.append(("caption list", captions_run))
+        parsed = None
+    if images_run is not None:
+        already.append(("image folder", images_run))
+        scan = None
+    if parsed is None and scan is None:
+        return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=prepared.scan.skipped if prepared.scan else (),
+                            already=tuple(already))
+    created: list[str] = []
+    try:
+        decoded, corrupt = _decode_all(store, scan, warn, created)
+        params = {"file": None if parsed is None else str(prepared.file),
+                  "file_sha256": parsed.sha256 if parsed else None,
+                  "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
+                  "images": None if scan is None else str(scan.folder),
+                  "metadata": None if scan is None or scan.metadata is None else str(scan.metadata),
+                  "images_sha256": prepared.images_sha256 if scan else None}
+        caption_rows = list(parsed.rows) if parsed else []
+        image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
+                          for e, _, _ in decoded if e.caption is not None]
+        with store.transaction():
+            run_id = store.start_run("ingest", "", params)
+            n_captions_before = store.caption_count()
+            n_images_before = store.training_set_version().count
+            store.add_captions(caption_rows)
+            ids = iter(store.add_captions(image_captions))
+            for entry, sha, size in decoded:
+                meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
+                store.add_training_image(sha, next(ids) if entry.caption is not None else None,
+                                         entry.rel_path, {k: v for k, v in meta.items() if v is not None})
+            added = store.caption_count() - n_captions_before
+            images_added = store.training_set_version().count - n_images_before
+            store.finish_run(run_id, evals=0)
+    except BaseException:
+        store.remove_unreferenced_images(created)
+        raise
     n_rows = len(caption_rows) + len(image_captions)
     return IngestReport(run_id=run_id, caption_rows=n_rows, captions_added=added, captions_merged=n_rows - added,
                         images_added=images_added, images_skipped=len(corrupt), corrupt_files=tuple(corrupt),
-                        format=parsed.format if parsed else None, layout=parsed.layout if parsed else None)
+                        format=parsed.format if parsed else None, layout=parsed.layout if parsed else None,
+                        not_read=prepared.scan.skipped if prepared.scan else (), already=tuple(already))
 
 
 def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,

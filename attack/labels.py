@@ -14,7 +14,7 @@ generation.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,9 +25,9 @@ from store import Store
 
 from .errors import AttackError
 from .metrics import mask_to_compare, masked_rmse, rmse
-from .retrieve import CompareImages, open_run
+from .retrieve import CompareImages
+from .progress import Progress
 
-Progress = Callable[[str, int, int], None]
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 
 
@@ -208,11 +208,8 @@ def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "paper
     store.get_caption(caption_id)  # NotFoundError for an unknown id, before any write
     run_id = store.start_run("relabel", "", {"thresholds": asdict(th), "flags": asdict(flag_params),
                                              "caption_id": caption_id})
-    try:
+    with store.running(run_id):
         out = label_caption(store, caption_id, run_id, th, flag_params)
-    except BaseException:
-        store.finish_run(run_id, 0, "failed")
-        raise
     store.finish_run(run_id, 0, "done")
     return out
 
@@ -238,28 +235,28 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
     """Auto-label every caption with generations (or those of caption_ids); one `label` run per
     thresholds, resumable: captions this run already labelled are skipped."""
     th = preset(thresholds) if isinstance(thresholds, str) else thresholds
-    with store.snapshot() as conn:
-        cands = [int(r[0]) for r in conn.execute("SELECT DISTINCT caption_id FROM generations ORDER BY caption_id")]
+    cands = store.candidate_ids()
     if caption_ids is not None:
         wanted = set(caption_ids)
         cands = [c for c in cands if c in wanted]
     if not cands:
         raise LabelInputError(f"{store.path}: expected captions with generations to label (run `python -m attack "
                               f"generate` and `retrieve` first), got none")
-    run_id, resumed = open_run(store, "label", "", {"thresholds": asdict(th), "flags": asdict(flag_params)})
-    with store.snapshot() as conn:
-        done = {int(r[0]) for r in conn.execute("SELECT caption_id FROM auto_labels WHERE run_id = ?", (run_id,))}
-    todo = [c for c in cands if c not in done]
-    images = CompareImages(store)
-    counts: dict[str, int] = {}
-    flagged = 0
-    if progress:
-        progress("label", 0, len(todo))
-    for i, cid in enumerate(todo):
-        res = label_caption(store, cid, run_id, th, flag_params, images)
-        counts[res.label] = counts.get(res.label, 0) + 1
-        flagged += bool(res.flags)
+    run = store.open_run("label", "", {"thresholds": asdict(th), "flags": asdict(flag_params)})
+    run_id, resumed = run.id, run.resumed
+    with store.running(run_id):
+        done = store.auto_labelled_ids(run_id)
+        todo = [c for c in cands if c not in done]
+        images = CompareImages(store)
+        counts: dict[str, int] = {}
+        flagged = 0
         if progress:
-            progress("label", i + 1, len(todo))
-    store.finish_run(run_id, 0, "done")
+            progress("label", 0, len(todo))
+        for i, cid in enumerate(todo):
+            res = label_caption(store, cid, run_id, th, flag_params, images)
+            counts[res.label] = counts.get(res.label, 0) + 1
+            flagged += bool(res.flags)
+            if progress:
+                progress("label", i + 1, len(todo))
+        store.finish_run(run_id, 0, "done")
     return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo), counts, flagged)

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from store import Store, StoreError
-from store.canon import canonical_json
 
 from .carlini import CarliniParams, carlini
 from .dcs import DCSParams, dcs
 from .ecs import ECSParams, ecs
 from .generate import GenerateParams, top_k
 from .models.base import TextToImageModel
+from .progress import Progress, no_progress
 from .scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
 from .wen import WenParams, wen
 
@@ -41,14 +41,6 @@ SCORES: dict[str, tuple[Callable[..., ScoreResult], Any, bool]] = {
 }
 SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
 CARLINI_FLAG = "carlini_flag"  # 1.0 when the largest clique reaches min_clique, else 0.0
-
-# progress(label, done, total): called once with done=0, then after every written batch
-Progress = Callable[[str, int, int], None]
-
-
-def _no_progress(label: str, done: int, total: int) -> None:
-    pass
-
 
 @dataclass(frozen=True)
 class Selection:
@@ -81,20 +73,16 @@ class StageReport:
 def select_captions(store: Store, texts: Sequence[str] | None = None) -> Selection:
     """The store's captions in id order, or `texts` (first occurrence order, duplicates merged)
     which must all be in the store already."""
-    with store.snapshot() as conn:
-        if texts is None:
-            rows = conn.execute("SELECT id, text FROM captions ORDER BY id").fetchall()
-        else:
-            rows, missing, seen = [], [], set()
-            for t in texts:
-                if t in seen:
-                    continue
-                seen.add(t)
-                r = conn.execute("SELECT id FROM captions WHERE text = ?", (t,)).fetchone()
-                (missing.append(t) if r is None else rows.append((int(r[0]), t)))
-            if missing:
-                raise StoreError(f"{store.path}: expected captions already in the store (run `python -m attack "
-                                 f"ingest` first), got {len(missing)} unknown, e.g. {missing[0]!r}")
+    if texts is None:
+        rows = [(c.id, c.text) for c in store.caption_refs()]
+    else:
+        unique = list(dict.fromkeys(texts))
+        found = store.caption_ids(unique)
+        missing = [t for t, i in zip(unique, found) if i is None]
+        if missing:
+            raise StoreError(f"{store.path}: expected captions already in the store (run `python -m attack "
+                             f"ingest` first), got {len(missing)} unknown, e.g. {missing[0]!r}")
+        rows = list(zip(found, unique))
     if not rows:
         raise ScoreInputError(f"{store.path}: expected at least one caption to work on, got none")
     return Selection(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
@@ -137,20 +125,8 @@ def _open_run(store: Store, stage: str, model: TextToImageModel, model_id: str,
     """(run id, resumed): the newest run of this stage, model and params, or a new one. Looked up
     and created in one write transaction, so two shard processes starting together share one run.
     The model's dtype is part of the params: float16 values differ from float32 ones."""
-    params = {**params, "dtype": str(model.dtype).removeprefix("torch.")}
-    canon = canonical_json(dict(params), f"{stage} params")
-    with store.transaction() as conn:
-        row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? "
-                           "ORDER BY id DESC LIMIT 1", (stage, model_id, canon)).fetchone()
-        if row is not None:
-            return int(row[0]), True
-        return store.start_run(stage, model_id, params), False
-
-
-def _done_captions(store: Store, run_id: int, kind: str) -> set[int]:
-    with store.snapshot() as conn:
-        return {int(r[0]) for r in conn.execute("SELECT caption_id FROM scores WHERE run_id = ? AND kind = ?",
-                                               (run_id, kind))}
+    run = store.open_run(stage, model_id, {**params, "dtype": str(model.dtype).removeprefix("torch.")})
+    return run.id, run.resumed
 
 
 class _EvalMeter:
@@ -194,7 +170,7 @@ def score_params(kind: str, params: Any) -> dict[str, Any]:
 
 def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds: Sequence[str] = ("dcs",),
                 params: Mapping[str, Any] | None = None, *, model_id: str | None = None, batch_size: int = 16,
-                offset: int = 0, limit: int | None = None, progress: Progress = _no_progress) -> list[StageReport]:
+                offset: int = 0, limit: int | None = None, progress: Progress = no_progress) -> list[StageReport]:
     """Score captions[offset:offset+limit] with each kind, one run per kind; captions already
     scored in a run with identical params are skipped. `params` maps kind -> params dataclass."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
@@ -214,19 +190,20 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
         fn, default, _ = SCORES[kind]
         p = params.get(kind, default)
         run_id, resumed = _open_run(store, "score", model, mid, score_params(kind, p))
-        done = _done_captions(store, run_id, kind)
-        todo = [(cid, t) for cid, t in todo_all if cid not in done]
-        meter = _EvalMeter(store, model, run_id)
-        progress(f"{kind}", 0, len(todo))
-        for b in range(0, len(todo), batch_size):
-            chunk = todo[b:b + batch_size]
-            start = model.evals
-            res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
-            with store.transaction():
-                store.add_scores(run_id, kind, zip([cid for cid, _ in chunk], res.values.tolist()))
-                meter.commit(start)
-            progress(f"{kind}", b + len(chunk), len(todo))
-        evals = meter.finish()
+        with store.running(run_id):
+            done = store.scored_caption_ids(run_id, kind)
+            todo = [(cid, t) for cid, t in todo_all if cid not in done]
+            meter = _EvalMeter(store, model, run_id)
+            progress(f"{kind}", 0, len(todo))
+            for b in range(0, len(todo), batch_size):
+                chunk = todo[b:b + batch_size]
+                start = model.evals
+                res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
+                with store.transaction():
+                    store.add_scores(run_id, kind, zip([cid for cid, _ in chunk], res.values.tolist()))
+                    meter.commit(start)
+                progress(f"{kind}", b + len(chunk), len(todo))
+            evals = meter.finish()
         reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), evals))
     return reports
 
@@ -234,11 +211,7 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
 # -- ranking by a stored score --------------------------------------------------------------------
 def latest_scores(store: Store, kind: str, model_id: str) -> dict[int, float]:
     """caption id -> value of the newest `score` run of this kind and model."""
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT s.caption_id, s.value FROM scores s JOIN runs r ON r.id = s.run_id "
-                            "WHERE s.kind = ? AND r.model = ? AND r.stage = 'score' ORDER BY s.run_id",
-                            (kind, model_id)).fetchall()
-    return {int(cid): float(v) for cid, v in rows}  # newer runs overwrite older ones
+    return store.latest_scores(kind, model_id, "score")
 
 
 @dataclass(frozen=True)
@@ -272,7 +245,7 @@ def _to_hwc(image: torch.Tensor) -> np.ndarray:
 def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                    params: GenerateParams = GenerateParams(), *, by: str = "dcs", score_model: str | None = None,
                    model_id: str | None = None, batch_size: int = 16, offset: int = 0, limit: int | None = None,
-                   progress: Progress = _no_progress) -> StageReport:
+                   progress: Progress = no_progress) -> StageReport:
     """J seeds x S Heun steps for the top-K captions by their stored `by` score (of `score_model`,
     default this model); offset/limit shard the ranked top-K list. Images are stored at the
     model's native resolution as lossless PNG; (caption, seed) pairs the run holds are skipped."""
@@ -285,33 +258,32 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
     captions = as_selection(store, captions)
     ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
     run_id, resumed = _open_run(store, "generate", model, mid, generate_params(params, by, score_model or mid))
-    with store.snapshot() as conn:
-        have = {(int(c), int(s)) for c, s in conn.execute("SELECT caption_id, seed FROM generations WHERE run_id = ?",
-                                                          (run_id,))}
-    jobs = [(r, int(s)) for r in ranked for s in params.seeds]
-    todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
-    meter = _EvalMeter(store, model, run_id)
-    progress("generate", 0, len(todo))
-    for b in range(0, len(todo), batch_size):
-        chunk = todo[b:b + batch_size]
-        start = model.evals
-        out = model.sample([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
-                           guidance=params.guidance)
-        shas = [store.put_image(_to_hwc(img)) for img in out.images]  # files first: harmless if orphaned
-        with store.transaction():
-            for (r, s), sha in zip(chunk, shas):
-                store.add_generation(r.caption_id, run_id, s, params.steps, out.sampler, sha,
-                                     {"guidance": params.guidance, "rank": r.rank, "score_kind": by, "score": r.score})
-            meter.commit(start)
-        progress("generate", b + len(chunk), len(todo))
-    return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.finish())
+    with store.running(run_id):
+        have = store.generated_pairs(run_id)
+        jobs = [(r, int(s)) for r in ranked for s in params.seeds]
+        todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
+        meter = _EvalMeter(store, model, run_id)
+        progress("generate", 0, len(todo))
+        for b in range(0, len(todo), batch_size):
+            chunk = todo[b:b + batch_size]
+            start = model.evals
+            out = model.sample([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
+                               guidance=params.guidance)
+            shas = [store.put_image(_to_hwc(img)) for img in out.images]  # files first: harmless if orphaned
+            with store.transaction():
+                for (r, s), sha in zip(chunk, shas):
+                    store.add_generation(r.caption_id, run_id, s, params.steps, out.sampler, sha,
+                                         {"guidance": params.guidance, "rank": r.rank, "score_kind": by, "score": r.score})
+                meter.commit(start)
+            progress("generate", b + len(chunk), len(todo))
+        return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.finish())
 
 
 # -- Carlini et al. post-filter -------------------------------------------------------------------
 def carlini_stage(store: Store, model: TextToImageModel, captions: Captions,
                   params: CarliniParams = CarliniParams(), *, by: str | None = None, top_k: int = 0,
                   score_model: str | None = None, model_id: str | None = None, batch_size: int = 16,
-                  offset: int = 0, limit: int | None = None, progress: Progress = _no_progress) -> StageReport:
+                  offset: int = 0, limit: int | None = None, progress: Progress = no_progress) -> StageReport:
     """Largest near-copy clique of n generations per caption, stored as score kind `carlini`
     (clique size) and `carlini_flag` (1.0 when flagged). With `by`, only the top_k captions by
     that stored score (0 = all scored ones); offset/limit shard the resulting list."""
@@ -328,16 +300,17 @@ def carlini_stage(store: Store, model: TextToImageModel, captions: Captions,
     run_params = {"score": "carlini", "params": asdict(params), "by": by, "top_k": top_k if by else None,
                   "score_model": (score_model or mid) if by else None}
     run_id, resumed = _open_run(store, "carlini", model, mid, run_params)
-    done = _done_captions(store, run_id, CARLINI_FLAG)  # the flag is written last, with the size
-    todo = [(cid, t) for cid, t in items if cid not in done]
-    meter = _EvalMeter(store, model, run_id)
-    progress("carlini", 0, len(todo))
-    for i, (cid, text) in enumerate(todo):  # one caption = n generations: the natural batch
-        start = model.evals
-        res = carlini(model, [text], params, batch_size=batch_size)
-        with store.transaction():
-            store.add_scores(run_id, "carlini", [(cid, float(res.values[0]))])
-            store.add_scores(run_id, CARLINI_FLAG, [(cid, float(bool(res.flagged[0])))])
-            meter.commit(start)
-        progress("carlini", i + 1, len(todo))
-    return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.finish())
+    with store.running(run_id):
+        done = store.scored_caption_ids(run_id, CARLINI_FLAG)  # the flag is written last, with the size
+        todo = [(cid, t) for cid, t in items if cid not in done]
+        meter = _EvalMeter(store, model, run_id)
+        progress("carlini", 0, len(todo))
+        for i, (cid, text) in enumerate(todo):  # one caption = n generations: the natural batch
+            start = model.evals
+            res = carlini(model, [text], params, batch_size=batch_size)
+            with store.transaction():
+                store.add_scores(run_id, "carlini", [(cid, float(res.values[0]))])
+                store.add_scores(run_id, CARLINI_FLAG, [(cid, float(bool(res.flagged[0])))])
+                meter.commit(start)
+            progress("carlini", i + 1, len(todo))
+        return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.finish())

@@ -8,22 +8,21 @@ neighbour row carries the masked distance under the mask version it was computed
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from store import Neighbour, Store
-from store.canon import canonical_json
 
 from .embed import Embedder, load_embedder
 from .index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
 from .masks import MaskParams, mask_grid, resize_mask, template_mask
 from .metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse, to_compare
+from .paths import resolve_inside
+from .progress import Progress
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -63,17 +62,6 @@ class CompareImages:
 
     def stack(self, shas: Sequence[str]) -> torch.Tensor:
         return torch.stack([self.get(s) for s in shas]) if shas else torch.zeros(0, 3, COMPARE_SIZE, COMPARE_SIZE)
-
-
-def open_run(store: Store, stage: str, model: str, params: dict[str, Any]) -> tuple[int, bool]:
-    """(run id, resumed): the newest run with this stage, model and params, or a new one."""
-    canon = canonical_json(dict(params), f"{stage} params")
-    with store.transaction() as conn:
-        row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? ORDER BY id DESC LIMIT 1",
-                           (stage, model, canon)).fetchone()
-        if row is not None:
-            return int(row[0]), True
-        return store.start_run(stage, model, params), False
 
 
 @dataclass
@@ -143,36 +131,35 @@ class RetrieveReport:
 
 def _pending(store: Store, caption_ids: Sequence[int] | None) -> tuple[list[tuple[int, str]], int]:
     """(generations without neighbours, how many already have them); none at all is an error."""
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT g.id, g.image_sha, g.caption_id, EXISTS (SELECT 1 FROM neighbours n "
-                            "WHERE n.generation_id = g.id) FROM generations g ORDER BY g.id").fetchall()
-    if caption_ids is not None:
-        wanted = set(caption_ids)
-        rows = [r for r in rows if r[2] in wanted]
+    rows = store.generation_refs(caption_ids)
     if not rows:
         raise RetrievalError(f"{store.path}: expected generations to retrieve neighbours for (run `python -m attack "
                              f"generate` first), got none{' for the selected captions' if caption_ids is not None else ''}")
-    return [(int(g), s) for g, s, _, done in rows if not done], sum(1 for r in rows if r[3])
+    return [(g.id, g.image_sha) for g in rows if not g.has_neighbours], sum(g.has_neighbours for g in rows)
 
 
 def _external_image(store: Store, idx: TrainIndex, row: int) -> int | None:
     """The store's training image for an external index row, added on first use when the row's
-    image is on disk (metadata column image_path / path, relative to the index folder)."""
+    image is on disk inside the index folder (metadata column image_path / path, relative to it)
+    and decodes; None otherwise (counted as a hit without a local image)."""
     meta = idx.meta_row(row)
     url = meta.get("url")
-    with store.snapshot() as conn:
-        hit = conn.execute("SELECT id FROM training_images WHERE path_or_url = ? ORDER BY id LIMIT 1", (url,)).fetchone()
+    hit = store.training_image_at(url) if url is not None else None
     if hit is not None:
-        return int(hit[0])
+        return hit.id
     rel = meta.get("image_path") or meta.get("path")
-    if not rel:
+    if not rel or not isinstance(rel, str):
         return None
-    path = Path(rel) if Path(rel).is_absolute() else Path(idx.info["folder"]) / rel
-    if not path.is_file():
+    # nothing outside the index folder is read (attack/paths.py)
+    path = resolve_inside(Path(idx.info["folder"]), rel, allow_absolute=True)
+    if path is None or not path.is_file():
         return None
     from PIL import Image
-    with Image.open(path) as im:
-        sha = store.put_image(im.convert("RGB"))
+    try:
+        with Image.open(path) as im:
+            sha = store.put_image(im.convert("RGB"))
+    except Exception:  # noqa: BLE001 - a corrupt image is a hit without a usable local image
+        return None
     return store.add_training_image(sha, None, url, {"caption": meta.get("caption"), "index_row": row})
 
 
@@ -197,43 +184,45 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
     if idx.index.d != embedder.dim:
         raise RetrievalError(f"expected an index of {embedder.dim}-d vectors ({embedder.spec}), got {idx.index.d}-d")
     run_params = {"retrieve": asdict(params), "external": str(external) if external else None}
-    run_id, resumed = open_run(store, "retrieve", embedder.spec, run_params)
-    images = CompareImages(store)
-    book = MaskBook(store, idx, embedder, params.masks, images)
-    n_neigh = unavailable = 0
-    if progress:
-        progress("retrieve", 0, len(todo))
-    for b in range(0, len(todo), batch_size):
-        chunk = todo[b:b + batch_size]
-        gens = [image_tensor(store, s) for _, s in chunk]
-        sims, rows = idx.search(embed_tensors(embedder, gens, batch_size), params.k)
-        gen_cmp = to_compare(torch.stack(gens)) if len({g.shape for g in gens}) == 1 else \
-            torch.cat([to_compare(g[None]) for g in gens])
-        writes: list[tuple[int, list[Neighbour]]] = []
-        for i, (gid, _) in enumerate(chunk):
-            hits = []
-            for sim, row in zip(sims[i], rows[i]):
-                if row < 0:
-                    continue
-                tid = int(idx.ids[row]) if idx.meta is None else _external_image(store, idx, int(row))
-                if tid is None:
-                    unavailable += 1
-                    continue
-                hits.append((float(sim), tid))
-            ref = images.stack([store.get_training_image(t).sha256 for _, t in hits])
-            g = gen_cmp[i:i + 1].expand(len(hits), -1, -1, -1)
-            dist = rmse(g, ref) if hits else torch.zeros(0)
-            out = []
-            for rank, ((sim, tid), d) in enumerate(zip(hits, dist)):
-                mask = book.get(tid)
-                md = float(masked_rmse(gen_cmp[i:i + 1], ref[rank:rank + 1], mask[1])[0]) if mask else None
-                out.append(Neighbour(rank, tid, sim, float(d), md, mask[0] if mask else None))
-            writes.append((gid, out))
-        with store.transaction():
-            for gid, out in writes:
-                store.add_neighbours(gid, out)
-                n_neigh += len(out)
+    run = store.open_run("retrieve", embedder.spec, run_params)
+    run_id, resumed = run.id, run.resumed
+    with store.running(run_id):
+        images = CompareImages(store)
+        book = MaskBook(store, idx, embedder, params.masks, images)
+        n_neigh = unavailable = 0
         if progress:
-            progress("retrieve", b + len(chunk), len(todo))
-    store.finish_run(run_id, store.get_run(run_id).evals, "done")
+            progress("retrieve", 0, len(todo))
+        for b in range(0, len(todo), batch_size):
+            chunk = todo[b:b + batch_size]
+            gens = [image_tensor(store, s) for _, s in chunk]
+            sims, rows = idx.search(embed_tensors(embedder, gens, batch_size), params.k)
+            gen_cmp = to_compare(torch.stack(gens)) if len({g.shape for g in gens}) == 1 else \
+                torch.cat([to_compare(g[None]) for g in gens])
+            writes: list[tuple[int, list[Neighbour]]] = []
+            for i, (gid, _) in enumerate(chunk):
+                hits = []
+                for sim, row in zip(sims[i], rows[i]):
+                    if row < 0:
+                        continue
+                    tid = int(idx.ids[row]) if idx.meta is None else _external_image(store, idx, int(row))
+                    if tid is None:
+                        unavailable += 1
+                        continue
+                    hits.append((float(sim), tid))
+                ref = images.stack([store.get_training_image(t).sha256 for _, t in hits])
+                g = gen_cmp[i:i + 1].expand(len(hits), -1, -1, -1)
+                dist = rmse(g, ref) if hits else torch.zeros(0)
+                out = []
+                for rank, ((sim, tid), d) in enumerate(zip(hits, dist)):
+                    mask = book.get(tid)
+                    md = float(masked_rmse(gen_cmp[i:i + 1], ref[rank:rank + 1], mask[1])[0]) if mask else None
+                    out.append(Neighbour(rank, tid, sim, float(d), md, mask[0] if mask else None))
+                writes.append((gid, out))
+            with store.transaction():
+                for gid, out in writes:
+                    store.add_neighbours(gid, out)
+                    n_neigh += len(out)
+            if progress:
+                progress("retrieve", b + len(chunk), len(todo))
+        store.finish_run(run_id, store.get_run(run_id).evals, "done")
     return RetrieveReport(run_id, resumed, len(todo), skipped, n_neigh, book.built, book.examined, unavailable)

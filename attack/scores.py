@@ -13,7 +13,7 @@ last bits (relative ~1e-6 for DCS; an ECS pixel sitting on the 1.5 threshold can
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
@@ -78,45 +78,3 @@ def require_whitebox(model: TextToImageModel, score: str) -> None:
 
 def chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
-
-
-
-def shared_uncond_pair(model: TextToImageModel, x: torch.Tensor, sigma: torch.Tensor, seeds: Sequence[int],
-                       cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(D(x; sigma, empty), D(x; sigma, cond)) for rows whose x is the starting noise of their seed.
-
-    Rows with the same seed have the same x_T = sigma_max * noise(seed) (the public code's
-    convention), so their unconditional output is the same: it is computed once per distinct
-    seed, in the same network call as the B conditional rows (B + seeds rows instead of 2B).
-    Exact, not an approximation: a per-caption loop recomputes the identical row each time.
-    model.evals grows by (B + seeds) / 2, in guided-pair units."""
-    seeds = [int(s) for s in seeds]
-    distinct = sorted(set(seeds))
-    first = [seeds.index(s) for s in distinct]
-    where = torch.tensor([distinct.index(s) for s in seeds])
-    u = model.uncond(1)
-    k, b = len(distinct), x.shape[0]
-    xx = torch.cat([x[first], x]).to(model.device, model.dtype)
-    ss = torch.cat([sigma[first], sigma]).to(model.device, torch.float32)
-    cc = torch.cat([u.expand(k, *u.shape[1:]), cond]).to(model.device, model.dtype)
-    with torch.no_grad():
-        d = model._denoise(xx, ss, cc).float()
-    model.evals += (k + b) / 2
-    return d[:k][where.to(d.device)], d[k:]
-
-
-def shared_uncond_denoiser(model: TextToImageModel, seeds: Sequence[int], cond: torch.Tensor,
-                           guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A guided D(x, sigma) for a sampler started at x_T = sigma_max * noise(seeds): its first
-    call shares the unconditional rows (shared_uncond_pair), later calls are ordinary pairs."""
-    u = model.uncond(1)
-    calls = [0]
-
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        calls[0] += 1
-        if calls[0] > 1:
-            return model.denoise(x, sigma, cond, guidance, u.expand(x.shape[0], *u.shape[1:]))
-        du, dc = shared_uncond_pair(model, x, sigma, seeds, cond)
-        return du + guidance * (dc - du)
-
-    return denoise

@@ -8,7 +8,7 @@ generation starts at x_T = sigma_max * noise(seed) like DCS and ECS. Wen et al. 
 DDIM (50 steps); between steps this advances with guided Euler steps on the model's Karras
 schedule of `schedule_steps` sigmas, which is DDIM written in sigma (one call per step).
 At the first step all rows of a seed share x_T, so their unconditional outputs are computed once
-per seed (attack.scores.shared_uncond_pair).
+per seed (TextToImageModel.denoise_pair_shared).
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import torch
 
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas
-from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
-                     shared_uncond_pair)
+from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def wen(model: TextToImageModel, captions: Sequence[str], params: WenParams = We
             s, s_next = float(sigmas[i]), float(sigmas[i + 1])
             sig = x.new_full((len(caps),), s)
             # first step: x is the seeds' shared starting noise, so the unconditional rows are shared
-            du, dc = shared_uncond_pair(model, x, sig, rows, cond) if i == 0 else model.denoise_pair(x, sig, cond, u)
+            du, dc = model.denoise_pair_shared(x, sig, rows, cond) if i == 0 else model.denoise_pair(x, sig, cond, u)
             total += ((du - dc) / s).flatten(1).norm(dim=1)
             if i + 1 < params.steps:
                 d = du + params.guidance * (dc - du)

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from store import StoreError
+from store.command import run_command
+from store.terminal import echo
 
 from .bench import ReviewBenchConfig, result_json, run_bench
 
@@ -31,13 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--dir", type=Path, default=None,
                    help="bench store folder (default data/bench/review-...; reused when it exists)")
     a = ap.parse_args(argv)
-    log = (lambda s: print(s, file=sys.stderr, flush=True))
-    try:
-        result = run_bench(ReviewBenchConfig(candidates=a.candidates, captions=a.captions, tries=a.tries,
-                                             dir=a.dir), log)
-    except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _bench(a), bad_input=(StoreError,), interrupted="the bench store may be incomplete")
+
+
+def _bench(a: argparse.Namespace) -> int:
+    result = run_bench(ReviewBenchConfig(candidates=a.candidates, captions=a.captions, tries=a.tries, dir=a.dir),
+                       lambda s: echo(s, sys.stderr))
     if a.json:
         print(result_json(result))
     else:

@@ -23,6 +23,7 @@ import numpy as np
 
 from store import Neighbour, Store, StoreError
 from store.bench import BENCH_META_KEY, BenchConfig, build
+from store.stats import percentile
 
 from . import views
 
@@ -85,10 +86,6 @@ def _enrich(store: Store, rng: np.random.Generator, log: Callable[[str], None]) 
     log(f"gave {len(todo)} candidates J={J} generations of {SIZE}x{SIZE}")
 
 
-def _p90(xs: list[float]) -> float:
-    return sorted(xs)[int(0.9 * (len(xs) - 1))]
-
-
 def run_bench(cfg: ReviewBenchConfig, log: Callable[[str], None] = lambda s: None) -> ReviewBenchResult:
     if cfg.tries < 1 or cfg.tries > ENRICHED - 1:
         raise StoreError(f"review bench tries: expected 1..{ENRICHED - 1}, got {cfg.tries}")
@@ -98,9 +95,9 @@ def run_bench(cfg: ReviewBenchConfig, log: Callable[[str], None] = lambda s: Non
     folder = _store_dir(cfg)
     build_s = 0.0
     with Store.open(folder) as store:
-        row = store.conn.execute("SELECT value FROM meta WHERE key = ?", (BENCH_META_KEY,)).fetchone()
-        if row is None or json.loads(row[0]) != [captions, cfg.candidates, cfg.seed]:
-            if store.conn.execute("SELECT count(*) FROM captions").fetchone()[0]:
+        sizes = store.get_meta(BENCH_META_KEY)
+        if sizes is None or json.loads(sizes) != [captions, cfg.candidates, cfg.seed]:
+            if store.caption_count():
                 raise StoreError(f"{folder}: expected an empty folder or a bench store of the same sizes, "
                                  f"got a store with other contents")
             log(f"building a store of {captions:,} captions, {cfg.candidates:,} candidates in {folder} (once)")
@@ -111,7 +108,7 @@ def run_bench(cfg: ReviewBenchConfig, log: Callable[[str], None] = lambda s: Non
             log(f"reusing the bench store {folder}")
         rng = np.random.default_rng(cfg.seed + 2)
         _enrich(store, rng, log)
-        n_candidates = store.conn.execute("SELECT count(*) FROM caption_state WHERE n_generations > 0").fetchone()[0]
+        n_candidates = store.candidate_count()
 
         # open: j through the top of the DCS queue (the enriched candidates), one view each
         nav = views.nav_open(store, views.QueueFilter(human="any"), 0)
@@ -137,8 +134,8 @@ def run_bench(cfg: ReviewBenchConfig, log: Callable[[str], None] = lambda s: Non
                 raise StoreError(f"{folder}: expected unlabelled candidates to label, got none left")
     return ReviewBenchResult(
         candidates=n_candidates, open_candidate_ms=round(statistics.median(open_ms), 3),
-        label_ms=round(statistics.median(label_ms), 3), open_candidate_p90_ms=round(_p90(open_ms), 3),
-        label_p90_ms=round(_p90(label_ms), 3), captions=captions, tries=cfg.tries, build_s=round(build_s, 2),
+        label_ms=round(statistics.median(label_ms), 3), open_candidate_p90_ms=round(percentile(open_ms, 90), 3),
+        label_p90_ms=round(percentile(label_ms, 90), 3), captions=captions, tries=cfg.tries, build_s=round(build_s, 2),
         store=str(folder))
 
 

@@ -10,7 +10,9 @@ import numpy as np
 from store import HUMAN_LABELS, REFERENCE_LABELS, LabelEntry, Page, PageQuery, Store, StoreError
 
 from . import imaging, queries, render
+from .candidate import candidate_data
 from .relabel import Relabel, relabel
+from .templates import candidate_html
 
 QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
 QUEUE_TYPES = ["number", "number", "str", "number", "str", "str", "str", "number"]
@@ -18,7 +20,6 @@ HUMAN_STATES = ("any", "unlabelled", "labelled") + HUMAN_LABELS
 NAV_WINDOW = 200          # candidate ids held for j/k navigation; more are fetched on demand
 NEXT_UNLABELLED_WINDOWS = 5
 UNDO_DEPTH = 100          # labels of a session that u can walk back through
-TOP_NEIGHBOURS = 6
 
 
 class ViewError(StoreError):
@@ -206,20 +207,6 @@ class CandidateView:
     mask_choices: tuple = ()         # ((label, training image id), ...) the editor can switch to
 
 
-def _best_pairs(store: Store, caption_id: int, gens: list) -> tuple[list[dict], list[dict]]:
-    """Every (generation, neighbour) row, and the top neighbours by training image (best row each)."""
-    rows = []
-    for g in gens:
-        for n in store.neighbours(g.id):
-            d = n.masked_rmse if n.masked_rmse is not None else n.rmse
-            rows.append({"gen": g, "n": n, "key": (d is None, d if d is not None else 0.0, n.rank)})
-    best: dict[int, dict] = {}
-    for r in sorted(rows, key=lambda r: r["key"]):
-        best.setdefault(r["n"].train_image_id, r)
-    top = sorted(best.values(), key=lambda r: (r["n"].rank, r["key"]))[:TOP_NEIGHBOURS]
-    return rows, top
-
-
 def _mask_versions(store: Store, train_image_id: int) -> tuple:
     return tuple((f"v{m.version} · {m.source}{' by ' + m.author if m.author else ''} · {m.created_at[:19]}", m.id)
                  for m in store.mask_versions(train_image_id))
@@ -228,155 +215,15 @@ def _mask_versions(store: Store, train_image_id: int) -> tuple:
 def candidate_view(store: Store, caption_id: int, position: str = "") -> CandidateView:
     """Everything a reviewer needs to decide one candidate, as one HTML block and an editor value."""
     try:
-        cap = store.get_caption(caption_id)
+        data = candidate_data(store, caption_id)
     except StoreError as e:
         raise ViewError(f"candidate {caption_id}: {e}") from e
-    scores = store.scores_for(caption_id)
-    ranks = queries.ranks(store, scores)
-    gens = store.generations(caption_id)
-    own = store.training_images_for(caption_id)
-    rows, top = _best_pairs(store, caption_id, gens)
-    autos = store.auto_labels(caption_id)
-    history = store.label_history(caption_id)
-    current = history[-1].label if history else None
-
-    train_cache: dict = {}
-
-    def train(tid: int):
-        if tid not in train_cache:
-            train_cache[tid] = store.get_training_image(tid)
-        return train_cache[tid]
-
-    def pil(sha: str):
-        return store.load_image(sha)
-
-    parts = []
-    head = (f'<div class="vb-head"><span class="vb-id">candidate {caption_id}</span> {render.label_badge(current)}'
-            f' <span class="vb-pos">{render.esc(position)}</span></div>'
-            f'<div class="vb-caption" data-testid="caption">{render.esc(cap.text)}</div>'
-            f'<div class="vb-meta">{render.url_html(cap.url)}'
-            f'{" · duplicates: " + render.esc(cap.dup_count) if cap.dup_count else ""}</div>')
-    parts.append(head)
-
-    score_rows = [[render.esc(k), render.fmt(v, 5), f"{ranks[k][0]:,} of {ranks[k][1]:,}"]
-                  for k, v in sorted(scores.items())]
-    parts.append(render.section("Scores", render.table(["score", "value", "rank among candidates"], score_rows)
-                                if score_rows else "<p>no scores</p>"))
-
-    # generations, with their RMSE to the caption's own training image when one is known
-    own_images = {t.id: t for t in own}
-    own_arrays = {}
-    gen_figs = []
-    gen_images = {}
-    for g in gens:
-        im = pil(g.image_sha)
-        gen_images[g.id] = im
-        lines = [f"seed {render.esc(g.seed)} · {render.esc(g.steps)} step(s)"]
-        if own_images:
-            t = next(iter(own_images.values()))
-            if t.id not in own_arrays:
-                own_arrays[t.id] = pil(t.sha256)
-            ref = own_arrays[t.id]
-            d = imaging.rmse(imaging.to_float(imaging.match_size(im, ref.size)), imaging.to_float(ref))
-            lines.append(f"RMSE to own image {render.fmt(d)}")
-        gen_figs.append(render.figure(render.img(render.file_url(store.image_path(g.image_sha)), im.size,
-                                                 f"generation seed {g.seed}"), lines))
-    parts.append(render.section(f"Generations (J = {len(gens)})",
-                                f'<div class="vb-row">{"".join(gen_figs)}</div>' if gen_figs else "<p>none</p>"))
-
-    if own:
-        figs = []
-        for t in own[:4]:
-            im = own_arrays.get(t.id) or pil(t.sha256)
-            own_arrays[t.id] = im
-            figs.append(render.figure(render.img(render.file_url(store.image_path(t.sha256)), im.size,
-                                                 "own training image"),
-                                      [f"training image {t.id}", render.esc(t.path_or_url or "")]))
-        parts.append(render.section("The caption's own training image", f'<div class="vb-row">{"".join(figs)}</div>'))
-
-    if top:
-        figs = []
-        for r in top:
-            n, t = r["n"], train(r["n"].train_image_id)
-            im = own_arrays.get(t.id) or pil(t.sha256)
-            lines = [f"#{n.rank} · training image {t.id}{' (own)' if t.caption_id == caption_id else ''}",
-                     f"similarity {render.fmt(n.similarity, 3)} · RMSE {render.fmt(n.rmse)}"]
-            if n.masked_rmse is not None:
-                lines.append(f"masked RMSE {render.fmt(n.masked_rmse)}")
-            lines.append(f"vs seed {render.esc(r['gen'].seed)}")
-            figs.append(render.figure(render.img(render.file_url(store.image_path(t.sha256)), im.size,
-                                                 f"neighbour {n.rank}"), lines))
-        parts.append(render.section("Top retrieved neighbours", f'<div class="vb-row">{"".join(figs)}</div>'))
-
-    # the closest pair (plain RMSE) and, when a retrieved image has a mask, the best masked pair
-    masks: dict = {}
-
-    def current_mask(tid: int):
-        if tid not in masks:
-            masks[tid] = store.current_mask(tid)
-        return masks[tid]
-
-    closest = masked = None
-    if rows:
-        b = min(rows, key=lambda r: (r["n"].rmse is None, r["n"].rmse or 0.0, r["n"].rank))
-        closest = (b["gen"], train(b["n"].train_image_id))
-        with_mask = [r for r in rows if current_mask(r["n"].train_image_id) is not None]
-        if with_mask:
-            m = min(with_mask, key=lambda r: (r["n"].masked_rmse is None, r["n"].masked_rmse or 0.0, r["n"].rank))
-            masked = (m["gen"], train(m["n"].train_image_id))
-    elif own and gens:
-        closest = (gens[0], own[0])
-    mask_target = None
-    editor = None
-    for title, pair in (("Closest pair", closest), ("Masked (template) pair", masked)):
-        if pair is None or (title != "Closest pair" and pair == closest):
-            continue
-        g, t = pair
-        ref = own_arrays.get(t.id) or pil(t.sha256)
-        own_arrays.setdefault(t.id, ref)
-        gen_im = imaging.match_size(gen_images[g.id], ref.size)
-        a, bb = imaging.to_float(gen_im), imaging.to_float(ref)
-        cur = current_mask(t.id)
-        mask = store.load_mask(cur.image_sha) if cur is not None else None
-        if mask is not None and mask.shape != a.shape[:2]:
-            mask = None
-        figs = [render.figure(render.img(imaging.png_data_uri(imaging.abs_diff_heatmap(a, bb)), ref.size,
-                                         "absolute difference"),
-                              ["|generation − training| (black = equal)", f"RMSE {render.fmt(imaging.rmse(a, bb))}"])]
-        if mask is not None:
-            figs.append(render.figure(
-                render.img(imaging.png_data_uri(imaging.mask_overlay(bb, mask)), ref.size, "mask overlay"),
-                [f"mask v{cur.version} ({render.esc(cur.source)}) · keeps {mask.mean():.0%}",
-                 f"masked RMSE {render.fmt(imaging.rmse(a, bb, mask))}"]))
-        slider = render.slider(render.file_url(store.image_path(g.image_sha)),
-                               render.file_url(store.image_path(t.sha256)),
-                               ref.size, f"generation seed {g.seed}", f"training image {t.id}")
-        parts.append(render.section(f"{title}: seed {g.seed} vs training image {t.id}",
-                                    f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{slider}</figure></div>'))
-        # the editor shows the masked pair's image when there is one, else the closest pair's
-        mask_target, editor = mask_editor(store, t.id, ref, cur, mask)
-
-    if autos:
-        parts.append(render.section("Automatic label", render.auto_label_html(autos[-1])))
-    if history:
-        hrows = [[render.esc(e.created_at[:19]), render.label_badge(e.label), render.esc(e.reviewer),
-                  render.esc(e.note), "undo" if e.undoes else ""] for e in reversed(history)]
-        parts.append(render.section("Label history (newest first)",
-                                    render.table(["when (UTC)", "label", "reviewer", "note", ""], hrows)))
-    else:
-        parts.append(render.section("Label history", "<p>no labels yet</p>"))
-    html = f'<div class="vb-cand" data-caption-id="{caption_id}">{"".join(parts)}</div>'
-    # every training image the evidence shows can be masked: the caption's own, then the neighbours
-    choices: dict[int, str] = {}
-    for t in own:
-        choices[t.id] = f"training image {t.id} (own)"
-    for r in top:
-        tid = r["n"].train_image_id
-        choices.setdefault(tid, f"training image {tid} (neighbour #{r['n'].rank})")
-    if mask_target is not None:
-        choices.setdefault(mask_target.train_image_id, f"training image {mask_target.train_image_id}")
-    return CandidateView(caption_id, html, current, mask_target, editor,
-                         tuple((label, tid) for tid, label in choices.items()))
+    mask_target = editor = None
+    if data.editor is not None:
+        e = data.editor
+        mask_target, editor = mask_editor(store, e.train_image_id, e.image, e.mask, e.keep)
+    return CandidateView(caption_id, candidate_html(data, position), data.label, mask_target, editor,
+                         data.mask_choices)
 
 
 def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=None) -> tuple[MaskTarget, dict]:

@@ -5,11 +5,13 @@
         page = s.page(PageQuery(order_by="dcs", human_label="unlabelled"))
 """
 from .errors import (
-    ExportError, IngestError, LabelError, MaskError, NotFoundError, SchemaError, StoreError,
+    ExportError, IngestError, Interrupted, LabelError, MaskError, NotFoundError, OutputError, ReadOnlyStoreError,
+    SchemaError, StoreError,
 )
 from .records import (
-    AutoLabel, Caption, CaptionRow, Generation, LabelEntry, Mask, Neighbour, Page, PageQuery,
-    PageRow, Run, SearchHit, TrainingImage,
+    AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionRow, Generation, GenerationRef,
+    LabelEntry, Mask, Neighbour, Page, PageQuery, PageRow, ReviewerActivity, Run, RunHandle, RunLabelCount,
+    ScoreRank, SearchHit, TrainingImage, TrainingSetVersion,
 )
 from .schema import HUMAN_LABELS, REFERENCE_LABELS, SCHEMA_VERSION
 from .store import Store
@@ -17,7 +19,9 @@ from .version import __version__
 
 __all__ = [
     "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
-    "AutoLabel", "Caption", "CaptionRow", "Generation", "LabelEntry", "Mask", "Neighbour", "Page",
-    "PageQuery", "PageRow", "Run", "SearchHit", "TrainingImage",
+    "OutputError", "ReadOnlyStoreError", "Interrupted",
+    "AutoLabel", "AutoLabelState", "CandidateDup", "Caption", "CaptionRef", "CaptionRow", "Generation",
+    "GenerationRef", "LabelEntry", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity", "Run",
+    "RunHandle", "RunLabelCount", "ScoreRank", "SearchHit", "TrainingImage", "TrainingSetVersion",
     "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",
 ]

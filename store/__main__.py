@@ -1,6 +1,7 @@
 """python -m store info|export|bench: thin wrappers over the library.
 
-Errors go to stderr; bad input exits 2.
+Errors go to stderr as one line (store/command.py); bad input exits 2. info opens the store
+read-only; export writes its file under store/outputs.py's rules.
 """
 from __future__ import annotations
 
@@ -12,35 +13,45 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .bench import BenchConfig, result_json, run_bench
-from .errors import StoreError
+from .command import run_command
+from .errors import ReadOnlyStoreError, StoreError
 from .export import DEFAULT_LABELS, FORMATS, export
 from .store import Store
-
-EXIT_BAD_INPUT = 2
+from .terminal import echo
 
 
 def _info(args: argparse.Namespace) -> int:
-    with Store.open(args.store, create=False) as store:
+    with Store.open(args.store, readonly=True) as store:
         info = store.info()
     if args.json:
-        print(json.dumps(info, sort_keys=True))
+        print(json.dumps(info, sort_keys=True))  # JSON escapes control characters itself
     else:
-        print(f"store {info['path']} (schema v{info['schema_version']})")
+        echo(f"store {info['path']} (schema v{info['schema_version']})")
         for table, n in info["tables"].items():
-            print(f"  {table:16s} {n}")
-        print(f"  candidates       {info['candidates']}")
-        print("  labels: " + ", ".join(f"{k} {v}" for k, v in info["labels"].items()))
+            echo(f"  {table:16s} {n}")
+        echo(f"  candidates       {info['candidates']}")
+        echo("  labels: " + ", ".join(f"{k} {v}" for k, v in info["labels"].items()))
     return 0
+
+
+def _open_for_export(path: Path) -> Store:
+    """Writable when the user may write the store (the export is recorded in it), else read-only."""
+    try:
+        return Store.open(path, create=False)
+    except ReadOnlyStoreError:
+        return Store.open(path, readonly=True)
 
 
 def _export(args: argparse.Namespace) -> int:
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
-    with Store.open(args.store, create=False) as store:
-        result = export(store, args.out, args.format, labels=labels, make_parents=args.parents)
+    with _open_for_export(args.store) as store:
+        result = export(store, args.out, args.format, labels=labels, make_parents=args.parents, force=args.force,
+                        raw_csv=args.raw_csv)
     skipped = f", {len(result.skipped_without_image)} without a generated image left out of the zip" \
         if result.skipped_without_image else ""
-    print(f"exported {result.rows} rows ({','.join(sorted(set(labels)))}) to {result.path} "
-          f"[{result.format}, sha256 {result.sha256[:12]}]{skipped}")
+    unrecorded = " (not recorded in the store: it is read-only)" if result.export_id is None else ""
+    echo(f"exported {result.rows} rows ({','.join(sorted(set(labels)))}) to {result.path} "
+         f"[{result.format}, sha256 {result.sha256[:12]}]{skipped}{unrecorded}")
     return 0
 
 
@@ -77,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=FORMATS, default=None, help="default: from the --out extension")
     ex.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="current labels to export (default MV,TV,RV)")
     ex.add_argument("--parents", action="store_true", help="create missing parent folders of --out")
+    ex.add_argument("--force", action="store_true", help="replace an existing --out file (atomically, keeping "
+                                                          "its permissions)")
+    ex.add_argument("--raw-csv", action="store_true", help="CSV: keep text cells exactly, without neutralising "
+                                                            "ones a spreadsheet would run as formulas (=, +, -, @)")
     ex.set_defaults(func=_export)
 
     b = sub.add_parser("bench", help="page/label/search latency on a synthetic store")
@@ -93,11 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    note = "the store is as it was" if args.command != "bench" else "the bench store may be incomplete"
+    return run_command(lambda: args.func(args), bad_input=(StoreError,), interrupted=note)
 
 
 if __name__ == "__main__":

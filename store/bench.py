@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import StoreError
 from .records import CaptionRow, Neighbour, PageQuery
+from .stats import percentile
 from .store import Store
 
 KINDS = ("dcs", "ecs", "wen")
@@ -138,9 +139,7 @@ def build(store: Store, cfg: BenchConfig, log: Callable[[str], None]) -> None:
     log("labels")
     store.finish_run(gen_run, evals=len(top))
     store.finish_run(label_run, evals=0)
-    with store.transaction() as conn:
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                     (BENCH_META_KEY, json.dumps([cfg.captions, cfg.candidates, cfg.seed])))
+    store.set_meta(BENCH_META_KEY, json.dumps([cfg.captions, cfg.candidates, cfg.seed]))
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -161,10 +160,6 @@ def _time(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
     return (time.perf_counter() - t) * 1000
-
-
-def _p90(xs: list[float]) -> float:
-    return sorted(xs)[int(0.9 * (len(xs) - 1))]
 
 
 def measure(store: Store, cfg: BenchConfig) -> dict:
@@ -202,10 +197,10 @@ def measure(store: Store, cfg: BenchConfig) -> dict:
         search_queries.append(" ".join(words[int(p)] for p in rng.choice(len(words), 2, replace=False)))
     search_ms = [_time(lambda: store.search(q, 20)) for q in search_queries]
     return {
-        "page_query_ms": statistics.median(page_ms), "page_query_p90_ms": _p90(page_ms),
-        "label_write_ms": statistics.median(write_ms), "label_write_p90_ms": _p90(write_ms),
+        "page_query_ms": statistics.median(page_ms), "page_query_p90_ms": percentile(page_ms, 90),
+        "label_write_ms": statistics.median(write_ms), "label_write_p90_ms": percentile(write_ms, 90),
         "label_write_not_durable_ms": statistics.median(fast_ms),
-        "search_ms": statistics.median(search_ms), "search_p90_ms": _p90(search_ms),
+        "search_ms": statistics.median(search_ms), "search_p90_ms": percentile(search_ms, 90),
         "page_variants_ms": {k: round(statistics.median(v), 3) for k, v in per_variant.items()},
     }
 
@@ -223,9 +218,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     try:
         build_s = 0.0
         with Store.open(folder) as store:
-            row = store.conn.execute("SELECT value FROM meta WHERE key = ?", (BENCH_META_KEY,)).fetchone()
-            if row is None or json.loads(row[0]) != [cfg.captions, cfg.candidates, cfg.seed]:
-                if store.conn.execute("SELECT count(*) FROM captions").fetchone()[0]:
+            sizes = store.get_meta(BENCH_META_KEY)
+            if sizes is None or json.loads(sizes) != [cfg.captions, cfg.candidates, cfg.seed]:
+                if store.caption_count():
                     raise StoreError(f"{folder}: expected an empty folder or a bench store of the same sizes, "
                                      f"got a store with other contents")
                 t = time.perf_counter()
@@ -233,9 +228,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
                 build_s = time.perf_counter() - t
             else:
                 log("reusing the bench store")
-            n_candidates = store.conn.execute(
-                "SELECT count(*) FROM caption_state WHERE n_generations > 0").fetchone()[0]
-            n_captions = store.conn.execute("SELECT count(*) FROM captions").fetchone()[0]
+            n_candidates, n_captions = store.candidate_count(), store.caption_count()
             m = measure(store, cfg)
         return BenchResult(captions=n_captions, candidates=n_candidates, build_s=round(build_s, 2),
                            tries=cfg.tries, store=str(folder) if (cfg.keep or cfg.dir) else None,

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import sqlite3
+from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import SchemaError
+from .errors import ReadOnlyStoreError, SchemaError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_MS = 15_000
@@ -16,8 +17,24 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _connect_readonly(db_path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """mode=ro; when the folder cannot hold WAL's -shm file (a store the user may not write,
+    closed cleanly), immutable=1: SQLite then reads the file as it is, without locks."""
+    uri = f"file:{quote(str(db_path.resolve()))}?mode=ro"
+    last: Exception | None = None
+    for suffix in ("", "&immutable=1"):
+        try:
+            conn = sqlite3.connect(uri + suffix, uri=True, isolation_level=None, check_same_thread=False,
+                                   timeout=busy_timeout_ms / 1000)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as e:
+            last = e
+    raise SchemaError(f"{db_path}: expected a SQLite database we can read, got {last}")
+
+
 def connect(db_path: Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-            durable: bool = True) -> sqlite3.Connection:
+            durable: bool = True, readonly: bool = False) -> sqlite3.Connection:
     """Open store.db in WAL mode with durable commits.
 
     isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves (see
@@ -31,20 +48,26 @@ def connect(db_path: Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     still survives the process being killed (it is in the OS page cache, and
     WAL recovery replays it), but not a power loss or kernel crash; the
     database stays consistent either way. Meant for bulk jobs that can rerun.
+    readonly=True: SQLite's mode=ro (see _connect_readonly); nothing is written.
     """
     try:
-        conn = sqlite3.connect(
-            str(db_path), isolation_level=None, check_same_thread=False,
-            timeout=busy_timeout_ms / 1000,
-        )
+        if readonly:
+            conn = _connect_readonly(db_path, busy_timeout_ms)
+        else:
+            conn = sqlite3.connect(
+                str(db_path), isolation_level=None, check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+            )
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode" if readonly else "PRAGMA journal_mode = WAL").fetchone()[0]
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: ranked pages touch a few index pages, builds many
     except sqlite3.DatabaseError as e:
+        if "readonly" in str(e):
+            raise ReadOnlyStoreError(f"store is read-only: {db_path} (permission denied)") from e
         raise SchemaError(f"{db_path}: expected a SQLite database, got an unreadable file ({e})") from e
-    if str(mode).lower() != "wal":
+    if str(mode).lower() != "wal" and not readonly:
         conn.close()
         raise SchemaError(f"{db_path}: expected journal_mode wal, got {mode}")
     return conn
@@ -69,6 +92,18 @@ def split_sql(script: str) -> list[str]:
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_readable(conn: sqlite3.Connection, db_path: Path) -> int:
+    """For a read-only open: the schema must be this code's, since nothing can migrate it."""
+    version = schema_version(conn)
+    if version != SCHEMA_VERSION:
+        newer = version > SCHEMA_VERSION
+        raise SchemaError(
+            f"{db_path}: expected schema version {SCHEMA_VERSION} to read it, got {version}; "
+            + ("upgrade Verbatim to open this store" if newer else
+               "open it once with write access (any write command) to upgrade it"))
+    return version
 
 
 def migrate(conn: sqlite3.Connection, db_path: Path) -> int:

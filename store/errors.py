@@ -33,3 +33,20 @@ class MaskError(StoreError):
 
 class ExportError(StoreError):
     """An export could not be written (bad path, bad format, ...)."""
+
+
+class OutputError(StoreError):
+    """An output path a command may not write (inside a store, over a file without --force, ...)."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write to a store the user may not write."""
+
+
+class Interrupted(BaseException):
+    """A signal (SIGTERM, SIGHUP) asked the process to stop; like KeyboardInterrupt it is not an
+    Exception, so no error handler swallows it on its way to the command's top level."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum, self.name = signum, name

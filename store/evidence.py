@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Se
 
 import numpy as np
 
-from .canon import canonical_json, finite_float, load_json, optional_float
+from .canon import canonical_json, finite_float, load_json, optional_float, unicode_text
 from .db import utc_now
-from .errors import MaskError, NotFoundError, StoreError
+from .errors import Interrupted, MaskError, NotFoundError, StoreError
 from .images import check_sha
 from .records import (
-    AutoLabel, Caption, CaptionRow, Generation, Mask, Neighbour, Run, TrainingImage,
+    RUN_STATUSES, AutoLabel, AutoLabelState, Caption, CaptionRef, CaptionRow, Generation, GenerationRef, Mask, Neighbour,
+    Run, RunHandle, TrainingImage, TrainingSetVersion,
 )
 from .schema import REFERENCE_LABELS
 
@@ -46,7 +47,15 @@ def _require_row(conn: sqlite3.Connection, table: str, row_id: Any, what: str) -
 def _text(value: Any, what: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise StoreError(f"{what}: expected a non-empty string, got {value!r}")
-    return value
+    return unicode_text(value, what)
+
+
+def _optional_text(value: Any, what: str) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise StoreError(f"{what}: expected a string or None, got {value!r}")
+    return unicode_text(value, what)
 
 
 def _int(value: Any, what: str) -> int:
@@ -75,24 +84,80 @@ def start_run(store: "Store", stage: str, model: str, params: Mapping[str, Any])
         return int(cur.lastrowid)
 
 
-def finish_run(store: "Store", run_id: int, evals: int, status: str = "done") -> None:
+def finish_run(store: "Store", run_id: int, evals: int, status: str = "done", reason: Optional[str] = None) -> None:
+    """Set a run's eval count and status; 'running' (a batch written) clears the end time,
+    'failed' and 'interrupted' keep the reason."""
     evals = _int(evals, "finish_run evals")
     if evals < 0:
         raise StoreError(f"finish_run evals: expected >= 0, got {evals}")
-    _text(status, "finish_run status")
+    if status not in RUN_STATUSES:
+        raise StoreError(f"finish_run status: expected one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    if reason is not None:
+        reason = _text(reason, "finish_run reason")[:2000]
     with store.transaction() as conn:
         _require_row(conn, "runs", run_id, "finish_run")
-        conn.execute("UPDATE runs SET evals = ?, status = ?, finished_at = ? WHERE id = ?",
-                     (evals, status, utc_now(), run_id))
+        conn.execute("UPDATE runs SET evals = ?, status = ?, finished_at = ?, reason = ? WHERE id = ?",
+                     (evals, status, None if status == "running" else utc_now(),
+                      reason if status in ("failed", "interrupted") else None, run_id))
+
+
+@contextmanager
+def running(store: "Store", run_id: int) -> Iterator[None]:
+    """Marks the run 'failed' (with the error) or 'interrupted' (with the signal) when the body
+    raises, then re-raises; the body marks it done itself."""
+    try:
+        yield
+    except BaseException as e:
+        interrupted = isinstance(e, (KeyboardInterrupt, Interrupted))
+        reason = ("SIGINT (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else
+                  e.name if isinstance(e, Interrupted) else f"{type(e).__name__}: {e}")
+        try:
+            finish_run(store, run_id, get_run(store, run_id).evals, "interrupted" if interrupted else "failed",
+                       reason or type(e).__name__)
+        except Exception:  # noqa: BLE001 - the original error matters more than the bookkeeping
+            pass
+        raise
+
+
+_RUN_COLS = "id, stage, model, params, status, evals, started_at, finished_at, reason"
+
+
+def _run(row: tuple) -> Run:
+    return Run(row[0], row[1], row[2], load_json(row[3], {}), *row[4:9])
 
 
 def get_run(store: "Store", run_id: int) -> Run:
     with store.snapshot() as conn:
-        row = conn.execute("SELECT id, stage, model, params, status, evals, started_at, finished_at "
-                           "FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"get_run: expected an existing run id, got {run_id!r}")
-    return Run(row[0], row[1], row[2], load_json(row[3], {}), row[4], row[5], row[6], row[7])
+    return _run(row)
+
+
+def open_run(store: "Store", stage: str, model: str, params: Mapping[str, Any]) -> RunHandle:
+    """The newest run of this stage, model and params (resumed), or a new one. Looked up and
+    created in one write transaction, so two shard processes starting together share one run."""
+    _text(stage, "open_run stage")
+    canon = _meta(params, f"{stage} params") or "{}"
+    with store.transaction() as conn:
+        row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? "
+                           "ORDER BY id DESC LIMIT 1", (stage, model, canon)).fetchone()
+        if row is not None:
+            return RunHandle(int(row[0]), True)
+        return RunHandle(start_run(store, stage, model, params), False)
+
+
+def runs(store: "Store", stage: Optional[str] = None, model: Optional[str] = None) -> list[Run]:
+    """Runs, oldest first, optionally of one stage and/or model."""
+    conds, args = [], []
+    for col, value in (("stage", stage), ("model", model)):
+        if value is not None:
+            conds.append(f"{col} = ?")
+            args.append(value)
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    with store.snapshot() as conn:
+        rows = conn.execute(f"SELECT {_RUN_COLS} FROM runs{where} ORDER BY id", args).fetchall()
+    return [_run(r) for r in rows]
 
 
 # -- captions -------------------------------------------------------------------
@@ -119,8 +184,8 @@ def _caption_params(i: int, row: CaptionRow) -> tuple:
     if not isinstance(row, CaptionRow):
         raise StoreError(f"{what}: expected a CaptionRow, got {type(row).__name__}")
     _text(row.text, f"{what} text")
-    if row.url is not None and not isinstance(row.url, str):
-        raise StoreError(f"{what} url: expected a string or None, got {row.url!r}")
+    _optional_text(row.url, f"{what} url")
+    _optional_text(row.source, f"{what} source")
     dup = None if row.dup_count is None else _int(row.dup_count, f"{what} dup_count")
     if row.reference_label is not None and row.reference_label not in REFERENCE_LABELS:
         raise StoreError(f"{what} reference_label: expected one of {', '.join(REFERENCE_LABELS)} "
@@ -154,6 +219,30 @@ def caption_id(store: "Store", text: str) -> Optional[int]:
     return None if row is None else int(row[0])
 
 
+def caption_ids(store: "Store", texts: Sequence[str]) -> list[Optional[int]]:
+    """The id of each caption text (None where the store has no such caption), in one snapshot."""
+    with store.snapshot() as conn:
+        out = []
+        for t in texts:
+            row = conn.execute("SELECT id FROM captions WHERE text = ?", (t,)).fetchone()
+            out.append(None if row is None else int(row[0]))
+    return out
+
+
+def caption_refs(store: "Store") -> list[CaptionRef]:
+    """Every caption's id and text, by id."""
+    with store.snapshot() as conn:
+        return [CaptionRef(int(i), t) for i, t in conn.execute("SELECT id, text FROM captions ORDER BY id")]
+
+
+def caption_count(store: "Store", source: Optional[str] = None) -> int:
+    """Captions in the store (of one source, when given)."""
+    with store.snapshot() as conn:
+        if source is None:
+            return int(conn.execute("SELECT count(*) FROM captions").fetchone()[0])
+        return int(conn.execute("SELECT count(*) FROM captions WHERE source = ?", (source,)).fetchone()[0])
+
+
 def get_caption(store: "Store", caption_id: int) -> Caption:
     with store.snapshot() as conn:
         row = conn.execute("SELECT id, text, url, dup_count, count, reference_label, source, extra "
@@ -169,8 +258,7 @@ def add_training_image(store: "Store", sha: str, caption_id: Optional[int] = Non
                        meta: Optional[Mapping[str, Any]] = None) -> int:
     """Idempotent: the same (sha, caption, path) returns the existing id."""
     store.images.require(check_sha(sha))
-    if path_or_url is not None and not isinstance(path_or_url, str):
-        raise StoreError(f"add_training_image path_or_url: expected a string or None, got {path_or_url!r}")
+    _optional_text(path_or_url, "add_training_image path_or_url")
     meta_json = _meta(meta, "add_training_image meta")
     with store.transaction() as conn:
         if caption_id is not None:
@@ -197,6 +285,35 @@ def get_training_image(store: "Store", train_image_id: int) -> TrainingImage:
     if row is None:
         raise NotFoundError(f"get_training_image: expected an existing training image id, got {train_image_id!r}")
     return _training_image(row)
+
+
+def training_set_version(store: "Store") -> TrainingSetVersion:
+    with store.snapshot() as conn:
+        n, hi = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM training_images").fetchone()
+    return TrainingSetVersion(int(n), int(hi))
+
+
+def distinct_training_images(store: "Store") -> list[tuple[int, str]]:
+    """(lowest training image id, sha256) per distinct image, by id."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT min(id), sha256 FROM training_images GROUP BY sha256 ORDER BY 1").fetchall()
+    return [(int(i), s) for i, s in rows]
+
+
+def training_image_at(store: "Store", path_or_url: str) -> Optional[TrainingImage]:
+    """The first training image recorded with this path or URL, if any."""
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
+                           "WHERE path_or_url = ? ORDER BY id LIMIT 1", (path_or_url,)).fetchone()
+    return None if row is None else _training_image(row)
+
+
+def masked_training_images(store: "Store") -> list[TrainingImage]:
+    """Training images that have at least one mask version, by id."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images t "
+                            "WHERE EXISTS (SELECT 1 FROM masks m WHERE m.train_image_id = t.id) ORDER BY id").fetchall()
+    return [_training_image(r) for r in rows]
 
 
 def training_images_for(store: "Store", caption_id: int) -> list[TrainingImage]:
@@ -233,6 +350,28 @@ def add_scores(store: "Store", run_id: int, kind: str, values: Iterable[tuple[in
     return len(rows)
 
 
+def scored_caption_ids(store: "Store", run_id: int, kind: str) -> set[int]:
+    """Captions that hold a `kind` score of this run."""
+    with store.snapshot() as conn:
+        return {int(r[0]) for r in conn.execute("SELECT caption_id FROM scores WHERE run_id = ? AND kind = ?",
+                                               (run_id, kind))}
+
+
+def score_count(store: "Store", run_id: int, kind: str) -> int:
+    with store.snapshot() as conn:
+        return int(conn.execute("SELECT count(*) FROM scores WHERE run_id = ? AND kind = ?",
+                                (run_id, kind)).fetchone()[0])
+
+
+def latest_scores(store: "Store", kind: str, model: str, stage: str = "score") -> dict[int, float]:
+    """caption id -> value of the newest run of this stage and model holding a `kind` score."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT s.caption_id, s.value FROM scores s JOIN runs r ON r.id = s.run_id "
+                            "WHERE s.kind = ? AND r.model = ? AND r.stage = ? ORDER BY s.run_id",
+                            (kind, model, stage)).fetchall()
+    return {int(cid): float(v) for cid, v in rows}  # newer runs overwrite older ones
+
+
 def scores_for(store: "Store", caption_id: int) -> dict[str, float]:
     """Latest run's value of each score kind for a caption."""
     with store.snapshot() as conn:
@@ -265,6 +404,30 @@ def generations(store: "Store", caption_id: int) -> list[Generation]:
         rows = conn.execute("SELECT id, caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at "
                             "FROM generations WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
     return [Generation(*r[:7], load_json(r[7], {}), r[8]) for r in rows]
+
+
+def generated_pairs(store: "Store", run_id: int) -> set[tuple[int, int]]:
+    """(caption id, seed) of every generation of a run."""
+    with store.snapshot() as conn:
+        return {(int(c), int(s)) for c, s in conn.execute(
+            "SELECT caption_id, seed FROM generations WHERE run_id = ?", (run_id,))}
+
+
+def generation_refs(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> list[GenerationRef]:
+    """Every generation (of these captions, when given), by id, with whether it has neighbours."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT g.id, g.caption_id, g.image_sha, EXISTS (SELECT 1 FROM neighbours n "
+                            "WHERE n.generation_id = g.id) FROM generations g ORDER BY g.id").fetchall()
+    wanted = None if caption_ids is None else set(caption_ids)
+    return [GenerationRef(int(g), int(c), s, bool(done)) for g, c, s, done in rows
+            if wanted is None or c in wanted]
+
+
+def generated_caption_ids(store: "Store") -> list[int]:
+    """Captions with at least one generation (the candidates), by id."""
+    with store.snapshot() as conn:
+        return [int(r[0]) for r in conn.execute(
+            "SELECT caption_id FROM caption_state WHERE n_generations > 0 ORDER BY caption_id")]
 
 
 def add_neighbours(store: "Store", generation_id: int, neighbours: Sequence[Neighbour]) -> None:
@@ -433,3 +596,47 @@ def auto_labels(store: "Store", caption_id: int) -> list[AutoLabel]:
                             "FROM auto_labels WHERE caption_id = ? ORDER BY run_id", (caption_id,)).fetchall()
     return [AutoLabel(r[0], r[1], r[2], r[3], load_json(r[4], {}), tuple(load_json(r[5], [])), r[6])
             for r in rows]
+
+
+def auto_labelled_ids(store: "Store", run_id: int) -> set[int]:
+    """Captions that got an automatic label in this run."""
+    with store.snapshot() as conn:
+        return {int(r[0]) for r in conn.execute("SELECT caption_id FROM auto_labels WHERE run_id = ?", (run_id,))}
+
+
+def auto_label_states(store: "Store") -> list[AutoLabelState]:
+    """Every caption's latest automatic label and flags, by caption id."""
+    with store.snapshot() as conn:
+        rows = conn.execute("SELECT caption_id, auto_label, flags FROM caption_state "
+                            "WHERE auto_label IS NOT NULL ORDER BY caption_id").fetchall()
+    return [AutoLabelState(int(c), lab, tuple(load_json(fl, []))) for c, lab, fl in rows]
+
+
+# -- meta --------------------------------------------------------------------------------------
+def get_meta(store: "Store", key: str) -> Optional[str]:
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_meta(store: "Store", key: str, value: str) -> None:
+    _text(key, "set_meta key")
+    _text(value, "set_meta value", allow_empty=True)
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     (key, value))
+
+
+def remove_unreferenced_images(store: "Store", shas: Sequence[str]) -> int:
+    """Delete image files among ``shas`` that no training image, generation or mask names."""
+    removed = 0
+    with store.snapshot() as conn:
+        for sha in dict.fromkeys(shas):
+            used = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM training_images WHERE sha256 = ?) "
+                "OR EXISTS (SELECT 1 FROM generations WHERE image_sha = ?) "
+                "OR EXISTS (SELECT 1 FROM masks WHERE image_sha = ?)", (sha, sha, sha)).fetchone()[0]
+            if not used:
+                store.images.remove(check_sha(sha))
+                removed += 1
+    return removed

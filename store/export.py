@@ -21,9 +21,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from .canon import canonical_json, load_json
 from .db import utc_now
 from .errors import ExportError
 from .images import encode_png
+from .outputs import check_output, write_output
 from .queries import matching_caption_ids
 from .records import PageQuery
 from .schema import HUMAN_LABELS
@@ -61,7 +60,7 @@ class ExportResult:
     format: str
     rows: int
     sha256: str
-    export_id: int
+    export_id: Optional[int]            # None: not recorded (a read-only store)
     skipped_without_image: tuple = ()   # caption ids left out of a zip (no generated image)
 
 
@@ -206,22 +205,35 @@ def mask_rle(mask: np.ndarray) -> dict:
 
 
 # -- writers ------------------------------------------------------------------------------
-def _csv_cell(value: Any) -> str:
+# OWASP "CSV injection": a cell starting with one of these is run as a formula by spreadsheets
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(text: str) -> str:
+    """A text cell a spreadsheet would evaluate, prefixed with ' so it stays text (OWASP)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _csv_cell(value: Any, neutralise: bool) -> str:
     if value is None:
         return ""
-    if isinstance(value, (list, dict)):
-        return canonical_json(value)
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    if isinstance(value, (bool, int)):
+        return str(value)
+    text = canonical_json(value) if isinstance(value, (list, dict)) else str(value)
+    return neutralise_formula(text) if neutralise else text
 
 
-def write_csv(rows: list[dict], columns: list[str]) -> bytes:
+def write_csv(rows: list[dict], columns: list[str], neutralise: bool = True) -> bytes:
+    """CSV text (RFC 4180: CRLF rows, so a cell holding a lone CR is quoted too); text cells
+    are neutralised against formula injection unless neutralise=False (numbers are written as
+    numbers: a negative score is no formula)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(columns)
     for row in rows:
-        w.writerow([_csv_cell(row[c]) for c in columns])
+        w.writerow([_csv_cell(row[c], neutralise) for c in columns])
     return buf.getvalue().encode("utf-8")
 
 
@@ -305,57 +317,32 @@ def write_zip(store: "Store", rows: list[dict], columns: list[str], labels: Sequ
     return buf.getvalue(), tuple(skipped)
 
 
-def _prepare_out(out: Union[str, Path], make_parents: bool) -> Path:
-    out = Path(out)
-    if out.is_dir():
-        raise ExportError(f"--out {out}: expected a file path, got an existing directory")
-    if not out.name:
-        raise ExportError(f"--out {out}: expected a file name, got none")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        if not make_parents:
-            raise ExportError(f"--out {out}: expected an existing directory {parent}, got none "
-                              f"(create it, or pass --parents)")
-        parent.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _atomic_write(out: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
            labels: Sequence[str] = DEFAULT_LABELS, query: Optional[PageQuery] = None,
-           make_parents: bool = False) -> ExportResult:
-    """Write the confirmed set to ``out`` (format from ``fmt`` or the extension)."""
+           make_parents: bool = False, force: bool = False, raw_csv: bool = False) -> ExportResult:
+    """Write the confirmed set to ``out`` (format from ``fmt`` or the extension), under the
+    output rules of store/outputs.py (never inside a store, never over a file unless force).
+    CSV cells that a spreadsheet would run as a formula are neutralised unless raw_csv.
+    On a read-only store the file is written but not recorded (export_id None)."""
     out = Path(out)
     fmt = _format_for(out, fmt)
     labels = _check_labels(labels)
-    out = _prepare_out(out, make_parents)
+    out = check_output(out, force=force, make_parents=make_parents)
     rows, kinds = collect_rows(store, labels, query)
     columns = list(BASE_COLUMNS) + [f"score_{k}" for k in kinds]
     skipped: tuple = ()
     if fmt == "csv":
-        data = write_csv(rows, columns)
+        data = write_csv(rows, columns, neutralise=not raw_csv)
     elif fmt == "jsonl":
         data = write_jsonl(rows, columns)
     elif fmt == "parquet":
         data = write_parquet(rows, columns, kinds)
     else:
         data, skipped = write_zip(store, rows, columns, labels)
-    _atomic_write(out, data)
+    write_output(out, data)
     sha = hashlib.sha256(data).hexdigest()
+    if store.readonly:
+        return ExportResult(out, fmt, len(rows), sha, None, skipped)
     with store.transaction() as conn:
         cur = conn.execute(
             "INSERT INTO exports (created_at, format, path, labels, query, rows, sha256, tool_version) "

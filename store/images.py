@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -105,15 +106,29 @@ class ImageFiles:
     def exists(self, sha: str) -> bool:
         return self.path(sha).is_file()
 
-    def put_bytes(self, png: bytes) -> str:
+    def put_bytes(self, png: bytes, created: Optional[list] = None) -> str:
+        """Write once under its sha256 (idempotent: same bytes, same name). ``created``, when
+        given, gets the sha appended *before* a new file is written, so a caller interrupted
+        mid-write still knows which files may be its own."""
         sha = hashlib.sha256(png).hexdigest()
         path = self.path(sha)
-        if not path.exists():  # idempotent: same bytes, same name
+        if not path.exists():
+            if created is not None:
+                created.append(sha)
             atomic_write(path, png)
         return sha
 
     def put_image(self, img: "Image.Image | np.ndarray") -> str:
         return self.put_bytes(encode_png(to_rgb_array(img)))
+
+    def remove(self, sha: str) -> None:
+        path = self.path(sha)
+        if path.is_file():
+            path.unlink()
+        try:
+            path.parent.rmdir()  # only when empty
+        except OSError:
+            pass
 
     def put_mask(self, mask: "Image.Image | np.ndarray") -> str:
         return self.put_bytes(encode_png(to_mask_array(mask).astype(np.uint8) * 255))

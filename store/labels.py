@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from .canon import unicode_text
 from .db import utc_now
 from .errors import LabelError, NotFoundError
 from .records import LabelEntry
@@ -25,7 +26,7 @@ _COLS = "id, caption_id, label, reviewer, note, created_at, undoes"
 def _check_reviewer(reviewer: object) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
         raise LabelError(f"reviewer: expected a non-empty name, got {reviewer!r}")
-    return reviewer
+    return unicode_text(reviewer, "reviewer")
 
 
 def _append(conn, caption_id: int, label: Optional[str], reviewer: str, note: str,
@@ -52,6 +53,7 @@ def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: 
     if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
         raise LabelError(f"note for caption {caption_id}: expected a string of at most {MAX_NOTE_CHARS} "
                          f"characters, got {type(note).__name__} of length {len(note) if isinstance(note, str) else '-'}")
+    unicode_text(note, f"note for caption {caption_id}")
     with store.transaction() as conn:
         _require_caption(conn, caption_id)
         return _append(conn, caption_id, label, reviewer, note, None)

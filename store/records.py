@@ -31,16 +31,20 @@ class Caption:
     extra: dict
 
 
+RUN_STATUSES = ("running", "done", "failed", "interrupted")
+
+
 @dataclass(frozen=True)
 class Run:
     id: int
     stage: str
     model: str
     params: dict
-    status: str
+    status: str                          # one of RUN_STATUSES
     evals: int
     started_at: str
     finished_at: Optional[str]
+    reason: Optional[str] = None         # why a run failed or was interrupted
 
 
 @dataclass(frozen=True)
@@ -199,3 +203,75 @@ class SearchHit:
     text: str
     url: Optional[str]
     rank: float                          # FTS5 bm25 rank: lower is better
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """A run a stage writes to: its id, and whether it existed (the stage resumes it)."""
+    id: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class CaptionRef:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationRef:
+    """A generation as the retrieval stage needs it: its image and whether it has neighbours."""
+    id: int
+    caption_id: int
+    image_sha: str
+    has_neighbours: bool
+
+
+@dataclass(frozen=True)
+class AutoLabelState:
+    """A caption's latest automatic label and its suspect flags."""
+    caption_id: int
+    label: str
+    flags: tuple
+
+
+@dataclass(frozen=True)
+class TrainingSetVersion:
+    """What identifies the set of training images: how many rows and the highest id (rows are
+    only ever added, so the pair changes whenever the set does)."""
+    count: int
+    max_id: int
+
+
+@dataclass(frozen=True)
+class RunLabelCount:
+    """Candidates of one generation run holding one current human label ('unlabelled' for none)."""
+    run_id: int
+    model: str
+    label: str
+    candidates: int
+
+
+@dataclass(frozen=True)
+class CandidateDup:
+    """A candidate's duplicate count and its current human label (None: unlabelled)."""
+    caption_id: int
+    dup_count: int
+    label: Optional[str]
+
+
+@dataclass(frozen=True)
+class ReviewerActivity:
+    reviewer: str
+    entries: int
+    undos: int
+    current_labels: int
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class ScoreRank:
+    """Rank (1 = highest) of a value among the candidates' latest scores of its kind, of total."""
+    rank: int
+    total: int

@@ -306,5 +306,11 @@ CREATE TRIGGER caption_state_count_ad AFTER DELETE ON caption_state WHEN old.n_g
 END;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3)
+# v4: why a run ended as it did: runs.status is 'running', 'done', 'failed' or 'interrupted',
+# and a failed or interrupted run keeps the reason (the error or the signal).
+V4 = """
+ALTER TABLE runs ADD COLUMN reason TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,6 +6,7 @@ methods so callers only ever need ``Store``.
 """
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -18,13 +19,14 @@ import numpy as np
 import sqlite_utils
 from PIL import Image
 
-from . import evidence, labels, queries
-from .db import DEFAULT_BUSY_TIMEOUT_MS, connect, migrate
-from .errors import StoreError
-from .images import ImageFiles
+from . import evidence, labels, queries, stats
+from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
+from .errors import ReadOnlyStoreError, StoreError
+from .images import ImageFiles, encode_png, to_rgb_array
 from .records import (
-    AutoLabel, Caption, CaptionRow, Generation, LabelEntry, Mask, Neighbour, Page, PageQuery,
-    Run, SearchHit, TrainingImage,
+    AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionRow, Generation, GenerationRef,
+    LabelEntry, Mask, Neighbour, Page, PageQuery, ReviewerActivity, Run, RunHandle, RunLabelCount, ScoreRank,
+    SearchHit, TrainingImage, TrainingSetVersion,
 )
 
 DB_NAME = "store.db"
@@ -42,8 +44,9 @@ class Store:
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection,
-                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         self._busy_timeout_ms = busy_timeout_ms
         self.conn = conn
         self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
@@ -54,15 +57,30 @@ class Store:
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     def open(cls, path: Union[str, Path], create: bool = True,
-             busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, durable: bool = True) -> "Store":
-        """Open (or create) a store folder. durable: fsync every commit (see db.connect)."""
+             busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, durable: bool = True,
+             readonly: bool = False) -> "Store":
+        """Open (or create) a store folder. durable: fsync every commit (see db.connect).
+        readonly: open the database with SQLite's mode=ro (works on a store the user may not
+        write; every write then raises ReadOnlyStoreError); implies create=False."""
         path = Path(path)
         db_path = path / DB_NAME
         if path.exists() and not path.is_dir():
             raise StoreError(f"{path}: expected a store folder, got a file")
         if not db_path.exists():
-            if not create:
+            if not create or readonly:
                 raise StoreError(f"{path}: expected a store folder containing {DB_NAME}, got none")
+        if readonly:
+            conn = connect(db_path, busy_timeout_ms, durable, readonly=True)
+            try:
+                check_readable(conn, db_path)
+            except BaseException:
+                conn.close()
+                raise
+            return cls(path, conn, busy_timeout_ms, readonly=True)
+        images = path / IMAGES_DIR
+        if db_path.exists() and not (os.access(db_path, os.W_OK) and os.access(path, os.W_OK)
+                                     and (not images.exists() or os.access(images, os.W_OK | os.X_OK))):
+            raise ReadOnlyStoreError(f"store is read-only: {db_path} (permission denied)")
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / IMAGES_DIR).mkdir(exist_ok=True)
@@ -99,15 +117,19 @@ class Store:
         with self._lock:
             if self.conn is None:
                 raise StoreError(f"{self.path}: expected an open store, got a closed one")
+            if self.readonly:
+                raise ReadOnlyStoreError(f"store is read-only: {self.path / DB_NAME} (opened for reading)")
             if self._depth == 0:
                 self._begin_immediate()
                 self._depth = 1
                 try:
                     yield self.conn
-                except BaseException:
+                except BaseException as e:
                     self._depth = 0
                     if self.conn.in_transaction:
                         self.conn.execute("ROLLBACK")
+                    if isinstance(e, sqlite3.OperationalError) and "readonly" in str(e):
+                        raise ReadOnlyStoreError(f"store is read-only: {self.path / DB_NAME} (permission denied)") from e
                     raise
                 self._depth = 0
                 try:
@@ -147,6 +169,8 @@ class Store:
                     self.conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as e:
+                    if "readonly" in str(e):
+                        raise ReadOnlyStoreError(f"store is read-only: {self.path / DB_NAME} (permission denied)") from e
                     if "locked" not in str(e) and "busy" not in str(e):
                         raise
                     if time.monotonic() >= deadline:
@@ -175,10 +199,27 @@ class Store:
                     self.conn.execute("COMMIT")
 
     # -- images --------------------------------------------------------------
+    def _writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyStoreError(f"store is read-only: {self.path / DB_NAME} (opened for reading)")
+
     def put_image(self, img: Union[Image.Image, np.ndarray]) -> str:
+        self._writable()
         return self.images.put_image(img)
 
+    def put_image_tracked(self, img: Union[Image.Image, np.ndarray], created: list) -> str:
+        """put_image, appending the sha to ``created`` before it writes a new file (see
+        remove_unreferenced_images)."""
+        self._writable()
+        return self.images.put_bytes(encode_png(to_rgb_array(img)), created)
+
+    def remove_unreferenced_images(self, shas: Sequence[str]) -> int:
+        """Delete the files of these images that no row refers to (what an ingest that failed
+        had written); returns how many were removed."""
+        return evidence.remove_unreferenced_images(self, shas)
+
     def put_mask(self, mask: Union[Image.Image, np.ndarray]) -> str:
+        self._writable()
         return self.images.put_mask(mask)
 
     def image_path(self, sha: str) -> Path:
@@ -194,11 +235,25 @@ class Store:
     def start_run(self, stage: str, model: str, params: Mapping[str, Any]) -> int:
         return evidence.start_run(self, stage, model, params)
 
-    def finish_run(self, run_id: int, evals: int, status: str = "done") -> None:
-        evidence.finish_run(self, run_id, evals, status)
+    def finish_run(self, run_id: int, evals: int, status: str = "done", reason: Optional[str] = None) -> None:
+        evidence.finish_run(self, run_id, evals, status, reason)
+
+    def running(self, run_id: int):
+        """Context manager: a failure or signal inside marks the run 'failed' / 'interrupted'."""
+        return evidence.running(self, run_id)
 
     def get_run(self, run_id: int) -> Run:
         return evidence.get_run(self, run_id)
+
+    def open_run(self, stage: str, model: str, params: Mapping[str, Any]) -> RunHandle:
+        """The newest run with this stage, model and params (to resume), or a new one."""
+        return evidence.open_run(self, stage, model, params)
+
+    def runs(self, stage: Optional[str] = None, model: Optional[str] = None) -> list[Run]:
+        return evidence.runs(self, stage, model)
+
+    def models(self) -> list[str]:
+        return stats.models(self)
 
     # -- captions ----------------------------------------------------------------
     def add_captions(self, rows: Iterable[CaptionRow]) -> list[int]:
@@ -209,6 +264,15 @@ class Store:
 
     def get_caption(self, caption_id: int) -> Caption:
         return evidence.get_caption(self, caption_id)
+
+    def caption_ids(self, texts: Sequence[str]) -> list[Optional[int]]:
+        return evidence.caption_ids(self, texts)
+
+    def caption_refs(self) -> list[CaptionRef]:
+        return evidence.caption_refs(self)
+
+    def caption_count(self, source: Optional[str] = None) -> int:
+        return evidence.caption_count(self, source)
 
     # -- training images -------------------------------------------------------------
     def add_training_image(self, sha: str, caption_id: Optional[int] = None,
@@ -222,12 +286,39 @@ class Store:
     def training_images_for(self, caption_id: int) -> list[TrainingImage]:
         return evidence.training_images_for(self, caption_id)
 
+    def training_set_version(self) -> TrainingSetVersion:
+        return evidence.training_set_version(self)
+
+    def distinct_training_images(self) -> list[tuple[int, str]]:
+        return evidence.distinct_training_images(self)
+
+    def training_image_at(self, path_or_url: str) -> Optional[TrainingImage]:
+        return evidence.training_image_at(self, path_or_url)
+
+    def masked_training_images(self) -> list[TrainingImage]:
+        return evidence.masked_training_images(self)
+
     # -- scores ------------------------------------------------------------------------
     def add_scores(self, run_id: int, kind: str, values: Iterable[tuple[int, float]]) -> int:
         return evidence.add_scores(self, run_id, kind, values)
 
     def scores_for(self, caption_id: int) -> dict[str, float]:
         return evidence.scores_for(self, caption_id)
+
+    def scored_caption_ids(self, run_id: int, kind: str) -> set[int]:
+        return evidence.scored_caption_ids(self, run_id, kind)
+
+    def score_count(self, run_id: int, kind: str) -> int:
+        return evidence.score_count(self, run_id, kind)
+
+    def latest_scores(self, kind: str, model: str, stage: str = "score") -> dict[int, float]:
+        return evidence.latest_scores(self, kind, model, stage)
+
+    def score_kinds(self) -> list[str]:
+        return stats.score_kinds(self)
+
+    def score_ranks(self, scores: Mapping[str, float]) -> dict[str, ScoreRank]:
+        return stats.score_ranks(self, scores)
 
     # -- generations and neighbours -----------------------------------------------------------
     def add_generation(self, caption_id: int, run_id: Optional[int], seed: int, steps: int,
@@ -243,6 +334,19 @@ class Store:
 
     def neighbours(self, generation_id: int) -> list[Neighbour]:
         return evidence.neighbours(self, generation_id)
+
+    def generated_pairs(self, run_id: int) -> set[tuple[int, int]]:
+        return evidence.generated_pairs(self, run_id)
+
+    def generation_refs(self, caption_ids: Optional[Sequence[int]] = None) -> list[GenerationRef]:
+        return evidence.generation_refs(self, caption_ids)
+
+    def candidate_ids(self) -> list[int]:
+        """Captions with at least one generation, by id."""
+        return evidence.generated_caption_ids(self)
+
+    def candidate_count(self) -> int:
+        return stats.candidate_count(self)
 
     # -- masks -------------------------------------------------------------------------------
     def add_mask(self, train_image_id: int, image_sha: str, source: str = "auto",
@@ -275,6 +379,15 @@ class Store:
     def auto_labels(self, caption_id: int) -> list[AutoLabel]:
         return evidence.auto_labels(self, caption_id)
 
+    def auto_labelled_ids(self, run_id: int) -> set[int]:
+        return evidence.auto_labelled_ids(self, run_id)
+
+    def auto_label_states(self) -> list[AutoLabelState]:
+        return evidence.auto_label_states(self)
+
+    def flags(self) -> list[str]:
+        return stats.flags(self)
+
     # -- human labels ---------------------------------------------------------------------------
     def add_label(self, caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
         return labels.add_label(self, caption_id, label, reviewer, note)
@@ -291,6 +404,24 @@ class Store:
     def label_history(self, caption_id: int) -> list[LabelEntry]:
         return labels.label_history(self, caption_id)
 
+    def unlabelled_among(self, caption_ids: Sequence[int]) -> set[int]:
+        return stats.unlabelled_among(self, caption_ids)
+
+    def label_totals(self) -> dict[str, int]:
+        return stats.label_totals(self)
+
+    def decided_labels_by_score(self, kind: str) -> list[str]:
+        return stats.decided_labels_by_score(self, kind)
+
+    def label_counts_by_run(self) -> list[RunLabelCount]:
+        return stats.label_counts_by_run(self)
+
+    def candidate_dup_counts(self) -> list[CandidateDup]:
+        return stats.candidate_dup_counts(self)
+
+    def reviewer_activity(self) -> list[ReviewerActivity]:
+        return stats.reviewer_activity(self)
+
     # -- queries ------------------------------------------------------------------------------------
     def page(self, query: Optional[PageQuery] = None) -> Page:
         return queries.page(self, query or PageQuery())
@@ -301,8 +432,15 @@ class Store:
     def info(self) -> dict:
         return queries.info(self)
 
+    def get_meta(self, key: str) -> Optional[str]:
+        return evidence.get_meta(self, key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        evidence.set_meta(self, key, value)
+
     def export(self, out: Union[str, Path], fmt: Optional[str] = None,
                labels: Sequence[str] = ("MV", "TV", "RV"), query: Optional[PageQuery] = None,
-               make_parents: bool = False):
+               make_parents: bool = False, force: bool = False, raw_csv: bool = False):
         from .export import export
-        return export(self, out, fmt, labels=labels, query=query, make_parents=make_parents)
+        return export(self, out, fmt, labels=labels, query=query, make_parents=make_parents, force=force,
+                      raw_csv=raw_csv)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from attack.ingest import ingest
-from store import CaptionRow, ExportError, Neighbour, PageQuery, Store
+from store import CaptionRow, ExportError, Neighbour, OutputError, PageQuery, Store
 from store.export import BASE_COLUMNS, export, safe_member_name
 from tests.conftest import FIXTURES, tiny_image
 
@@ -184,9 +184,9 @@ def test_labels_and_query_filters(labelled, tmp_path):
 def test_output_path_rules(labelled, tmp_path):
     s, _, _, _ = labelled
     (tmp_path / "adir").mkdir()
-    with pytest.raises(ExportError, match="expected a file path, got an existing directory"):
+    with pytest.raises(OutputError, match="expected a file path, got an existing directory"):
         export(s, tmp_path / "adir", "csv")
-    with pytest.raises(ExportError, match=r"expected an existing directory .*missing, got none \(create it, or pass --parents\)"):
+    with pytest.raises(OutputError, match=r"expected an existing folder .*missing, got none \(create it, or pass --parents\)"):
         export(s, tmp_path / "missing" / "out.csv")
     assert export(s, tmp_path / "made" / "deep" / "out.csv", make_parents=True).path.is_file()
     with pytest.raises(ExportError, match=r"expected extension .zip for format zip, got .csv"):
@@ -195,7 +195,10 @@ def test_output_path_rules(labelled, tmp_path):
         export(s, tmp_path / "out.txt")
     assert export(s, tmp_path / "out.data", "jsonl").path.name == "out.data"
     (tmp_path / "old.csv").write_text("stale")
-    export(s, tmp_path / "old.csv")  # replaced atomically
+    with pytest.raises(OutputError, match=r"expected a new file, got an existing one \(pass --force to replace it\)"):
+        export(s, tmp_path / "old.csv")
+    assert (tmp_path / "old.csv").read_text() == "stale"
+    export(s, tmp_path / "old.csv", force=True)  # replaced atomically
     assert (tmp_path / "old.csv").read_text().startswith("caption,")
 
 

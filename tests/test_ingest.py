@@ -121,8 +121,9 @@ def test_images_with_metadata_and_corrupt_files(store, tmp_path):
     meta = json.loads(rows["a.png"][1])
     assert meta == {"aesthetic": 5.5, "url": "https://laion.example/a.jpg", "width": 16, "height": 16}
     assert np.array_equal(np.asarray(store.load_image(rows["a.png"][2])), tiny_image(1))  # lossless
-    again = ingest(store, images=folder)  # idempotent
-    assert again.images_added == 0 and again.captions_merged == 2
+    again = ingest(store, images=folder)  # the same content: nothing to do
+    assert again.run_id is None and again.already == (("image folder", report.run_id),)
+    assert again.images_added == 0 and again.captions_merged == 0
 
 
 def test_images_metadata_csv_and_explicit(store, tmp_path):

@@ -73,12 +73,18 @@ def test_blackbox_ecs_runs_on_stored_one_step_images(folder):
     assert float(r.values[1]) == 0.0
 
 
-def test_jsonl_mapping_with_absolute_paths(folder, tmp_path_factory):
+def test_jsonl_mapping_with_absolute_paths_inside_its_folder(folder, tmp_path_factory):
     other = tmp_path_factory.mktemp("jsonl")
-    line = {"caption": "c", "seed": 0, "steps": 1, "path": str(folder / "copied_0.png")}
+    (other / "gen").mkdir()
+    (other / "gen" / "c0.png").write_bytes((folder / "copied_0.png").read_bytes())
+    line = {"caption": "c", "seed": 0, "steps": 1, "path": str(other / "gen" / "c0.png")}
     (other / "mapping.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
     m = load_model(f"images:{other}")
     assert m.sample(["c"], [0], steps=1).images.shape == (1, 3, 256, 256)
+    line["path"] = str(folder / "copied_0.png")      # absolute, but outside the mapping's folder
+    (other / "mapping.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="nothing outside the mapping's folder is read"):
+        load_model(f"images:{other}")
 
 
 @pytest.mark.parametrize("content,match", [

@@ -135,7 +135,7 @@ def test_killed_score_run_resumes_without_recomputing_and_matches_an_uninterrupt
     with pytest.raises(Killed):
         score_stage(filled, first, sel, ("dcs",), model_id="tiny", batch_size=2, progress=kill_after(2))
     (run,) = run_rows(filled, "score")
-    assert run.status == "running" and len(run_scores(filled, run.id, "dcs")) == 4
+    assert run.status == "failed" and "Killed" in run.reason and len(run_scores(filled, run.id, "dcs")) == 4
     assert run.evals == 3  # two batches of 2 captions: (2+1)/2 each, recorded with the batch
 
     again = tiny_model()

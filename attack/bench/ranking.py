@@ -80,11 +80,9 @@ def precision_at(values: dict[int, float], positives: set[int], n: int) -> tuple
 
 def _run_evals(store, kind: str) -> tuple[float, int]:
     """(guided calls per caption, captions scored) of the newest demo score run of this kind."""
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT r.id, r.evals FROM runs r WHERE r.stage = 'score' AND r.model = 'demo' AND "
-                           "json_extract(r.params, '$.score') = ? ORDER BY r.id DESC LIMIT 1", (kind,)).fetchone()
-        n = conn.execute("SELECT count(*) FROM scores WHERE run_id = ? AND kind = ?", (row[0], kind)).fetchone()[0]
-    return row[1] / max(1, n), n
+    run = [r for r in store.runs(stage="score", model="demo") if r.params.get("score") == kind][-1]
+    n = store.score_count(run.id, kind)
+    return run.evals / max(1, n), n
 
 
 def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
@@ -118,9 +116,7 @@ def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
         prec, hits = precision_at(vals, positives, len(positives))
         out["precision_at_planted"][name] = round(prec, 4)
         out["evals_per_verbatim"][name] = round(spent[name] / hits, 2) if hits else None
-    with store.snapshot() as conn:
-        latest = {int(c): (lab, json.loads(fl)) for c, lab, fl in conn.execute(
-            "SELECT caption_id, auto_label, flags FROM caption_state WHERE auto_label IS NOT NULL")}
+    latest = {a.caption_id: (a.label, list(a.flags)) for a in store.auto_label_states()}
     prec, rec, prec_all = {}, {}, {}
     for label in ("MV", "TV", "RV"):
         truth_set = {c for c, k in kind.items() if POSITIVE.get(k) == label}
@@ -148,11 +144,9 @@ def _mask_iou(store, truth: dict) -> dict | None:
     how many template images got a mask, and the median and minimum IoU."""
     masks = truth.get("template_masks") or {}
     image_group = {i: g["group"] for g in truth["groups"] if g["kind"] == "template" for i in g["images"]}
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT t.id, json_extract(t.meta, '$.image_index') FROM training_images t "
-                            "WHERE EXISTS (SELECT 1 FROM masks m WHERE m.train_image_id = t.id)").fetchall()
     ious = []
-    for tid, k in rows:
+    for t in store.masked_training_images():
+        tid, k = t.id, t.meta.get("image_index")
         if k not in image_group or image_group[k] not in masks:
             continue
         want = np.array([[c == "1" for c in row] for row in masks[image_group[k]]])
@@ -181,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{stage}: {done}/{total}", file=sys.stderr)
         build_demo_store(a.store, progress=progress, params=params)
     truth = json.loads(TRUTH.read_text(encoding="utf-8"))
-    with Store.open(a.store, create=False) as store:
+    with Store.open(a.store, readonly=True) as store:
         out, extra = evaluate(store, truth, params.generate.top_k)
     if not a.json:
         for k in ("auc", "tpr_at_1pct_fpr", "precision_at_planted", "evals_per_verbatim"):

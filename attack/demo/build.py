@@ -8,7 +8,7 @@ Budget: at most 5 minutes on a 2-core CPU (measured: about 110 s; the full sampl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,10 +18,10 @@ from ..errors import AttackError
 from ..generate import GenerateParams
 from ..labels import label_stage
 from ..masks import MaskParams
-from ..retrieve import RetrieveParams, open_run, retrieve_stage
+from ..retrieve import RetrieveParams, retrieve_stage
 from .ingest import ingest_world
+from ..progress import Progress
 
-Progress = Callable[[str, int, int], None]
 # The demo's template variants repaint a whole region of a 32x32 image (floor, wall, sofa...), so
 # siblings sit at RMSE 0.04-0.45 from each other, wider than LAION's near-duplicates: the window
 # is the paper code's SSE 1e2 up to RMSE 0.15, which gives every planted variant a mask and no
@@ -80,14 +80,16 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
         say("ingest", 0, 1)
         ing = ingest_world(store)
         say("ingest", 1, 1)
-        open_run(store, "demo", "demo", {"demo": asdict(params), "captions": len(texts)})
-        sel = select_captions(store, texts)
-        scored = score_stage(store, model, sel, params.scores, model_id="demo", batch_size=params.batch_size,
-                             progress=say)
-        gen = generate_stage(store, model, sel, params.generate, by=params.by, model_id="demo",
-                             batch_size=params.batch_size, progress=say)
-        ret = retrieve_stage(store, params.retrieve, caption_ids=list(sel.ids), progress=say)
-        lab = label_stage(store, params.thresholds, caption_ids=list(sel.ids), progress=say)
+        run_id = store.open_run("demo", "demo", {"demo": asdict(params), "captions": len(texts)}).id
+        with store.running(run_id):
+            sel = select_captions(store, texts)
+            scored = score_stage(store, model, sel, params.scores, model_id="demo", batch_size=params.batch_size,
+                                 progress=say)
+            gen = generate_stage(store, model, sel, params.generate, by=params.by, model_id="demo",
+                                 batch_size=params.batch_size, progress=say)
+            ret = retrieve_stage(store, params.retrieve, caption_ids=list(sel.ids), progress=say)
+            lab = label_stage(store, params.thresholds, caption_ids=list(sel.ids), progress=say)
+        store.finish_run(run_id, 0, "done")
     return {
         "store": str(store_dir),
         "captions": len(sel),

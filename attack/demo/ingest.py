@@ -24,11 +24,9 @@ class DemoIngest:
 def ingest_world(store: Store, world: World | None = None) -> DemoIngest:
     """Add the world's attack captions and every training pair; a second call adds nothing."""
     world = world or build_world(0)
-    existing = store.db.execute(
-        "SELECT count(*) FROM captions WHERE source = ?", [SOURCE]).fetchone()[0]
+    existing = store.caption_count(source=SOURCE)
     if existing:
-        n_img = store.db.execute("SELECT count(*) FROM training_images").fetchone()[0]
-        return DemoIngest(existing, n_img, True)
+        return DemoIngest(existing, store.training_set_version().count, True)
     shas = [store.put_image(im) for im in world.images]  # content-addressed: safe before the transaction
     attack_kind = {a.caption: a.kind for a in world.attack}
     # The training pairs' captions (attack captions carry their planted reference label); one

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from store.command import run_command
+from store.outputs import check_output
+
 from .net import WEIGHTS_DIR, DemoConfig, DemoNet
 from .text import WordTokenizer
 from .world import build_world
@@ -100,6 +103,9 @@ def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: fl
     return _save(ema, out, world, step, start, log, seed, batch_size)
 
 
+OUTPUT_FILES = ("config.json", "model.safetensors", "train_log.json")
+
+
 def _save(ema: DemoNet, out: Path, world, step: int, start: float, log: list, seed: int, batch_size: int) -> dict:
     ema.save(out)
     info = {"steps": step, "batch_size": batch_size, "seed": seed,
@@ -119,7 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     ap.add_argument("--resume", type=Path, default=None, help="continue from the weights and log in this folder")
+    ap.add_argument("--force", action="store_true", help="replace weights already in --out (the default --out "
+                                                          "holds the committed demo weights)")
     a = ap.parse_args(argv)
+    return run_command(lambda: _main(a), interrupted=f"the last weights saved in {a.out} are kept")
+
+
+def _main(a: argparse.Namespace) -> int:
+    # the output rules of every command (store/outputs.py): not in a store, not over files without --force
+    same = a.resume is not None and a.resume.resolve() == a.out.resolve()
+    for name in OUTPUT_FILES:
+        check_output(a.out / name, force=a.force or same, make_parents=True)
     if a.threads:
         torch.set_num_threads(a.threads)
     # Adam's moments and the EMA drift into subnormal floats, which made CPU steps ~9x slower.

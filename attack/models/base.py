@@ -7,7 +7,7 @@ the sigma range of its own training schedule and its latent shape, and decodes l
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +39,13 @@ class TextToImageModel(ABC):
     whitebox: bool = True  # False for models known only by their outputs (images:)
 
     def __init__(self) -> None:
-        self.evals = 0  # guided denoiser calls spent, per caption (a cond+uncond pair is one)
+        self._evals = 0.0
+
+    @property
+    def evals(self) -> float:
+        """Guided denoiser calls spent so far (a cond + uncond pair is one); only the adapter
+        counts them, in the methods that call the network."""
+        return self._evals
 
     # --- what a model must provide
     @property
@@ -86,19 +92,57 @@ class TextToImageModel(ABC):
         b = x.shape[0]
         if uncond is None:
             uncond = self.uncond(b)
-        xx = torch.cat([x, x]).to(self.device, self.dtype)
-        ss = torch.cat([sigma, sigma]).to(self.device, torch.float32)
-        cc = torch.cat([uncond, cond]).to(self.device, self.dtype)
-        with torch.no_grad():
-            d = self._denoise(xx, ss, cc).float()
-        self.evals += b
+        d = self._rows(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([uncond, cond]))
+        self._evals += b
         return d[:b], d[b:]
+
+    def _rows(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One unguided network call on the model's device and dtype, float32 out."""
+        with torch.no_grad():
+            return self._denoise(x.to(self.device, self.dtype), sigma.to(self.device, torch.float32),
+                                 cond.to(self.device, self.dtype)).float()
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, guidance: float = 7.5,
                 uncond: torch.Tensor | None = None) -> torch.Tensor:
         """Classifier-free-guided denoiser: D_u + g (D_c - D_u), float32."""
         du, dc = self.denoise_pair(x, sigma, cond, uncond)
         return du + guidance * (dc - du)
+
+    def denoise_pair_shared(self, x: torch.Tensor, sigma: torch.Tensor, seeds: Sequence[int],
+                            cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D(x; sigma, empty), D(x; sigma, cond)) for rows whose x is the starting noise of their seed.
+
+        Rows with the same seed have the same x_T = sigma_max * noise(seed) (the public code's
+        convention), so their unconditional output is the same: it is computed once per distinct
+        seed, in the same network call as the B conditional rows (B + seeds rows instead of 2B).
+        Exact, not an approximation: a per-caption loop recomputes the identical row each time.
+        evals grows by (B + seeds) / 2, in guided-pair units."""
+        seeds = [int(s) for s in seeds]
+        distinct = sorted(set(seeds))
+        first = [seeds.index(s) for s in distinct]
+        where = torch.tensor([distinct.index(s) for s in seeds])
+        u = self.uncond(1)
+        k, b = len(distinct), x.shape[0]
+        d = self._rows(torch.cat([x[first], x]), torch.cat([sigma[first], sigma]),
+                       torch.cat([u.expand(k, *u.shape[1:]), cond]))
+        self._evals += (k + b) / 2
+        return d[:k][where.to(d.device)], d[k:]
+
+    def shared_denoiser(self, seeds: Sequence[int], cond: torch.Tensor,
+                        guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A guided D(x, sigma) for a sampler started at x_T = sigma_max * noise(seeds): its first
+        call shares the unconditional rows (denoise_pair_shared), later calls are ordinary pairs."""
+        u = self.uncond(1)
+        calls = [0]
+
+        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            if calls[0] > 1:
+                return self.denoise(x, sigma, cond, guidance, u.expand(x.shape[0], *u.shape[1:]))
+            du, dc = self.denoise_pair_shared(x, sigma, seeds, cond)
+            return du + guidance * (dc - du)
+
+        return denoise
 
     def noise(self, captions: Sequence[str], seeds: Sequence[int]) -> torch.Tensor:
         """Unit noise for each (caption, seed), independent of batching, on the model's device."""

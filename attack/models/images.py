@@ -18,6 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..metrics import to_compare
+from ..paths import resolve_inside
 from .base import ModelError, Samples, TextToImageModel
 
 MAPPING_NAMES = ("mapping.csv", "mapping.jsonl")
@@ -39,7 +40,7 @@ def _read_rows(path: Path) -> list[dict]:
             if line.strip():
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise ModelError(f"expected one JSON object per line in {path}, got invalid JSON on line {n}") from None
                 if not isinstance(row, dict):
                     raise ModelError(f"expected a JSON object on line {n} of {path}, got {type(row).__name__}")
@@ -65,8 +66,10 @@ def read_mapping(path: Path) -> dict[Key, Path]:
         except (TypeError, ValueError):
             raise ModelError(f"expected integer seed and steps in row {n} of {path}, "
                              f"got seed={row['seed']!r}, steps={row['steps']!r}") from None
-        img = Path(str(row["path"]))
-        img = img if img.is_absolute() else path.parent / img
+        img = resolve_inside(path.parent, str(row["path"]), allow_absolute=True)
+        if img is None:
+            raise ModelError(f"expected a path inside {path.parent} for row {n} of {path} (nothing outside the "
+                             f"mapping's folder is read), got {str(row['path'])!r}")
         if not img.is_file():
             raise ModelError(f"expected an image file for row {n} of {path}, got no file at {img}")
         if key in out:

@@ -1,0 +1,153 @@
+"""Class 3 (signals): Ctrl-C and SIGTERM end with one line and 130 / 143, the store as it was or
+resumable; class 5: read-only stores; class 8: a failed or interrupted stage marks its run."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from store import CaptionRow, Store
+from tests.conftest import REPO, subprocess_env, tiny_image
+from tests.hostile.conftest import one_line_error, picture, run
+
+
+def _start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=subprocess_env(), cwd=REPO, text=True)
+
+
+def _wait_for(condition, what: str, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _scores(store_dir: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{store_dir / 'store.db'}?mode=ro", uri=True) as c:
+            return c.execute("SELECT count(*) FROM scores").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_image_ingest_leaves_the_store_as_it_was(populated, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):
+        Image.fromarray(tiny_image(1000 + i, 128)).save(folder / f"{i:04d}.png", compress_level=0)
+    before = picture(populated)
+    known = {p.name for p in (populated / "images").rglob("*.png")}
+    proc = _start("attack", "ingest", "--store", populated, "--images", folder)
+    _wait_for(lambda: len({p.name for p in (populated / "images").rglob("*.png")} - known) >= 3,
+              "the ingest to write image files")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted (Ctrl-C): nothing was written, the store is as it was"
+    assert picture(populated) == before
+
+
+@pytest.mark.slow
+def test_sigterm_mid_scoring_marks_the_run_interrupted_and_a_rerun_resumes(tmp_path):
+    store_dir = tmp_path / "s"
+    with Store.open(store_dir) as s:
+        s.add_captions([CaptionRow(f"a photo number {i} of a red chair") for i in range(400)])
+    cmd = ("attack", "score", "--store", store_dir, "--model", "demo", "--scores", "dcs", "--batch-size", "2",
+           "--device", "cpu")
+    proc = _start(*cmd)
+    _wait_for(lambda: _scores(store_dir) >= 4, "the first scores")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == ("interrupted (SIGTERM): what was computed is kept and the run is marked "
+                                            "interrupted; run the same command again to resume")
+    with Store.open(store_dir) as s:
+        (r,) = s.runs(stage="score")
+        assert (r.status, r.reason) == ("interrupted", "SIGTERM") and r.finished_at is not None
+        kept = s.score_count(r.id, "dcs")
+    assert 4 <= kept < 400
+    again = run(*cmd)
+    assert again.returncode == 0, again.stderr
+    assert f"({'resumed'}), {400 - kept} computed, {kept} already done" in again.stdout
+    with Store.open(store_dir) as s:
+        (r,) = s.runs(stage="score")
+        assert (r.status, r.reason, s.score_count(r.id, "dcs")) == ("done", None, 400)
+
+
+def test_a_stage_that_fails_marks_its_run_failed_with_the_reason(tmp_path):
+    folder = tmp_path / "closed"
+    folder.mkdir()
+    Image.fromarray(tiny_image(1, 32)).save(folder / "0.png")
+    (folder / "mapping.csv").write_text("caption,seed,steps,path\na red chair,0,1,0.png\n")
+    store_dir = tmp_path / "s"
+    with Store.open(store_dir) as s:
+        s.add_captions([CaptionRow("a red chair")])
+    out = run("attack", "score", "--store", store_dir, "--model", f"images:{folder}", "--scores", "ecs")
+    assert out.returncode == 2 and "expected an image for ('a red chair', seed=1, steps=1)" in one_line_error(out)
+    with Store.open(store_dir) as s:
+        (r,) = s.runs(stage="score")
+    assert r.status == "failed" and "ModelError: expected an image for ('a red chair', seed=1" in r.reason
+
+
+def _make_read_only(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.chmod(p, 0o555 if p.is_dir() else 0o444)
+
+
+def _make_writable(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+@pytest.fixture
+def read_only(populated):
+    with Store.open(populated) as s:
+        expected = s.info()
+    _make_read_only(populated)
+    yield populated, expected
+    _make_writable(populated)
+
+
+def test_read_commands_work_on_a_store_the_user_cannot_write(read_only, tmp_path):
+    path, expected = read_only
+    out = run("store", "info", "--store", path, "--json", unprivileged=True)
+    assert out.returncode == 0, out.stderr
+    import json
+    assert json.loads(out.stdout)["tables"] == expected["tables"]
+    out = run("store", "export", "--store", path, "--out", tmp_path / "labels.csv", unprivileged=True)
+    assert out.returncode == 0, out.stderr
+    assert "exported 1 rows" in out.stdout and "not recorded in the store: it is read-only" in out.stdout
+
+
+def test_write_commands_on_a_read_only_store_say_so(read_only, tmp_path):
+    path, _ = read_only
+    before = picture(path)
+    bad = tmp_path / "more.txt"
+    bad.write_text("one more caption\n")
+    out = run("attack", "ingest", "--store", path, bad, unprivileged=True)
+    assert out.returncode == 2
+    assert one_line_error(out) == f"error: store is read-only: {path / 'store.db'} (permission denied)"
+    out = run("attack", "label", "--store", path, unprivileged=True)
+    assert out.returncode == 2 and "store is read-only" in one_line_error(out)
+    assert picture(path) == before
+
+
+def test_a_store_opened_read_only_refuses_writes_by_name(populated):
+    from store import ReadOnlyStoreError
+    with Store.open(populated, readonly=True) as s:
+        assert s.info()["tables"]["captions"] > 0
+        with pytest.raises(ReadOnlyStoreError, match="store is read-only: .*store.db \\(opened for reading\\)"):
+            s.add_captions([CaptionRow("x")])
+        with pytest.raises(ReadOnlyStoreError):
+            s.put_image(tiny_image(3))
