@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 from store import Store, StoreError
 from store.command import run_command
-from store.terminal import echo
+from store.terminal import echo, terminal_safe
 
 from .errors import AttackError
 from .progress import progress_bars
@@ -72,13 +72,28 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 # -- model stages: score, generate, carlini, run ----------------------------------------------
 def _load(args: argparse.Namespace):
-    """The model, loaded (and the device checked) before the store is touched."""
+    """The model, loaded (and the device checked) before the store is touched, on one line:
+    'loading SPEC ... (N parameters, dtype, device) in T s'."""
+    import time
+
     import torch
 
     from .models import load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_model(args.model, device, dtype=args.dtype, config=args.config)
+    t0 = time.perf_counter()
+    sys.stderr.write(terminal_safe(f"loading {args.model} ... ", keep_newlines=False))
+    sys.stderr.flush()
+    try:
+        model = load_model(args.model, device, dtype=args.dtype, config=args.config, variant=args.variant)
+    except BaseException:
+        sys.stderr.write("failed\n")
+        raise
+    n = model.parameter_count()
+    size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+    sys.stderr.write(f"({size} parameters, {str(model.dtype).removeprefix('torch.')}, {model.device}) "
+                     f"in {time.perf_counter() - t0:.1f} s\n")
+    return model
 
 
 def _open_existing(path: Path) -> Store:
@@ -126,6 +141,8 @@ def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_require
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="model dtype (default: auto)")
     p.add_argument("--config", help="for a single-file sd: checkpoint, a local diffusers folder giving its configs")
+    p.add_argument("--variant", help="sd: folder weights variant, e.g. fp16 (diffusion_pytorch_model.fp16.safetensors); "
+                                     "default: the plain files, else the one variant present")
     p.add_argument("--captions", type=Path, required=captions_required, help=captions_help)
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
     p.add_argument("--batch-size", type=_positive, default=16, help="captions (generations) per network batch")
@@ -134,7 +151,8 @@ def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_require
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--by", default="dcs", help="score kind that ranks captions for generation (default dcs)")
+    p.add_argument("--by", default=None, help="score kind that ranks captions for generation (default: for run, the "
+                                               "first of --scores; for generate, dcs)")
     p.add_argument("--top-k", type=_non_negative, default=100, help="captions to generate for (0 = all scored)")
     p.add_argument("--seeds", type=_positive, default=4, help="J: generations per caption, seeds 0..J-1")
     p.add_argument("--steps", type=_positive, default=16, help="S: Heun steps on Karras sigmas")
@@ -155,7 +173,7 @@ def _run_score(args: argparse.Namespace) -> int:
         sel = _selection(store, args)
         update, close = progress_bars()
         try:
-            reports = score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,
+            reports = score_stage(store, model, sel, args.scores, model_id=model.spec, batch_size=args.batch_size,
                                   offset=args.offset, limit=args.limit, progress=update)
         finally:
             close()
@@ -173,7 +191,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         sel = _selection(store, args)
         update, close = progress_bars()
         try:
-            report = generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
+            report = generate_stage(store, model, sel, params, by=args.by or "dcs", model_id=model.spec,
                                     batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update)
         finally:
             close()
@@ -191,7 +209,7 @@ def _run_carlini(args: argparse.Namespace) -> int:
         sel = _selection(store, args)
         update, close = progress_bars()
         try:
-            report = carlini_stage(store, model, sel, params, by=args.by, top_k=args.top_k, model_id=args.model,
+            report = carlini_stage(store, model, sel, params, by=args.by, top_k=args.top_k, model_id=model.spec,
                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit,
                                    progress=update)
         finally:
@@ -217,8 +235,10 @@ def _run_all(args: argparse.Namespace) -> int:
 
         preset(args.preset)
         embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
-    if not args.no_generate and args.by not in args.scores:
-        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {args.by!r}")
+    by = args.by or args.scores[0]
+    if not args.no_generate and by not in args.scores:
+        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {by!r}")
+    sharded = args.offset > 0 or args.limit is not None
     model = _load(args)
     with Store.open(args.store) as store:
         if all(store.caption_id(t) is not None for t in texts):
@@ -229,12 +249,18 @@ def _run_all(args: argparse.Namespace) -> int:
         sel = select_captions(store, texts)
         update, close = progress_bars()
         try:
-            for r in score_stage(store, model, sel, args.scores, model_id=args.model, batch_size=args.batch_size,
+            for r in score_stage(store, model, sel, args.scores, model_id=model.spec, batch_size=args.batch_size,
                                  offset=args.offset, limit=args.limit, progress=update):
                 echo(r.summary())
+            if sharded and not args.no_generate:
+                # the top-K is over every caption: a shard cannot know it, so it only scores
+                echo(f"generate, retrieve, label: skipped, this call scored a shard (--offset {args.offset}"
+                     f"{f' --limit {args.limit}' if args.limit else ''}); once every shard is scored, run "
+                     f"`python -m attack generate --store {args.store} --model {args.model} --by {by} "
+                     f"--top-k {args.top_k}`, then retrieve and label")
+                return 0
             if not args.no_generate:
-                # the shard's captions were scored above; generation ranks them all and takes top-K
-                echo(generate_stage(store, model, sel, params, by=args.by, model_id=args.model,
+                echo(generate_stage(store, model, sel, params, by=by, model_id=model.spec,
                                      batch_size=args.batch_size, progress=update).summary())
             n_train = store.training_set_version().count
             if not args.no_generate and not n_train and args.index is None:
@@ -245,9 +271,11 @@ def _run_all(args: argparse.Namespace) -> int:
                 from .retrieve import retrieve_stage
 
                 ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids), external=args.index,
-                                     embedder=embedder, batch_size=args.batch_size, progress=update)
+                                     embedder=embedder, batch_size=args.batch_size, recompute=args.recompute,
+                                     progress=update)
                 echo(ret.summary())
-                echo(label_stage(store, args.preset, caption_ids=list(sel.ids), progress=update).summary())
+                echo(label_stage(store, args.preset, caption_ids=list(sel.ids), recompute=args.recompute,
+                                 progress=update).summary())
         finally:
             close()
     return 0
@@ -269,6 +297,8 @@ def _retrieve_args(p: argparse.ArgumentParser) -> None:
                    help=f"near-duplicate RMSE window for template masks (default {d.rmse_min:.4f} {d.rmse_max:.4f}: "
                         f"the paper code's SSE 1e2..1e3 on 256x256)")
     p.add_argument("--preset", default="paper", help="label thresholds: paper (0.12) or onestep-code (0.113 / 0.124)")
+    p.add_argument("--recompute", action="store_true", help="search (and label) again even when nothing they rest on "
+                                                            "changed; the old results stay in the history")
 
 
 def _embed_device(device: Optional[str]) -> str:
@@ -309,7 +339,7 @@ def _run_retrieve(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             report = retrieve_stage(store, params, caption_ids=ids, external=args.index, embedder=embedder,
-                                    batch_size=args.batch_size, progress=update)
+                                    batch_size=args.batch_size, recompute=args.recompute, progress=update)
         finally:
             close()
     echo(report.summary())
@@ -324,7 +354,7 @@ def _run_label(args: argparse.Namespace) -> int:
         ids = _caption_ids(store, args)
         update, close = progress_bars()
         try:
-            report = label_stage(store, thresholds, caption_ids=ids, progress=update)
+            report = label_stage(store, thresholds, caption_ids=ids, recompute=args.recompute, progress=update)
         finally:
             close()
     echo(report.summary())
@@ -374,6 +404,8 @@ def add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="thresholds: paper (0.12 for all) or onestep-code (0.113 TV/MV, 0.124 RV)")
+    p.add_argument("--recompute", action="store_true", help="label every candidate again even when its evidence "
+                                                            "did not change (earlier labels stay in the history)")
     p.set_defaults(func=_run_label)
 
 
@@ -419,7 +451,8 @@ def add_carlini(sub: argparse._SubParsersAction) -> None:
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="ingest a caption list, score it, generate for the top-K, retrieve and label",
                        description="Every stage resumes: rerunning the same command continues where a killed "
-                                   "run stopped. --offset/--limit shard the scoring.")
+                                   "run stopped. --offset/--limit make it score one shard only: generation ranks "
+                                   "every caption, so it runs once all shards are scored (`generate`).")
     _model_args(p, "caption list to ingest and attack", captions_required=True)
     p.add_argument("--scores", type=_score_kinds, default=("dcs",), help="comma-separated: dcs,ecs,wen (default dcs)")
     _generate_args(p)

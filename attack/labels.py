@@ -14,6 +14,8 @@ generation.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -184,10 +186,14 @@ def _pair(store: Store, images: CompareImages, caption_id: int, distances: Mappi
 
 
 def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresholds = Thresholds(),
-                  flag_params: FlagParams = FlagParams(), images: CompareImages | None = None) -> CaptionLabel:
-    """Compute and write one caption's auto label under run_id."""
+                  flag_params: FlagParams = FlagParams(), images: CompareImages | None = None,
+                  evidence: Evidence | None = None) -> CaptionLabel:
+    """Compute and write one caption's auto label under run_id, with the evidence it rests on."""
     images = images or CompareImages(store)
+    evidence = evidence or caption_evidence(store, caption_id, thresholds, flag_params)
     distances = caption_distances(store, caption_id, images)
+    if evidence is not None:
+        distances["evidence"], distances["evidence_key"] = evidence.as_json(), evidence.key
     label = decide(distances, thresholds)
     # flags rest on the pair behind the label; for N, on the closest retrieved pair
     key = label.lower() if label != "N" else ("rv" if distances.get("rv") is not None else "mv")
@@ -215,25 +221,89 @@ def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "paper
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What a caption's automatic label rests on: the retrieval run of each generation's
+    neighbours, the current mask of every training image compared, the caption's own images
+    and the thresholds. Equal keys mean the label would come out the same."""
+    neighbour_runs: dict
+    masks: dict
+    own: tuple
+    key: str
+
+    def as_json(self) -> dict:
+        return {"neighbour_runs": {str(k): v for k, v in self.neighbour_runs.items()},
+                "masks": {str(k): v for k, v in self.masks.items()}, "own": list(self.own)}
+
+
+def caption_evidence(store: Store, caption_id: int, thresholds: Thresholds,
+                     flag_params: FlagParams) -> Evidence | None:
+    """The caption's evidence now; None when a generation has no neighbours yet (a label then
+    would miss every retrieval and template verbatim)."""
+    runs: dict[int, int] = {}
+    masks: dict[int, int | None] = {}
+    own = tuple(sorted(t.id for t in store.training_images_for(caption_id)))
+    for g in store.generations(caption_id):
+        run = store.neighbour_run(g.id)
+        if run is None:
+            return None
+        runs[g.id] = run
+        for n in store.neighbours(g.id):
+            if n.train_image_id not in masks:
+                m = store.current_mask(n.train_image_id)
+                masks[n.train_image_id] = None if m is None else m.id
+    ev = {"neighbour_runs": sorted(runs.items()), "masks": sorted(masks.items()), "own": own,
+          "thresholds": asdict(thresholds), "flags": asdict(flag_params)}
+    return Evidence(runs, masks, own, hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest())
+
+
+def _labelled_with(store: Store, caption_id: int) -> str | None:
+    """The evidence key of the caption's latest automatic label (None: none, or one written
+    before keys were recorded)."""
+    autos = store.auto_labels(caption_id)
+    return autos[-1].distances.get("evidence_key") if autos else None
+
+
+@dataclass(frozen=True)
 class LabelReport:
-    run_id: int
+    run_id: int | None      # None: nothing was labelled (no evidence yet)
     resumed: bool
     labelled: int
-    skipped: int
+    skipped: int            # their evidence is what their current label rests on
     counts: dict = field(default_factory=dict)
     flagged: int = 0
+    no_evidence: int = 0    # candidates left unlabelled: no training images, or no neighbours yet
+    note: str = ""
 
     def summary(self) -> str:
         how = "resumed" if self.resumed else "new"
         c = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        return (f"label: run {self.run_id} ({how}), {self.labelled} captions labelled ({c or 'none'}), "
-                f"{self.flagged} flagged suspect, {self.skipped} already done")
+        head = (f"label: run {self.run_id} ({how}), " if self.run_id is not None else "label: ")
+        waiting = f", {self.no_evidence} left unlabelled without evidence" if self.no_evidence else ""
+        return (f"{head}{self.labelled} captions labelled ({c or 'none'}), {self.flagged} flagged suspect, "
+                f"{self.skipped} already done{waiting}" + (f"\n  {self.note}" if self.note else ""))
+
+
+def _stale_retrieval(store: Store) -> str:
+    """A warning when the newest retrieval searched fewer training images than the store holds."""
+    runs = [r for r in store.runs(stage="retrieve") if r.params.get("external") is None]
+    if not runs:
+        return ""
+    searched = (runs[-1].params.get("training_set") or {}).get("training_images")
+    now = store.training_set_version().count
+    if searched is not None and searched != now:
+        return (f"the newest retrieval (run {runs[-1].id}) searched {searched} training images, the store holds {now}: "
+                f"run `python -m attack retrieve` to compare with all of them")
+    return ""
 
 
 def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption_ids: Sequence[int] | None = None,
-                flag_params: FlagParams = FlagParams(), progress: Progress | None = None) -> LabelReport:
-    """Auto-label every caption with generations (or those of caption_ids); one `label` run per
-    thresholds, resumable: captions this run already labelled are skipped."""
+                flag_params: FlagParams = FlagParams(), recompute: bool = False,
+                progress: Progress | None = None) -> LabelReport:
+    """Auto-label every caption with generations (or those of caption_ids) whose evidence
+    (neighbours, masks, own images, thresholds) differs from what its current label rests on;
+    the others are skipped, so a killed run resumes. No label is written without evidence: with
+    no training images, or before retrieval, a candidate stays unlabelled. A caption labelled
+    again gets its new label in a new run; the old one stays in its history."""
     th = preset(thresholds) if isinstance(thresholds, str) else thresholds
     cands = store.candidate_ids()
     if caption_ids is not None:
@@ -242,21 +312,37 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
     if not cands:
         raise LabelInputError(f"{store.path}: expected captions with generations to label (run `python -m attack "
                               f"generate` and `retrieve` first), got none")
-    run = store.open_run("label", "", {"thresholds": asdict(th), "flags": asdict(flag_params)})
+    if not store.training_set_version().count:
+        return LabelReport(None, False, 0, 0, no_evidence=len(cands),
+                           note="no training images yet: every candidate stays unlabelled (add them with "
+                                "`python -m attack ingest --images DIR`, then retrieve)")
+    evidence = {c: caption_evidence(store, c, th, flag_params) for c in cands}
+    waiting = [c for c, e in evidence.items() if e is None]
+    todo = [c for c, e in evidence.items() if e is not None and (recompute or e.key != _labelled_with(store, c))]
+    params = {"thresholds": asdict(th), "flags": asdict(flag_params)}
+    run = store.open_run("label", "", params)
     run_id, resumed = run.id, run.resumed
+    notes = [n for n in (_stale_retrieval(store),) if n]
+    if waiting:
+        notes.append(f"{len(waiting)} candidates have generations without neighbours yet: run `python -m attack "
+                     f"retrieve`, then label again")
+    again = store.auto_labelled_ids(run_id) & set(todo)
+    if again:
+        run_id, resumed = store.start_run("label", "", params), False
+        notes.append(f"{len(again)} captions labelled again: " + ("--recompute" if recompute else
+                     "their neighbours, masks or own images changed") + "; their earlier labels stay in the history")
     with store.running(run_id):
-        done = store.auto_labelled_ids(run_id)
-        todo = [c for c in cands if c not in done]
         images = CompareImages(store)
         counts: dict[str, int] = {}
         flagged = 0
         if progress:
             progress("label", 0, len(todo))
         for i, cid in enumerate(todo):
-            res = label_caption(store, cid, run_id, th, flag_params, images)
+            res = label_caption(store, cid, run_id, th, flag_params, images, evidence[cid])
             counts[res.label] = counts.get(res.label, 0) + 1
             flagged += bool(res.flags)
             if progress:
                 progress("label", i + 1, len(todo))
         store.finish_run(run_id, 0, "done")
-    return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo), counts, flagged)
+    return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo) - len(waiting), counts, flagged,
+                       len(waiting), "\n  ".join(notes))

@@ -62,11 +62,13 @@ class StageReport:
     computed: int  # captions (generations for `generate`) computed by this call
     skipped: int  # already in the run, not recomputed
     evals: int  # the run's total guided denoiser calls
+    note: str = ""  # why a new run was started where an older one looked alike
 
     def summary(self) -> str:
         how = "resumed" if self.resumed else "new"
         return (f"{self.stage} {self.kind}: run {self.run_id} ({how}), {self.computed} computed, "
-                f"{self.skipped} already done, {self.evals} guided calls in total")
+                f"{self.skipped} already done, {self.evals} guided calls in total"
+                + (f"\n  {self.note}" if self.note else ""))
 
 
 # -- selecting captions -------------------------------------------------------------------------
@@ -120,13 +122,30 @@ def shard(items: Sequence[Any], offset: int = 0, limit: int | None = None) -> li
 
 
 # -- runs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _OpenRun:
+    id: int
+    resumed: bool
+    note: str
+
+
 def _open_run(store: Store, stage: str, model: TextToImageModel, model_id: str,
-              params: Mapping[str, Any]) -> tuple[int, bool]:
-    """(run id, resumed): the newest run of this stage, model and params, or a new one. Looked up
-    and created in one write transaction, so two shard processes starting together share one run.
-    The model's dtype is part of the params: float16 values differ from float32 ones."""
-    run = store.open_run(stage, model_id, {**params, "dtype": str(model.dtype).removeprefix("torch.")})
-    return run.id, run.resumed
+              params: Mapping[str, Any]) -> _OpenRun:
+    """The newest run of this stage, model and params, or a new one (looked up and created in one
+    write transaction, so two shard processes starting together share one run). The params hold
+    the model's fingerprint (weights, configs, dtype): new weights at the same path start a new
+    run, and the note says why when an older run differs only by it."""
+    params = {**params, "dtype": str(model.dtype).removeprefix("torch."), "model_fingerprint": model.fingerprint()}
+    run = store.open_run(stage, model_id, params)
+    note = ""
+    if not run.resumed:
+        def rest(p: Mapping[str, Any]) -> dict:
+            return {k: v for k, v in p.items() if k not in ("model_fingerprint", "dtype")}
+        older = [r for r in store.runs(stage=stage, model=model_id) if r.id != run.id and rest(r.params) == rest(params)]
+        if older:
+            note = (f"new run {run.id}: the model {model_id} is not the one run {older[-1].id} used (its weights, "
+                    f"configs or dtype changed), so nothing of that run is reused")
+    return _OpenRun(run.id, run.resumed, note)
 
 
 class _EvalMeter:
@@ -159,7 +178,7 @@ class _EvalMeter:
 
 
 def _model_id(model: TextToImageModel, model_id: str | None) -> str:
-    return model_id if model_id is not None else model.name
+    return model_id if model_id is not None else (model.spec or model.name)
 
 
 # -- scores -------------------------------------------------------------------------------------
@@ -189,7 +208,8 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
     for kind in kinds:
         fn, default, _ = SCORES[kind]
         p = params.get(kind, default)
-        run_id, resumed = _open_run(store, "score", model, mid, score_params(kind, p))
+        run = _open_run(store, "score", model, mid, score_params(kind, p))
+        run_id, resumed = run.id, run.resumed
         with store.running(run_id):
             done = store.scored_caption_ids(run_id, kind)
             todo = [(cid, t) for cid, t in todo_all if cid not in done]
@@ -204,7 +224,8 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
                     meter.commit(start)
                 progress(f"{kind}", b + len(chunk), len(todo))
             evals = meter.finish()
-        reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), evals))
+        reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), evals,
+                                   run.note))
     return reports
 
 
@@ -234,8 +255,11 @@ def rank_captions(store: Store, captions: Selection, by: str, model_id: str, k: 
 
 
 # -- generation ----------------------------------------------------------------------------------
-def generate_params(params: GenerateParams, by: str, score_model: str) -> dict[str, Any]:
-    return {"by": by, "score_model": score_model, "sampler": SAMPLER, **asdict(params)}
+def generate_params(params: GenerateParams) -> dict[str, Any]:
+    """A generation run's identity: what makes an image (sampler, steps, guidance; the model's
+    fingerprint is added by _open_run), not which captions or seeds were asked for, so growing
+    --top-k or --seeds adds to the same run and generates only what is missing."""
+    return {"sampler": SAMPLER, "steps": params.steps, "guidance": params.guidance}
 
 
 def _to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -257,7 +281,8 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
     mid = _model_id(model, model_id)
     captions = as_selection(store, captions)
     ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
-    run_id, resumed = _open_run(store, "generate", model, mid, generate_params(params, by, score_model or mid))
+    run = _open_run(store, "generate", model, mid, generate_params(params))
+    run_id, resumed = run.id, run.resumed
     with store.running(run_id):
         have = store.generated_pairs(run_id)
         jobs = [(r, int(s)) for r in ranked for s in params.seeds]
@@ -276,7 +301,8 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                                          {"guidance": params.guidance, "rank": r.rank, "score_kind": by, "score": r.score})
                 meter.commit(start)
             progress("generate", b + len(chunk), len(todo))
-        return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.finish())
+        return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.finish(),
+                           run.note)
 
 
 # -- Carlini et al. post-filter -------------------------------------------------------------------
@@ -299,7 +325,8 @@ def carlini_stage(store: Store, model: TextToImageModel, captions: Captions,
     items = shard(items, offset, limit)
     run_params = {"score": "carlini", "params": asdict(params), "by": by, "top_k": top_k if by else None,
                   "score_model": (score_model or mid) if by else None}
-    run_id, resumed = _open_run(store, "carlini", model, mid, run_params)
+    run = _open_run(store, "carlini", model, mid, run_params)
+    run_id, resumed = run.id, run.resumed
     with store.running(run_id):
         done = store.scored_caption_ids(run_id, CARLINI_FLAG)  # the flag is written last, with the size
         todo = [(cid, t) for cid, t in items if cid not in done]
@@ -313,4 +340,5 @@ def carlini_stage(store: Store, model: TextToImageModel, captions: Captions,
                 store.add_scores(run_id, CARLINI_FLAG, [(cid, float(bool(res.flagged[0])))])
                 meter.commit(start)
             progress("carlini", i + 1, len(todo))
-        return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.finish())
+        return StageReport("carlini", "carlini", run_id, resumed, len(todo), len(items) - len(todo), meter.finish(),
+                           run.note)

@@ -120,22 +120,58 @@ class RetrieveReport:
     masks_built: int
     masks_examined: int
     unavailable: int = 0  # external-index hits without a local image
+    note: str = ""  # why a new run replaced an older one (the training images changed, --recompute)
 
     def summary(self) -> str:
         how = "resumed" if self.resumed else "new"
         extra = f", {self.unavailable} hits without a local image" if self.unavailable else ""
         return (f"retrieve: run {self.run_id} ({how}), {self.computed} generations searched, {self.skipped} already "
                 f"done, {self.neighbours} neighbours, {self.masks_built} auto masks from {self.masks_examined} "
-                f"images examined{extra}")
+                f"images examined{extra}" + (f"\n  {self.note}" if self.note else ""))
 
 
-def _pending(store: Store, caption_ids: Sequence[int] | None) -> tuple[list[tuple[int, str]], int]:
-    """(generations without neighbours, how many already have them); none at all is an error."""
-    rows = store.generation_refs(caption_ids)
+def _pending(store: Store, caption_ids: Sequence[int] | None, run_id: int) -> tuple[list[tuple[int, str]], int]:
+    """(generations without neighbours from this run, how many have them); none at all is an error."""
+    rows = store.generation_refs(caption_ids, retrieve_run=run_id)
     if not rows:
         raise RetrievalError(f"{store.path}: expected generations to retrieve neighbours for (run `python -m attack "
                              f"generate` first), got none{' for the selected captions' if caption_ids is not None else ''}")
     return [(g.id, g.image_sha) for g in rows if not g.has_neighbours], sum(g.has_neighbours for g in rows)
+
+
+def _training_set(store: Store, external: Path | None) -> dict:
+    """What the neighbours are searched among: the store's training images (their count and
+    highest id change whenever images are added) or an external index's files."""
+    if external is not None:
+        from .models.fingerprint import file_digest
+
+        folder = Path(external)
+        return {"external": str(folder.resolve()),
+                "files": {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}}
+    v = store.training_set_version()
+    return {"training_images": v.count, "max_training_image_id": v.max_id}
+
+
+def _open_retrieval(store: Store, spec: str, run_params: dict, recompute: bool):
+    """The retrieve run of these params over the current training set (a new one when forced),
+    and a note saying why an older run is not reused."""
+    if recompute:
+        return store.start_run("retrieve", spec, run_params), False, "--recompute: a new run, the old neighbours " \
+                                                                     "stay in the store's history"
+    run = store.open_run("retrieve", spec, run_params)
+    note = ""
+    if not run.resumed:
+        older = [r for r in store.runs(stage="retrieve", model=spec) if r.id != run.id
+                 and r.params.get("retrieve") == run_params["retrieve"]]
+        if older:
+            before, now = older[-1].params.get("training_set", {}), run_params["training_set"]
+            if "training_images" in now:
+                note = (f"the training images changed since run {older[-1].id} ({before.get('training_images', '?')} "
+                        f"then, {now['training_images']} now): every generation is searched again; the old "
+                        f"neighbours stay in the store's history")
+            else:
+                note = f"the index changed since run {older[-1].id}: every generation is searched again"
+    return run.id, run.resumed, note
 
 
 def _external_image(store: Store, idx: TrainIndex, row: int) -> int | None:
@@ -165,9 +201,12 @@ def _external_image(store: Store, idx: TrainIndex, row: int) -> int | None:
 
 def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                    caption_ids: Sequence[int] | None = None, external: Path | None = None,
-                   embedder: Embedder | None = None, batch_size: int = 64,
+                   embedder: Embedder | None = None, batch_size: int = 64, recompute: bool = False,
                    progress: Progress | None = None) -> RetrieveReport:
-    """kNN for every generation (of caption_ids, default all) that has no neighbours yet.
+    """kNN for every generation (of caption_ids, default all) that has no neighbours from the
+    current retrieval yet. A retrieval is keyed by its params, embedder and the training set it
+    searches: after training images are added (or with recompute) a new run searches every
+    generation again, and the older neighbours stay as history.
 
     external: an autofaiss / clip-retrieval index folder to search instead of the store's own
     index (its hits become training images of the store when their image is on disk)."""
@@ -176,16 +215,20 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
     embedder = embedder or load_embedder(params.embedder)
     if embedder.spec != params.embedder:
         raise RetrievalError(f"expected an embedder for {params.embedder!r}, got one for {embedder.spec!r}")
-    todo, skipped = _pending(store, caption_ids)
+    _pending(store, caption_ids, 0)  # fails early when there is nothing to retrieve for
     if external is not None:
         idx = load_autofaiss(Path(external), embedder.spec)
     else:
+        if not store.training_set_version().count:
+            raise RetrievalError(f"{store.path}: expected training images to search (add them with `python -m "
+                                 f"attack ingest --images DIR`, or pass --index), got none")
         idx = store_index(store, embedder, params.factory, nprobe=params.nprobe, progress=progress)
     if idx.index.d != embedder.dim:
         raise RetrievalError(f"expected an index of {embedder.dim}-d vectors ({embedder.spec}), got {idx.index.d}-d")
-    run_params = {"retrieve": asdict(params), "external": str(external) if external else None}
-    run = store.open_run("retrieve", embedder.spec, run_params)
-    run_id, resumed = run.id, run.resumed
+    run_params = {"retrieve": asdict(params), "external": str(external) if external else None,
+                  "training_set": _training_set(store, external)}
+    run_id, resumed, note = _open_retrieval(store, embedder.spec, run_params, recompute)
+    todo, skipped = _pending(store, caption_ids, run_id)
     with store.running(run_id):
         images = CompareImages(store)
         book = MaskBook(store, idx, embedder, params.masks, images)
@@ -220,9 +263,9 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                 writes.append((gid, out))
             with store.transaction():
                 for gid, out in writes:
-                    store.add_neighbours(gid, out)
+                    store.add_neighbours(gid, out, run_id)
                     n_neigh += len(out)
             if progress:
                 progress("retrieve", b + len(chunk), len(todo))
         store.finish_run(run_id, store.get_run(run_id).evals, "done")
-    return RetrieveReport(run_id, resumed, len(todo), skipped, n_neigh, book.built, book.examined, unavailable)
+    return RetrieveReport(run_id, resumed, len(todo), skipped, n_neigh, book.built, book.examined, unavailable, note)

@@ -392,6 +392,12 @@ def add_generation(store: "Store", caption_id: int, run_id: Optional[int], seed:
         _require_row(conn, "captions", caption_id, "add_generation")
         if run_id is not None:
             _require_row(conn, "runs", run_id, "add_generation")
+        if run_id is not None:
+            # one generation per (run, caption, seed): asking again (a second shard process) returns the first
+            have = conn.execute("SELECT id FROM generations WHERE run_id = ? AND caption_id = ? AND seed = ?",
+                                (run_id, caption_id, seed)).fetchone()
+            if have is not None:
+                return int(have[0])
         cur = conn.execute(
             "INSERT INTO generations (caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -413,11 +419,15 @@ def generated_pairs(store: "Store", run_id: int) -> set[tuple[int, int]]:
             "SELECT caption_id, seed FROM generations WHERE run_id = ?", (run_id,))}
 
 
-def generation_refs(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> list[GenerationRef]:
-    """Every generation (of these captions, when given), by id, with whether it has neighbours."""
+def generation_refs(store: "Store", caption_ids: Optional[Sequence[int]] = None,
+                    retrieve_run: Optional[int] = None) -> list[GenerationRef]:
+    """Every generation (of these captions, when given), by id, with whether it has neighbours
+    (from that retrieve run, when given)."""
+    cond = "" if retrieve_run is None else " AND n.run_id = ?"
     with store.snapshot() as conn:
         rows = conn.execute("SELECT g.id, g.caption_id, g.image_sha, EXISTS (SELECT 1 FROM neighbours n "
-                            "WHERE n.generation_id = g.id) FROM generations g ORDER BY g.id").fetchall()
+                            f"WHERE n.generation_id = g.id{cond}) FROM generations g ORDER BY g.id",
+                            () if retrieve_run is None else (retrieve_run,)).fetchall()
     wanted = None if caption_ids is None else set(caption_ids)
     return [GenerationRef(int(g), int(c), s, bool(done)) for g, c, s, done in rows
             if wanted is None or c in wanted]
@@ -430,7 +440,9 @@ def generated_caption_ids(store: "Store") -> list[int]:
             "SELECT caption_id FROM caption_state WHERE n_generations > 0 ORDER BY caption_id")]
 
 
-def add_neighbours(store: "Store", generation_id: int, neighbours: Sequence[Neighbour]) -> None:
+def add_neighbours(store: "Store", generation_id: int, neighbours: Sequence[Neighbour], run_id: int = 0) -> None:
+    """One retrieval's neighbours of a generation (run_id: the retrieve run; it becomes the
+    generation's current set when it is the newest)."""
     rows, ranks = [], set()
     for i, n in enumerate(neighbours):
         what = f"add_neighbours generation {generation_id} item {i}"
@@ -445,23 +457,39 @@ def add_neighbours(store: "Store", generation_id: int, neighbours: Sequence[Neig
                      optional_float(n.rmse, f"{what} rmse"),
                      optional_float(n.masked_rmse, f"{what} masked_rmse"),
                      None if n.mask_id is None else _int(n.mask_id, f"{what} mask_id")))
+    run_id = _int(run_id, "add_neighbours run_id")
     with store.transaction() as conn:
         _require_row(conn, "generations", generation_id, "add_neighbours")
+        if run_id:
+            _require_row(conn, "runs", run_id, "add_neighbours")
         for r in rows:
             _require_row(conn, "training_images", r[2], f"add_neighbours generation {generation_id} rank {r[1]}")
             if r[6] is not None:
                 _require_row(conn, "masks", r[6], f"add_neighbours generation {generation_id} rank {r[1]}")
         with integrity(f"add_neighbours generation {generation_id}"):
             conn.executemany(
-                "INSERT INTO neighbours (generation_id, rank, train_image_id, similarity, rmse, masked_rmse, mask_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                "INSERT INTO neighbours (generation_id, run_id, rank, train_image_id, similarity, rmse, masked_rmse, "
+                "mask_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(r[0], run_id, *r[1:]) for r in rows])
+
+
+# a generation's current neighbours are the newest retrieval's set
+CURRENT_NEIGHBOURS = "n.run_id = (SELECT max(n2.run_id) FROM neighbours n2 WHERE n2.generation_id = n.generation_id)"
 
 
 def neighbours(store: "Store", generation_id: int) -> list[Neighbour]:
+    """The generation's current neighbours (its newest retrieval's), by rank."""
     with store.snapshot() as conn:
-        rows = conn.execute("SELECT rank, train_image_id, similarity, rmse, masked_rmse, mask_id FROM neighbours "
-                            "WHERE generation_id = ? ORDER BY rank", (generation_id,)).fetchall()
+        rows = conn.execute("SELECT rank, train_image_id, similarity, rmse, masked_rmse, mask_id FROM neighbours n "
+                            f"WHERE generation_id = ? AND {CURRENT_NEIGHBOURS} ORDER BY rank",
+                            (generation_id,)).fetchall()
     return [Neighbour(*r) for r in rows]
+
+
+def neighbour_run(store: "Store", generation_id: int) -> Optional[int]:
+    """The retrieve run of the generation's current neighbours (None: none yet)."""
+    with store.snapshot() as conn:
+        row = conn.execute("SELECT max(run_id) FROM neighbours WHERE generation_id = ?", (generation_id,)).fetchone()
+    return None if row[0] is None else int(row[0])
 
 
 # -- masks ---------------------------------------------------------------------------------
@@ -540,8 +568,8 @@ def set_neighbour_mask(store: "Store", generation_id: int, rank: int, masked_rms
     with store.transaction() as conn:
         if mask_id is not None:
             _require_row(conn, "masks", mask_id, f"set_neighbour_mask generation {generation_id} rank {rank}")
-        cur = conn.execute("UPDATE neighbours SET masked_rmse = ?, mask_id = ? WHERE generation_id = ? AND rank = ?",
-                           (value, mask_id, generation_id, rank))
+        cur = conn.execute("UPDATE neighbours AS n SET masked_rmse = ?, mask_id = ? WHERE generation_id = ? AND rank = ? "
+                           f"AND {CURRENT_NEIGHBOURS}", (value, mask_id, generation_id, rank))
         if cur.rowcount != 1:
             raise NotFoundError(f"set_neighbour_mask: expected an existing neighbour (generation {generation_id}, "
                                 f"rank {rank}), got none")

@@ -32,6 +32,7 @@ import numpy as np
 from .canon import canonical_json, load_json
 from .db import utc_now
 from .errors import ExportError
+from .evidence import CURRENT_NEIGHBOURS
 from .images import encode_png
 from .outputs import check_output, write_output
 from .queries import matching_caption_ids
@@ -128,7 +129,8 @@ def _evidence(conn, caption_id: int) -> list[dict]:
     rows = conn.execute(
         "SELECT g.id, g.seed, g.run_id, g.image_sha, n.rank, n.train_image_id, n.similarity, n.rmse, "
         "n.masked_rmse, n.mask_id, t.sha256, t.caption_id, t.path_or_url, t.meta FROM generations g "
-        "LEFT JOIN neighbours n ON n.generation_id = g.id LEFT JOIN training_images t ON t.id = n.train_image_id "
+        f"LEFT JOIN neighbours n ON n.generation_id = g.id AND {CURRENT_NEIGHBOURS} "
+        "LEFT JOIN training_images t ON t.id = n.train_image_id "
         "WHERE g.caption_id = ? ORDER BY g.id, n.rank", (caption_id,)).fetchall()
     return [dict(zip(cols, r)) for r in rows]
 

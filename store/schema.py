@@ -312,5 +312,43 @@ V4 = """
 ALTER TABLE runs ADD COLUMN reason TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4)
+# v5: results that are never stale.
+# - generations: one per (run, caption, seed). A generation run is keyed by what makes an image
+#   (model fingerprint, sampler, steps, guidance), so a second identical image cannot be stored;
+#   duplicates an older version could leave (two processes on one shard) are folded first.
+# - neighbours: versioned by the retrieval run that found them (run_id; 0 for rows written
+#   outside a run). A retrieval over a changed training set writes a new set and the old one
+#   stays as history; readers take each generation's newest set.
+V5 = """
+DELETE FROM neighbours WHERE generation_id IN (
+    SELECT g.id FROM generations g WHERE g.run_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM generations g2 WHERE g2.run_id = g.run_id AND g2.caption_id = g.caption_id
+        AND g2.seed = g.seed AND g2.id < g.id));
+DELETE FROM generations WHERE run_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM generations g2 WHERE g2.run_id = generations.run_id AND g2.caption_id = generations.caption_id
+    AND g2.seed = generations.seed AND g2.id < generations.id);
+UPDATE caption_state SET n_generations = (SELECT count(*) FROM generations g WHERE g.caption_id = caption_state.caption_id)
+WHERE n_generations <> (SELECT count(*) FROM generations g WHERE g.caption_id = caption_state.caption_id);
+CREATE UNIQUE INDEX generations_once ON generations(run_id, caption_id, seed);
+
+CREATE TABLE neighbours_v5 (
+    generation_id INTEGER NOT NULL REFERENCES generations(id),
+    run_id INTEGER NOT NULL DEFAULT 0,    -- the retrieve run that found it (0: none recorded)
+    rank INTEGER NOT NULL,
+    train_image_id INTEGER NOT NULL REFERENCES training_images(id),
+    similarity REAL,
+    rmse REAL,
+    masked_rmse REAL,
+    mask_id INTEGER REFERENCES masks(id),
+    PRIMARY KEY (generation_id, run_id, rank)
+) WITHOUT ROWID;
+INSERT INTO neighbours_v5 (generation_id, run_id, rank, train_image_id, similarity, rmse, masked_rmse, mask_id)
+    SELECT generation_id, coalesce((SELECT max(id) FROM runs WHERE stage = 'retrieve'), 0), rank, train_image_id,
+           similarity, rmse, masked_rmse, mask_id FROM neighbours;
+DROP TABLE neighbours;
+ALTER TABLE neighbours_v5 RENAME TO neighbours;
+CREATE INDEX neighbours_train_image ON neighbours(train_image_id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -329,17 +329,22 @@ class Store:
     def generations(self, caption_id: int) -> list[Generation]:
         return evidence.generations(self, caption_id)
 
-    def add_neighbours(self, generation_id: int, neighbours: Sequence[Neighbour]) -> None:
-        evidence.add_neighbours(self, generation_id, neighbours)
+    def add_neighbours(self, generation_id: int, neighbours: Sequence[Neighbour], run_id: int = 0) -> None:
+        evidence.add_neighbours(self, generation_id, neighbours, run_id)
 
     def neighbours(self, generation_id: int) -> list[Neighbour]:
+        """The generation's current neighbours (its newest retrieval's), by rank."""
         return evidence.neighbours(self, generation_id)
+
+    def neighbour_run(self, generation_id: int) -> Optional[int]:
+        return evidence.neighbour_run(self, generation_id)
 
     def generated_pairs(self, run_id: int) -> set[tuple[int, int]]:
         return evidence.generated_pairs(self, run_id)
 
-    def generation_refs(self, caption_ids: Optional[Sequence[int]] = None) -> list[GenerationRef]:
-        return evidence.generation_refs(self, caption_ids)
+    def generation_refs(self, caption_ids: Optional[Sequence[int]] = None,
+                        retrieve_run: Optional[int] = None) -> list[GenerationRef]:
+        return evidence.generation_refs(self, caption_ids, retrieve_run)
 
     def candidate_ids(self) -> list[int]:
         """Captions with at least one generation, by id."""

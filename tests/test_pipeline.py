@@ -71,7 +71,8 @@ def test_score_stage_writes_one_run_per_kind_with_params_and_evals(filled):
     assert [r.kind for r in reports] == ["dcs", "ecs", "wen"]
     runs = run_rows(filled, "score")
     assert [r.params["score"] for r in runs] == ["dcs", "ecs", "wen"]
-    assert runs[0].params == {"score": "dcs", "params": {"seed": 0, "guidance": 7.5}, "dtype": "float32"}
+    assert runs[0].params == {"score": "dcs", "params": {"seed": 0, "guidance": 7.5}, "dtype": "float32",
+                              "model_fingerprint": model.fingerprint()}
     assert runs[1].params["params"]["seeds"] == [0, 1] and runs[1].params["params"]["size"] == 32
     assert all(r.status == "done" and r.model == "tiny" and r.finished_at for r in runs)
     # DCS in batches of 4 + 2 sharing the unconditional row: (4+1)/2 + (2+1)/2 = 4 guided calls
@@ -189,8 +190,8 @@ def test_generate_stage_writes_j_images_for_the_top_k(filled):
     dcs_values = latest_scores(filled, "dcs", "tiny")
     best = sorted(sel.ids, key=lambda c: -dcs_values[c])[:2]
     (run,) = run_rows(filled, "generate")
-    assert run.params == {"by": "dcs", "score_model": "tiny", "sampler": "heun-karras", "top_k": 2,
-                          "seeds": [0, 1, 2], "steps": 2, "guidance": 7.5, "dtype": "float32"}
+    assert run.params == {"sampler": "heun-karras", "steps": 2, "guidance": 7.5, "dtype": "float32",
+                          "model_fingerprint": model.fingerprint()}
     assert run.evals == 18 and run.status == "done"
     for rank, cid in enumerate(best):
         gens = filled.generations(cid)
@@ -358,7 +359,7 @@ def test_cli_run_in_a_subprocess_with_a_tiny_sd_folder_then_rerun_resumes(tmp_pa
     env = {**subprocess_env(), "OMP_NUM_THREADS": "1"}
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert "it/s" in first.stderr or "s/it" in first.stderr  # tqdm rate on stderr
+    assert "item/s" in first.stderr or "s/item" in first.stderr  # tqdm rate on stderr
     assert "generate heun-karras: run" in first.stdout and "4 computed" in first.stdout
     assert cli.main(cmd[3:]) == 0
     out = capsys.readouterr().out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -18,10 +19,12 @@ from .base import ModelError, Samples, TextToImageModel
 @dataclass(frozen=True)
 class LoadOptions:
     """Options some loaders use: dtype (auto | float32 | float16 | bfloat16; auto = float16 on
-    CUDA, float32 on CPU) and config (for a single-file checkpoint: a local diffusers folder or a
-    hub id in the local cache giving its component configs, tokenizer and scheduler)."""
+    CUDA, float32 on CPU), config (for a single-file checkpoint: a local diffusers folder or a
+    hub id in the local cache giving its component configs, tokenizer and scheduler) and variant
+    (weights such as diffusion_pytorch_model.fp16.safetensors)."""
     dtype: str | None = None
     config: str | None = None
+    variant: str | None = None
 
 
 Loader = Callable[..., TextToImageModel]
@@ -47,19 +50,54 @@ def _check_device(device: str) -> None:
         raise ModelError(f"expected --device cpu or cuda[:N], got {device!r}")
 
 
-def load_model(spec: str, device: str = "cpu", *, dtype: str | None = None, config: str | None = None) -> TextToImageModel:
-    """Load a model by spec, e.g. 'demo'; the error for an unknown spec lists the valid ones."""
+PATH_PREFIXES = ("sd:", "images:")
+
+
+def canonical_spec(spec: str) -> str:
+    """The spec a run records: a path argument of sd: / images: made absolute and resolved, so
+    sd:DIR, sd:DIR/ and sd:./DIR are one model; hub ids and other specs unchanged."""
+    for prefix in PATH_PREFIXES:
+        if spec.startswith(prefix):
+            arg = spec[len(prefix):]
+            p = Path(arg).expanduser()
+            if arg and p.exists():
+                return prefix + str(p.resolve())
+    return spec
+
+
+def _suggestion(spec: str) -> str:
+    """'; did you mean sd:X?' for a bare path that holds a model the registry can load."""
+    p = Path(spec).expanduser()
+    if not spec or not p.exists():
+        return ""
+    if p.is_dir() and (p / "unet").is_dir():
+        return f"; did you mean sd:{spec}?"
+    if p.is_dir() and any((p / n).is_file() for n in ("mapping.csv", "mapping.jsonl")):
+        return f"; did you mean images:{spec}?"
+    if p.is_file() and p.suffix in (".safetensors", ".ckpt"):
+        return f"; did you mean sd:{spec} (with --config <diffusers folder>)?"
+    return ""
+
+
+def load_model(spec: str, device: str = "cpu", *, dtype: str | None = None, config: str | None = None,
+               variant: str | None = None) -> TextToImageModel:
+    """Load a model by spec, e.g. 'demo'; the error for an unknown spec lists the valid ones.
+    The model's ``spec`` is the canonical one (see canonical_spec)."""
     _check_device(device)
     name, _, arg = spec.partition(":")
     key = name if name in _REGISTRY and not arg else f"{name}:"
     if key not in _REGISTRY:
-        raise ModelError(f"expected a model spec among {', '.join(model_specs())}; got {spec!r}")
+        raise ModelError(f"expected a model spec among {', '.join(model_specs())}; got {spec!r}{_suggestion(spec)}")
     fn = _REGISTRY[key][0]
     if len(inspect.signature(fn).parameters) == 2:  # a loader without options
-        if dtype not in (None, "auto", "float32") or config:
-            raise ModelError(f"expected no --dtype/--config for {spec!r} (float32 only), got dtype={dtype}, config={config}")
-        return fn(arg, device)
-    return fn(arg, device, LoadOptions(dtype=dtype, config=config))
+        if dtype not in (None, "auto", "float32") or config or variant:
+            raise ModelError(f"expected no --dtype/--config/--variant for {spec!r} (float32 only), got dtype={dtype}, "
+                             f"config={config}, variant={variant}")
+        model = fn(arg, device)
+    else:
+        model = fn(arg, device, LoadOptions(dtype=dtype, config=config, variant=variant))
+    model.spec = canonical_spec(spec)
+    return model
 
 
 @register("demo", "the embedded tiny text-to-image model")
@@ -72,7 +110,7 @@ def _demo(arg: str, device: str) -> TextToImageModel:
                  ".safetensors/.ckpt file (with --config <diffusers folder>)")
 def _sd(arg: str, device: str, opts: LoadOptions) -> TextToImageModel:
     from .sd import load_sd
-    return load_sd(arg, device, opts.dtype, opts.config)
+    return load_sd(arg, device, opts.dtype, opts.config, opts.variant)
 
 
 @register("sd-random", "a Stable-Diffusion-1.5-sized model with random weights, for speed measurements")
@@ -88,4 +126,5 @@ def _images(arg: str, device: str, opts: LoadOptions) -> TextToImageModel:
     return ImagesModel.load(arg)
 
 
-__all__ = ["LoadOptions", "ModelError", "Samples", "TextToImageModel", "load_model", "model_specs", "register"]
+__all__ = ["LoadOptions", "ModelError", "Samples", "TextToImageModel", "canonical_spec", "load_model", "model_specs",
+           "register"]

@@ -37,9 +37,33 @@ class TextToImageModel(ABC):
 
     name: str = "model"
     whitebox: bool = True  # False for models known only by their outputs (images:)
+    spec: str = ""         # the registry spec it was loaded from, normalised (see attack.models.load_model)
 
     def __init__(self) -> None:
         self._evals = 0.0
+        self._fingerprint: str | None = None
+
+    def identity(self) -> dict:
+        """What identifies this model's outputs (weights, configs, dtype): subclasses that know
+        their files say so; the default hashes every parameter of the torch modules it holds."""
+        from .fingerprint import module_digest
+
+        modules = [v for _, v in sorted(vars(self).items()) if isinstance(v, torch.nn.Module)]
+        return {"name": self.name, "parameters": module_digest(*modules), "dtype": str(self.dtype)}
+
+    def parameter_count(self) -> int:
+        """Parameters of every torch module the adapter holds (0 for a model known by its images)."""
+        modules = [v for v in vars(self).values() if isinstance(v, torch.nn.Module)]
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    def fingerprint(self) -> str:
+        """sha256 of identity(), computed once: a run is keyed by it, so new weights at the same
+        path, another config or another dtype start a new run instead of resuming the old one."""
+        if self._fingerprint is None:
+            from .fingerprint import combine
+
+            self._fingerprint = combine(self.identity())
+        return self._fingerprint
 
     @property
     def evals(self) -> float:

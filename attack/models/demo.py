@@ -8,23 +8,31 @@ import torch
 
 from ..demo.net import WEIGHTS_DIR, DemoNet
 from .base import ModelError, TextToImageModel
+from .fingerprint import files_digest
 
 
 class DemoModel(TextToImageModel):
     name = "demo"
 
-    def __init__(self, net: DemoNet, device: str | torch.device = "cpu"):
+    def __init__(self, net: DemoNet, device: str | torch.device = "cpu", folder: Path | None = None):
         super().__init__()
         self.net = net.to(device)
         self._device = torch.device(device)
         self._empty: torch.Tensor | None = None
+        self.folder = folder        # where the weights came from (None: built in memory)
 
     @classmethod
     def load(cls, folder: Path = WEIGHTS_DIR, device: str | torch.device = "cpu") -> "DemoModel":
         try:
-            return cls(DemoNet.load(Path(folder)), device)
+            return cls(DemoNet.load(Path(folder)), device, Path(folder))
         except FileNotFoundError as e:
             raise ModelError(str(e)) from None
+
+    def identity(self) -> dict:
+        if self.folder is None:
+            return super().identity()
+        files = [self.folder / "config.json", self.folder / "model.safetensors"]
+        return {"name": "demo", "files": files_digest(files), "dtype": "float32"}
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

@@ -8,6 +8,7 @@ images, Carlini, generation lookups) run on it; anything that needs the denoiser
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -84,10 +85,16 @@ class ImagesModel(TextToImageModel):
     name = "images"
     whitebox = False
 
-    def __init__(self, entries: dict[Key, Path], source: str = "images"):
+    def __init__(self, entries: dict[Key, Path], source: str = "images", mapping_sha256: str | None = None):
         super().__init__()
         self.entries = dict(entries)
         self.source = source
+        self.mapping_sha256 = mapping_sha256
+
+    def identity(self) -> dict:
+        """The mapping's content (which images answer which (caption, seed, steps))."""
+        entries = None if self.mapping_sha256 else sorted((c, s, t, str(p)) for (c, s, t), p in self.entries.items())
+        return {"name": "images", "mapping_sha256": self.mapping_sha256, "entries": entries}
 
     @classmethod
     def load(cls, arg: str) -> "ImagesModel":
@@ -102,7 +109,8 @@ class ImagesModel(TextToImageModel):
             mapping = found[0]
         else:
             raise ModelError(f"expected images:<folder with {' or '.join(MAPPING_NAMES)}>, got images:{arg} (no such path)")
-        return cls(read_mapping(mapping), source=f"images:{arg}")
+        return cls(read_mapping(mapping), source=f"images:{arg}",
+                   mapping_sha256=hashlib.sha256(mapping.read_bytes()).hexdigest())
 
     def _why(self, what: str) -> ModelError:
         return ModelError(f"expected a whitebox model for {what}, got {self.source}: a closed model known only by "

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .base import ModelError, TextToImageModel
+from .fingerprint import file_digest, files_digest
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -93,8 +94,11 @@ class StableDiffusionModel(TextToImageModel):
 
     def __init__(self, unet, vae, text_encoder, tokenize: Callable[[Sequence[str]], torch.Tensor],
                  scheduler_config: dict, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, source: str = "", decode_batch: int = 8):
+                 dtype: torch.dtype = torch.float32, source: str = "", decode_batch: int = 8,
+                 files: dict | None = None):
         super().__init__()
+        self._files = files         # digest of the weight / config files it was loaded from (None: in memory)
+        self._scheduler_config = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
         self._device = torch.device(device)
         self._dtype = dtype
         self.unet = _place(unet, self._device, dtype)
@@ -109,6 +113,17 @@ class StableDiffusionModel(TextToImageModel):
         self._empty: torch.Tensor | None = None
         cfg = self.text_encoder.config
         self._use_mask = bool(getattr(cfg, "use_attention_mask", False))
+
+    def identity(self) -> dict:
+        """The files it was loaded from (or its parameters when built in memory), every
+        component's config, the schedule, prediction type and dtype."""
+        configs = {name: (m.config.to_dict() if hasattr(m.config, "to_dict") else dict(m.config))
+                   for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
+                   if m is not None}
+        configs = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in configs.items()}
+        weights = self._files if self._files is not None else super().identity()["parameters"]
+        return {"name": "sd", "weights": weights, "configs": configs, "scheduler": self._scheduler_config,
+                "prediction_type": self.prediction_type, "dtype": str(self._dtype)}
 
     # --- schedule
     @property
@@ -212,23 +227,66 @@ def _scheduler_config(folder: Path) -> dict:
         raise ModelError(f"expected a readable scheduler config at {p}, got {type(e).__name__}: {e}") from None
 
 
-def from_folder(folder: Path, device: str, dtype: torch.dtype, spec: str = "") -> StableDiffusionModel:
-    """Load the components of a diffusers SD folder (no safety checker, no download)."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+
+
+def _variant_of(name: str) -> str | None:
+    """'diffusion_pytorch_model.fp16.safetensors' -> 'fp16'; no variant -> None."""
+    parts = name.split(".")
+    return parts[-2].split("-0")[0] if len(parts) >= 3 else None   # a sharded variant: fp16-00001-of-00002
+
+
+def _weights(folder: Path, component: str) -> list[Path]:
+    return sorted(p for p in (folder / component).iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+
+
+def pick_variant(folder: Path, requested: str | None, spec: str) -> str | None:
+    """The weight variant to load: the requested one (it must be there), else the plain files,
+    else the one variant every component has (how the Hugging Face cache holds variant="fp16")."""
+    present = {c: {_variant_of(p.name) for p in _weights(folder, c)} for c in WEIGHT_COMPONENTS}
+    if requested is not None:
+        missing = [c for c, v in present.items() if requested not in v]
+        if missing:
+            raise ModelError(f"expected {requested!r} variant weights for {spec!r}, got none in "
+                             f"{', '.join(missing)} (variants there: {sorted(str(v) for v in set().union(*present.values()))})")
+        return requested
+    if all(None in v for v in present.values()):
+        return None
+    common = set.intersection(*present.values()) - {None}
+    if len(common) == 1:
+        return common.pop()
+    raise ModelError(f"expected plain weight files or one variant in every component of {spec!r}, got "
+                     f"{ {c: sorted(str(x) for x in v) for c, v in present.items()} }; choose one with --variant")
+
+
+def _loaded_files(folder: Path, variant: str | None) -> dict:
+    """Digests of the files a load with this variant reads: weights, configs, tokenizer."""
+    files = [p for c in WEIGHT_COMPONENTS for p in _weights(folder, c) if _variant_of(p.name) == variant]
+    files += [p for c in _COMPONENTS for p in sorted((folder / c).glob("*.json")) + sorted((folder / c).glob("*.txt"))]
+    return files_digest(files, folder)
+
+
+def from_folder(folder: Path, device: str, dtype: torch.dtype, spec: str = "",
+                variant: str | None = None) -> StableDiffusionModel:
+    """Load the components of a diffusers SD folder (no safety checker, no download); weights of
+    a variant (fp16) when asked for, or when they are the only weights there."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     spec = spec or f"sd:{folder}"
     _check_folder(folder, spec)
-    kw = {"local_files_only": True}
+    variant = pick_variant(folder, variant, spec)
+    kw = {"local_files_only": True, **({"variant": variant} if variant else {})}
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **kw)
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kw)
         text = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, **kw)
-        tok = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)
+        tok = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"expected loadable diffusers components for {spec!r}, got {type(e).__name__}: {e}") from None
     return StableDiffusionModel(unet, vae, text, ClipTokens(tok), _scheduler_config(folder),
-                                device=device, dtype=dtype, source=spec)
+                                device=device, dtype=dtype, source=spec, files=_loaded_files(folder, variant))
 
 
 def _checkpoint_shapes(path: Path) -> dict[str, torch.Tensor]:
@@ -288,21 +346,35 @@ def from_single_file(path: Path, device: str, dtype: torch.dtype, config: str | 
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ModelError(f"expected {spec!r} to load with config {cfg}, got {type(e).__name__}: {e}") from None
+    files = {"checkpoint": file_digest(path), "config": _loaded_files(cfg, None)}
     return StableDiffusionModel(pipe.unet, pipe.vae, pipe.text_encoder, ClipTokens(pipe.tokenizer),
-                                dict(pipe.scheduler.config), device=device, dtype=dtype, source=spec)
+                                dict(pipe.scheduler.config), device=device, dtype=dtype, source=spec, files=files)
+
+
+def _quiet_loaders() -> None:
+    """No per-file progress bars from transformers / diffusers: the command line prints one
+    'loading ...' line itself."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
 
 
 def load_sd(arg: str, device: str = "cpu", dtype: str | torch.dtype | None = None,
-            config: str | None = None) -> StableDiffusionModel:
+            config: str | None = None, variant: str | None = None) -> StableDiffusionModel:
     """`sd:<arg>`: a diffusers folder, a hub id in the local cache, or a single checkpoint file."""
     spec = f"sd:{arg}"
     if not arg:
         raise ModelError("expected sd:<diffusers folder | hub id in the local cache | file.safetensors>, got sd: alone")
     dt = resolve_dtype(dtype, device)
+    _quiet_loaders()
     p = Path(arg).expanduser()
     if p.is_dir():
-        return from_folder(p, device, dt, spec)
+        return from_folder(p, device, dt, spec, variant)
     if p.is_file():
+        if variant is not None:
+            raise ModelError(f"expected --variant only with a diffusers folder, got a single file {spec!r}")
         return from_single_file(p, device, dt, config, spec)
     if _HUB_ID.match(arg):
         try:
@@ -310,6 +382,6 @@ def load_sd(arg: str, device: str = "cpu", dtype: str | torch.dtype | None = Non
         except ModelError as e:
             raise ModelError(f"expected a diffusers folder or a hub id in the local cache for {spec!r}, got neither: "
                              f"no such folder, and {e}") from None
-        return from_folder(folder, device, dt, spec)
+        return from_folder(folder, device, dt, spec, variant)
     raise ModelError(f"expected sd:<diffusers folder | hub id in the local cache | file.safetensors>, got {spec!r}: "
                      f"no such file or folder")

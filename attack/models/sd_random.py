@@ -65,5 +65,6 @@ def build_sd_random(device: str = "cpu", dtype: str | torch.dtype | None = None,
             unet = UNet2DConditionModel(**UNET_CONFIG)
             vae = AutoencoderKL(**VAE_CONFIG) if with_vae else None
             text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    # built from these configs and this seed: that is its identity (hashing 1B random parameters would cost seconds)
     return StableDiffusionModel(unet, vae, text, HashTokens(), SCHEDULER_CONFIG, device=device, dtype=dt,
-                                source="sd-random")
+                                source="sd-random", files={"sd-random": {"seed": seed, "vae": with_vae}})

@@ -51,7 +51,8 @@ PROGRESS = re.compile(r"\d+/\d+ \[[^\]]*(it|item)/s\]")
 def one_line_error(out: subprocess.CompletedProcess) -> str:
     """The command's stderr (progress bars aside), which must be one line without a traceback."""
     assert "Traceback" not in out.stderr, out.stderr
-    lines = [line for line in re.split(r"[\r\n]", out.stderr) if line.strip() and not PROGRESS.search(line)]
+    lines = [line for line in re.split(r"[\r\n]", out.stderr)
+             if line.strip() and not PROGRESS.search(line) and not line.startswith("loading ")]
     assert len(lines) == 1, out.stderr
     return lines[0]
 
