@@ -70,8 +70,9 @@ def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) ->
     """Frozen, in eval mode, on device; cast only when the dtype differs (loaders already load
     in the requested dtype, and diffusers warns on needless casts)."""
     if next(module.parameters()).dtype != dtype:
-        module = module.to(dtype)
-    return module.to(device).eval().requires_grad_(False)
+        # torch's own cast: diffusers' ModelMixin.to warns about float32-kept modules it has none of
+        module = torch.nn.Module.to(module, dtype)
+    return torch.nn.Module.to(module, device).eval().requires_grad_(False)
 
 
 class ClipTokens:
@@ -340,12 +341,18 @@ def from_single_file(path: Path, device: str, dtype: torch.dtype, config: str | 
         raise ModelError(f"expected a .safetensors or .ckpt checkpoint for {spec!r}, got {path.suffix or 'no suffix'}")
     cfg = _single_file_config(path, config, spec)
     _check_folder(cfg, f"--config {cfg}")
+    import diffusers
+
+    level = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity_error()  # its conversion warns about float32-kept modules it has none of
     try:
         pipe = StableDiffusionPipeline.from_single_file(
             str(path), config=str(cfg), local_files_only=True, torch_dtype=dtype,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ModelError(f"expected {spec!r} to load with config {cfg}, got {type(e).__name__}: {e}") from None
+    finally:
+        diffusers.utils.logging.set_verbosity(level)
     files = {"checkpoint": file_digest(path), "config": _loaded_files(cfg, None)}
     return StableDiffusionModel(pipe.unet, pipe.vae, pipe.text_encoder, ClipTokens(pipe.tokenizer),
                                 dict(pipe.scheduler.config), device=device, dtype=dtype, source=spec, files=files)
