@@ -29,8 +29,12 @@ def _run_ingest(args: argparse.Namespace) -> int:
     prepared = prepare_ingest(args.file, args.images, args.metadata, args.format)  # before touching the store
     for line in prepared.parsed.recognised() if prepared.parsed else ():
         echo(line)
-    with Store.open(args.store) as store:
-        report = apply_ingest(store, prepared, warn=warn)
+    update, close = progress_bars()
+    try:
+        with Store.open(args.store) as store:
+            report = apply_ingest(store, prepared, warn=warn, progress=update)
+    finally:
+        close()
     echo(report.summary())
     return 0
 
@@ -49,7 +53,7 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
-BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput"}
+BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -63,7 +67,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; the last line printed is one JSON object",
                        description="memorization: does the demo model copy what it should; "
                                    "ranking: scores and auto labels of the demo store vs its planted truth; "
-                                   "throughput: batched vs per-caption DCS/ECS. "
+                                   "throughput: batched vs per-caption DCS/ECS; "
+                                   "labels: labels, masks and flags on the realistic 256/512-px fixture world. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options, e.g. --json")
@@ -151,18 +156,35 @@ def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_require
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--by", default=None, help="score kind that ranks captions for generation (default: for run, the "
-                                               "first of --scores; for generate, dcs)")
+    p.add_argument("--by", default=None, help="score kind that ranks captions for generation, or none (the captions in "
+                                               "order); default: the first score computed (for run, the first of "
+                                               "--scores)")
     p.add_argument("--top-k", type=_non_negative, default=100, help="captions to generate for (0 = all scored)")
-    p.add_argument("--seeds", type=_positive, default=4, help="J: generations per caption, seeds 0..J-1")
-    p.add_argument("--steps", type=_positive, default=16, help="S: Heun steps on Karras sigmas")
+    p.add_argument("--seeds", type=_positive, default=None, help="J: generations per caption, seeds 0..J-1 (default 4; "
+                                                                  "images: the seeds its mapping holds)")
+    p.add_argument("--steps", type=_positive, default=None, help="S: Heun steps on Karras sigmas (default 16; images: "
+                                                                  "the largest steps its mapping holds)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
 
 
-def _gen_params(args: argparse.Namespace):
+def _gen_params(args: argparse.Namespace, model=None):
+    """J seeds x S steps from the flags; a closed model (images:) not told otherwise takes the
+    seeds its mapping holds and its largest steps (its full generations)."""
     from .generate import GenerateParams
 
-    return GenerateParams(top_k=args.top_k, seeds=tuple(range(args.seeds)), steps=args.steps, guidance=args.guidance)
+    closed = model is not None and not model.whitebox
+    steps = args.steps if args.steps is not None else (max(model.steps_held) if closed else 16)
+    seeds = tuple(range(args.seeds)) if args.seeds is not None else (() if closed else (0, 1, 2, 3))
+    return GenerateParams(top_k=args.top_k, seeds=seeds, steps=steps, guidance=args.guidance)
+
+
+def _default_by(store: Store, model) -> Optional[str]:
+    """--by when not given: the first score computed for this model; none for a closed model
+    with no scores (its images are taken for every caption it has), else dcs."""
+    runs = store.runs(stage="score", model=model.spec)
+    if runs:
+        return runs[0].params.get("score")
+    return None if not model.whitebox else "dcs"
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -185,13 +207,14 @@ def _run_score(args: argparse.Namespace) -> int:
 def _run_generate(args: argparse.Namespace) -> int:
     from .pipeline import generate_stage
 
-    params = _gen_params(args)
     model = _load(args)
+    params = _gen_params(args, model)
     with _open_existing(args.store) as store:
         sel = _selection(store, args)
+        by = None if args.by == "none" else (args.by or _default_by(store, model))
         update, close = progress_bars()
         try:
-            report = generate_stage(store, model, sel, params, by=args.by or "dcs", model_id=model.spec,
+            report = generate_stage(store, model, sel, params, by=by, model_id=model.spec,
                                     batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update)
         finally:
             close()
@@ -228,7 +251,6 @@ def _run_all(args: argparse.Namespace) -> int:
         echo(line)
     texts = list(dict.fromkeys(r.text for r in prepared.parsed.rows))
     shard(texts, args.offset, args.limit)  # an empty shard fails before any write
-    params = _gen_params(args)
     if not args.no_generate:
         from .embed import load_embedder
         from .labels import preset
@@ -240,6 +262,7 @@ def _run_all(args: argparse.Namespace) -> int:
         raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {by!r}")
     sharded = args.offset > 0 or args.limit is not None
     model = _load(args)
+    params = _gen_params(args, model)
     with Store.open(args.store) as store:
         if all(store.caption_id(t) is not None for t in texts):
             # a rerun (resume) of the same list: ingesting again would only bump each caption's count
@@ -296,7 +319,6 @@ def _retrieve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(d.rmse_min, d.rmse_max),
                    help=f"near-duplicate RMSE window for template masks (default {d.rmse_min:.4f} {d.rmse_max:.4f}: "
                         f"the paper code's SSE 1e2..1e3 on 256x256)")
-    p.add_argument("--preset", default="paper", help="label thresholds: paper (0.12) or onestep-code (0.113 / 0.124)")
     p.add_argument("--recompute", action="store_true", help="search (and label) again even when nothing they rest on "
                                                             "changed; the old results stay in the history")
 
@@ -327,11 +349,9 @@ def _caption_ids(store: Store, args: argparse.Namespace) -> Optional[list[int]]:
 
 def _run_retrieve(args: argparse.Namespace) -> int:
     from .embed import load_embedder
-    from .labels import preset
     from .retrieve import retrieve_stage
 
     params = _retrieve_params(args)
-    preset(args.preset)
     # a missing checkpoint or CUDA fails before the store is touched
     embedder = load_embedder(params.embedder, _embed_device(args.device))
     with _open_existing(args.store) as store:
@@ -458,6 +478,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     _generate_args(p)
     p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")
     _retrieve_args(p)
+    p.add_argument("--preset", default="paper", help="label thresholds: paper (0.12) or onestep-code (0.113 / 0.124)")
     p.set_defaults(func=_run_all)
 
 

@@ -123,14 +123,28 @@ def one_step_generations(model: TextToImageModel, captions: Sequence[str], seeds
     return model.decode(x0).float().cpu()
 
 
+def _ecs_held_seeds(model: TextToImageModel, captions: Sequence[str], params: ECSParams) -> ScoreResult:
+    """ECS of a closed model over the seeds it holds for each caption (J may differ)."""
+    values = torch.empty(len(captions), dtype=torch.float32)
+    for i, c in enumerate(captions):
+        seeds = model.seeds_for(c, params.steps)
+        if not seeds:
+            raise ScoreInputError(f"expected images of {c!r} at steps={params.steps} in {model.spec or model.name} "
+                                  f"for ECS, got {'none' if seeds is not None else 'a model that holds no images'}")
+        images = model.sample([c] * len(seeds), seeds, steps=params.steps, guidance=params.guidance).images
+        values[i] = ecs_from_images(images[None], params, model.device)[0]
+    return ScoreResult("ecs", values, 0.0, params)
+
+
 def ecs(model: TextToImageModel, captions: Sequence[str], params: ECSParams = ECSParams(),
         *, batch_size: int = 8) -> ScoreResult:
     """Webster 2023 eq. 3 (ECS) with J one-step generations per caption, batch_size captions
-    (batch_size * J generations) per network call."""
+    (batch_size * J generations) per network call. seeds=() (a closed model): each caption's
+    own seeds, the ones its images: mapping holds at `steps`."""
     captions = check_captions(captions)
     batch_size = check_batch_size(batch_size)
     if not params.seeds:
-        raise ScoreInputError("expected at least one seed for ECS, got none")
+        return _ecs_held_seeds(model, captions, params)
     seeds, j = tuple(int(s) for s in params.seeds), len(params.seeds)
     values = torch.empty(len(captions), dtype=torch.float32)
     start = model.evals

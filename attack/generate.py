@@ -19,7 +19,8 @@ from .scores import ScoreInputError, check_batch_size, check_captions
 
 @dataclass(frozen=True)
 class GenerateParams:
-    """top_k captions (0 = all), one generation per seed, `steps` Heun steps with `guidance`."""
+    """top_k captions (0 = all), one generation per seed, `steps` Heun steps with `guidance`.
+    seeds=() takes, per caption, the seeds the model holds images for (a closed model)."""
     top_k: int = 100
     seeds: tuple[int, ...] = (0, 1, 2, 3)
     steps: int = 16

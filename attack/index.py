@@ -28,6 +28,7 @@ from store import Store
 
 from .embed import Embedder
 from .errors import AttackError
+from .metrics import COMPARE_SIZE
 from .paths import inside
 from .progress import Progress
 
@@ -78,9 +79,12 @@ class TrainIndex:
 
 # -- images from the store -----------------------------------------------------------------------
 def image_tensor(store: Store, sha: str) -> torch.Tensor:
-    """A stored image as [3,H,W] float32 in [0,1]."""
-    arr = np.asarray(store.load_image(sha), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    """A stored image as [3,H,W] float32 in [0,1], as retrieval sees it: at its own size up to
+    the compare size, and as its cached 256x256 compare view when larger (a 512-px image is
+    decoded once per store, not at every comparison)."""
+    w, h = store.image_size(sha)
+    arr = store.compare_pixels(sha) if max(w, h) >= COMPARE_SIZE else np.asarray(store.load_image(sha))
+    return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 def embed_tensors(embedder: Embedder, images: Sequence[torch.Tensor], batch_size: int = 64) -> np.ndarray:

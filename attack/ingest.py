@@ -38,6 +38,7 @@ from store import CaptionRow, IngestError, Store, StoreError
 from store.canon import unicode_text as store_text
 
 from .paths import display_path, inside, resolve_inside, walk_files
+from .progress import no_progress
 
 MAX_CAPTION_CHARS = 10_000
 MAX_NESTING = 32          # extra columns: deeper JSON is refused (no real list nests so deep)
@@ -613,11 +614,15 @@ def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
     return done[-1] if done else None
 
 
-def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str]) -> tuple[list, list]:
+def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str],
+                progress=no_progress) -> tuple[list, list]:
     """Decode every image (a corrupt one is skipped with a warning) and write its file; the
     files this call creates are listed in ``created``."""
     decoded, corrupt = [], []
-    for entry in scan.entries if scan else ():
+    entries = scan.entries if scan else ()
+    progress("images", 0, len(entries))
+    for i, entry in enumerate(entries):
+        progress("images", i, len(entries))
         try:
             img = decode_image(entry.abs_path)
         except Exception as e:  # PIL raises many types for bad files: all mean "skip it"
@@ -626,10 +631,12 @@ def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str
             warn(f"skipped corrupt image {entry.rel_path} ({reason})")
             continue
         decoded.append((entry, store.put_image_tracked(img, created), img.size))
+    progress("images", len(entries), len(entries))
     return decoded, corrupt
 
 
-def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None) -> IngestReport:
+def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
+                 progress=no_progress) -> IngestReport:
     """Write image files (skipping corrupt ones), then every row in one transaction. All or
     nothing: on any failure or signal the image files this call created are removed again.
     A caption list or image folder whose content an earlier ingest already took is skipped."""
@@ -650,7 +657,7 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None) 
                             already=tuple(already))
     created: list[str] = []
     try:
-        decoded, corrupt = _decode_all(store, scan, warn, created)
+        decoded, corrupt = _decode_all(store, scan, warn, created, progress)
         params = {"file": None if parsed is None else str(prepared.file),
                   "file_sha256": parsed.sha256 if parsed else None,
                   "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,

@@ -9,8 +9,8 @@ training image and mask gave it, is stored with the label: a label is a proposal
 
 Likely false positives are flagged, never dropped: `suspect:background` for plain or
 near-uniform images and `suspect:texture` for stationary textures (the paper pruned both by
-hand). A flag is computed on the training image the label rests on and on the closest
-generation.
+hand). A flag is computed on the training image the label rests on; an N rests on none and
+carries no flag. A TV label names the siblings its mask was built from (tv_mask_siblings).
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from .retrieve import CompareImages
 from .progress import Progress
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
+# part of every label's evidence: bump it when the labelling rules change, so stores relabel
+LABELLER_VERSION = 3
 
 
 class LabelInputError(AttackError):
@@ -65,45 +67,68 @@ def preset(name: str) -> Thresholds:
 
 @dataclass(frozen=True)
 class FlagParams:
-    """Heuristics for likely false positives, on a size x size thumbnail in [0,1].
-    background: at least background_frac of the pixels within background_tol (max over
-    channels) of the median colour. texture: detailed (luminance std >= texture_min_std) yet
-    stationary: every tile of a tiles x tiles grid has about the same mean and spread (std of
-    the tile means and of the tile stds each below texture_ratio x the global std)."""
-    size: int = 64
-    background_frac: float = 0.6
-    background_tol: float = 0.06
-    tiles: int = 4
-    texture_min_std: float = 0.03
-    texture_ratio: float = 0.3
+    """Heuristics for likely false positives, on a size x size luminance thumbnail (of the
+    256-px compare image). A tile has *detail* when its luminance std is at least detail_std.
+    background: at most background_detail of the background_tiles^2 tiles have detail (nothing
+    but backdrop; a photo on a plain surround keeps its photo's tiles, so it is no background).
+    texture: at least texture_detail of the texture_tiles^2 (coarser) tiles have detail and they
+    are alike: the spread of their stds relative to the mean std, and the spread of their means
+    relative to the global std, are both at most texture_spread (a photo's regions differ).
+    Measured on the realistic fixture world (attack/realworld.py) and the demo world: see
+    tests/test_flags.py and python -m attack bench labels."""
+    size: int = 128
+    detail_std: float = 0.03
+    background_tiles: int = 8
+    background_detail: float = 0.1
+    texture_tiles: int = 4
+    texture_detail: float = 0.9
+    texture_spread: float = 0.25
 
 
-def suspect_flags(images: torch.Tensor, params: FlagParams = FlagParams()) -> list[tuple[str, ...]]:
-    """Flags per image [N,3,H,W] in [0,1]: () or some of suspect:background, suspect:texture."""
+def _tile_stats(lum: torch.Tensor, tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(std, mean) of each of tiles x tiles tiles of lum [N,S,S]: two [N, tiles^2] tensors."""
+    n, s = lum.shape[0], lum.shape[-1] // tiles
+    t = lum.view(n, tiles, s, tiles, s).permute(0, 1, 3, 2, 4).reshape(n, tiles * tiles, s * s)
+    return t.std(2), t.mean(2)
+
+
+def _kept_tiles(keep: torch.Tensor | None, n: int, size: int, tiles: int) -> torch.Tensor:
+    """[n, tiles^2] bool: the tiles a keep-mask [n,H,W] (or [H,W]) mostly keeps; all without one."""
+    if keep is None:
+        return torch.ones(n, tiles * tiles, dtype=torch.bool)
+    k = keep.float().reshape(-1, 1, *keep.shape[-2:]).expand(n, 1, *keep.shape[-2:])
+    k = F.interpolate(k, size=(size, size), mode="nearest")[:, 0]
+    return _tile_stats(k, tiles)[1] >= 0.5
+
+
+def _share(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Fraction of `where` tiles whose value is true, per row."""
+    return (values & where).float().sum(1) / where.float().sum(1).clamp_min(1)
+
+
+def suspect_flags(images: torch.Tensor, params: FlagParams = FlagParams(),
+                  keep: torch.Tensor | None = None) -> list[tuple[str, ...]]:
+    """Flags per image [N,3,H,W] in [0,1]: () or one of suspect:background, suspect:texture.
+    keep: a template keep-mask; then only the tiles it keeps are judged for a backdrop (a TV
+    match rests on those pixels alone, so a plain kept region is a backdrop match whatever the
+    rest shows); texture is judged on the whole image."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise LabelInputError(f"expected images [N,3,H,W], got {tuple(images.shape)}")
     x = F.interpolate(images.float().clamp(0, 1), size=(params.size, params.size), mode="bilinear",
                       antialias=True, align_corners=False)
     n = x.shape[0]
-    med = x.flatten(2).median(2).values[:, :, None, None]
-    near = ((x - med).abs().amax(1) <= params.background_tol).flatten(1).float().mean(1)
-    lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])
-    t = params.tiles
-    tiles = lum.view(n, t, params.size // t, t, params.size // t).permute(0, 1, 3, 2, 4).flatten(3)
-    g_std = lum.flatten(1).std(1)
-    mean_spread = tiles.mean(3).flatten(1).std(1)
-    std_spread = tiles.std(3).flatten(1).std(1)
-    out = []
-    for i in range(n):
-        f = []
-        if float(near[i]) >= params.background_frac:
-            f.append("suspect:background")
-        elif (float(g_std[i]) >= params.texture_min_std
-              and float(mean_spread[i]) <= params.texture_ratio * float(g_std[i])
-              and float(std_spread[i]) <= params.texture_ratio * float(g_std[i])):
-            f.append("suspect:texture")
-        out.append(tuple(f))
-    return out
+    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    b_std, _ = _tile_stats(lum, params.background_tiles)
+    b_in = _kept_tiles(keep, n, params.size, params.background_tiles)
+    backdrop = _share(b_std >= params.detail_std, b_in) <= params.background_detail
+    t_std, t_mean = _tile_stats(lum, params.texture_tiles)
+    detailed = (t_std >= params.detail_std).float().mean(1) >= params.texture_detail
+    spread = torch.maximum(t_std.std(1) / t_std.mean(1).clamp_min(1e-6),
+                           t_mean.std(1) / lum.flatten(1).std(1).clamp_min(1e-6))
+    stationary = detailed & (spread <= params.texture_spread)
+    return [("suspect:background",) if bool(b) else ("suspect:texture",) if bool(t) else ()
+            for b, t in zip(backdrop, stationary)]
+
 
 
 def decide(distances: Mapping[str, Any], thresholds: Thresholds = Thresholds()) -> str:
@@ -163,25 +188,13 @@ def caption_distances(store: Store, caption_id: int, images: CompareImages | Non
                 md = float(masked_rmse(gi, images.get(sha)[None], mask_to_compare(store.load_mask(m.image_sha)))[0])
                 if refresh:
                     store.set_neighbour_mask(g.id, n.rank, md, m.id)
-            tv.append((md, {**info, "mask_id": m.id, "mask_version": m.version}))
+            tv.append((md, {**info, "mask_id": m.id, "mask_version": m.version,
+                            "mask_siblings": list(m.meta.get("siblings", [])) if m.source == "auto" else None}))
     out: dict[str, Any] = {"generations": len(gens)}
     for key, cands in (("tv", tv), ("mv", mv), ("rv", rv)):
         d, info = _best(cands)
         out[key] = d
         out.update({f"{key}_{k}": v for k, v in info.items()})
-    return out
-
-
-def _pair(store: Store, images: CompareImages, caption_id: int, distances: Mapping[str, Any],
-          key: str) -> list[torch.Tensor]:
-    """The training image and generation behind distance `key`, at the compare size."""
-    gid, tid = distances.get(f"{key}_generation_id"), distances.get(f"{key}_train_image_id")
-    out = []
-    if tid is not None:
-        out.append(images.get(store.get_training_image(tid).sha256))
-    if gid is not None:
-        sha = next(g.image_sha for g in store.generations(caption_id) if g.id == gid)
-        out.append(images.get(sha))
     return out
 
 
@@ -195,10 +208,15 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
     if evidence is not None:
         distances["evidence"], distances["evidence_key"] = evidence.as_json(), evidence.key
     label = decide(distances, thresholds)
-    # flags rest on the pair behind the label; for N, on the closest retrieved pair
-    key = label.lower() if label != "N" else ("rv" if distances.get("rv") is not None else "mv")
-    pair = _pair(store, images, caption_id, distances, key)
-    flags = sorted({f for fl in (suspect_flags(torch.stack(pair), flag_params) if pair else []) for f in fl})
+    # a flag warns about the training image a label rests on; an N rests on none
+    flags: list[str] = []
+    if label != "N":
+        tid = distances.get(f"{label.lower()}_train_image_id")
+        image = images.get(store.get_training_image(tid).sha256)
+        keep = None
+        if label == "TV":   # a TV match rests on the kept pixels only
+            keep = mask_to_compare(store.load_mask(store.get_mask(distances["tv_mask_id"]).image_sha))
+        flags = list(suspect_flags(image[None], flag_params, keep)[0])
     distances["thresholds"] = asdict(thresholds)
     auto_id = store.add_auto_label(caption_id, run_id, label, distances, flags)
     return CaptionLabel(caption_id, label, distances, tuple(flags), run_id, auto_id)
@@ -252,7 +270,7 @@ def caption_evidence(store: Store, caption_id: int, thresholds: Thresholds,
                 m = store.current_mask(n.train_image_id)
                 masks[n.train_image_id] = None if m is None else m.id
     ev = {"neighbour_runs": sorted(runs.items()), "masks": sorted(masks.items()), "own": own,
-          "thresholds": asdict(thresholds), "flags": asdict(flag_params)}
+          "thresholds": asdict(thresholds), "flags": asdict(flag_params), "labeller": LABELLER_VERSION}
     return Evidence(runs, masks, own, hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest())
 
 

@@ -38,7 +38,9 @@ class MaskParams:
     a pixel is kept; erode / dilate: square kernel sizes (odd, 1 = none); min_keep: a candidate
     in the window that leaves less than this fraction of the pixels unchanged is no template
     sibling (plain or unrelated images that happen to fall in the window) and is skipped, and a
-    mask keeping less is not stored; max_dups: near-duplicates combined."""
+    mask keeping less is not stored; max_dups: near-duplicates combined; agree_iou: siblings of
+    one template change the same region, so only candidates whose change regions overlap the
+    consensus by at least this IoU are combined (see consistent_siblings)."""
     rmse_min: float = float(np.sqrt(1e2 * SSE_TO_RMSE))
     rmse_max: float = float(np.sqrt(1e3 * SSE_TO_RMSE))
     candidates: int = 10
@@ -47,6 +49,7 @@ class MaskParams:
     dilate: int = 3
     min_keep: float = 0.2
     max_dups: int = 8
+    agree_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.rmse_min <= self.rmse_max:
@@ -66,12 +69,30 @@ def _check_pair(ref: torch.Tensor, dups: torch.Tensor) -> None:
         raise MaskInputError(f"expected near-duplicates [M,{','.join(map(str, ref.shape))}], got {tuple(dups.shape)}")
 
 
-def near_duplicates(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams()) -> list[int]:
-    """Indices of candidates [M,3,S,S] whose RMSE to ref [3,S,S] is inside the window, closest first."""
+def _soft(x: torch.Tensor, block: int = 4) -> torch.Tensor:
+    """[M,3,S,S] averaged over block x block pixels: what is left of an image once re-encoding
+    noise (JPEG blocks, resampling ringing) is gone; a region a template varies stays."""
+    return F.avg_pool2d(x, block) if x.shape[-1] % block == 0 else x
+
+
+def _denoise(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean of [M,3,S,S] (borders averaged over the pixels inside)."""
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def near_duplicates(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams(),
+                    limit: bool = True) -> list[int]:
+    """Indices of candidates [M,3,S,S] whose RMSE to ref [3,S,S] is inside the window, closest
+    first (at most max_dups unless limit is False). A candidate that is the same picture
+    re-encoded (JPEG at another quality: inside the window, but below rmse_min once both are
+    blurred) is a copy, not a template sibling, and is left out."""
     _check_pair(ref, candidates)
     d = (candidates - ref).pow(2).flatten(1).mean(1).sqrt()
-    inside = [(float(v), i) for i, v in enumerate(d) if params.rmse_min <= float(v) <= params.rmse_max]
-    return [i for _, i in sorted(inside)][: params.max_dups]
+    soft = (_soft(candidates) - _soft(ref[None])).pow(2).flatten(1).mean(1).sqrt()
+    inside = [(float(v), i) for i, (v, sv) in enumerate(zip(d, soft))
+              if params.rmse_min <= float(v) <= params.rmse_max and float(sv) >= params.rmse_min]
+    picks = [i for _, i in sorted(inside)]
+    return picks[: params.max_dups] if limit else picks
 
 
 def _erode(m: torch.Tensor, k: int) -> torch.Tensor:
@@ -96,6 +117,17 @@ def keep_mask(ref: torch.Tensor, dups: torch.Tensor, params: MaskParams = MaskPa
     return _dilate(_erode(same, params.erode), params.dilate)
 
 
+def voted_keep_mask(ref: torch.Tensor, dups: torch.Tensor, params: MaskParams = MaskParams()) -> torch.Tensor:
+    """keep_mask for three or more siblings: a pixel varies when it differs (channel-summed
+    |ref - dup| >= diff) in at least half of them, not in any one. What a template varies, every
+    sibling varies; what JPEG noise or one sibling's blemish moves, only some do, and it no
+    longer punches holes in the mask (the paper's rule is the one-sibling case of this)."""
+    _check_pair(ref, dups)
+    differs = ((dups - ref).abs().sum(1) >= params.diff).float().mean(0)
+    same = differs < 0.5
+    return _dilate(_erode(same, params.erode), params.dilate)
+
+
 def resize_mask(mask: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A bool mask to (width, height): box-filtered then thresholded at half, so a pixel of a
     smaller image is kept when most of the compare-grid pixels it covers are."""
@@ -115,28 +147,53 @@ class TemplateMask:
     keep_fraction: float
 
 
+def consistent_siblings(changes: torch.Tensor, agree_iou: float) -> list[int]:
+    """Indices of the largest group of change maps [M,S,S] (bool) that agree with one of them
+    (IoU of the opened change regions >= agree_iou), closest candidates first on a tie: the
+    siblings of one template vary one region; an image of another family, or the same photo
+    shifted, changes elsewhere and is left out instead of emptying the mask."""
+    opened = torch.stack([_dilate(_erode(c, 3), 3) for c in changes]).flatten(1).float()
+    inter = opened @ opened.T
+    area = opened.sum(1)
+    iou = inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
+    agree = (iou >= agree_iou) | torch.eye(len(changes), dtype=torch.bool)
+    best = int(torch.argmax(agree.sum(1)))   # first maximum: the closest candidate wins a tie
+    return [j for j in range(len(changes)) if bool(agree[best, j])]
+
+
 def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams(),
                   candidate_ids: Sequence[int] | None = None, grid: tuple[torch.Tensor, torch.Tensor] | None = None
                   ) -> TemplateMask | None:
     """The template mask of ref from its candidates (both at the compare size: the window is
     defined there), or None when no candidate is a near-duplicate or the mask keeps less than
     min_keep. grid: the same (ref, candidates) on the grid the keep-mask is computed on, e.g. a
-    small training image's own pixels, where the difference is not smeared by upsampling."""
+    small training image's own pixels, where the difference is not smeared by upsampling.
+    Of the near-duplicates, only the consistent siblings (consistent_siblings) are combined."""
     if candidates.shape[0] == 0:
         return None
-    picks = near_duplicates(ref, candidates, params)
+    picks = near_duplicates(ref, candidates, params, limit=False)
     if not picks:
         return None
     g_ref, g_cands = grid if grid is not None else (ref, candidates)
     if g_cands.shape[0] != candidates.shape[0]:
         raise MaskInputError(f"expected the grid images to match the {candidates.shape[0]} candidates, got {g_cands.shape[0]}")
+    if g_ref.shape[-1] >= COMPARE_SIZE:
+        # photos at real resolution are JPEGs: their re-encoding noise alone crosses the 0.03
+        # threshold in busy areas and would punch the mask full of holes; a 3x3 mean removes it
+        # (a template's varying region is far larger than 3 px). Small images (the demo's 32 px)
+        # keep the paper's per-pixel rule on their own pixels.
+        g_ref, g_cands = _denoise(g_ref[None])[0], _denoise(g_cands)
     # a near-duplicate shares the template: on its own it must leave min_keep of the pixels
     # unchanged, or one unrelated image inside a wide window would erase the whole mask
-    shared = ((g_cands[picks] - g_ref).abs().sum(1) < params.diff).flatten(1).float().mean(1)
-    picks = [p for p, f in zip(picks, shared.tolist()) if f >= params.min_keep]
-    if not picks:
+    changes = (g_cands[picks] - g_ref).abs().sum(1) >= params.diff
+    shared = (~changes).flatten(1).float().mean(1)
+    ok = [i for i, f in enumerate(shared.tolist()) if f >= params.min_keep]
+    if not ok:
         return None
-    keep = keep_mask(g_ref, g_cands[picks], params)
+    agree = consistent_siblings(changes[ok], params.agree_iou)
+    picks = [picks[ok[i]] for i in agree][: params.max_dups]
+    keep = keep_mask(g_ref, g_cands[picks], params) if len(picks) < 3 else \
+        voted_keep_mask(g_ref, g_cands[picks], params)
     frac = float(keep.float().mean())
     if frac < params.min_keep:
         return None

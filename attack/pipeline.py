@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import numpy as np
-import torch
 
 from store import Store, StoreError
 
@@ -207,6 +205,8 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
     reports = []
     for kind in kinds:
         fn, default, _ = SCORES[kind]
+        if kind == "ecs" and not model.whitebox:
+            default = replace(default, seeds=())   # a closed model: the seeds its mapping holds
         p = params.get(kind, default)
         run = _open_run(store, "score", model, mid, score_params(kind, p))
         run_id, resumed = run.id, run.resumed
@@ -240,11 +240,15 @@ class Ranked:
     rank: int  # 0 = highest score among the selection
     caption_id: int
     text: str
-    score: float
+    score: float | None  # None: not ranked by a score
 
 
-def rank_captions(store: Store, captions: Selection, by: str, model_id: str, k: int) -> list[Ranked]:
-    """The top-k (0 = all) captions of the selection by their stored `by` score of `model_id`."""
+def rank_captions(store: Store, captions: Selection, by: str | None, model_id: str, k: int) -> list[Ranked]:
+    """The top-k (0 = all) captions of the selection by their stored `by` score of `model_id`;
+    by=None keeps the selection's own order (a closed model's images for every caption it has)."""
+    if by is None:
+        items = list(zip(captions.ids, captions.texts))[: k or None]
+        return [Ranked(r, cid, t, None) for r, (cid, t) in enumerate(items)]
     scores = latest_scores(store, by, model_id)
     scored = [(cid, t, scores[cid]) for cid, t in zip(captions.ids, captions.texts) if cid in scores]
     if not scored:
@@ -255,15 +259,25 @@ def rank_captions(store: Store, captions: Selection, by: str, model_id: str, k: 
 
 
 # -- generation ----------------------------------------------------------------------------------
-def generate_params(params: GenerateParams) -> dict[str, Any]:
+def generate_params(params: GenerateParams, sampler: str = SAMPLER) -> dict[str, Any]:
     """A generation run's identity: what makes an image (sampler, steps, guidance; the model's
     fingerprint is added by _open_run), not which captions or seeds were asked for, so growing
     --top-k or --seeds adds to the same run and generates only what is missing."""
-    return {"sampler": SAMPLER, "steps": params.steps, "guidance": params.guidance}
+    return {"sampler": sampler, "steps": params.steps, "guidance": params.guidance}
 
 
-def _to_hwc(image: torch.Tensor) -> np.ndarray:
-    return image.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
+def _jobs(model: TextToImageModel, ranked: Sequence[Ranked], params: GenerateParams) -> list[tuple[Ranked, int]]:
+    """(caption, seed) pairs to generate: every seed of params, or (seeds=()) the seeds the model
+    holds images for, per caption."""
+    if params.seeds:
+        return [(r, int(s)) for r in ranked for s in params.seeds]
+    out = []
+    for r in ranked:
+        held = model.seeds_for(r.text, params.steps)
+        if held is None:
+            raise ScoreInputError(f"expected seeds for {model.spec or model.name} (it can generate any), got none")
+        out += [(r, s) for s in held]
+    return out
 
 
 def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
@@ -271,9 +285,10 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                    model_id: str | None = None, batch_size: int = 16, offset: int = 0, limit: int | None = None,
                    progress: Progress = no_progress) -> StageReport:
     """J seeds x S Heun steps for the top-K captions by their stored `by` score (of `score_model`,
-    default this model); offset/limit shard the ranked top-K list. Images are stored at the
-    model's native resolution as lossless PNG; (caption, seed) pairs the run holds are skipped."""
-    if not params.seeds or params.steps < 1:
+    default this model; by=None: the captions in their own order); offset/limit shard the ranked
+    top-K list. Images are stored at the model's native resolution (a closed model's files as
+    they are) as lossless PNG; (caption, seed) pairs the run holds are skipped."""
+    if params.steps < 1 or (not params.seeds and model.whitebox):
         raise ScoreInputError(f"expected at least one seed and one step, got seeds={params.seeds}, steps={params.steps}")
     if len(set(params.seeds)) != len(params.seeds):
         raise ScoreInputError(f"expected distinct seeds, got {params.seeds}")
@@ -281,28 +296,29 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
     mid = _model_id(model, model_id)
     captions = as_selection(store, captions)
     ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
-    run = _open_run(store, "generate", model, mid, generate_params(params))
+    run = _open_run(store, "generate", model, mid, generate_params(params, model.sampler))
     run_id, resumed = run.id, run.resumed
     with store.running(run_id):
         have = store.generated_pairs(run_id)
-        jobs = [(r, int(s)) for r in ranked for s in params.seeds]
+        jobs = _jobs(model, ranked, params)
         todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
         meter = _EvalMeter(store, model, run_id)
         progress("generate", 0, len(todo))
         for b in range(0, len(todo), batch_size):
             chunk = todo[b:b + batch_size]
             start = model.evals
-            out = model.sample([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
-                               guidance=params.guidance)
-            shas = [store.put_image(_to_hwc(img)) for img in out.images]  # files first: harmless if orphaned
+            images = model.images([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
+                                  guidance=params.guidance)
+            shas = [store.put_image(img) for img in images]  # files first: harmless if orphaned
+            guidance = params.guidance if model.whitebox else None   # unknown for a closed model
             with store.transaction():
                 for (r, s), sha in zip(chunk, shas):
-                    store.add_generation(r.caption_id, run_id, s, params.steps, out.sampler, sha,
-                                         {"guidance": params.guidance, "rank": r.rank, "score_kind": by, "score": r.score})
+                    store.add_generation(r.caption_id, run_id, s, params.steps, model.sampler, sha,
+                                         {"guidance": guidance, "rank": r.rank, "score_kind": by, "score": r.score})
                 meter.commit(start)
             progress("generate", b + len(chunk), len(todo))
-        return StageReport("generate", SAMPLER, run_id, resumed, len(todo), len(jobs) - len(todo), meter.finish(),
-                           run.note)
+        return StageReport("generate", model.sampler, run_id, resumed, len(todo), len(jobs) - len(todo),
+                           meter.finish(), run.note)
 
 
 # -- Carlini et al. post-filter -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from store import Neighbour, Store
 from .embed import Embedder, load_embedder
 from .index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
 from .masks import MaskParams, mask_grid, resize_mask, template_mask
-from .metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse, to_compare
+from .metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
 from .paths import resolve_inside
 from .progress import Progress
 
@@ -51,8 +51,7 @@ class CompareImages:
     def get(self, sha: str) -> torch.Tensor:
         hit = self._cache.get(sha)
         if hit is None:
-            img = to_compare(image_tensor(self.store, sha)[None])[0]
-            hit = (img * 255).round().to(torch.uint8)
+            hit = torch.from_numpy(self.store.compare_pixels(sha)).permute(2, 0, 1).contiguous()
             self._cache[sha] = hit
             if len(self._cache) > self.max_items:
                 self._cache.popitem(last=False)
@@ -103,8 +102,10 @@ class MaskBook:
                            [c for c, _ in keep], None if natives is None else (natives[0], natives[1:]))
         if tm is None:
             return None
-        h, w = own.shape[-2:]
-        mask_id = self.store.save_mask(tid, resize_mask(tm.keep, (w, h)), source="auto")
+        size = self.store.image_size(sha)
+        provenance = {"siblings": list(tm.dups), "sibling_rmse": list(tm.dup_rmse),
+                      "keep_fraction": round(tm.keep_fraction, 4), "method": "consistent siblings"}
+        mask_id = self.store.save_mask(tid, resize_mask(tm.keep, size), source="auto", meta=provenance)
         self.built += 1
         stored = self.store.load_mask(self.store.get_mask(mask_id).image_sha)
         return mask_id, mask_to_compare(stored)
@@ -239,8 +240,7 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
             chunk = todo[b:b + batch_size]
             gens = [image_tensor(store, s) for _, s in chunk]
             sims, rows = idx.search(embed_tensors(embedder, gens, batch_size), params.k)
-            gen_cmp = to_compare(torch.stack(gens)) if len({g.shape for g in gens}) == 1 else \
-                torch.cat([to_compare(g[None]) for g in gens])
+            gen_cmp = images.stack([s for _, s in chunk])
             writes: list[tuple[int, list[Neighbour]]] = []
             for i, (gid, _) in enumerate(chunk):
                 hits = []
@@ -261,6 +261,8 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                     md = float(masked_rmse(gen_cmp[i:i + 1], ref[rank:rank + 1], mask[1])[0]) if mask else None
                     out.append(Neighbour(rank, tid, sim, float(d), md, mask[0] if mask else None))
                 writes.append((gid, out))
+                if progress:
+                    progress("retrieve", b + i + 1, len(todo))   # per generation: mask building is slow
             with store.transaction():
                 for gid, out in writes:
                     store.add_neighbours(gid, out, run_id)

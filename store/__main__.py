@@ -46,11 +46,14 @@ def _export(args: argparse.Namespace) -> int:
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     with _open_for_export(args.store) as store:
         result = export(store, args.out, args.format, labels=labels, make_parents=args.parents, force=args.force,
-                        raw_csv=args.raw_csv)
+                        raw_csv=args.raw_csv, auto=args.auto)
     skipped = f", {len(result.skipped_without_image)} without a generated image left out of the zip" \
         if result.skipped_without_image else ""
     unrecorded = " (not recorded in the store: it is read-only)" if result.export_id is None else ""
-    echo(f"exported {result.rows} rows ({','.join(sorted(set(labels)))}) to {result.path} "
+    what = ("every candidate, with its automatic label, flags, distances and scores beside any human label"
+            if args.auto else f"captions whose current human label is {','.join(sorted(set(labels)))}; "
+                              f"automatic labels are not exported without --auto")
+    echo(f"exported {result.rows} rows ({what}) to {result.path} "
          f"[{result.format}, sha256 {result.sha256[:12]}]{skipped}{unrecorded}")
     return 0
 
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--parents", action="store_true", help="create missing parent folders of --out")
     ex.add_argument("--force", action="store_true", help="replace an existing --out file (atomically, keeping "
                                                           "its permissions)")
+    ex.add_argument("--auto", action="store_true", help="every candidate (the whole ranking) with its automatic "
+                                                         "label, flags and distances, not only human-confirmed ones")
     ex.add_argument("--raw-csv", action="store_true", help="CSV: keep text cells exactly, without neutralising "
                                                             "ones a spreadsheet would run as formulas (=, +, -, @)")
     ex.set_defaults(func=_export)

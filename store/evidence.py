@@ -493,7 +493,11 @@ def neighbour_run(store: "Store", generation_id: int) -> Optional[int]:
 
 
 # -- masks ---------------------------------------------------------------------------------
-_MASK_COLS = "id, train_image_id, version, image_sha, source, author, parent_id, created_at"
+_MASK_COLS = "id, train_image_id, version, image_sha, source, author, parent_id, created_at, meta"
+
+
+def _mask(row: tuple) -> Mask:
+    return Mask(*row[:8], load_json(row[8], {}))
 
 
 def _image_size(store: "Store", sha: str) -> tuple[int, int]:
@@ -524,7 +528,8 @@ def _check_binary_mask(store: "Store", sha: str) -> None:
 
 
 def add_mask(store: "Store", train_image_id: int, image_sha: str, source: str = "auto",
-             author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+             author: Optional[str] = None, parent_id: Optional[int] = None,
+             meta: Optional[Mapping[str, Any]] = None) -> int:
     """Save a new mask version (previous + 1); an edit's parent defaults to the current mask."""
     if source not in MASK_SOURCES:
         raise StoreError(f"add_mask source: expected one of {', '.join(MASK_SOURCES)}, got {source!r}")
@@ -544,21 +549,22 @@ def add_mask(store: "Store", train_image_id: int, image_sha: str, source: str = 
                                  f"got {parent_id!r}")
         version = 1 if current is None else current[1] + 1
         cur = conn.execute(
-            "INSERT INTO masks (train_image_id, version, image_sha, source, author, parent_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (train_image_id, version, image_sha, source, author, parent_id, utc_now()))
+            "INSERT INTO masks (train_image_id, version, image_sha, source, author, parent_id, created_at, meta) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (train_image_id, version, image_sha, source, author, parent_id, utc_now(), _meta(meta, "add_mask meta")))
         return int(cur.lastrowid)
 
 
 def save_mask(store: "Store", train_image_id: int, mask: Any, source: str = "auto",
-              author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+              author: Optional[str] = None, parent_id: Optional[int] = None,
+              meta: Optional[Mapping[str, Any]] = None) -> int:
     """Check a mask array / image against its training image, then write its file and a new
     version; a wrong size raises MaskError before anything (file included) is written."""
     from .images import to_mask_array
     arr = to_mask_array(mask)
     with store.snapshot() as conn:
         _check_mask_size(store, conn, train_image_id, (arr.shape[1], arr.shape[0]))
-    return add_mask(store, train_image_id, store.put_mask(arr), source, author, parent_id)
+    return add_mask(store, train_image_id, store.put_mask(arr), source, author, parent_id, meta)
 
 
 def set_neighbour_mask(store: "Store", generation_id: int, rank: int, masked_rmse: Optional[float],
@@ -579,14 +585,14 @@ def current_mask(store: "Store", train_image_id: int) -> Optional[Mask]:
     with store.snapshot() as conn:
         row = conn.execute(f"SELECT {_MASK_COLS} FROM masks WHERE train_image_id = ? "
                            "ORDER BY version DESC LIMIT 1", (train_image_id,)).fetchone()
-    return None if row is None else Mask(*row)
+    return None if row is None else _mask(row)
 
 
 def mask_versions(store: "Store", train_image_id: int) -> list[Mask]:
     with store.snapshot() as conn:
         rows = conn.execute(f"SELECT {_MASK_COLS} FROM masks WHERE train_image_id = ? ORDER BY version",
                             (train_image_id,)).fetchall()
-    return [Mask(*r) for r in rows]
+    return [_mask(r) for r in rows]
 
 
 def get_mask(store: "Store", mask_id: int) -> Mask:
@@ -594,7 +600,7 @@ def get_mask(store: "Store", mask_id: int) -> Mask:
         row = conn.execute(f"SELECT {_MASK_COLS} FROM masks WHERE id = ?", (mask_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"get_mask: expected an existing mask id, got {mask_id!r}")
-    return Mask(*row)
+    return _mask(row)
 
 
 # -- auto labels -------------------------------------------------------------------------------

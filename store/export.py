@@ -140,24 +140,34 @@ def _retrieved_url(path_or_url: Optional[str], meta_json: Optional[str]) -> Opti
     return meta.get("url") or path_or_url
 
 
+AUTO_COLUMNS = ("auto_label", "auto_flags", "auto_tv", "auto_mv", "auto_rv")
+
+
 def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
-                 query: Optional[PageQuery] = None) -> tuple[list[dict], list[str]]:
-    """(rows, score kinds) for an export; reusable by the review app for previews."""
+                 query: Optional[PageQuery] = None, auto: bool = False) -> tuple[list[dict], list[str]]:
+    """(rows, score kinds) for an export; reusable by the review app for previews.
+
+    auto: every candidate (the whole ranking), human-labelled or not, with its automatic label,
+    flags and distances (AUTO_COLUMNS) beside the human label; ``labels`` is then ignored."""
     labels = _check_labels(labels)
     marks = ", ".join("?" * len(labels))
     with store.snapshot() as conn:
+        cols = "caption_id, label, label_entry_id, reviewer, labelled_at, auto_label, flags, auto_run_id"
         state = conn.execute(
-            f"SELECT caption_id, label, label_entry_id, reviewer, labelled_at FROM caption_state "
-            f"WHERE label IN ({marks}) ORDER BY caption_id", labels).fetchall()
+            f"SELECT {cols} FROM caption_state WHERE n_generations > 0 ORDER BY caption_id" if auto else
+            f"SELECT {cols} FROM caption_state WHERE label IN ({marks}) ORDER BY caption_id",
+            () if auto else labels).fetchall()
         if query is not None:
             allowed = set(matching_caption_ids(conn, query))
             state = [s for s in state if s[0] in allowed]
         rows = []
         kinds: set[str] = set()
-        for caption_id, label, entry_id, reviewer, labelled_at in state:
+        for caption_id, human, entry_id, reviewer, labelled_at, auto_label, flags, auto_run in state:
+            label = human if human is not None else (auto_label or "N")   # what the evidence is picked for
             text, url, dup_count = conn.execute(
                 "SELECT text, url, dup_count FROM captions WHERE id = ?", (caption_id,)).fetchone()
-            note = conn.execute("SELECT note FROM labels WHERE id = ?", (entry_id,)).fetchone()[0]
+            note = conn.execute("SELECT note FROM labels WHERE id = ?", (entry_id,)).fetchone()[0] \
+                if entry_id is not None else ""
             scores = dict(conn.execute("SELECT kind, value FROM scores WHERE caption_id = ? ORDER BY kind, run_id",
                                        (caption_id,)).fetchall())  # later runs win
             kinds.update(scores)
@@ -165,8 +175,15 @@ def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
             hit, match_kind = _pick(label, caption_id, evidence)
             gen = hit or (evidence[0] if evidence else None)
             row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
-            row.update(caption=text, overfit_type=label, url=url, caption_id=caption_id, dup_count=dup_count,
+            row.update(caption=text, overfit_type=human, url=url, caption_id=caption_id, dup_count=dup_count,
                        reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[])
+            if auto:
+                d = {}
+                if auto_run is not None:
+                    d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",
+                                               (caption_id, auto_run)).fetchone()[0], {})
+                row.update(auto_label=auto_label, auto_flags=load_json(flags, []), auto_tv=d.get("tv"),
+                           auto_mv=d.get("mv"), auto_rv=d.get("rv"))
             if gen is not None:
                 run = conn.execute("SELECT model FROM runs WHERE id = ?", (gen["run_id"],)).fetchone()
                 seeds = sorted({e["seed"] for e in evidence if e["run_id"] == gen["run_id"]})
@@ -247,16 +264,17 @@ def write_jsonl(rows: list[dict], columns: list[str]) -> bytes:
     return "".join(_json_line(r, columns) + "\n" for r in rows).encode("utf-8")
 
 
-def parquet_schema(kinds: Sequence[str]):
+def parquet_schema(kinds: Sequence[str], columns: Sequence[str] = BASE_COLUMNS):
     import pyarrow as pa
     types = {
         "gen_seeds": pa.list_(pa.int64()), "retrieved_urls": pa.list_(pa.string()),
         "mask_rle": pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())]),
         "mse_real_gen": pa.float64(), "match_distance": pa.float64(), "similarity": pa.float64(),
         "caption_id": pa.int64(), "dup_count": pa.int64(), "run_id": pa.int64(), "seed": pa.int64(),
-        "train_image_id": pa.int64(), "mask_version": pa.int64(),
+        "train_image_id": pa.int64(), "mask_version": pa.int64(), "auto_flags": pa.list_(pa.string()),
+        "auto_tv": pa.float64(), "auto_mv": pa.float64(), "auto_rv": pa.float64(),
     }
-    fields = [pa.field(c, types.get(c, pa.string())) for c in BASE_COLUMNS]
+    fields = [pa.field(c, types.get(c, pa.string())) for c in columns if not c.startswith("score_")]
     fields += [pa.field(f"score_{k}", pa.float64()) for k in kinds]
     return pa.schema(fields)
 
@@ -264,7 +282,7 @@ def parquet_schema(kinds: Sequence[str]):
 def write_parquet(rows: list[dict], columns: list[str], kinds: Sequence[str]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    schema = parquet_schema(kinds)
+    schema = parquet_schema(kinds, columns)
     table = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows], schema=schema)
     buf = io.BytesIO()
     # fixed settings: same table -> same bytes (for one pyarrow version)
@@ -321,7 +339,8 @@ def write_zip(store: "Store", rows: list[dict], columns: list[str], labels: Sequ
 
 def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
            labels: Sequence[str] = DEFAULT_LABELS, query: Optional[PageQuery] = None,
-           make_parents: bool = False, force: bool = False, raw_csv: bool = False) -> ExportResult:
+           make_parents: bool = False, force: bool = False, raw_csv: bool = False,
+           auto: bool = False) -> ExportResult:
     """Write the confirmed set to ``out`` (format from ``fmt`` or the extension), under the
     output rules of store/outputs.py (never inside a store, never over a file unless force).
     CSV cells that a spreadsheet would run as a formula are neutralised unless raw_csv.
@@ -330,8 +349,8 @@ def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
     fmt = _format_for(out, fmt)
     labels = _check_labels(labels)
     out = check_output(out, force=force, make_parents=make_parents)
-    rows, kinds = collect_rows(store, labels, query)
-    columns = list(BASE_COLUMNS) + [f"score_{k}" for k in kinds]
+    rows, kinds = collect_rows(store, labels, query, auto)
+    columns = list(BASE_COLUMNS) + (list(AUTO_COLUMNS) if auto else []) + [f"score_{k}" for k in kinds]
     skipped: tuple = ()
     if fmt == "csv":
         data = write_csv(rows, columns, neutralise=not raw_csv)

@@ -72,20 +72,24 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """tmp file in the same folder + fsync + rename: readers see all or nothing."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """tmp file in the same folder + fsync + rename: readers see all or nothing (durable=False:
+    no fsync, for caches that can be rebuilt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
@@ -93,11 +97,24 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-class ImageFiles:
-    """The images/ folder of a store: images/ab/abcdef...png."""
+COMPARE_SIZE = 256     # DESIGN: every comparison is at 256x256, Lanczos from the 8-bit image
+CACHE_DIR = "cache"
 
-    def __init__(self, root: Path) -> None:
+
+def compare_resize(arr: np.ndarray, size: int = COMPARE_SIZE) -> np.ndarray:
+    """HxWx3 uint8 -> size x size x 3 uint8, PIL Lanczos (the paper code's resize)."""
+    if arr.shape[:2] == (size, size):
+        return np.array(arr, dtype=np.uint8)   # a writable copy (PIL's arrays are read-only)
+    return np.asarray(Image.fromarray(arr).resize((size, size), Image.LANCZOS), dtype=np.uint8)
+
+
+class ImageFiles:
+    """The images/ folder of a store: images/ab/abcdef...png; and cache/compare256/ab/abcdef.npy,
+    each image decoded once at the compare size (a cache: deleting it loses nothing)."""
+
+    def __init__(self, root: Path, cache: Optional[Path] = None) -> None:
         self.root = root
+        self.cache = cache if cache is not None else root.parent / CACHE_DIR / f"compare{COMPARE_SIZE}"
 
     def path(self, sha: str) -> Path:
         check_sha(sha)
@@ -118,13 +135,29 @@ class ImageFiles:
             atomic_write(path, png)
         return sha
 
-    def put_image(self, img: "Image.Image | np.ndarray") -> str:
-        return self.put_bytes(encode_png(to_rgb_array(img)))
+    def put_image(self, img: "Image.Image | np.ndarray", created: Optional[list] = None) -> str:
+        return self.put_bytes(encode_png(to_rgb_array(img)), created)
+
+    def _cache_compare(self, sha: str, arr: np.ndarray) -> np.ndarray:
+        """The compare view of arr, cached when arr is larger than it (a small image is decoded
+        and resized faster than a cached 196 KB array is read, and needs no disk)."""
+        small = compare_resize(arr)
+        if max(arr.shape[:2]) <= COMPARE_SIZE:
+            return small
+        cached = self.cache / sha[:2] / f"{sha}.npy"
+        buf = io.BytesIO()
+        np.save(buf, small, allow_pickle=False)
+        try:
+            atomic_write(cached, buf.getvalue(), durable=False)
+        except OSError:
+            pass  # a cache that cannot be written is only slower
+        return small
 
     def remove(self, sha: str) -> None:
         path = self.path(sha)
         if path.is_file():
             path.unlink()
+        (self.cache / sha[:2] / f"{sha}.npy").unlink(missing_ok=True)
         try:
             path.parent.rmdir()  # only when empty
         except OSError:
@@ -143,6 +176,21 @@ class ImageFiles:
         path = self.require(sha)
         with Image.open(path) as im:
             return im.convert("RGB")
+
+    def compare_pixels(self, sha: str, write: bool = True) -> np.ndarray:
+        """The image at the compare size (256x256x3 uint8). An image larger than that is decoded
+        and resized once per store: later calls read the cached array (a fraction of a
+        millisecond instead of a PNG or JPEG decode and a Lanczos resize). write=False (a
+        read-only store) computes without caching."""
+        cached = self.cache / sha[:2] / f"{check_sha(sha)}.npy"
+        try:
+            arr = np.load(cached, allow_pickle=False)
+            if arr.shape == (COMPARE_SIZE, COMPARE_SIZE, 3) and arr.dtype == np.uint8:
+                return arr
+        except (OSError, ValueError):
+            pass
+        arr = np.asarray(self.load_image(sha), dtype=np.uint8)
+        return self._cache_compare(sha, arr) if write else compare_resize(arr)
 
     def load_mask(self, sha: str) -> np.ndarray:
         path = self.require(sha)

@@ -90,6 +90,7 @@ class Mask:
     author: Optional[str]
     parent_id: Optional[int]
     created_at: str
+    meta: dict = field(default_factory=dict)   # provenance: for an auto mask, the siblings it came from
 
 
 @dataclass(frozen=True)

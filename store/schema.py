@@ -350,5 +350,11 @@ ALTER TABLE neighbours_v5 RENAME TO neighbours;
 CREATE INDEX neighbours_train_image ON neighbours(train_image_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5)
+# v6: where an automatic mask came from (JSON: the sibling training images it was built from,
+# their distances, the kept fraction), so a TV label can say which family its mask is.
+V6 = """
+ALTER TABLE masks ADD COLUMN meta TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ from PIL import Image
 from . import evidence, labels, queries, stats
 from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
 from .errors import ReadOnlyStoreError, StoreError
-from .images import ImageFiles, encode_png, to_rgb_array
+from .images import ImageFiles
 from .records import (
     AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionRow, Generation, GenerationRef,
     LabelEntry, Mask, Neighbour, Page, PageQuery, ReviewerActivity, Run, RunHandle, RunLabelCount, ScoreRank,
@@ -211,7 +211,7 @@ class Store:
         """put_image, appending the sha to ``created`` before it writes a new file (see
         remove_unreferenced_images)."""
         self._writable()
-        return self.images.put_bytes(encode_png(to_rgb_array(img)), created)
+        return self.images.put_image(img, created)
 
     def remove_unreferenced_images(self, shas: Sequence[str]) -> int:
         """Delete the files of these images that no row refers to (what an ingest that failed
@@ -230,6 +230,16 @@ class Store:
 
     def load_mask(self, sha: str) -> np.ndarray:
         return self.images.load_mask(sha)
+
+    def image_size(self, sha: str) -> tuple[int, int]:
+        """(width, height) from the file's header, without decoding it."""
+        with Image.open(self.images.require(sha)) as im:
+            return im.size
+
+    def compare_pixels(self, sha: str) -> np.ndarray:
+        """The image at the compare size (256x256x3 uint8, Lanczos), decoded once per store and
+        cached in cache/ (not on a read-only store)."""
+        return self.images.compare_pixels(sha, write=not self.readonly)
 
     # -- runs ------------------------------------------------------------------
     def start_run(self, stage: str, model: str, params: Mapping[str, Any]) -> int:
@@ -355,13 +365,15 @@ class Store:
 
     # -- masks -------------------------------------------------------------------------------
     def add_mask(self, train_image_id: int, image_sha: str, source: str = "auto",
-                 author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
-        return evidence.add_mask(self, train_image_id, image_sha, source, author, parent_id)
+                 author: Optional[str] = None, parent_id: Optional[int] = None,
+                 meta: Optional[Mapping[str, Any]] = None) -> int:
+        return evidence.add_mask(self, train_image_id, image_sha, source, author, parent_id, meta)
 
     def save_mask(self, train_image_id: int, mask: Union[Image.Image, np.ndarray], source: str = "auto",
-                  author: Optional[str] = None, parent_id: Optional[int] = None) -> int:
+                  author: Optional[str] = None, parent_id: Optional[int] = None,
+                  meta: Optional[Mapping[str, Any]] = None) -> int:
         """Size-checked put_mask + add_mask: a wrong size raises MaskError and writes nothing."""
-        return evidence.save_mask(self, train_image_id, mask, source, author, parent_id)
+        return evidence.save_mask(self, train_image_id, mask, source, author, parent_id, meta)
 
     def set_neighbour_mask(self, generation_id: int, rank: int, masked_rmse: Optional[float],
                            mask_id: Optional[int]) -> None:

@@ -49,7 +49,7 @@ def test_flags_plain_backgrounds_and_textures_but_not_a_scene():
     scene[:, 0, 40:60, 10:30] = 0.9
     flags = suspect_flags(torch.cat([plain, torch.nn.functional.interpolate(texture, size=32), scene[..., ::2, ::2]]))
     assert flags == [("suspect:background",), ("suspect:texture",), ()]
-    assert suspect_flags(plain, FlagParams(background_frac=1.01)) == [()]
+    assert suspect_flags(plain, FlagParams(background_detail=-0.01)) == [()]
     with pytest.raises(LabelInputError, match=r"expected images \[N,3,H,W\], got \(3, 8, 8\)"):
         suspect_flags(torch.rand(3, 8, 8))
 

@@ -52,15 +52,18 @@ def test_evaluate_on_hand_made_scores_and_labels(tmp_path):
     # dcs_then_ecs: ECS reorders the DCS pre-filter (all positives and some ties): textures rank first
     assert out["auc"]["dcs_then_ecs"] <= out["auc"]["dcs"]
     assert out["evals_per_verbatim"]["dcs_then_ecs"] > out["evals_per_verbatim"]["dcs"]
-    # unflagged MV proposals: exact[0] (right), texture[1] and template[1] (wrong)
-    assert out["label_precision"]["MV"] == pytest.approx(1 / 3, abs=1e-4)
-    assert out["label_recall"]["MV"] == pytest.approx(1 / 12, abs=1e-4)
+    # every MV proposal counts: exact[0], exact[1] (right, one flagged), texture[0], texture[1], template[1] (wrong)
+    assert out["label_precision"]["MV"] == pytest.approx(2 / 5, abs=1e-4)
+    assert out["label_recall"]["MV"] == pytest.approx(2 / 12, abs=1e-4)
     assert out["label_precision"]["TV"] == 1.0 and out["label_recall"]["TV"] == pytest.approx(1 / 72, abs=1e-4)
     assert out["label_precision"]["RV"] is None
-    assert extra["label_precision_with_flagged"]["MV"] == pytest.approx(2 / 5, abs=1e-4)
+    # among unflagged MV only: exact[0] right; texture[1], template[1] wrong
+    assert extra["label_precision_unflagged"]["MV"] == pytest.approx(1 / 3, abs=1e-4)
     # 8 textures: one labelled MV unflagged fails, the rest (flagged or never proposed) pass
     assert out["textures_flagged"] == pytest.approx(7 / 8)
+    # two flagged labels: texture[0] (a planted texture: right), exact[1] (a real copy: wrong)
+    assert out["flag_precision"] == 0.5
     assert set(out) == {"auc", "tpr_at_1pct_fpr", "precision_at_planted", "evals_per_verbatim", "label_precision",
-                        "label_recall", "textures_flagged"}
+                        "label_recall", "textures_flagged", "flag_precision"}
     assert all(set(out[k]) == {"dcs", "ecs", "wen", "dcs_then_ecs"} for k in
                ("auc", "tpr_at_1pct_fpr", "precision_at_planted", "evals_per_verbatim"))

@@ -45,7 +45,7 @@ def test_info_missing_store(tmp_path):
 def test_export_cli(small, tmp_path):
     out = run("export", "--store", small, "--out", tmp_path / "x.parquet")
     assert out.returncode == 0, out.stderr
-    assert "exported 1 rows (MV,RV,TV)" in out.stdout
+    assert "exported 1 rows (captions whose current human label is MV,RV,TV; automatic labels are not exported" in out.stdout
     before = snapshot(small)
     bad = run("export", "--store", small, "--out", tmp_path, "--format", "csv")
     assert bad.returncode == 2 and "expected a file path, got an existing directory" in bad.stderr

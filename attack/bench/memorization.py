@@ -4,6 +4,10 @@ For each planted group (and a seeded subset of the uniques) the fraction of atta
 best of J full samplings lies within RMSE 0.12 (256x256, Lanczos) of a training image of the right
 kind: its own image for exact duplicates and textures, any family variant under the family's
 keep-mask for templates, the duplicated image for retrieval verbatims, its own image for uniques.
+
+Negative control of the template rows (template_negative_control): the same generations under
+the same family keep-mask against every training image of no family of the kind. A mask that
+keeps too little lets unrelated images pass too; the rate says how often one does.
 """
 from __future__ import annotations
 
@@ -40,7 +44,13 @@ class CaptionResult:
     group: str
     best_rmse: float
     copied: bool
+    unrelated_rmse: float | None = None   # templates: best masked RMSE to an unrelated training image
 
+
+def unrelated_images(world: World) -> list[int]:
+    """Training images of no template family (the negative control's references)."""
+    family = {r.image_index for r in world.rows if r.kind == "template"}
+    return sorted({r.image_index for r in world.rows} - family)
 
 def evaluate(model: DemoModel, world: World, p: MemorizationParams) -> tuple[list[CaptionResult], float]:
     """Sample every selected attack caption J times; returns results and images per second."""
@@ -54,6 +64,7 @@ def evaluate(model: DemoModel, world: World, p: MemorizationParams) -> tuple[lis
         attack = [a for a in attack if a.kind in p.kinds]
     refs = to_compare(np.stack(world.images))
     masks = {g: mask_to_compare(m) for g, m in world.masks.items()}
+    unrelated = refs[unrelated_images(world)]
     results, n_images, t_sample = [], 0, 0.0
     per_batch = max(1, p.batch_size // len(p.seeds))
     for i in range(0, len(attack), per_batch):
@@ -67,7 +78,10 @@ def evaluate(model: DemoModel, world: World, p: MemorizationParams) -> tuple[lis
         gen = to_compare(out.images).view(len(chunk), len(p.seeds), 3, *refs.shape[-2:])
         for a, g in zip(chunk, gen):
             best = best_distance(g, a, refs, masks)
-            results.append(CaptionResult(a.caption, a.kind, a.group, best, best <= p.threshold))
+            control = None
+            if a.kind == "template":
+                control = min(float(masked_rmse(g, u.expand_as(g), masks[a.group]).min()) for u in unrelated)
+            results.append(CaptionResult(a.caption, a.kind, a.group, best, best <= p.threshold, control))
     return results, n_images / max(t_sample, 1e-9)
 
 
@@ -80,6 +94,16 @@ def best_distance(gen: torch.Tensor, a: AttackCaption, refs: torch.Tensor, masks
         d = masked_rmse(gen, ref, masks[a.group]) if a.kind == "template" else rmse(gen, ref)
         best = min(best, float(d.min()))
     return best
+
+
+def _control(results: list[CaptionResult], threshold: float) -> dict | None:
+    """Template generations vs unrelated training images under the family mask: how many pass."""
+    d = [x.unrelated_rmse for x in results if x.unrelated_rmse is not None]
+    if not d:
+        return None
+    return {"unrelated_pass_rate": round(sum(v <= threshold for v in d) / len(d), 4),
+            "min_unrelated_masked_rmse": round(min(d), 4), "median_unrelated_masked_rmse": round(float(np.median(d)), 4),
+            "captions": len(d)}
 
 
 def run(weights: Path = WEIGHTS_DIR, params: MemorizationParams = MemorizationParams(),
@@ -107,6 +131,7 @@ def run(weights: Path = WEIGHTS_DIR, params: MemorizationParams = MemorizationPa
         "retrieval_copy_rate": rate("retrieval"),
         "texture_copy_rate": rate("texture"),
         "unique_copy_rate": rate("unique"),
+        "template_negative_control": _control(results, params.threshold),
         "train_minutes": log.get("train_minutes"),
         "weights_mb": round(sum(f.stat().st_size for f in weights.glob("*.safetensors")) / 2 ** 20, 2),
         "sample_images_per_s": round(ips, 2),

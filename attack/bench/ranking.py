@@ -18,12 +18,14 @@ What counts (stated here because the numbers mean nothing without it):
   stored counts; for dcs_then_ecs, DCS on all plus ECS on the pre-filtered K) divided by the
   positives it ranks in its top N (null if none).
 - label_precision / label_recall per label: a caption's current automatic label against its
-  planted kind (exact -> MV, template -> TV, retrieval -> RV). A label carrying a suspect:* flag
-  is a proposal the reviewer is told to doubt, so it does not count as a positive proposal (the
-  figures with flagged labels counted are printed on the line before the JSON). Recall's
-  denominator is every planted caption of the kind, generated for or not.
+  planted kind (exact -> MV, template -> TV, retrieval -> RV), counting every proposal, flagged
+  or not (a flag is shown to the reviewer; it removes nothing). A planted texture or backdrop
+  labelled MV counts as a wrong MV: the demo treats them as the paper's false positives.
+  Recall's denominator is every planted caption of the kind, generated for or not. The
+  precision among unflagged labels only is printed beside it, on the line before the JSON.
 - textures_flagged: fraction of planted textures and backgrounds whose automatic label is N or
-  carries a suspect:* flag (one never generated for, i.e. never proposed, counts as N).
+  carries a suspect:* flag (one never generated for, i.e. never proposed, counts as N);
+  flag_precision: fraction of flagged labels whose caption is a planted texture or backdrop.
 """
 from __future__ import annotations
 
@@ -117,20 +119,23 @@ def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
         out["precision_at_planted"][name] = round(prec, 4)
         out["evals_per_verbatim"][name] = round(spent[name] / hits, 2) if hits else None
     latest = {a.caption_id: (a.label, list(a.flags)) for a in store.auto_label_states()}
-    prec, rec, prec_all = {}, {}, {}
+    prec, rec, prec_unflagged = {}, {}, {}
     for label in ("MV", "TV", "RV"):
         truth_set = {c for c, k in kind.items() if POSITIVE.get(k) == label}
-        proposed = {c for c, (lab, fl) in latest.items() if c in kind and lab == label and not fl}
-        proposed_all = {c for c, (lab, _) in latest.items() if c in kind and lab == label}
+        proposed = {c for c, (lab, _) in latest.items() if c in kind and lab == label}
+        unflagged = {c for c, (lab, fl) in latest.items() if c in kind and lab == label and not fl}
         prec[label] = round(len(proposed & truth_set) / len(proposed), 4) if proposed else None
         rec[label] = round(len(proposed & truth_set) / len(truth_set), 4) if truth_set else None
-        prec_all[label] = round(len(proposed_all & truth_set) / len(proposed_all), 4) if proposed_all else None
+        prec_unflagged[label] = round(len(unflagged & truth_set) / len(unflagged), 4) if unflagged else None
     fps = [c for c, k in kind.items() if k in FALSE_POSITIVE_KINDS]
     ok = [c for c in fps if c not in latest or latest[c][0] == "N" or latest[c][1]]
+    flagged = [c for c, (_, fl) in latest.items() if c in kind and fl]
     out["label_precision"], out["label_recall"] = prec, rec
     out["textures_flagged"] = round(len(ok) / len(fps), 4) if fps else None
+    out["flag_precision"] = round(sum(kind[c] in FALSE_POSITIVE_KINDS for c in flagged) / len(flagged), 4) \
+        if flagged else None
     flagged_true = [c for c, (lab, fl) in latest.items() if c in kind and POSITIVE.get(kind[c]) == lab and fl]
-    extra = {"label_precision_with_flagged": prec_all,
+    extra = {"label_precision_unflagged": prec_unflagged,
              "textures_generated": sum(c in latest for c in fps), "textures": len(fps),
              "true_labels_flagged": len(flagged_true), "positives": len(positives), "negatives": len(kind) - len(positives),
              "prefilter": prefilter, "labelled": sum(c in latest for c in kind),

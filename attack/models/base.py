@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import AttackError
@@ -171,6 +172,21 @@ class TextToImageModel(ABC):
     def noise(self, captions: Sequence[str], seeds: Sequence[int]) -> torch.Tensor:
         """Unit noise for each (caption, seed), independent of batching, on the model's device."""
         return caption_noise(captions, seeds, self.latent_shape).to(self.device)
+
+    def images(self, captions: Sequence[str], seeds: Sequence[int], steps: int = 16,
+               guidance: float = 7.5) -> list[np.ndarray]:
+        """One generation per (caption, seed) as HxWx3 uint8 at the model's native size: what the
+        generate stage stores."""
+        out = self.sample(captions, seeds, steps=steps, guidance=guidance)
+        return [(img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in out.images]
+
+    def seeds_for(self, caption: str, steps: int) -> list[int] | None:
+        """The seeds this model can answer for a caption (None: any seed)."""
+        return None
+
+    @property
+    def sampler(self) -> str:
+        return "heun-karras"
 
     def sample(self, captions: Sequence[str], seeds: Sequence[int], steps: int = 16,
                guidance: float = 7.5, decode: bool = True) -> Samples:

@@ -151,6 +151,28 @@ class ImagesModel(TextToImageModel):
     def seeds_for(self, caption: str, steps: int) -> list[int]:
         return sorted(s for c, s, t in self.entries if c == caption and t == steps)
 
+    @property
+    def sampler(self) -> str:
+        return "external"
+
+    @property
+    def steps_held(self) -> list[int]:
+        """Every steps value the mapping holds images for, ascending."""
+        return sorted({t for _, _, t in self.entries})
+
+    def images(self, captions: Sequence[str], seeds: Sequence[int], steps: int = 16,
+               guidance: float = 7.5) -> list[np.ndarray]:
+        """The stored files themselves, decoded at their own size (nothing resized)."""
+        out = []
+        for c, s in zip(captions, seeds):
+            p = self.path_for(c, s, steps)
+            try:
+                with Image.open(p) as im:
+                    out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+            except (UnidentifiedImageError, OSError) as e:
+                raise ModelError(f"expected a readable image at {p}, got {type(e).__name__}: {e}") from None
+        return out
+
     def path_for(self, caption: str, seed: int, steps: int) -> Path:
         try:
             return self.entries[(caption, int(seed), int(steps))]

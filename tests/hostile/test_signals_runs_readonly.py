@@ -3,6 +3,7 @@ resumable; class 5: read-only stores; class 8: a failed or interrupted stage mar
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ from PIL import Image
 
 from store import CaptionRow, Store
 from tests.conftest import REPO, subprocess_env, tiny_image
-from tests.hostile.conftest import one_line_error, picture, run
+from tests.hostile.conftest import PROGRESS, one_line_error, picture, run
 
 
 def _start(*args) -> subprocess.Popen:
@@ -54,7 +55,8 @@ def test_ctrl_c_during_an_image_ingest_leaves_the_store_as_it_was(populated, tmp
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip() == "interrupted (Ctrl-C): nothing was written, the store is as it was"
+    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS.search(line)]
+    assert lines == ["interrupted (Ctrl-C): nothing was written, the store is as it was"]
     assert picture(populated) == before
 
 
@@ -88,16 +90,16 @@ def test_sigterm_mid_scoring_marks_the_run_interrupted_and_a_rerun_resumes(tmp_p
 def test_a_stage_that_fails_marks_its_run_failed_with_the_reason(tmp_path):
     folder = tmp_path / "closed"
     folder.mkdir()
-    Image.fromarray(tiny_image(1, 32)).save(folder / "0.png")
+    (folder / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")     # the mapping row's image is corrupt
     (folder / "mapping.csv").write_text("caption,seed,steps,path\na red chair,0,1,0.png\n")
     store_dir = tmp_path / "s"
     with Store.open(store_dir) as s:
         s.add_captions([CaptionRow("a red chair")])
     out = run("attack", "score", "--store", store_dir, "--model", f"images:{folder}", "--scores", "ecs")
-    assert out.returncode == 2 and "expected an image for ('a red chair', seed=1, steps=1)" in one_line_error(out)
+    assert out.returncode == 2 and "expected a readable image at" in one_line_error(out)
     with Store.open(store_dir) as s:
         (r,) = s.runs(stage="score")
-    assert r.status == "failed" and "ModelError: expected an image for ('a red chair', seed=1" in r.reason
+    assert r.status == "failed" and "ModelError: expected a readable image at" in r.reason
 
 
 def _make_read_only(path: Path) -> None:
