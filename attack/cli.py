@@ -16,7 +16,7 @@ from store.command import run_command
 from store.terminal import echo, terminal_safe
 
 from .errors import AttackError
-from .progress import progress_bars
+from .progress import progress_bars, say
 
 
 
@@ -24,7 +24,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
     from .ingest import apply_ingest, prepare_ingest
 
     def warn(msg: str) -> None:
-        echo(f"warning: {msg}", sys.stderr)
+        say(f"warning: {msg}")
 
     prepared = prepare_ingest(args.file, args.images, args.metadata, args.format)  # before touching the store
     for line in prepared.parsed.recognised() if prepared.parsed else ():
@@ -268,7 +268,7 @@ def _run_all(args: argparse.Namespace) -> int:
             # a rerun (resume) of the same list: ingesting again would only bump each caption's count
             echo(f"ingest: all {len(texts)} captions already in the store, skipped")
         else:
-            echo(apply_ingest(store, prepared, warn=lambda m: echo(f"warning: {m}", sys.stderr)).summary())
+            echo(apply_ingest(store, prepared, warn=lambda m: say(f"warning: {m}")).summary())
         sel = select_captions(store, texts)
         update, close = progress_bars()
         try:

@@ -15,6 +15,16 @@ def no_progress(label: str, done: int, total: int) -> None:
     """A Progress that shows nothing."""
 
 
+def say(message: str) -> None:
+    """A line on stderr that a drawing progress bar does not swallow (tqdm clears its bar, prints
+    the line, redraws the bar); terminal-safe like every echo."""
+    from tqdm import tqdm
+
+    from store.terminal import terminal_safe
+
+    tqdm.write(terminal_safe(message), file=sys.stderr)
+
+
 def progress_bars() -> tuple[Progress, Callable[[], None]]:
     """A Progress drawing one tqdm bar (rate, ETA) per label on stderr, and its closer."""
     from tqdm import tqdm
