@@ -53,7 +53,8 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
-BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels"}
+BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels",
+           "detectors": "detectors"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -68,7 +69,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                        description="memorization: does the demo model copy what it should; "
                                    "ranking: scores and auto labels of the demo store vs its planted truth; "
                                    "throughput: batched vs per-caption DCS/ECS; "
-                                   "labels: labels, masks and flags on the realistic 256/512-px fixture world. "
+                                   "labels: labels, masks and flags on the realistic 256/512-px fixture world; "
+                                   "detectors: every one-step detector and rank fusions on the demo world. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options, e.g. --json")
@@ -115,12 +117,21 @@ def _selection(store: Store, args: argparse.Namespace):
     return select_captions(store, texts)
 
 
+SCORE_HELP = ("comma-separated among dcs, ecs, wen, sharpness, anisotropy; wen, sharpness and anisotropy take n "
+              "generations as a suffix (wen4); default dcs")
+
+
 def _score_kinds(text: str) -> tuple[str, ...]:
+    """Score kinds as the registry knows them (attack.pipeline.score_spec); checked without
+    importing torch, so a typo answers at once."""
+    import re
+
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    allowed = ("dcs", "ecs", "wen")
-    bad = [k for k in kinds if k not in allowed]
+    ok = re.compile(r"(dcs|ecs|(wen|sharpness|anisotropy)([1-9][0-9]?)?)")
+    bad = [k for k in kinds if not ok.fullmatch(k)]
     if bad or not kinds:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list among {', '.join(allowed)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list among dcs, ecs, wen, sharpness, anisotropy "
+                                         f"(optionally with n generations: wen4), got {text!r}")
     return kinds
 
 
@@ -156,9 +167,9 @@ def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_require
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--by", default=None, help="score kind that ranks captions for generation, or none (the captions in "
-                                               "order); default: the first score computed (for run, the first of "
-                                               "--scores)")
+    p.add_argument("--by", default=None, help="score kind that ranks captions for generation, a rank fusion of "
+                                               "stored scores (dcs+anisotropy), or none (the captions in order); "
+                                               "default: the first score computed (for run, the first of --scores)")
     p.add_argument("--top-k", type=_non_negative, default=100, help="captions to generate for (0 = all scored)")
     p.add_argument("--seeds", type=_positive, default=None, help="J: generations per caption, seeds 0..J-1 (default 4; "
                                                                   "images: the seeds its mapping holds)")
@@ -188,14 +199,15 @@ def _default_by(store: Store, model) -> Optional[str]:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from .pipeline import score_stage
+    from .pipeline import MULTI_SEED, score_stage
 
+    kinds = tuple(f"{k}{args.seeds}" if args.seeds and args.seeds > 1 and k in MULTI_SEED else k for k in args.scores)
     model = _load(args)
     with _open_existing(args.store) as store:
         sel = _selection(store, args)
         update, close = progress_bars()
         try:
-            reports = score_stage(store, model, sel, args.scores, model_id=model.spec, batch_size=args.batch_size,
+            reports = score_stage(store, model, sel, kinds, model_id=model.spec, batch_size=args.batch_size,
                                   offset=args.offset, limit=args.limit, progress=update)
         finally:
             close()
@@ -258,8 +270,9 @@ def _run_all(args: argparse.Namespace) -> int:
         preset(args.preset)
         embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
     by = args.by or args.scores[0]
-    if not args.no_generate and by not in args.scores:
-        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}), got {by!r}")
+    if not args.no_generate and not set(by.split("+")) <= set(args.scores):
+        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}) or a "
+                              f"fusion of them (dcs+anisotropy), got {by!r}")
     sharded = args.offset > 0 or args.limit is not None
     model = _load(args)
     params = _gen_params(args, model)
@@ -367,6 +380,7 @@ def _run_retrieve(args: argparse.Namespace) -> int:
 
 
 def _run_label(args: argparse.Namespace) -> int:
+    from .align import AlignParams
     from .labels import label_stage, preset
 
     thresholds = preset(args.preset)
@@ -374,7 +388,8 @@ def _run_label(args: argparse.Namespace) -> int:
         ids = _caption_ids(store, args)
         update, close = progress_bars()
         try:
-            report = label_stage(store, thresholds, caption_ids=ids, recompute=args.recompute, progress=update)
+            report = label_stage(store, thresholds, caption_ids=ids, recompute=args.recompute, progress=update,
+                                 align_params=None if args.no_align else AlignParams())
         finally:
             close()
     echo(report.summary())
@@ -426,6 +441,9 @@ def add_label(sub: argparse._SubParsersAction) -> None:
                    help="thresholds: paper (0.12 for all) or onestep-code (0.113 TV/MV, 0.124 RV)")
     p.add_argument("--recompute", action="store_true", help="label every candidate again even when its evidence "
                                                             "did not change (earlier labels stay in the history)")
+    p.add_argument("--no-align", action="store_true",
+                   help="the paper's distances only: no crop / rescale / mirror check (evidence kind 'aligned') "
+                        "for captions they leave at N")
     p.set_defaults(func=_run_label)
 
 
@@ -444,7 +462,9 @@ def add_score(sub: argparse._SubParsersAction) -> None:
                        description="One run per score kind; a repeated call with the same model and parameters "
                                    "continues that run and skips captions it already scored.")
     _model_args(p, "only the captions of this file (already ingested), in its order; default: all, by id")
-    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help="comma-separated: dcs,ecs,wen (default dcs)")
+    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
+    p.add_argument("--seeds", type=_positive, default=None,
+                   help="n generations for wen, sharpness and anisotropy (stored as wenN, ...; default 1)")
     p.set_defaults(func=_run_score)
 
 
@@ -474,7 +494,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "run stopped. --offset/--limit make it score one shard only: generation ranks "
                                    "every caption, so it runs once all shards are scored (`generate`).")
     _model_args(p, "caption list to ingest and attack", captions_required=True)
-    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help="comma-separated: dcs,ecs,wen (default dcs)")
+    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
     _generate_args(p)
     p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")
     _retrieve_args(p)
@@ -482,8 +502,29 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_all)
 
 
-STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest, add_score, add_generate, add_carlini,
-                                                               add_retrieve, add_label, add_run, add_demo, add_bench]
+def _run_fuse(args: argparse.Namespace) -> int:
+    from .fusion import fuse, fusion_kinds
+
+    fusion_kinds(args.fusion)       # a malformed name answers before the store is opened
+    with _open_existing(args.store) as store:
+        echo(fuse(store, args.fusion, args.model).summary())
+    return 0
+
+
+def add_fuse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fuse", help="rank fusion of stored scores (e.g. dcs+anisotropy); no network call",
+                       description="Ranks captions by the mean of their rank percentiles under each named score "
+                                   "(the model's latest scores) and stores it as a score kind of its own, which "
+                                   "the review app's queue and Stats tab offer, and `generate --by` can use.")
+    p.add_argument("fusion", help="two or more stored score kinds joined by +, e.g. dcs+anisotropy")
+    p.add_argument("--store", type=Path, required=True, help="store folder")
+    p.add_argument("--model", default="demo", help="the model spec the scores were computed with")
+    p.set_defaults(func=_run_fuse)
+
+
+STAGES: list[Callable[[argparse._SubParsersAction], None]] = [add_ingest, add_score, add_fuse, add_generate,
+                                                               add_carlini, add_retrieve, add_label, add_run,
+                                                               add_demo, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,14 @@ Likely false positives are flagged, never dropped: `suspect:background` for plai
 near-uniform images and `suspect:texture` for stationary textures (the paper pruned both by
 hand). A flag is computed on the training image the label rests on; an N rests on none and
 carries no flag. A TV label names the siblings its mask was built from (tv_mask_siblings).
+
+Beyond the paper (its section 5.4 miss): a caption the distances leave at N is checked for a copy
+under a crop, a rescale or a mirror (attack.align). The closest own pair and the closest
+retrieved pair are aligned by a similarity transform (mirroring included); when the warped
+generation covers at least min_overlap of the training image and the aligned RMSE on that
+overlap is under the label's delta, the label is MV (own) or RV (retrieved) with evidence kind
+`aligned`, the transform stored beside the plain distances. A training image flagged as a
+backdrop or a texture gives no aligned evidence: repeating or plain content aligns anywhere.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import torch.nn.functional as F
 
 from store import Store
 
+from .align import AlignParams, align, features
 from .errors import AttackError
 from .metrics import mask_to_compare, masked_rmse, rmse
 from .retrieve import CompareImages
@@ -32,7 +41,7 @@ from .progress import Progress
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 # part of every label's evidence: bump it when the labelling rules change, so stores relabel
-LABELLER_VERSION = 3
+LABELLER_VERSION = 4
 
 
 class LabelInputError(AttackError):
@@ -75,7 +84,7 @@ class FlagParams:
     are alike: the spread of their stds relative to the mean std, and the spread of their means
     relative to the global std, are both at most texture_spread (a photo's regions differ).
     Measured on the realistic fixture world (attack/realworld.py) and the demo world: see
-    tests/test_flags.py and python -m attack bench labels."""
+    tests/test_realworld.py, tests/test_labels.py and python -m attack bench labels."""
     size: int = 128
     detail_std: float = 0.03
     background_tiles: int = 8
@@ -198,20 +207,67 @@ def caption_distances(store: Store, caption_id: int, images: CompareImages | Non
     return out
 
 
+def _hwc(x: torch.Tensor) -> Any:
+    return x.permute(1, 2, 0).numpy()
+
+
+def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any], images: CompareImages,
+                     params: AlignParams = AlignParams(), thresholds: Thresholds = Thresholds(),
+                     flag_params: FlagParams = FlagParams(), cache: dict | None = None) -> dict | None:
+    """The best alignment of the caption's closest own pair (MV) and closest retrieved pair (RV),
+    as stored evidence: {label, generation_id, train_image_id, aligned_rmse, overlap, mirrored,
+    inliers, scale, transform, passed}; None when neither pair aligns. passed: the overlap and
+    the aligned RMSE pass (min_overlap, the label's delta) on an unflagged training image."""
+    cache = {} if cache is None else cache       # training-image features, by sha
+    gens = {g.id: g for g in store.generations(caption_id)}
+    gen_features: dict[int, dict] = {}           # a generation in both pairs is described once
+    best = None
+    seen: set[tuple[int, int]] = set()
+    for label in ("MV", "RV"):
+        gid, tid = distances.get(f"{label.lower()}_generation_id"), distances.get(f"{label.lower()}_train_image_id")
+        if gid is None or tid is None or (gid, tid) in seen:
+            continue
+        seen.add((gid, tid))
+        sha = store.get_training_image(tid).sha256
+        train = images.get(sha)
+        if sha not in cache:
+            cache[sha] = features(_hwc(train), params)
+        a = align(_hwc(images.get(gens[gid].image_sha)), _hwc(train), params, cache[sha],
+                  gen_features.setdefault(gid, {}))
+        if a is None:
+            continue
+        delta = getattr(thresholds, label.lower())
+        passed = a.rmse <= delta and not suspect_flags(train[None], flag_params)[0]
+        cand = {"label": label, "generation_id": gid, "train_image_id": tid, **a.as_json(), "passed": passed}
+        if best is None or (passed, -a.rmse) > (best["passed"], -best["aligned_rmse"]):
+            best = cand
+    return best
+
+
 def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresholds = Thresholds(),
                   flag_params: FlagParams = FlagParams(), images: CompareImages | None = None,
-                  evidence: Evidence | None = None) -> CaptionLabel:
-    """Compute and write one caption's auto label under run_id, with the evidence it rests on."""
+                  evidence: Evidence | None = None, align_params: AlignParams | None = AlignParams(),
+                  align_cache: dict | None = None) -> CaptionLabel:
+    """Compute and write one caption's auto label under run_id, with the evidence it rests on.
+    align_params None: the paper's distances alone (no aligned evidence for an N)."""
     images = images or CompareImages(store)
-    evidence = evidence or caption_evidence(store, caption_id, thresholds, flag_params)
+    evidence = evidence or caption_evidence(store, caption_id, thresholds, flag_params, align_params)
     distances = caption_distances(store, caption_id, images)
     if evidence is not None:
         distances["evidence"], distances["evidence_key"] = evidence.as_json(), evidence.key
     label = decide(distances, thresholds)
+    distances["evidence_kind"] = "masked" if label == "TV" else "pixel" if label != "N" else None
+    if label == "N" and align_params is not None:
+        aligned = aligned_distance(store, caption_id, distances, images, align_params, thresholds, flag_params,
+                                   align_cache)
+        distances["aligned"] = aligned
+        if aligned is not None and aligned["passed"]:
+            label, distances["evidence_kind"] = aligned["label"], "aligned"
     # a flag warns about the training image a label rests on; an N rests on none
     flags: list[str] = []
     if label != "N":
-        tid = distances.get(f"{label.lower()}_train_image_id")
+        tid = (distances["aligned"]["train_image_id"] if distances["evidence_kind"] == "aligned"
+               else distances.get(f"{label.lower()}_train_image_id"))
         image = images.get(store.get_training_image(tid).sha256)
         keep = None
         if label == "TV":   # a TV match rests on the kept pixels only
@@ -223,7 +279,7 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
 
 
 def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "paper", *,
-            flag_params: FlagParams = FlagParams()) -> CaptionLabel:
+            flag_params: FlagParams = FlagParams(), align_params: AlignParams | None = AlignParams()) -> CaptionLabel:
     """Recompute a caption's auto label from its stored generations, neighbours and the CURRENT
     mask versions (e.g. right after a reviewer saved an edited mask) and write it as a new auto
     label (a new `relabel` run, so it becomes the caption's latest). Returns what was written;
@@ -231,9 +287,10 @@ def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "paper
     th = preset(thresholds) if isinstance(thresholds, str) else thresholds
     store.get_caption(caption_id)  # NotFoundError for an unknown id, before any write
     run_id = store.start_run("relabel", "", {"thresholds": asdict(th), "flags": asdict(flag_params),
-                                             "caption_id": caption_id})
+                                             "align": _align_json(align_params), "caption_id": caption_id})
     with store.running(run_id):
-        out = label_caption(store, caption_id, run_id, th, flag_params)
+        ev = caption_evidence(store, caption_id, th, flag_params, align_params)
+        out = label_caption(store, caption_id, run_id, th, flag_params, evidence=ev, align_params=align_params)
     store.finish_run(run_id, 0, "done")
     return out
 
@@ -253,8 +310,12 @@ class Evidence:
                 "masks": {str(k): v for k, v in self.masks.items()}, "own": list(self.own)}
 
 
+def _align_json(params: AlignParams | None) -> dict | None:
+    return None if params is None else asdict(params)
+
+
 def caption_evidence(store: Store, caption_id: int, thresholds: Thresholds,
-                     flag_params: FlagParams) -> Evidence | None:
+                     flag_params: FlagParams, align_params: AlignParams | None = AlignParams()) -> Evidence | None:
     """The caption's evidence now; None when a generation has no neighbours yet (a label then
     would miss every retrieval and template verbatim)."""
     runs: dict[int, int] = {}
@@ -270,7 +331,8 @@ def caption_evidence(store: Store, caption_id: int, thresholds: Thresholds,
                 m = store.current_mask(n.train_image_id)
                 masks[n.train_image_id] = None if m is None else m.id
     ev = {"neighbour_runs": sorted(runs.items()), "masks": sorted(masks.items()), "own": own,
-          "thresholds": asdict(thresholds), "flags": asdict(flag_params), "labeller": LABELLER_VERSION}
+          "thresholds": asdict(thresholds), "flags": asdict(flag_params), "align": _align_json(align_params),
+          "labeller": LABELLER_VERSION}
     return Evidence(runs, masks, own, hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest())
 
 
@@ -316,7 +378,7 @@ def _stale_retrieval(store: Store) -> str:
 
 def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption_ids: Sequence[int] | None = None,
                 flag_params: FlagParams = FlagParams(), recompute: bool = False,
-                progress: Progress | None = None) -> LabelReport:
+                progress: Progress | None = None, align_params: AlignParams | None = AlignParams()) -> LabelReport:
     """Auto-label every caption with generations (or those of caption_ids) whose evidence
     (neighbours, masks, own images, thresholds) differs from what its current label rests on;
     the others are skipped, so a killed run resumes. No label is written without evidence: with
@@ -334,10 +396,10 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
         return LabelReport(None, False, 0, 0, no_evidence=len(cands),
                            note="no training images yet: every candidate stays unlabelled (add them with "
                                 "`python -m attack ingest --images DIR`, then retrieve)")
-    evidence = {c: caption_evidence(store, c, th, flag_params) for c in cands}
+    evidence = {c: caption_evidence(store, c, th, flag_params, align_params) for c in cands}
     waiting = [c for c, e in evidence.items() if e is None]
     todo = [c for c, e in evidence.items() if e is not None and (recompute or e.key != _labelled_with(store, c))]
-    params = {"thresholds": asdict(th), "flags": asdict(flag_params)}
+    params = {"thresholds": asdict(th), "flags": asdict(flag_params), "align": _align_json(align_params)}
     run = store.open_run("label", "", params)
     run_id, resumed = run.id, run.resumed
     notes = [n for n in (_stale_retrieval(store),) if n]
@@ -350,13 +412,13 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
         notes.append(f"{len(again)} captions labelled again: " + ("--recompute" if recompute else
                      "their neighbours, masks or own images changed") + "; their earlier labels stay in the history")
     with store.running(run_id):
-        images = CompareImages(store)
+        images, align_cache = CompareImages(store), {}
         counts: dict[str, int] = {}
         flagged = 0
         if progress:
             progress("label", 0, len(todo))
         for i, cid in enumerate(todo):
-            res = label_caption(store, cid, run_id, th, flag_params, images, evidence[cid])
+            res = label_caption(store, cid, run_id, th, flag_params, images, evidence[cid], align_params, align_cache)
             counts[res.label] = counts.get(res.label, 0) + 1
             flagged += bool(res.flags)
             if progress:

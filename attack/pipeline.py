@@ -15,6 +15,7 @@ Retrieval and labels write to the same store in a later stage (see `attack.cli._
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -29,6 +30,8 @@ from .generate import GenerateParams, top_k
 from .models.base import TextToImageModel
 from .progress import Progress, no_progress
 from .scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
+from .anisotropy import AnisotropyParams, anisotropy
+from .sharpness import SharpnessParams, sharpness
 from .wen import WenParams, wen
 
 # score kind -> (batched score function, default params, needs the denoiser)
@@ -36,7 +39,24 @@ SCORES: dict[str, tuple[Callable[..., ScoreResult], Any, bool]] = {
     "dcs": (dcs, DCSParams(), True),
     "ecs": (ecs, ECSParams(), False),
     "wen": (wen, WenParams(), True),
+    "sharpness": (sharpness, SharpnessParams(), True),
+    "anisotropy": (anisotropy, AnisotropyParams(), True),
 }
+# these also come with n generations each, as '<kind><n>': wen4 is Wen et al. with four seeds
+MULTI_SEED = ("wen", "sharpness", "anisotropy")
+_KIND = re.compile(r"(%s)([1-9][0-9]?)" % "|".join(MULTI_SEED))
+
+
+def score_spec(kind: str) -> tuple[Callable[..., ScoreResult], Any, bool]:
+    """(batched function, default params, needs the denoiser) of a score kind."""
+    if kind in SCORES:
+        return SCORES[kind]
+    m = _KIND.fullmatch(kind) if isinstance(kind, str) else None
+    if m is None:
+        raise ScoreInputError(f"expected a score kind among {', '.join(SCORES)} (or {', '.join(MULTI_SEED)} with a "
+                              f"number of generations, e.g. wen4), got {kind!r}")
+    fn, params, whitebox = SCORES[m[1]]
+    return fn, replace(params, seeds=tuple(range(int(m[2])))), whitebox
 SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
 CARLINI_FLAG = "carlini_flag"  # 1.0 when the largest clique reaches min_clique, else 0.0
 
@@ -192,19 +212,20 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
     scored in a run with identical params are skipped. `params` maps kind -> params dataclass."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     params = dict(params or {})
-    unknown = [k for k in list(kinds) + list(params) if k not in SCORES]
-    if unknown or not kinds:
-        raise ScoreInputError(f"expected score kinds among {', '.join(SCORES)}, got {list(kinds) or 'none'}")
+    if not kinds:
+        raise ScoreInputError(f"expected score kinds among {', '.join(SCORES)}, got none")
+    for k in list(kinds) + list(params):
+        score_spec(k)
     batch_size = check_batch_size(batch_size)
     for k in kinds:  # fail before any run is written
-        if SCORES[k][2]:
+        if score_spec(k)[2]:
             require_whitebox(model, k)
     captions = as_selection(store, captions)
     todo_all = shard(list(zip(captions.ids, captions.texts)), offset, limit)
     mid = _model_id(model, model_id)
     reports = []
     for kind in kinds:
-        fn, default, _ = SCORES[kind]
+        fn, default, _ = score_spec(kind)
         if kind == "ecs" and not model.whitebox:
             default = replace(default, seeds=())   # a closed model: the seeds its mapping holds
         p = params.get(kind, default)
@@ -249,7 +270,12 @@ def rank_captions(store: Store, captions: Selection, by: str | None, model_id: s
     if by is None:
         items = list(zip(captions.ids, captions.texts))[: k or None]
         return [Ranked(r, cid, t, None) for r, (cid, t) in enumerate(items)]
-    scores = latest_scores(store, by, model_id)
+    if "+" in by:   # a rank fusion of stored scores (attack.fusion): computed now, no network call
+        from .fusion import fuse
+        fuse(store, by, model_id)
+        scores = store.latest_scores(by, model_id, "fuse")
+    else:
+        scores = latest_scores(store, by, model_id)
     scored = [(cid, t, scores[cid]) for cid, t in zip(captions.ids, captions.texts) if cid in scores]
     if not scored:
         raise ScoreInputError(f"expected {by} scores of model {model_id!r} for the selected captions, got none "

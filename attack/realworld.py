@@ -14,7 +14,9 @@ closed model, as an `images:` folder (mapping.csv). Every attack caption is one 
 - retrieval (RV): the generation copies a training image captioned otherwise;
 - background / texture (MV + the flag): plain backdrops and real textures, copied;
 - unique / texture_other (N): a generation that is no copy of anything;
-- crop / mirror (N under the paper's pixel distance: its known misses, §5.4).
+- crop / rescale / mirror (MV, only with the aligned evidence: the paper's pixel distance misses
+  them, its section 5.4): 10-30% of the area cropped away and zoomed back to full frame, the
+  whole image shrunk onto a plain border, mirrored (one also cropped).
 
 The truth (expected label and flag per caption, each family's keep-mask and members) is returned
 and written as truth.json beside the files.
@@ -31,11 +33,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 KINDS = ("exact", "surround", "template", "retrieval", "background", "texture", "unique", "texture_other",
-         "crop", "mirror")
+         "crop", "rescale", "mirror")
 EXPECTED = {"exact": "MV", "surround": "MV", "template": "TV", "retrieval": "RV", "background": "MV",
-            "texture": "MV", "unique": "N", "texture_other": "N", "crop": "N", "mirror": "N"}
+            "texture": "MV", "unique": "N", "texture_other": "N", "crop": "MV", "rescale": "MV", "mirror": "MV"}
 FLAG = {"background": "suspect:background", "texture": "suspect:texture"}
-KNOWN_MISSES = ("crop", "mirror")
+KNOWN_MISSES = ("crop", "rescale", "mirror")      # found by the aligned evidence only
+CROP_AREAS = (0.1, 0.2, 0.3)                      # share of the area a crop case cuts away
 LAYOUTS = ("bottom", "left", "centre", "top", "corner", "right")
 
 
@@ -43,7 +46,7 @@ LAYOUTS = ("bottom", "left", "centre", "top", "corner", "right")
 class Case:
     caption: str
     kind: str
-    expected: str                  # MV TV RV N under the paper's distances
+    expected: str                  # MV TV RV N (crop / rescale / mirror: by the aligned evidence)
     flag: str | None               # the suspect flag a reviewer should see, if any
     family: str | None = None      # template family
     target: str | None = None      # the training file the generation copies (None: no copy)
@@ -245,6 +248,27 @@ def on_surround(rng: np.random.Generator, size: int, photo) -> np.ndarray:
     return canvas
 
 
+def geometric_copy(img: np.ndarray, kind: str, i: int) -> np.ndarray:
+    """What a pixel distance misses: crop (CROP_AREAS[i % 3] of the area cut away, from a corner
+    or the centre, zoomed back to full frame), rescale (the whole image shrunk to 80-90% onto a
+    plain border), mirror (the odd ones also cropped by 15% of the area)."""
+    size = img.shape[0]
+    if kind == "crop" or (kind == "mirror" and i % 2):
+        area = CROP_AREAS[i % 3] if kind == "crop" else 0.15
+        h = int(round(size * np.sqrt(1 - area)))
+        y, x = [(0, 0), (size - h, size - h), ((size - h) // 2, (size - h) // 2)][i % 3]
+        img = _resize(np.ascontiguousarray(img[y:y + h, x:x + h]), size)
+    if kind == "rescale":
+        side = int(size * (0.8 + 0.1 * (i % 2)))
+        canvas = np.full((size, size, 3), (128, 236)[i % 2], np.uint8)
+        o = (size - side) // 2
+        canvas[o:o + side, o:o + side] = _resize(img, side)
+        img = canvas
+    if kind == "mirror":
+        img = np.ascontiguousarray(img[:, ::-1])
+    return img
+
+
 def _noisy(a: np.ndarray, rng: np.random.Generator, sigma: float = 0.012) -> np.ndarray:
     """A copy as a generator would give it back: the pixels with a little noise."""
     out = np.clip(a.astype(np.float32) / 255 + rng.normal(0, sigma, a.shape), 0, 1)
@@ -291,7 +315,7 @@ def _variant(base: np.ndarray, where: np.ndarray, rng: np.random.Generator, colo
 
 # -- the world -----------------------------------------------------------------------------------
 COUNTS = {"exact": 10, "surround": 4, "template": 6, "retrieval": 5, "background": 3, "texture": 3,
-          "unique": 18, "texture_other": 2, "crop": 3, "mirror": 3}
+          "unique": 18, "texture_other": 2, "crop": 3, "rescale": 2, "mirror": 3}
 SIBLINGS = 6
 DISTRACTORS = 40
 PRODUCTS = ("sofa", "rug", "shirt", "mug", "poster", "lamp", "chair", "tile", "bag", "print")
@@ -393,17 +417,12 @@ def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None 
         cap = f"texture sample {i}"
         save_train(texture(rng, size, name), cap, "png")
         add("texture_other", cap, [texture(rng, size, name), texture(rng, size, name)])
-    for kind in ("crop", "mirror"):
+    for kind in KNOWN_MISSES:
         for i in range(counts[kind]):
             img = photos(size)
             cap = f"{kind} case {i}"
             target = save_train(img, cap, "png")
-            if kind == "crop":
-                h = int(size * 0.8)
-                seen = _resize(img[size - h:, size - h:], size)
-            else:
-                seen = np.ascontiguousarray(img[:, ::-1])
-            add(kind, cap, copies(seen), target=target)
+            add(kind, cap, copies(geometric_copy(img, kind, i)), target=target)
     for i in range(DISTRACTORS):          # training images nobody asks for
         save_train(photos(size) if i % 3 else photos.drawing(size), f"unrelated listing {i}",
                    "jpg" if i % 2 else "png")

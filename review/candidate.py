@@ -73,6 +73,20 @@ class PairItem:
 
 
 @dataclass(frozen=True)
+class AlignedItem:
+    """The automatic label's crop / rescale / mirror check (attack.align): the generation warped
+    onto the training image by the stored transform, with what the check measured."""
+    generation: Generation
+    generation_picture: Picture
+    train: TrainingImage
+    train_picture: Picture
+    warped: np.ndarray                 # uint8 RGB at the training image's size, grey outside the overlap
+    heatmap: np.ndarray                # |warped - training| on the overlap, black outside
+    evidence: dict                     # aligned_rmse, overlap, mirrored, scale, inliers, label, passed
+    threshold: Optional[float]         # the delta of evidence['label']
+
+
+@dataclass(frozen=True)
 class MaskSubject:
     """The training image the mask editor opens on, with what the view already loaded of it."""
     train_image_id: int
@@ -90,6 +104,7 @@ class CandidateData:
     own: tuple[OwnItem, ...]           # at most 4
     neighbours: tuple[NeighbourItem, ...]
     pairs: tuple[PairItem, ...]
+    aligned: Optional[AlignedItem]     # the latest automatic label's alignment, when it found one
     auto: Optional[AutoLabel]          # the latest automatic label
     history: tuple[LabelEntry, ...]    # oldest first
     editor: Optional[MaskSubject]
@@ -189,6 +204,30 @@ def _pairs(load: _Loader, rows: list[dict], gens: list[Generation],
     return out
 
 
+def _aligned(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation]) -> Optional[AlignedItem]:
+    """The aligned pair of the automatic label's evidence, warped at the training image's size."""
+    from attack.align import warp_onto
+
+    ev = (auto.distances.get("aligned") if auto is not None else None) or None
+    by_id = {g.id: g for g in gens}
+    if not isinstance(ev, dict) or ev.get("generation_id") not in by_id or len(ev.get("transform") or ()) != 9:
+        return None
+    g, t = by_id[ev["generation_id"]], load.train(ev["train_image_id"])
+    ref = load.image(t.sha256)
+    w, h = ref.size
+    scale = np.diag([w / 256, h / 256, 1.0])          # the transform is on the 256-px compare grid
+    m = scale @ np.asarray(ev["transform"], float).reshape(3, 3) @ np.linalg.inv(scale)
+    gen = imaging.to_float(imaging.match_size(load.image(g.image_sha), ref.size))
+    warped, inside = warp_onto(gen, m, (h, w))
+    train = imaging.to_float(ref)
+    shown = np.where(inside[..., None], warped, 0.5)
+    heat = imaging.abs_diff_heatmap(np.where(inside[..., None], warped, train), train)
+    thresholds = auto.distances.get("thresholds") or {}
+    return AlignedItem(g, load.picture(g.image_sha), t, load.picture(t.sha256),
+                       (shown * 255).round().astype(np.uint8), heat, ev,
+                       thresholds.get(str(ev.get("label", "")).lower()))
+
+
 def _mask_choices(own: list[TrainingImage], top: list[dict], editor: Optional[MaskSubject]) -> tuple:
     """Every training image the evidence shows can be masked: the caption's own, then the neighbours."""
     choices: dict[int, str] = {}
@@ -227,5 +266,6 @@ def candidate_data(store: Store, caption_id: int) -> CandidateData:
         scores=tuple(ScoreLine(k, v, *ranks[k]) for k, v in sorted(scores.items())),
         generations=tuple(_generations(load, gens, own)),
         own=tuple(OwnItem(t, load.picture(t.sha256)) for t in own[:4]),
-        neighbours=tuple(neighbours), pairs=tuple(pairs), auto=autos[-1] if autos else None,
+        neighbours=tuple(neighbours), pairs=tuple(pairs), aligned=_aligned(load, autos[-1] if autos else None, gens),
+        auto=autos[-1] if autos else None,
         history=tuple(history), editor=editor, mask_choices=_mask_choices(own, top, editor))

@@ -122,6 +122,12 @@ def auto_label_html(auto) -> str:
                            if k.startswith(key + "_") and not isinstance(v, (dict, list)))
         rows.append([esc(name), fmt(value) if isinstance(value, (int, float)) else esc(value if value is not None else "–"),
                      source])
+    al = d.get("aligned")
+    if isinstance(al, dict):   # the crop / rescale / mirror check (attack.align) of an N by the distances
+        rows.append([f"aligned RMSE ({esc(al.get('label'))}, crop / rescale / mirror)", fmt(al.get("aligned_rmse")),
+                     f"generation id {esc(al.get('generation_id'))}, train image id {esc(al.get('train_image_id'))}, "
+                     f"overlap {esc(al.get('overlap'))}, {'mirrored, ' if al.get('mirrored') else ''}"
+                     f"{'passed' if al.get('passed') else 'not evidence'}"])
     known = set(DISTANCE_NAMES) | {k for k in d if k.split("_", 1)[0] in DISTANCE_NAMES}
     other = ", ".join(f"{esc(k)} {esc(fmt(v) if isinstance(v, float) else v)}" for k, v in sorted(d.items())
                       if k not in known and not isinstance(v, (dict, list)))

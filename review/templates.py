@@ -2,7 +2,7 @@
 Every text from the store goes through render.esc (render.py's rule)."""
 from __future__ import annotations
 
-from .candidate import CandidateData, GenerationItem, NeighbourItem, OwnItem, PairItem
+from .candidate import AlignedItem, CandidateData, GenerationItem, NeighbourItem, OwnItem, PairItem
 from .imaging import png_data_uri
 from .render import (auto_label_html, esc, figure, file_url, fmt, img, label_badge, section, slider, table,
                      url_html)
@@ -69,6 +69,26 @@ def pair_html(p: PairItem) -> str:
                    f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{s}</figure></div>')
 
 
+def aligned_html(a: AlignedItem) -> str:
+    """The crop / rescale / mirror check: generation warped onto the training image."""
+    ev, size = a.evidence, a.train_picture.size
+    how = ("mirrored, " if ev.get("mirrored") else "") + f"scale {fmt(ev.get('scale'), 3)}"
+    verdict = (f"evidence for {esc(ev.get('label'))} (aligned)" if ev.get("passed")
+               else "not evidence: the aligned RMSE is over the threshold, or the training image is flagged")
+    figs = [figure(img(file_url(a.generation_picture.path), a.generation_picture.size,
+                       f"generation seed {a.generation.seed}"), [f"generation seed {esc(a.generation.seed)}"]),
+            figure(img(png_data_uri(a.warped), size, "generation aligned onto the training image"),
+                   [f"aligned: {how}", f"covers {float(ev.get('overlap') or 0):.0%} of the training image",
+                    f"{esc(ev.get('inliers'))} matching keypoints"]),
+            figure(img(png_data_uri(a.heatmap), size, "aligned difference"),
+                   ["|aligned − training| on the overlap", f"aligned RMSE {fmt(ev.get('aligned_rmse'))}"
+                    + (f" (δ {fmt(a.threshold, 3)})" if a.threshold is not None else "")]),
+            figure(img(file_url(a.train_picture.path), size, f"training image {a.train.id}"),
+                   [f"training image {a.train.id}", esc(a.train.path_or_url or "")])]
+    return section(f"Aligned pair (crop / rescale / mirror): {verdict}",
+                   f'<div class="vb-row" data-testid="aligned-pair">{"".join(figs)}</div>')
+
+
 def history_html(d: CandidateData) -> str:
     if not d.history:
         return section("Label history", "<p>no labels yet</p>")
@@ -86,6 +106,8 @@ def candidate_html(d: CandidateData, position: str = "") -> str:
     if d.neighbours:
         parts.append(section("Top retrieved neighbours", _row([neighbour_figure(n) for n in d.neighbours])))
     parts += [pair_html(p) for p in d.pairs]
+    if d.aligned is not None:
+        parts.append(aligned_html(d.aligned))
     if d.auto is not None:
         parts.append(section("Automatic label", auto_label_html(d.auto)))
     parts.append(history_html(d))

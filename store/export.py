@@ -51,7 +51,7 @@ BASE_COLUMNS = (
     "url", "caption_id", "dup_count", "model", "run_id", "seed", "match_kind", "match_distance",
     "similarity", "reviewer", "labelled_at", "note",
     "generated_sha", "train_image_sha", "train_image_id", "train_path_or_url",
-    "mask_sha", "mask_version", "mask_rle",
+    "mask_sha", "mask_version", "mask_rle", "alignment",
 )
 
 
@@ -122,6 +122,21 @@ def _pick(label: str, caption_id: int, evidence: list[dict]) -> tuple[Optional[d
     return (hit, "rmse") if hit else (None, None)
 
 
+def _aligned_hit(conn, aligned: dict) -> Optional[dict]:
+    """An evidence row (as _evidence gives) for the generation and training image an aligned
+    label rests on; aligned_rmse is its distance (the plain rmse stays beside it)."""
+    g = conn.execute("SELECT id, seed, run_id, image_sha FROM generations WHERE id = ?",
+                     (aligned.get("generation_id"),)).fetchone()
+    t = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images WHERE id = ?",
+                     (aligned.get("train_image_id"),)).fetchone()
+    if g is None or t is None:
+        return None
+    return {"generation_id": g[0], "seed": g[1], "run_id": g[2], "generated_sha": g[3], "rank": None,
+            "train_image_id": t[0], "similarity": None, "rmse": None, "masked_rmse": None, "mask_id": None,
+            "train_image_sha": t[1], "train_caption_id": t[2], "train_path_or_url": t[3],
+            "train_meta": t[4], "aligned_rmse": aligned.get("aligned_rmse")}
+
+
 def _evidence(conn, caption_id: int) -> list[dict]:
     cols = ("generation_id", "seed", "run_id", "generated_sha", "rank", "train_image_id", "similarity",
             "rmse", "masked_rmse", "mask_id", "train_image_sha", "train_caption_id", "train_path_or_url",
@@ -177,13 +192,18 @@ def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
             row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
             row.update(caption=text, overfit_type=human, url=url, caption_id=caption_id, dup_count=dup_count,
                        reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[])
+            d = {}
+            if auto_run is not None:
+                d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",
+                                           (caption_id, auto_run)).fetchone()[0], {})
             if auto:
-                d = {}
-                if auto_run is not None:
-                    d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",
-                                               (caption_id, auto_run)).fetchone()[0], {})
                 row.update(auto_label=auto_label, auto_flags=load_json(flags, []), auto_tv=d.get("tv"),
                            auto_mv=d.get("mv"), auto_rv=d.get("rv"))
+            aligned = d.get("aligned") if d.get("evidence_kind") == "aligned" and auto_label == label else None
+            if isinstance(aligned, dict):   # the label rests on a crop / rescale / mirror alignment
+                hit, match_kind = _aligned_hit(conn, aligned), "aligned"
+                gen = hit or gen
+                row["alignment"] = {k: aligned.get(k) for k in ("transform", "overlap", "mirrored", "scale", "inliers")}
             if gen is not None:
                 run = conn.execute("SELECT model FROM runs WHERE id = ?", (gen["run_id"],)).fetchone()
                 seeds = sorted({e["seed"] for e in evidence if e["run_id"] == gen["run_id"]})
@@ -192,7 +212,8 @@ def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
                 row.update(gen_seeds=seeds, retrieved_urls=retrieved, model=run[0] if run else None,
                            run_id=gen["run_id"], seed=gen["seed"], generated_sha=gen["generated_sha"])
             if hit is not None:
-                distance = hit["masked_rmse"] if match_kind == "masked_rmse" else hit["rmse"]
+                distance = {"masked_rmse": hit["masked_rmse"],
+                            "aligned": hit.get("aligned_rmse")}.get(match_kind, hit["rmse"])
                 row.update(match_kind=match_kind, match_distance=distance, mse_real_gen=distance * distance,
                            similarity=hit["similarity"], train_image_sha=hit["train_image_sha"],
                            train_image_id=hit["train_image_id"], train_path_or_url=hit["train_path_or_url"])
@@ -273,6 +294,8 @@ def parquet_schema(kinds: Sequence[str], columns: Sequence[str] = BASE_COLUMNS):
         "caption_id": pa.int64(), "dup_count": pa.int64(), "run_id": pa.int64(), "seed": pa.int64(),
         "train_image_id": pa.int64(), "mask_version": pa.int64(), "auto_flags": pa.list_(pa.string()),
         "auto_tv": pa.float64(), "auto_mv": pa.float64(), "auto_rv": pa.float64(),
+        "alignment": pa.struct([("transform", pa.list_(pa.float64())), ("overlap", pa.float64()),
+                                ("mirrored", pa.bool_()), ("scale", pa.float64()), ("inliers", pa.int64())]),
     }
     fields = [pa.field(c, types.get(c, pa.string())) for c in columns if not c.startswith("score_")]
     fields += [pa.field(f"score_{k}", pa.float64()) for k in kinds]

@@ -31,13 +31,14 @@ def test_build_demo_store_on_a_few_captions_then_again(tmp_path):
     out = build_demo_store(tmp_path / "demo", progress=lambda s, d, t: events.append((s, d, t)), captions=caps,
                            params=params)
     assert out["captions"] == len(caps) and out["ingested"] is True
-    assert {s for s, _, _ in events} >= {"ingest", "dcs", "ecs", "wen", "generate", "index", "retrieve", "label"}
+    assert {s for s, _, _ in events} >= {"ingest", "dcs", "ecs", "wen", "anisotropy", "generate", "index", "retrieve",
+                                         "label"}
     assert out["generate"]["computed"] == 8 and out["retrieve"]["neighbours"] == 80
     assert out["labels"]["labelled"] == 4 and sum(out["labels"]["counts"].values()) == 4
     with Store.open(tmp_path / "demo") as s:
         ids = [s.caption_id(c) for c in caps]
         for cid in ids:
-            assert set(s.scores_for(cid)) == {"dcs", "ecs", "wen"}
+            assert set(s.scores_for(cid)) == {"dcs", "ecs", "wen", "anisotropy", "dcs+anisotropy"}
         with s.snapshot() as conn:
             gen_caps = {r[0] for r in conn.execute("SELECT DISTINCT caption_id FROM generations")}
             run = conn.execute("SELECT params FROM runs WHERE stage = 'generate'").fetchone()

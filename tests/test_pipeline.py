@@ -90,7 +90,7 @@ def test_score_input_errors_write_nothing(filled, tmp_path):
     model = tiny_model()
     sel = select_captions(filled)
     before = snapshot(filled.path)
-    with pytest.raises(ScoreInputError, match="score kinds"):
+    with pytest.raises(ScoreInputError, match="expected a score kind among dcs, ecs, wen, sharpness, anisotropy"):
         score_stage(filled, model, sel, ("dcs", "nope"))
     with pytest.raises(ScoreInputError, match="at least one item"):
         score_stage(filled, model, sel, ("dcs",), offset=len(CAPTIONS))

@@ -42,7 +42,8 @@ def test_labels_masks_and_flags_meet_the_targets_on_the_fixture_world(labelled):
     assert out["flag_precision"] >= TARGETS["flags"] and out["flag_recall"] >= TARGETS["flags"], out
     assert out["mask_iou_median"] >= TARGETS["mask_iou"] and out["tv_attribution"] == 1.0, out
     assert out["labels_by_kind"]["unique"] == {"N": 18}            # no unique is called a copy
-    assert out["known_misses_found"] == 0.0                          # crops and mirrors: the paper's misses
+    # crops, rescales and mirrors: the paper's misses, found on aligned evidence, nothing else is
+    assert out["aligned_recall"] == 1.0 and out["aligned_false"] == 0, out
     assert timings["generations"] == 2 * len(out["labels_by_kind"]) or timings["generations"] > 0
 
 

@@ -46,32 +46,24 @@ SCORES = ("dcs", "ecs", "wen", "dcs_then_ecs")
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
-    """P(score of a random positive > that of a random negative), ties one half."""
-    p, n = np.asarray(pos, float), np.asarray(neg, float)
-    if len(p) == 0 or len(n) == 0:
+    """P(score of a random positive > that of a random negative), ties one half (scikit-learn's
+    roc_auc_score)."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    allv = np.concatenate([p, n])
-    order = allv.argsort(kind="mergesort")
-    ranks = np.empty(len(allv))
-    sorted_v = allv[order]
-    i = 0
-    while i < len(allv):  # average ranks over ties
-        j = i
-        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n)))
+    return float(roc_auc_score([1] * len(pos) + [0] * len(neg), list(pos) + list(neg)))
 
 
 def tpr_at_fpr(pos: Sequence[float], neg: Sequence[float], fpr: float = 0.01) -> float:
-    """Largest TPR over thresholds whose FPR (scores >= threshold) stays <= fpr."""
-    p, n = np.asarray(pos, float), np.asarray(neg, float)
-    best = 0.0
-    for t in np.unique(np.concatenate([p, n])):
-        if (n >= t).mean() <= fpr:
-            best = max(best, float((p >= t).mean()))
-    return best
+    """Largest TPR over thresholds whose FPR (scores >= threshold) stays <= fpr (scikit-learn's
+    roc_curve, every threshold kept)."""
+    from sklearn.metrics import roc_curve
+
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    f, t, _ = roc_curve([1] * len(pos) + [0] * len(neg), list(pos) + list(neg), drop_intermediate=False)
+    return float(t[f <= fpr + 1e-12].max())
 
 
 def precision_at(values: dict[int, float], positives: set[int], n: int) -> tuple[float, int]:

@@ -42,8 +42,10 @@ class DemoParams:
     budget allows ~250 full samplings, so K=112 (on the committed model DCS ranks 106 of the 110
     planted captions into its top 112, the same as into its top 128) x J=2 (J=4 labelled the
     same captions) x the default 16 steps, at the paper's guidance 7.5.
-    retrieve: embedder, k, masks; thresholds: label preset."""
-    scores: tuple[str, ...] = ("dcs", "ecs", "wen")
+    retrieve: embedder, k, masks; thresholds: label preset. fusions: rank fusions of the scores
+    (no network call), so the queue can rank by one."""
+    scores: tuple[str, ...] = ("dcs", "ecs", "wen", "anisotropy")
+    fusions: tuple[str, ...] = ("dcs+anisotropy",)
     by: str = "dcs"
     generate: GenerateParams = GenerateParams(top_k=112, seeds=(0, 1), steps=16, guidance=7.5)
     retrieve: RetrieveParams = field(default_factory=lambda: RetrieveParams(masks=DEMO_MASKS))
@@ -64,6 +66,7 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
     import torch
 
     from ..models import load_model
+    from ..fusion import fuse
     from ..pipeline import generate_stage, score_stage, select_captions
 
     torch.set_flush_denormal(True)  # subnormal activations slow CPU inference several-fold
@@ -85,6 +88,7 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
             sel = select_captions(store, texts)
             scored = score_stage(store, model, sel, params.scores, model_id="demo", batch_size=params.batch_size,
                                  progress=say)
+            fused = [fuse(store, name, "demo") for name in params.fusions]
             gen = generate_stage(store, model, sel, params.generate, by=params.by, model_id="demo",
                                  batch_size=params.batch_size, progress=say)
             ret = retrieve_stage(store, params.retrieve, caption_ids=list(sel.ids), progress=say)
@@ -100,7 +104,8 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
         "retrieve": {"run_id": ret.run_id, "computed": ret.computed, "neighbours": ret.neighbours,
                      "masks_built": ret.masks_built},
         "labels": {"run_id": lab.run_id, "labelled": lab.labelled, "counts": lab.counts, "flagged": lab.flagged},
-        "summaries": [r.summary() for r in scored] + [gen.summary(), ret.summary(), lab.summary()],
+        "summaries": ([r.summary() for r in scored] + [f.summary() for f in fused]
+                      + [gen.summary(), ret.summary(), lab.summary()]),
         "seconds": round(time.perf_counter() - t0, 1),
         "params": asdict(params),
     }

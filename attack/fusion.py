@@ -1,0 +1,71 @@
+"""Rank fusion of stored scores: `dcs+anisotropy` ranks captions by the mean of their rank
+percentiles under each score. Computed from the store's scores, no network call; written as a
+score kind of its own (stage `fuse`), so the queue can rank by it and `generate --by` use it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from store import Store
+
+from .errors import AttackError
+
+
+class FusionError(AttackError):
+    """A fusion that cannot be computed (an unknown or missing score, one score only)."""
+
+
+def fusion_kinds(name: str) -> tuple[str, ...]:
+    """'dcs+anisotropy' -> ('dcs', 'anisotropy'); a fusion names two or more scores."""
+    kinds = tuple(k.strip() for k in name.split("+"))
+    if len(kinds) < 2 or not all(kinds) or len(set(kinds)) != len(kinds):
+        raise FusionError(f"expected a fusion of two or more different scores like dcs+anisotropy, got {name!r}")
+    return kinds
+
+
+def rank_percentiles(values: np.ndarray) -> np.ndarray:
+    """Each value's average rank among values, scaled to (0, 1]: ties share their mean rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, method="average") / len(values)
+
+
+def fuse_values(scores: dict[str, dict[int, float]]) -> dict[int, float]:
+    """caption id -> mean rank percentile over the kinds, for the captions every kind scored."""
+    common = sorted(set.intersection(*(set(v) for v in scores.values())))
+    if not common:
+        return {}
+    ranks = np.mean([rank_percentiles(np.array([v[c] for c in common], float)) for v in scores.values()], axis=0)
+    return dict(zip(common, ranks.tolist()))
+
+
+@dataclass(frozen=True)
+class FusionReport:
+    kind: str
+    run_id: int
+    captions: int
+
+    def summary(self) -> str:
+        return f"fuse {self.kind}: run {self.run_id}, {self.captions} captions ranked (no network calls)"
+
+
+def fuse(store: Store, name: str, model_id: str) -> FusionReport:
+    """Write the fusion `name` of the model's latest scores as score kind `name`; the run is
+    keyed by the score runs it read, so newer scores give a new fusion and the same ones reuse it."""
+    kinds = fusion_kinds(name)
+    scores, runs = {}, {}
+    for k in kinds:
+        scores[k] = store.latest_scores(k, model_id)
+        if not scores[k]:
+            raise FusionError(f"expected stored {k} scores of {model_id!r} to fuse, got none (run `python -m attack "
+                              f"score --scores {k}` first)")
+        runs[k] = [r.id for r in store.runs(stage="score", model=model_id) if r.params.get("score") == k]
+    fused = fuse_values(scores)
+    run = store.open_run("fuse", model_id, {"fusion": name, "inputs": list(kinds), "score_runs": runs,
+                                            "method": "mean rank percentile"})
+    if not run.resumed:
+        with store.running(run.id):
+            store.add_scores(run.id, name, fused.items())
+        store.finish_run(run.id, 0, "done")
+    return FusionReport(name, run.id, len(fused))
