@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .models.base import TextToImageModel
-from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
+from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
+                     seed_rows)
 
 # sigma of DDIM timestep 41 on Stable Diffusion v1's training schedule (scaled_linear betas
 # 0.00085..0.012, 1000 steps): sqrt((1 - abar_41) / abar_41)
@@ -61,9 +62,7 @@ def anisotropy(model: TextToImageModel, captions: Sequence[str], params: Anisotr
     start = model.evals
     for sl in chunks(len(captions), batch_size):
         chunk = captions[sl]
-        caps = [c for c in chunk for _ in seeds]
-        rows = [s for _ in chunk for s in seeds]
-        cond = model.encode(list(chunk)).repeat_interleave(j, 0)
+        caps, rows, cond = seed_rows(model, chunk, seeds)
         z = model.noise(caps, rows).float()
         eu, ec = eps_pair(model, z * model.sigma_max, model.sigma_max, cond, rows)
         norm = (ec - eu).flatten(1).norm(dim=1)

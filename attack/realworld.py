@@ -76,12 +76,7 @@ class RealWorld:
 def _photos() -> dict[str, np.ndarray]:
     import skimage.data as d
 
-    def rgb(a: np.ndarray) -> np.ndarray:
-        if a.dtype == bool:
-            a = a.astype(np.uint8) * 255
-        if a.ndim == 2:
-            a = np.stack([a] * 3, -1)
-        return np.ascontiguousarray(a[..., :3]).astype(np.uint8)
+    from .demo.world import rgb
 
     names = ("astronaut", "coffee", "chelsea", "rocket", "retina", "colorwheel", "camera", "coins", "moon",
              "clock", "horse")

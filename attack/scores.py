@@ -78,3 +78,10 @@ def require_whitebox(model: TextToImageModel, score: str) -> None:
 
 def chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def seed_rows(model: Any, chunk: Sequence[str], seeds: Sequence[int]) -> tuple[list[str], list[int], torch.Tensor]:
+    """One row per (caption, seed), caption-major: (captions, seeds, conditional embeddings)."""
+    caps = [c for c in chunk for _ in seeds]
+    rows = [int(s) for _ in chunk for s in seeds]
+    return caps, rows, model.encode(list(chunk)).repeat_interleave(len(seeds), 0)

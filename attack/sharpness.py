@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from .models.base import TextToImageModel
-from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
+from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
+                     seed_rows)
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,7 @@ def sharpness(model: TextToImageModel, captions: Sequence[str], params: Sharpnes
     start = model.evals
     for sl in chunks(len(captions), batch_size):
         chunk = captions[sl]
-        caps = [c for c in chunk for _ in seeds]
-        rows = [s for _ in chunk for s in seeds]
-        cond = model.encode(list(chunk)).repeat_interleave(j, 0)
+        caps, rows, cond = seed_rows(model, chunk, seeds)
         x = model.noise(caps, rows).float() * model.sigma_max
         sigma = x.new_full((len(caps),), model.sigma_max)
         v = score_difference(model, x, sigma, cond, rows)

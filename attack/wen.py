@@ -19,7 +19,8 @@ import torch
 
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas
-from .scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
+from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
+                     seed_rows)
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,8 @@ def wen(model: TextToImageModel, captions: Sequence[str], params: WenParams = We
     start = model.evals
     for sl in chunks(len(captions), batch_size):
         chunk = captions[sl]
-        caps = [c for c in chunk for _ in seeds]
-        cond = model.encode(list(chunk)).repeat_interleave(j, 0)
+        caps, rows, cond = seed_rows(model, chunk, seeds)
         u = unc.expand(len(caps), *unc.shape[1:])
-        rows = [s for _ in chunk for s in seeds]
         x = model.noise(caps, rows) * float(sigmas[0])
         total = torch.zeros(len(caps), device=x.device)
         for i in range(params.steps):

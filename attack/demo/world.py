@@ -85,17 +85,19 @@ class World:
 
 # ----------------------------------------------------------------------------- sources
 
+def rgb(a: np.ndarray) -> np.ndarray:
+    """A scikit-image sample as RGB uint8 (bool and grey ones kept as they look)."""
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if a.ndim == 2:
+        a = np.stack([a] * 3, -1)
+    return np.ascontiguousarray(a[..., :3]).astype(np.uint8)
+
+
 @lru_cache(maxsize=1)
 def _photos() -> dict[str, np.ndarray]:
     """scikit-image's bundled photos as RGB uint8 (grey ones are kept grey in RGB)."""
     import skimage.data as d
-
-    def rgb(a: np.ndarray) -> np.ndarray:
-        if a.dtype == bool:
-            a = a.astype(np.uint8) * 255
-        if a.ndim == 2:
-            a = np.stack([a] * 3, -1)
-        return np.ascontiguousarray(a[..., :3]).astype(np.uint8)
 
     names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
              "immunohistochemistry", "retina", "colorwheel", "camera", "coins", "moon",
