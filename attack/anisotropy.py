@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .models.base import TextToImageModel
-from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
-                     seed_rows)
+from .scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 # sigma of DDIM timestep 41 on Stable Diffusion v1's training schedule (scaled_linear betas
 # 0.00085..0.012, 1000 steps): sqrt((1 - abar_41) / abar_41)
@@ -49,15 +48,11 @@ def eps_pair(model: TextToImageModel, x: torch.Tensor, sigma: float, cond: torch
 def anisotropy(model: TextToImageModel, captions: Sequence[str], params: AnisotropyParams = AnisotropyParams(),
                *, batch_size: int = 16) -> ScoreResult:
     """Asthana & Belagiannis 2026 (anisotropy): mean over seeds of gamma_1 ||eps_c - eps_u|| + gamma_2 cos(eps_u, eps_c - eps_u)."""
-    require_whitebox(model, "the anisotropy score")
-    captions = check_captions(captions)
-    batch_size = check_batch_size(batch_size)
-    if not params.seeds:
-        raise ScoreInputError("expected at least one seed for the anisotropy score, got none")
+    captions, batch_size, seeds = check_seeded(model, captions, batch_size, params.seeds, "the anisotropy score")
     if not model.sigma_min <= params.cosine_sigma < model.sigma_max:
         raise ScoreInputError(f"expected cosine_sigma inside the model's range [{model.sigma_min:.4g}, "
                               f"{model.sigma_max:.4g}), got {params.cosine_sigma}")
-    seeds, j = tuple(int(s) for s in params.seeds), len(params.seeds)
+    j = len(seeds)
     values = torch.empty(len(captions), dtype=torch.float32)
     start = model.evals
     for sl in chunks(len(captions), batch_size):

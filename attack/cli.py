@@ -16,6 +16,7 @@ from store.command import run_command
 from store.terminal import echo, terminal_safe
 
 from .errors import AttackError
+from .kinds import MULTI_SEED, SCORE_NAMES, split_kind
 from .progress import progress_bars, say
 
 
@@ -117,20 +118,17 @@ def _selection(store: Store, args: argparse.Namespace):
     return select_captions(store, texts)
 
 
-SCORE_HELP = ("comma-separated among dcs, ecs, wen, sharpness, anisotropy; wen, sharpness and anisotropy take n "
-              "generations as a suffix (wen4); default dcs")
+SCORE_HELP = (f"comma-separated among {', '.join(SCORE_NAMES)}; {', '.join(MULTI_SEED)} take n generations as a "
+              f"suffix (wen4); default dcs")
 
 
 def _score_kinds(text: str) -> tuple[str, ...]:
-    """Score kinds as the registry knows them (attack.pipeline.score_spec); checked without
-    importing torch, so a typo answers at once."""
-    import re
-
+    """Score kinds as the registry knows them (attack.kinds); checked without importing torch,
+    so a typo answers at once."""
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    ok = re.compile(r"(dcs|ecs|(wen|sharpness|anisotropy)([1-9][0-9]?)?)")
-    bad = [k for k in kinds if not ok.fullmatch(k)]
+    bad = [k for k in kinds if split_kind(k) is None]
     if bad or not kinds:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list among dcs, ecs, wen, sharpness, anisotropy "
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list among {', '.join(SCORE_NAMES)} "
                                          f"(optionally with n generations: wen4), got {text!r}")
     return kinds
 
@@ -199,7 +197,7 @@ def _default_by(store: Store, model) -> Optional[str]:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from .pipeline import MULTI_SEED, score_stage
+    from .pipeline import score_stage
 
     kinds = tuple(f"{k}{args.seeds}" if args.seeds and args.seeds > 1 and k in MULTI_SEED else k for k in args.scores)
     model = _load(args)

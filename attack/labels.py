@@ -207,6 +207,9 @@ def caption_distances(store: Store, caption_id: int, images: CompareImages | Non
     return out
 
 
+ALIGN_CACHE_ITEMS = 2048    # training images whose keypoints a label stage keeps (oldest dropped first)
+
+
 def _hwc(x: torch.Tensor) -> Any:
     return x.permute(1, 2, 0).numpy()
 
@@ -231,6 +234,8 @@ def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any]
         sha = store.get_training_image(tid).sha256
         train = images.get(sha)
         if sha not in cache:
+            if len(cache) >= ALIGN_CACHE_ITEMS:      # ~130 KB each: keep memory flat on a big store
+                cache.pop(next(iter(cache)))
             cache[sha] = features(_hwc(train), params)
         a = align(_hwc(images.get(gens[gid].image_sha)), _hwc(train), params, cache[sha],
                   gen_features.setdefault(gid, {}))

@@ -15,7 +15,6 @@ Retrieval and labels write to the same store in a later stage (see `attack.cli._
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -27,6 +26,7 @@ from .carlini import CarliniParams, carlini
 from .dcs import DCSParams, dcs
 from .ecs import ECSParams, ecs
 from .generate import GenerateParams, top_k
+from .kinds import MULTI_SEED, SCORE_NAMES, split_kind
 from .models.base import TextToImageModel
 from .progress import Progress, no_progress
 from .scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
@@ -42,21 +42,19 @@ SCORES: dict[str, tuple[Callable[..., ScoreResult], Any, bool]] = {
     "sharpness": (sharpness, SharpnessParams(), True),
     "anisotropy": (anisotropy, AnisotropyParams(), True),
 }
-# these also come with n generations each, as '<kind><n>': wen4 is Wen et al. with four seeds
-MULTI_SEED = ("wen", "sharpness", "anisotropy")
-_KIND = re.compile(r"(%s)([1-9][0-9]?)" % "|".join(MULTI_SEED))
+assert tuple(SCORES) == SCORE_NAMES, "attack.kinds names every score of SCORES"
 
 
 def score_spec(kind: str) -> tuple[Callable[..., ScoreResult], Any, bool]:
     """(batched function, default params, needs the denoiser) of a score kind."""
-    if kind in SCORES:
-        return SCORES[kind]
-    m = _KIND.fullmatch(kind) if isinstance(kind, str) else None
-    if m is None:
+    split = split_kind(kind)
+    if split is None:
         raise ScoreInputError(f"expected a score kind among {', '.join(SCORES)} (or {', '.join(MULTI_SEED)} with a "
                               f"number of generations, e.g. wen4), got {kind!r}")
-    fn, params, whitebox = SCORES[m[1]]
-    return fn, replace(params, seeds=tuple(range(int(m[2])))), whitebox
+    fn, params, whitebox = SCORES[split[0]]
+    return (fn, params, whitebox) if split[1] is None else (fn, replace(params, seeds=tuple(range(split[1]))), whitebox)
+
+
 SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
 CARLINI_FLAG = "carlini_flag"  # 1.0 when the largest clique reaches min_clique, else 0.0
 

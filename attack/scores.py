@@ -76,6 +76,17 @@ def require_whitebox(model: TextToImageModel, score: str) -> None:
             f"got {model.name!r}, known only by its images; run a blackbox score (ecs, carlini) on it instead")
 
 
+def check_seeded(model: TextToImageModel, captions: Sequence[str], batch_size: int, seeds: Sequence[int],
+                 score: str) -> tuple[tuple[str, ...], int, tuple[int, ...]]:
+    """The shared checks of a whitebox score over n seeded generations: (captions, batch size,
+    seeds), or the named error of the first that fails."""
+    require_whitebox(model, score)
+    captions, batch_size = check_captions(captions), check_batch_size(batch_size)
+    if not seeds:
+        raise ScoreInputError(f"expected at least one seed for {score}, got none")
+    return captions, batch_size, tuple(int(s) for s in seeds)
+
+
 def chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .models.base import TextToImageModel
-from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
-                     seed_rows)
+from .scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,10 @@ def score_difference(model: TextToImageModel, x: torch.Tensor, sigma: torch.Tens
 def sharpness(model: TextToImageModel, captions: Sequence[str], params: SharpnessParams = SharpnessParams(),
               *, batch_size: int = 16) -> ScoreResult:
     """Jeon et al. 2025 (initial-step sharpness): mean over seeds of ||H_delta(x_T) s_delta(x_T)||_2, batched."""
-    require_whitebox(model, "the sharpness score")
-    captions = check_captions(captions)
-    batch_size = check_batch_size(batch_size)
-    if not params.seeds:
-        raise ScoreInputError("expected at least one seed for the sharpness score, got none")
+    captions, batch_size, seeds = check_seeded(model, captions, batch_size, params.seeds, "the sharpness score")
     if not 0 < params.fd_step < 1:
         raise ScoreInputError(f"expected 0 < fd_step < 1, got {params.fd_step}")
-    seeds, j = tuple(int(s) for s in params.seeds), len(params.seeds)
+    j = len(seeds)
     values = torch.empty(len(captions), dtype=torch.float32)
     start = model.evals
     for sl in chunks(len(captions), batch_size):

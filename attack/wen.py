@@ -19,8 +19,7 @@ import torch
 
 from .models.base import TextToImageModel
 from .sampling import karras_sigmas
-from .scores import (ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks, require_whitebox,
-                     seed_rows)
+from .scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 
 @dataclass(frozen=True)
@@ -38,15 +37,11 @@ def wen(model: TextToImageModel, captions: Sequence[str], params: WenParams = We
         *, batch_size: int = 16) -> ScoreResult:
     """Wen et al. (ICLR 2024): mean over generations and first steps of ||eps_c - eps_u||_2;
     batch_size captions (batch_size * len(seeds) generations) per network call."""
-    require_whitebox(model, "the Wen et al. score")
-    captions = check_captions(captions)
-    batch_size = check_batch_size(batch_size)
-    if not params.seeds:
-        raise ScoreInputError("expected at least one seed for the Wen et al. score, got none")
+    captions, batch_size, seeds = check_seeded(model, captions, batch_size, params.seeds, "the Wen et al. score")
     if not 1 <= params.steps <= params.schedule_steps:
         raise ScoreInputError(f"expected 1 <= steps <= schedule_steps, got steps={params.steps}, "
                               f"schedule_steps={params.schedule_steps}")
-    seeds, j = tuple(int(s) for s in params.seeds), len(params.seeds)
+    j = len(seeds)
     sigmas = karras_sigmas(params.schedule_steps, model.sigma_min, model.sigma_max)
     unc = model.uncond(1)
     values = torch.empty(len(captions), dtype=torch.float32)

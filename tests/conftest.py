@@ -14,6 +14,11 @@ import pytest
 
 from store import CaptionRow, Neighbour, Store
 
+# belt and braces: the library only ever loads with local_files_only; in tests, even a slip cannot
+# reach the Hugging Face hub (set before any test imports huggingface_hub)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
