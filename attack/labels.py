@@ -41,7 +41,7 @@ from .progress import Progress
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 # part of every label's evidence: bump it when the labelling rules change, so stores relabel
-LABELLER_VERSION = 4
+LABELLER_VERSION = 5   # 5: every own pair's distance is stored (mv_pairs), not only the best
 
 
 class LabelInputError(AttackError):
@@ -204,6 +204,8 @@ def caption_distances(store: Store, caption_id: int, images: CompareImages | Non
         d, info = _best(cands)
         out[key] = d
         out.update({f"{key}_{k}": v for k, v in info.items()})
+    # every own pair, so a view shows each generation's distance as the label measured it
+    out["mv_pairs"] = [[i["generation_id"], i["train_image_id"], round(d, 6)] for d, i in mv]
     return out
 
 

@@ -51,7 +51,7 @@ class CompareImages:
     def get(self, sha: str) -> torch.Tensor:
         hit = self._cache.get(sha)
         if hit is None:
-            hit = torch.from_numpy(self.store.compare_pixels(sha)).permute(2, 0, 1).contiguous()
+            hit = torch.from_numpy(self.store.compare_pixels(sha).copy()).permute(2, 0, 1).contiguous()
             self._cache[sha] = hit
             if len(self._cache) > self.max_items:
                 self._cache.popitem(last=False)

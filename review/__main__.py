@@ -1,4 +1,5 @@
-"""python -m review bench [--json] [--candidates N]: the review app's server-time benchmark."""
+"""python -m review bench [--json] [--candidates N]: the review app's server-time benchmark;
+python -m review bench --browser [--json] [--store DIR]: key to next candidate in Chromium."""
 from __future__ import annotations
 
 import argparse
@@ -27,23 +28,46 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="server time to open a candidate and to label one (100,000 candidates)")
     b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    b.add_argument("--candidates", type=_positive, default=100_000)
+    b.add_argument("--candidates", type=_positive, default=None,
+                   help="store size (default 100,000); with --browser, how many to triage (default 40)")
     b.add_argument("--captions", type=_positive, default=None, help="default: 2 x candidates")
     b.add_argument("--tries", type=_positive, default=60)
     b.add_argument("--dir", type=Path, default=None,
                    help="bench store folder (default data/bench/review-...; reused when it exists)")
+    b.add_argument("--browser", action="store_true",
+                   help="drive the app in Chromium over (a copy of) the demo store: key to next candidate rendered")
+    b.add_argument("--store", type=Path, default=None, help="--browser: the store to copy (default data/demo)")
+    b.add_argument("--chromium", default="/usr/bin/chromium", help="--browser: the Chromium executable")
+    b.add_argument("--screenshots", type=Path, default=None,
+                   help="--browser: also save grid.png and review.png in this folder (the README's are made so)")
     a = ap.parse_args(argv)
     return run_command(lambda: _bench(a), bad_input=(StoreError,), interrupted="the bench store may be incomplete")
 
 
 def _bench(a: argparse.Namespace) -> int:
-    result = run_bench(ReviewBenchConfig(candidates=a.candidates, captions=a.captions, tries=a.tries, dir=a.dir),
+    if a.browser:
+        return _browser(a)
+    result = run_bench(ReviewBenchConfig(candidates=a.candidates or 100_000, captions=a.captions, tries=a.tries, dir=a.dir),
                        lambda s: echo(s, sys.stderr))
     if a.json:
         print(result_json(result))
     else:
         print(f"{result.candidates:,} candidates: open {result.open_candidate_ms} ms, label {result.label_ms} ms "
               f"(medians of {result.tries})")
+    return 0
+
+
+def _browser(a: argparse.Namespace) -> int:
+    from .browser_bench import BrowserBenchConfig, result_json as browser_json, run_browser_bench
+
+    result = run_browser_bench(BrowserBenchConfig(store=a.store, candidates=a.candidates or 40, chromium=a.chromium,
+                                                  screenshots=a.screenshots),
+                               lambda s: echo(s, sys.stderr))
+    if a.json:
+        print(browser_json(result))
+    else:
+        print(f"key to next candidate: median {result.key_to_next_ms} ms, p90 {result.key_to_next_p90_ms} ms; "
+              f"above the fold {result.above_fold_fraction:.0%} of {result.candidates} candidates")
     return 0
 
 

@@ -12,7 +12,7 @@ import gradio as gr
 
 from store import Store
 
-from . import render, tab_candidate, tab_export, tab_queue, tab_stats, views
+from . import render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
 from .session import default_reviewer, gradio_errors
 
 ASSETS = Path(__file__).parent / "assets"
@@ -28,20 +28,25 @@ def launch_options(store: Store) -> dict:
 def build_app(store: Store, auth: bool = False) -> gr.Blocks:
     """The review app over one open store. auth: the app runs behind a login, so the reviewer is
     the logged-in user and the name field is hidden."""
-    with gr.Blocks(title=f"Verbatim: {store.path.name}") as app:
-        with gr.Row():
-            gr.Markdown(f"## Verbatim review · store `{store.path.name}` · press <kbd>?</kbd> for keys")
-            reviewer = gr.Textbox(value="" if auth else default_reviewer(), label="Reviewer", visible=not auth,
-                                  elem_id="vb-reviewer", scale=0, min_width=200)
-        gr.HTML(render.help_overlay())
+    with gr.Blocks(title=f"Verbatim: {store.path.name}", fill_width=True) as app:
+        with gr.Row(elem_id="vb-title", equal_height=True):
+            gr.HTML(f'<div class="vb-apptitle"><b>Verbatim review</b> · store <code>{render.esc(store.path.name)}'
+                    f'</code> · press <kbd>?</kbd> for keys</div>{render.help_overlay()}', padding=False)
+            reviewer = gr.Textbox(value="" if auth else default_reviewer(), placeholder="Reviewer name",
+                                  show_label=False, container=False, visible=not auth, elem_id="vb-reviewer",
+                                  scale=0, min_width=200)
         if not store.info()["candidates"]:
             gr.Markdown("**This store has no candidates yet** (captions without generations). Build the demo "
                         "store end to end with `python -m attack demo`, or run `python -m attack run` on yours.")
         with gr.Tabs() as tabs:
             with gr.Tab("Queue", id="queue") as queue_tab:
                 queue = tab_queue.build(store)
+            with gr.Tab("Grid", id="grid") as grid_tab:
+                grid = tab_grid.build(store)
             with gr.Tab("Candidate", id="candidate"):
                 cand = tab_candidate.build(store, reviewer)
+            with gr.Tab("Mask", id="mask"):
+                mask = tab_mask.build()
             with gr.Tab("Stats", id="stats") as stats_tab:
                 _, stats_out, stats_fn = tab_stats.build(store)
             with gr.Tab("Export", id="export"):
@@ -58,6 +63,8 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
             return cand.show(n) + (gr.Tabs(selected="candidate"),)
 
         queue.table.select(open_row, [queue.filt, cand.nav], cand.outputs + [tabs], api_name=False)
+        tab_mask.wire(store, mask, cand, reviewer)
+        tab_grid.wire(store, grid, grid_tab, queue.filt, cand, reviewer, tabs)
 
         # the typed reviewer name survives a reload (the browser's localStorage)
         saved_name = gr.BrowserState("", storage_key="verbatim-reviewer")
@@ -66,9 +73,8 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
 
         @gradio_errors
         def on_load(f: views.QueueFilter, name: str):
-            q = views.queue_view(store, f, 0, tab_queue.PAGE_SIZE)
             n = views.nav_open(store, f, 0)
-            return (q.rows, q.summary, q.page) + cand.show(n) + (name if name and not auth else gr.update(),)
+            return queue.show(f, 1) + cand.show(n) + (name if name and not auth else gr.update(),)
 
         app.load(on_load, [queue.filt, saved_name],
                  [queue.table, queue.summary, queue.page] + cand.outputs + [reviewer], api_name=False)

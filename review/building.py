@@ -3,6 +3,7 @@ and reloads itself once the review app has taken over the port."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Optional
 
 import gradio as gr
@@ -22,28 +23,64 @@ RELOAD_JS = """
 """
 
 
+# the demo build's stages in order, with their seconds on a 2-core CPU (a measured build): what
+# is left and the estimate scale these by the pace of the stages already run on this machine
+DEMO_STAGES: tuple[tuple[str, float], ...] = (
+    ("ingest", 6), ("dcs", 21), ("ecs", 27), ("wen", 10), ("anisotropy", 17), ("generate", 130), ("index", 1),
+    ("retrieve", 40), ("label", 1))
+
+
 class BuildProgress:
     """Progress of the build, written by the build's callback and read by the page's timer."""
 
-    def __init__(self, echo: Optional[Callable[[str, int, int], None]] = None) -> None:
+    def __init__(self, echo: Optional[Callable[[str, int, int], None]] = None,
+                 stages: tuple[tuple[str, float], ...] = DEMO_STAGES, clock: Callable[[], float] = time.monotonic):
         self._lock = threading.Lock()
         self._stages: dict[str, tuple[int, int]] = {}
         self._echo = echo
+        self._plan = dict(stages)
+        self._clock = clock
+        self._start: Optional[float] = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         with self._lock:
+            if self._start is None:
+                self._start = self._clock()
             self._stages[stage] = (done, total)
         if self._echo is not None:
             self._echo(stage, done, total)
+
+    def remaining_s(self) -> Optional[float]:
+        """Seconds left: the planned seconds of what is left, scaled by this machine's pace so far
+        (elapsed over the planned seconds of what is done). None before any stage has progressed."""
+        with self._lock:
+            stages, start = dict(self._stages), self._start
+        if start is None:
+            return None
+        done_plan = left_plan = 0.0
+        for name, secs in self._plan.items():
+            done, total = stages.get(name, (0, 0))
+            frac = min(1.0, done / total) if total else 0.0
+            done_plan += secs * frac
+            left_plan += secs * (1 - frac)
+        if done_plan <= 0:
+            return left_plan
+        return left_plan * (self._clock() - start) / done_plan
 
     def markdown(self) -> str:
         with self._lock:
             stages = list(self._stages.items())
         if not stages:
             return "starting…"
+        seen = dict(stages)
         # words, not emoji: a browser without an emoji font draws those as empty boxes
-        return "\n".join(f"- **{stage}**: {done:,} / {total:,} ({'done' if total and done >= total else 'running'})"
-                         for stage, (done, total) in stages)
+        lines = [f"- **{stage}**: {done:,} / {total:,} ({'done' if total and done >= total else 'running'})"
+                 for stage, (done, total) in stages]
+        lines += [f"- {name}: to do" for name in self._plan if name not in seen]
+        left = self.remaining_s()
+        if left is not None:
+            lines.append(f"\nAbout {max(1, round(left / 60))} min left (estimated from this machine's pace so far).")
+        return "\n".join(lines)
 
 
 def build_page(progress: BuildProgress) -> gr.Blocks:

@@ -13,6 +13,7 @@ from PIL import Image
 from store import AutoLabel, Caption, Generation, LabelEntry, Mask, Neighbour, Store, TrainingImage
 
 from . import imaging, queries
+from .explain import explain
 
 TOP_NEIGHBOURS = 6
 
@@ -36,7 +37,8 @@ class ScoreLine:
 class GenerationItem:
     generation: Generation
     picture: Picture
-    rmse_own: Optional[float]          # RMSE to the caption's first own training image
+    rmse_own: Optional[float]          # the labeller's stored distance to the caption's closest own image
+    in_match: bool                     # the generation the strip's match compares
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class OwnItem:
 @dataclass(frozen=True)
 class NeighbourItem:
     """A retrieved training image, by its best (generation, neighbour) row."""
-    neighbour: Neighbour
+    number: int                        # 1.. in the order shown (unique)
+    neighbour: Neighbour               # .rank: its rank among the neighbours of that generation
     train: TrainingImage
     picture: Picture
     own: bool                          # it is also one of the caption's own training images
@@ -56,20 +59,32 @@ class NeighbourItem:
 
 
 @dataclass(frozen=True)
-class PairItem:
-    """A generation beside a training image: difference heatmap, mask overlay, both RMSEs."""
-    title: str                         # 'Closest pair' or 'Masked (template) pair'
+class Match:
+    """The pair the automatic label rests on (else the closest stored pair): the generation,
+    the training image, the stored distance the label used, and the pictures that show it."""
+    kind: str                          # 'TV', 'MV', 'RV', 'aligned MV' / 'aligned RV', or 'closest'
     generation: Generation
     generation_picture: Picture
     train: TrainingImage
     train_picture: Picture
-    heatmap: np.ndarray                # uint8 RGB, the training image's size
-    rmse: Optional[float]
-    mask: Optional[Mask]               # the current mask, when it fits the training image
-    keep: Optional[np.ndarray]         # its pixels (bool, the training image's size)
+    distance: Optional[float]          # stored (labeller or retrieval); never recomputed here
+    distance_name: str                 # 'masked RMSE', 'RMSE', 'aligned RMSE'
+    heatmap: np.ndarray                # uint8 RGB |generation - training| at the training image's size
+    mask: Optional[Mask]               # the training image's current mask (a TV match rests on it)
     overlay: Optional[np.ndarray]      # uint8 RGB of the mask over the training image
     kept: Optional[float]              # fraction of pixels the mask keeps
-    masked_rmse: Optional[float]
+    own: bool                          # the training image is one of the caption's own
+
+
+@dataclass(frozen=True)
+class OtherPair:
+    """A distance of the automatic label that is not the match's: its pair, small."""
+    kind: str
+    distance: Optional[float]
+    generation: Generation
+    generation_picture: Picture
+    train: TrainingImage
+    train_picture: Picture
 
 
 @dataclass(frozen=True)
@@ -103,9 +118,11 @@ class CandidateData:
     generations: tuple[GenerationItem, ...]
     own: tuple[OwnItem, ...]           # at most 4
     neighbours: tuple[NeighbourItem, ...]
-    pairs: tuple[PairItem, ...]
+    match: Optional[Match]
+    others: tuple[OtherPair, ...]      # the label's other distances, with their pairs
     aligned: Optional[AlignedItem]     # the latest automatic label's alignment, when it found one
     auto: Optional[AutoLabel]          # the latest automatic label
+    explanation: tuple[str, ...]       # why the automatic label is what it is, in sentences
     history: tuple[LabelEntry, ...]    # oldest first
     editor: Optional[MaskSubject]
     mask_choices: tuple[tuple[str, int], ...]   # (label, training image id) the editor can switch to
@@ -157,51 +174,79 @@ def _top_neighbours(rows: list[dict]) -> list[dict]:
     return sorted(best.values(), key=lambda r: (r["n"].rank, r["key"]))[:TOP_NEIGHBOURS]
 
 
-def _generations(load: _Loader, gens: list[Generation], own: list[TrainingImage]) -> list[GenerationItem]:
-    out = []
-    for g in gens:
-        im = load.image(g.image_sha)
-        d = None
-        if own:
-            ref = load.image(own[0].sha256)
-            d = imaging.rmse(imaging.to_float(imaging.match_size(im, ref.size)), imaging.to_float(ref))
-        out.append(GenerationItem(g, load.picture(g.image_sha), d))
+def _own_distances(auto: Optional[AutoLabel]) -> dict[int, float]:
+    """Each generation's smallest stored distance to an own image (the labeller's mv_pairs)."""
+    out: dict[int, float] = {}
+    for gid, _tid, d in (auto.distances.get("mv_pairs") or []) if auto is not None else []:
+        out[gid] = min(d, out.get(gid, d))
     return out
 
 
-def _pair(load: _Loader, title: str, g: Generation, t: TrainingImage) -> PairItem:
+def _heatmap(load: _Loader, g: Generation, t: TrainingImage) -> np.ndarray:
     ref = load.image(t.sha256)
-    a = imaging.to_float(imaging.match_size(load.image(g.image_sha), ref.size))
-    b = imaging.to_float(ref)
-    cur = load.mask(t.id)
-    keep = load.store.load_mask(cur.image_sha) if cur is not None else None
-    if keep is not None and keep.shape != a.shape[:2]:
-        keep = None
-    return PairItem(title, g, load.picture(g.image_sha), t, load.picture(t.sha256), imaging.abs_diff_heatmap(a, b),
-                    imaging.rmse(a, b), cur if keep is not None else None, keep,
-                    None if keep is None else imaging.mask_overlay(b, keep),
-                    None if keep is None else float(keep.mean()),
-                    None if keep is None else imaging.rmse(a, b, keep))
+    return imaging.abs_diff_heatmap(imaging.to_float(imaging.match_size(load.image(g.image_sha), ref.size)),
+                                    imaging.to_float(ref))
 
 
-def _pairs(load: _Loader, rows: list[dict], gens: list[Generation],
-           own: list[TrainingImage]) -> list[tuple[str, Generation, TrainingImage]]:
-    """The closest pair (plain RMSE) and, when a retrieved image has a mask and it is another
-    pair, the best masked pair."""
-    closest = masked = None
-    if rows:
-        b = min(rows, key=lambda r: (r["n"].rmse is None, r["n"].rmse or 0.0, r["n"].rank))
-        closest = (b["gen"], load.train(b["n"].train_image_id))
-        with_mask = [r for r in rows if load.mask(r["n"].train_image_id) is not None]
-        if with_mask:
-            m = min(with_mask, key=lambda r: (r["n"].masked_rmse is None, r["n"].masked_rmse or 0.0, r["n"].rank))
-            masked = (m["gen"], load.train(m["n"].train_image_id))
+def _labelled_pair(auto: Optional[AutoLabel], by_id: dict[int, Generation]) -> Optional[tuple[str, int, int]]:
+    """(kind, generation id, training image id) of the pair the automatic label rests on; for an N,
+    its closest own or retrieved pair."""
+    if auto is None:
+        return None
+    d = auto.distances
+    kinds = [auto.label] if auto.label in ("TV", "MV", "RV") and d.get("evidence_kind") != "aligned" else []
+    if not kinds:
+        kinds = sorted((k for k in ("MV", "RV") if d.get(k.lower()) is not None), key=lambda k: d[k.lower()])
+    for k in kinds:
+        gid, tid = d.get(f"{k.lower()}_generation_id"), d.get(f"{k.lower()}_train_image_id")
+        if gid in by_id and tid is not None:
+            return k, gid, tid
+    return None
+
+
+def _match(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation], rows: list[dict],
+           own: list[TrainingImage], aligned: Optional["AlignedItem"]) -> Optional[Match]:
+    by_id = {g.id: g for g in gens}
+    own_ids = {t.id for t in own}
+    if aligned is not None and aligned.evidence.get("passed") and auto is not None and auto.label != "N":
+        g, t = aligned.generation, aligned.train
+        return Match(f"aligned {aligned.evidence.get('label')}", g, load.picture(g.image_sha), t,
+                     load.picture(t.sha256), aligned.evidence.get("aligned_rmse"), "aligned RMSE",
+                     aligned.heatmap, None, None, None, t.id in own_ids)
+    pair = _labelled_pair(auto, by_id)
+    if pair is not None:
+        kind, gid, tid = pair
+        distance, name = auto.distances.get(kind.lower()), "masked RMSE" if kind == "TV" else "RMSE"
+    elif rows:     # no automatic label yet: the closest stored neighbour row
+        r = min(rows, key=lambda r: (r["n"].rmse is None, r["n"].rmse or 0.0, r["n"].rank))
+        kind, gid, tid, distance, name = "closest", r["gen"].id, r["n"].train_image_id, r["n"].rmse, "RMSE"
     elif own and gens:
-        closest = (gens[0], own[0])
-    out = [("Closest pair",) + closest] if closest is not None else []
-    if masked is not None and masked != closest:
-        out.append(("Masked (template) pair",) + masked)
-    return out
+        kind, gid, tid, distance, name = "closest", gens[0].id, own[0].id, None, "RMSE"
+    else:
+        return None
+    g, t = by_id[gid], load.train(tid)
+    cur = load.mask(t.id) if kind == "TV" else None
+    keep = load.store.load_mask(cur.image_sha) if cur is not None else None
+    if keep is not None and keep.shape != (load.image(t.sha256).size[1], load.image(t.sha256).size[0]):
+        cur = keep = None
+    train = imaging.to_float(load.image(t.sha256))
+    return Match(kind, g, load.picture(g.image_sha), t, load.picture(t.sha256), distance, name, _heatmap(load, g, t),
+                 cur, None if keep is None else imaging.mask_overlay(train, keep),
+                 None if keep is None else float(keep.mean()), t.id in own_ids)
+
+
+def _others(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation], match: Optional[Match]) -> list:
+    """The label's TV / MV / RV pairs that are not the match's, smallest distance first."""
+    if auto is None:
+        return []
+    by_id, d, out = {g.id: g for g in gens}, auto.distances, []
+    for k in ("TV", "MV", "RV"):
+        gid, tid = d.get(f"{k.lower()}_generation_id"), d.get(f"{k.lower()}_train_image_id")
+        if gid not in by_id or tid is None or (match is not None and match.kind == k):
+            continue
+        g, t = by_id[gid], load.train(tid)
+        out.append(OtherPair(k, d.get(k.lower()), g, load.picture(g.image_sha), t, load.picture(t.sha256)))
+    return sorted(out, key=lambda o: (o.distance is None, o.distance or 0.0))
 
 
 def _aligned(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation]) -> Optional[AlignedItem]:
@@ -229,16 +274,29 @@ def _aligned(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation]) -
 
 
 def _mask_choices(own: list[TrainingImage], top: list[dict], editor: Optional[MaskSubject]) -> tuple:
-    """Every training image the evidence shows can be masked: the caption's own, then the neighbours."""
+    """Every training image the evidence shows can be masked: the one the label rests on, the
+    caption's own, then the neighbours."""
     choices: dict[int, str] = {}
-    for t in own:
-        choices[t.id] = f"training image {t.id} (own)"
-    for r in top:
-        tid = r["n"].train_image_id
-        choices.setdefault(tid, f"training image {tid} (neighbour #{r['n'].rank})")
+    own_ids = {t.id for t in own}
     if editor is not None:
-        choices.setdefault(editor.train_image_id, f"training image {editor.train_image_id}")
+        tid = editor.train_image_id
+        choices[tid] = f"training image {tid} ({'own, ' if tid in own_ids else ''}the match)"
+    for t in own:
+        choices.setdefault(t.id, f"training image {t.id} (own)")
+    for i, r in enumerate(top, 1):
+        tid = r["n"].train_image_id
+        choices.setdefault(tid, f"training image {tid} (neighbour #{i})")
     return tuple((label, tid) for tid, label in choices.items())
+
+
+def _editor(load: _Loader, match: Optional[Match]) -> Optional[MaskSubject]:
+    """The editor opens on the training image the label rests on (the match's)."""
+    if match is None:
+        return None
+    t = match.train
+    cur = load.mask(t.id)
+    keep = load.store.load_mask(cur.image_sha) if cur is not None else None
+    return MaskSubject(t.id, load.image(t.sha256), cur, keep)
 
 
 def candidate_data(store: Store, caption_id: int) -> CandidateData:
@@ -253,19 +311,19 @@ def candidate_data(store: Store, caption_id: int) -> CandidateData:
     top = _top_neighbours(rows)
     history = store.label_history(caption_id)
     autos = store.auto_labels(caption_id)
-    neighbours = [NeighbourItem(r["n"], t, load.picture(t.sha256), t.caption_id == caption_id, r["gen"].seed)
-                  for r in top for t in (load.train(r["n"].train_image_id),)]
-    pairs = [_pair(load, title, g, t) for title, g, t in _pairs(load, rows, gens, own)]
-    # the editor shows the masked pair's image when there is one, else the closest pair's
-    editor = None
-    if pairs:
-        p = pairs[-1]
-        editor = MaskSubject(p.train.id, load.image(p.train.sha256), load.mask(p.train.id), p.keep)
+    auto = autos[-1] if autos else None
+    neighbours = [NeighbourItem(i, r["n"], t, load.picture(t.sha256), t.caption_id == caption_id, r["gen"].seed)
+                  for i, r in enumerate(top, 1) for t in (load.train(r["n"].train_image_id),)]
+    aligned = _aligned(load, auto, gens)
+    match = _match(load, auto, gens, rows, own, aligned)
+    own_d = _own_distances(auto)
+    editor = _editor(load, match)
     return CandidateData(
         caption=cap, label=history[-1].label if history else None,
         scores=tuple(ScoreLine(k, v, *ranks[k]) for k, v in sorted(scores.items())),
-        generations=tuple(_generations(load, gens, own)),
+        generations=tuple(GenerationItem(g, load.picture(g.image_sha), own_d.get(g.id),
+                                         match is not None and match.generation.id == g.id) for g in gens),
         own=tuple(OwnItem(t, load.picture(t.sha256)) for t in own[:4]),
-        neighbours=tuple(neighbours), pairs=tuple(pairs), aligned=_aligned(load, autos[-1] if autos else None, gens),
-        auto=autos[-1] if autos else None,
+        neighbours=tuple(neighbours), match=match, others=tuple(_others(load, auto, gens, match)),
+        aligned=aligned, auto=auto, explanation=explain(auto, {g.id: g.seed for g in gens}),
         history=tuple(history), editor=editor, mask_choices=_mask_choices(own, top, editor))

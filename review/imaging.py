@@ -78,14 +78,29 @@ def mask_layer(mask: np.ndarray) -> np.ndarray:
     return layer
 
 
-def mask_from_layer(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Kept pixels of an editor layer (alpha >= KEEP_ALPHA); ``size`` is (width, height)."""
+def editor_scale(size: tuple[int, int], px: int = 512) -> int:
+    """The whole factor a training image is enlarged by in the mask editor (crisp pixels, a
+    usable brush): its long side near ``px``; 1 for images that large already."""
+    return max(1, round(px / max(size[0], size[1], 1)))
+
+
+def enlarge(a: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor (each pixel a k x k block)."""
+    return a if k == 1 else np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+
+
+def mask_from_layer(layer: np.ndarray, size: tuple[int, int], scale: int = 1) -> np.ndarray:
+    """Kept pixels of an editor layer (alpha >= KEEP_ALPHA); ``size`` is (width, height) of the
+    training image, ``scale`` the editor's enlargement: a pixel is kept when most of its block is."""
     if layer.ndim != 3 or layer.shape[2] != 4:
         raise MaskShapeError(f"mask layer: expected an RGBA image, got shape {layer.shape}")
-    if (layer.shape[1], layer.shape[0]) != tuple(size):
-        raise MaskShapeError(f"mask layer: expected {size[0]}x{size[1]} (the training image's size), "
-                             f"got {layer.shape[1]}x{layer.shape[0]}")
-    return layer[:, :, 3] >= KEEP_ALPHA
+    if (layer.shape[1], layer.shape[0]) != (size[0] * scale, size[1] * scale):
+        raise MaskShapeError(f"mask layer: expected {size[0] * scale}x{size[1] * scale} (the training image's size"
+                             f"{f' x {scale}' if scale > 1 else ''}), got {layer.shape[1]}x{layer.shape[0]}")
+    kept = layer[:, :, 3] >= KEEP_ALPHA
+    if scale == 1:
+        return kept
+    return kept.reshape(size[1], scale, size[0], scale).mean(axis=(1, 3)) >= 0.5
 
 
 def shows_image(background: np.ndarray | None, image: np.ndarray, tol: int = 8, frac: float = 0.01) -> bool:
@@ -104,24 +119,34 @@ def shows_image(background: np.ndarray | None, image: np.ndarray, tol: int = 8, 
 LAYER_DIR = Path(tempfile.gettempdir()) / "verbatim-mask-layers"
 
 
-def layer_file(mask: np.ndarray, key: str) -> Path:
-    """The editor layer of a mask as an RGBA PNG file named by ``key`` (the mask's sha, or a
-    name for the all-kept mask of a size). Written once, atomically, never rewritten: Gradio
-    rewrites in-memory images into its cache in place, which can truncate a file a browser
-    is still fetching."""
+def _write_once(key: str, pixels: np.ndarray, mode: str) -> Path:
+    """A PNG under LAYER_DIR named by ``key``, written once, atomically, never rewritten: Gradio
+    rewrites in-memory images into its cache in place, which can truncate a file a browser is
+    still fetching."""
     path = LAYER_DIR / f"{key}.png"
     if not path.exists():
         LAYER_DIR.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=LAYER_DIR)
         try:
             with os.fdopen(fd, "wb") as f:
-                Image.fromarray(mask_layer(mask), "RGBA").save(f, format="PNG", compress_level=1)
+                Image.fromarray(pixels, mode).save(f, format="PNG", compress_level=1)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
     return path
+
+
+def layer_file(mask: np.ndarray, key: str, scale: int = 1) -> Path:
+    """The editor layer of a mask, enlarged by ``scale``, as an RGBA PNG named by ``key`` (the
+    mask's sha, a draft's hash, or a name for the all-kept mask of a size)."""
+    return _write_once(f"{key}-x{scale}", mask_layer(enlarge(mask, scale)), "RGBA")
+
+
+def background_file(image: Image.Image, key: str, scale: int) -> Path:
+    """The editor's background: the training image enlarged by ``scale`` (nearest neighbour)."""
+    return _write_once(f"bg-{key}-x{scale}", enlarge(np.asarray(image.convert("RGB")), scale), "RGB")
 
 
 def png_data_uri(arr: np.ndarray) -> str:

@@ -18,6 +18,7 @@ LABEL_TITLES = {"MV": "matching verbatim", "TV": "template verbatim", "RV": "ret
                 "FP:background": "false positive: background", "FP:other": "false positive: other",
                 "skip": "skip (decide later)"}
 MIN_DISPLAY_PX = 160   # small images are enlarged by an integer factor to at least this width
+TILE_PX = 256          # the one-screen strip: each picture about this size (whole factors for small ones)
 
 
 def esc(text: object) -> str:
@@ -37,10 +38,22 @@ def display_size(width: int, height: int) -> tuple[int, int]:
     return width * scale, height * scale
 
 
-def img(src: str, size: tuple[int, int], alt: str, cls: str = "") -> str:
-    w, h = display_size(*size)
+def tile_size(width: int, height: int, box: int = TILE_PX) -> tuple[int, int]:
+    """Display size in a box of about ``box`` px: a small image enlarged by the whole factor that
+    brings its long side nearest the box (crisp pixels), a large one scaled down to it."""
+    side = max(width, height, 1)
+    if side <= box:
+        k = max(1, round(box / side))
+        return width * k, height * k
+    return max(1, round(width * box / side)), max(1, round(height * box / side))
+
+
+def img(src: str, size: tuple[int, int], alt: str, cls: str = "", box: Optional[int] = None) -> str:
+    """An image at its display size: ``box`` None enlarges small ones to MIN_DISPLAY_PX, else
+    ``tile_size`` in that box. Eager and decoded before display: the strip is the decision."""
+    w, h = display_size(*size) if box is None else tile_size(*size, box)
     return (f'<img class="vb-px {cls}" src="{esc(src)}" width="{w}" height="{h}" alt="{esc(alt)}" '
-            f'loading="lazy" decoding="async">')
+            f'decoding="sync">')
 
 
 def figure(image_html: str, caption_lines: Iterable[str]) -> str:
@@ -73,18 +86,6 @@ def section(title: str, body: str, cls: str = "") -> str:
     return f'<section class="vb-sec {cls}"><h3>{esc(title)}</h3>{body}</section>'
 
 
-def slider(before_src: str, after_src: str, size: tuple[int, int], before: str, after: str) -> str:
-    """Before/after comparison: the after image is clipped from the left by a range input
-    (wired by the HTML component's js_on_load, see tab_candidate.SLIDER_JS)."""
-    w, h = display_size(*size)
-    return (f'<div class="vb-slider" style="width:{w}px;height:{h}px">'
-            f'<img class="vb-px vb-before" src="{esc(before_src)}" width="{w}" height="{h}" alt="{esc(before)}">'
-            f'<img class="vb-px vb-after" src="{esc(after_src)}" width="{w}" height="{h}" alt="{esc(after)}" '
-            f'style="clip-path: inset(0 0 0 50%)">'
-            f'<input class="vb-range" type="range" min="0" max="100" value="50" aria-label="before / after">'
-            f'</div><div class="vb-note">left: {esc(before)} · right: {esc(after)}</div>')
-
-
 def label_badge(label: Optional[str]) -> str:
     if label is None:
         return '<span class="vb-badge vb-none">unlabelled</span>'
@@ -92,48 +93,28 @@ def label_badge(label: Optional[str]) -> str:
     return f'<span class="vb-badge vb-{esc(cls)}" title="{esc(LABEL_TITLES.get(label, label))}">{esc(label)}</span>'
 
 
+HELP_KEYS = (("j / k", "next / previous candidate in the queue"), ("n", "next unlabelled candidate"),
+             ("u", "undo your last label (in the grid: the last bulk label) and go back to it"),
+             ("/", "type a note for the next label"), ("c", "compare: swipe or onion skin"),
+             ("space (hold)", "flip the comparison to the generation"), ("m", "edit the match's mask"),
+             ("g", "the grid (bulk labels)"), ("Enter", "from the queue or grid: open the candidate"),
+             ("? / Esc", "show / hide this help"))
+
+LABEL_HELP = (
+    "<p><b>MV</b> matching verbatim: a generation copies the caption's own training image. "
+    "<b>TV</b> template verbatim: it copies a retrieved image's fixed layout (a template: same frame, "
+    "different fill), measured on the template mask's kept pixels only. <b>RV</b> retrieval verbatim: it copies "
+    "another training image found by retrieval. The automatic label checks TV, then MV, then RV (the paper's "
+    "order) and takes the first whose distance is at or under its δ, so a TV can stand although the MV distance "
+    "was also under δ: the candidate's side panel says which distances passed.</p>")
+
+
 def help_overlay() -> str:
-    """The keyboard help shown by '?' (toggled by the page script in review/keys.js)."""
+    """The keyboard help shown by '?' (toggled by the page script in review/assets/keys.js)."""
     rows = "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{esc(label)} — {esc(LABEL_TITLES[label])}</td></tr>"
                    for k, label in LABEL_KEYS.items())
-    rows += ("<tr><td><kbd>j</kbd> / <kbd>k</kbd></td><td>next / previous candidate in the queue</td></tr>"
-             "<tr><td><kbd>n</kbd></td><td>next unlabelled candidate</td></tr>"
-             "<tr><td><kbd>u</kbd></td><td>undo the last label and go back to it (a new history entry)</td></tr>"
-             "<tr><td><kbd>?</kbd> / <kbd>Esc</kbd></td><td>show / hide this help</td></tr>")
+    rows += "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{esc(what)}</td></tr>" for k, what in HELP_KEYS)
     return (f'<div id="vb-help" class="vb-help" hidden><div class="vb-help-box"><h3>Keyboard</h3>'
-            f'<table>{rows}</table><p>A label is saved at once and the next unlabelled candidate opens. '
-            f'Keys are ignored while typing in a text field.</p></div></div>')
-
-
-DISTANCE_NAMES = {"tv": "TV: masked RMSE", "mv": "MV: RMSE to own image", "rv": "RV: RMSE to a neighbour"}
-
-
-def auto_label_html(auto) -> str:
-    """An automatic label (store.AutoLabel): the label, its flags, and each distance with the
-    generation / training image / mask that gave it (keys '<kind>_<what>' in the distances)."""
-    d = auto.distances
-    flags = ", ".join(esc(f) for f in auto.flags) or "none"
-    rows = []
-    for key, name in DISTANCE_NAMES.items():
-        if key not in d and not any(k.startswith(key + "_") for k in d):
-            continue
-        value = d.get(key)
-        source = ", ".join(f"{esc(k[len(key) + 1:].replace('_', ' '))} {esc(v)}" for k, v in sorted(d.items())
-                           if k.startswith(key + "_") and not isinstance(v, (dict, list)))
-        rows.append([esc(name), fmt(value) if isinstance(value, (int, float)) else esc(value if value is not None else "–"),
-                     source])
-    al = d.get("aligned")
-    if isinstance(al, dict):   # the crop / rescale / mirror check (attack.align) of an N by the distances
-        rows.append([f"aligned RMSE ({esc(al.get('label'))}, crop / rescale / mirror)", fmt(al.get("aligned_rmse")),
-                     f"generation id {esc(al.get('generation_id'))}, train image id {esc(al.get('train_image_id'))}, "
-                     f"overlap {esc(al.get('overlap'))}, {'mirrored, ' if al.get('mirrored') else ''}"
-                     f"{'passed' if al.get('passed') else 'not evidence'}"])
-    known = set(DISTANCE_NAMES) | {k for k in d if k.split("_", 1)[0] in DISTANCE_NAMES}
-    other = ", ".join(f"{esc(k)} {esc(fmt(v) if isinstance(v, float) else v)}" for k, v in sorted(d.items())
-                      if k not in known and not isinstance(v, (dict, list)))
-    thresholds = d.get("thresholds")
-    th = (" · thresholds " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(thresholds.items()))
-          if isinstance(thresholds, dict) else "")
-    return (f"<p>{label_badge(auto.label)} (run {esc(auto.run_id)}) · suspect flags: {flags}{th}</p>"
-            + table(["distance", "value", "from"], rows)
-            + (f'<div class="vb-note">{other}</div>' if other else ""))
+            f'<table>{rows}</table>{LABEL_HELP}<p>A label is saved at once and the next unlabelled candidate '
+            f'opens; in the queue a digit opens the top candidate. Keys are ignored while typing in a text field.'
+            f'</p></div></div>')

@@ -36,6 +36,21 @@ def _noisy(rng: np.random.Generator, base: np.ndarray, amount: float) -> np.ndar
     return np.clip(base + rng.normal(0, amount, base.shape), 0, 1)
 
 
+def _distances(rows: list, tid: int, mask_id) -> dict:
+    """The automatic label's distances in the labeller's shape (attack.labels): the best TV / MV /
+    RV pair with its generation and training image, every own pair, the thresholds."""
+    g_mv, d_mv, _ = min(rows, key=lambda r: r[1])
+    out = {"mv": d_mv, "mv_generation_id": g_mv, "mv_train_image_id": tid,
+           "rv": d_mv, "rv_generation_id": g_mv, "rv_train_image_id": tid, "rv_rank": 0,
+           "mv_pairs": [[g, tid, d] for g, d, _ in rows], "thresholds": {"tv": 0.12, "mv": 0.12, "rv": 0.12},
+           "tv": None}
+    if mask_id is not None:
+        g_tv, _, d_tv = min(rows, key=lambda r: r[2])
+        out.update({"tv": d_tv, "tv_generation_id": g_tv, "tv_train_image_id": tid, "tv_rank": 0,
+                    "tv_mask_id": mask_id, "tv_mask_version": 1})
+    return out
+
+
 def build_sample_store(store: Store, n: int = 30, size: int = 32, seeds: int = 4, seed: int = 0) -> list[int]:
     """n candidates (caption ids returned in DCS order, highest first); every 5th is a copy
     (MV), every 7th a template (TV, with an auto mask), the rest not copies. The first caption
@@ -64,7 +79,7 @@ def build_sample_store(store: Store, n: int = 30, size: int = 32, seeds: int = 4
             mask = np.zeros((size, size), bool)
             mask[: size // 2] = True
             mid = store.add_mask(tid, store.put_mask(mask), source="auto")
-        best = {"rmse": 1.0, "masked_rmse": None}
+        rows = []                          # (generation id, RMSE, masked RMSE) per seed
         for s in range(seeds):
             if kind == "MV":
                 gen = _noisy(rng, base, 0.02)
@@ -75,16 +90,14 @@ def build_sample_store(store: Store, n: int = 30, size: int = 32, seeds: int = 4
             else:
                 gen = _photo(rng, size)
             gid = store.add_generation(cid, gen_run, s, 1, "heun", store.put_image(gen))
-            d = float(np.sqrt(((gen - base) ** 2).mean()))
-            md = float(np.sqrt(((gen - base) ** 2)[mask].mean())) if mask is not None else None
-            best["rmse"] = min(best["rmse"], d)
-            if md is not None:
-                best["masked_rmse"] = md if best["masked_rmse"] is None else min(best["masked_rmse"], md)
+            d = round(float(np.sqrt(((gen - base) ** 2).mean())), 6)
+            md = round(float(np.sqrt(((gen - base) ** 2)[mask].mean())), 6) if mask is not None else None
+            rows.append((gid, d, md))
             store.add_neighbours(gid, [Neighbour(0, tid, 0.95, d, md, mid if mask is not None else None)]
                                  + [Neighbour(r + 1, others[(i + r) % 4], 0.5 - 0.1 * r, 0.4, None)
                                     for r in range(2)])
         flags = ["suspect:texture"] if i % 6 == 3 else []
-        store.add_auto_label(cid, label_run, kind, best, flags)
+        store.add_auto_label(cid, label_run, kind, _distances(rows, tid, mid if mask is not None else None), flags)
     for r in (score_run, gen_run, label_run):
         store.finish_run(r, evals=n)
     return ids

@@ -36,3 +36,18 @@ def gradio_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (StoreError, MaskShapeError) as e:
             raise gr.Error(str(e)) from None
     return wrapper
+
+
+def warn_errors(n_outputs: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For callbacks that write the mask editor: a store/view error becomes a warning toast and
+    every output is left as it is (a raised gr.Error would blank the editor and its strokes)."""
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (StoreError, MaskShapeError) as e:
+                gr.Warning(str(e))
+                return tuple(gr.update() for _ in range(n_outputs))
+        return wrapper
+    return deco

@@ -8,10 +8,11 @@ import gradio as gr
 
 from store import REFERENCE_LABELS, Store
 
-from . import queries, views
+from . import grid, queries, views
 from .session import gradio_errors
 
 PAGE_SIZE = 50
+THUMB_HEADERS = ["generation | match"]
 
 
 @dataclass
@@ -49,24 +50,26 @@ def build(store: Store) -> QueueTab:
         search = gr.Textbox(label="Search captions", placeholder="words that must all appear", scale=4)
         apply = gr.Button("Apply", variant="primary", scale=1)
     summary = gr.Markdown()
-    table = gr.Dataframe(headers=views.QUEUE_HEADERS, datatype=views.QUEUE_TYPES, interactive=False, wrap=True,
-                         elem_id="vb-queue", max_height=640)
+    table = gr.Dataframe(headers=views.QUEUE_HEADERS + THUMB_HEADERS, datatype=views.QUEUE_TYPES + ["html"],
+                         interactive=False, wrap=True, elem_id="vb-queue", max_height=640)
     with gr.Row():
         prev_page = gr.Button("◀ page", size="sm")
-        page = gr.Number(0, label="page (0-based)", precision=0, minimum=0, scale=0, min_width=120)
+        page = gr.Number(1, label="page", precision=0, minimum=1, scale=0, min_width=120)
         next_page = gr.Button("page ▶", size="sm")
         refresh = gr.Button("Refresh", size="sm")
     filt = gr.State(views.QueueFilter())
 
     @gradio_errors
     def show(f: views.QueueFilter, p: float):
-        q = views.queue_view(store, f, int(p or 0), PAGE_SIZE)
-        return q.rows, q.summary, q.page
+        """Rows of page p (1-based, as shown) with their thumbnails, the summary, the page shown."""
+        q = views.queue_view(store, f, int(p or 1) - 1, PAGE_SIZE)
+        thumbs = grid.queue_thumbnails(store, q.ids)
+        return [r + [t] for r, t in zip(q.rows, thumbs)], q.summary, q.page + 1
 
     @gradio_errors
     def set_filter(*widgets):
         f = views.make_filter(*widgets)
-        return (f,) + show(f, 0)
+        return (f,) + show(f, 1)
 
     widgets = [order_by, descending, human, auto, flags, score_min, score_max, run, search]
     outs = [table, summary, page]
@@ -75,8 +78,8 @@ def build(store: Store) -> QueueTab:
     q = {"concurrency_id": QUEUE_EVENTS, "api_name": False}
     apply.click(set_filter, widgets, [filt] + outs, api_name="queue", concurrency_id=QUEUE_EVENTS)
     search.submit(set_filter, widgets, [filt] + outs, **q)
-    prev_page.click(lambda f, p: show(f, max(0, int(p or 0) - 1)), [filt, page], outs, **q)
-    next_page.click(lambda f, p: show(f, int(p or 0) + 1), [filt, page], outs, **q)
+    prev_page.click(lambda f, p: show(f, max(1, int(p or 1) - 1)), [filt, page], outs, **q)
+    next_page.click(lambda f, p: show(f, int(p or 1) + 1), [filt, page], outs, **q)
     page.submit(show, [filt, page], outs, **q)
     refresh.click(show, [filt, page], outs, **q)
     return QueueTab(filt, table, summary, page, refresh, show)

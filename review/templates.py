@@ -1,90 +1,145 @@
-"""Templates of the candidate view: review.candidate.CandidateData in, one HTML block out.
-Every text from the store goes through render.esc (render.py's rule)."""
+"""Templates of the candidate view: review.candidate.CandidateData in, HTML out.
+
+One screen: a header (id, status, caption), a strip of the pictures a decision rests on (the J
+generations, the own image, the match, their difference with its colour scale, and a swipe /
+onion-skin comparison) and a side panel with everything else (why the automatic label, scores,
+the label's other pairs, the mask, the aligned pair, neighbours, history). Every text from the
+store goes through render.esc (render.py's rule); every distance is a stored one, shown with
+explain.fmt's rounding."""
 from __future__ import annotations
 
-from .candidate import AlignedItem, CandidateData, GenerationItem, NeighbourItem, OwnItem, PairItem
+from .candidate import AlignedItem, CandidateData, GenerationItem, Match, NeighbourItem, OtherPair, OwnItem
+from .explain import fmt
 from .imaging import png_data_uri
-from .render import (auto_label_html, esc, figure, file_url, fmt, img, label_badge, section, slider, table,
-                     url_html)
+from .render import TILE_PX, esc, figure, file_url, img, label_badge, section, table, tile_size, url_html
+
+SMALL_PX = 96       # side-panel pictures
+
+# abs_diff_heatmap's ramp: black, red, yellow, white at a mean |difference| of 0, 1/6, 1/3, 1/2
+HEAT_SCALE = ('<div class="vb-scale" title="mean |generation − training| per channel">'
+              '<span class="vb-scale-bar"></span><span class="vb-scale-ticks">'
+              '<span>0</span><span>0.17</span><span>0.33</span><span>≥0.5</span></span></div>')
 
 
-def _row(figures: list[str]) -> str:
-    return f'<div class="vb-row">{"".join(figures)}</div>'
+def _row(figures: list[str], cls: str = "vb-row") -> str:
+    return f'<div class="{cls}">{"".join(figures)}</div>'
 
 
 def head_html(d: CandidateData, position: str) -> str:
+    """The header: id, human label, queue position, automatic label, caption, url."""
     cap = d.caption
-    return (f'<div class="vb-head"><span class="vb-id">candidate {cap.id}</span> {label_badge(d.label)}'
-            f' <span class="vb-pos">{esc(position)}</span></div>'
-            f'<div class="vb-caption" data-testid="caption">{esc(cap.text)}</div>'
-            f'<div class="vb-meta">{url_html(cap.url)}'
-            f'{" · duplicates: " + esc(cap.dup_count) if cap.dup_count else ""}</div>')
+    auto = f' · auto {label_badge(d.auto.label)}' if d.auto is not None else ""
+    dup = f" · duplicates: {esc(cap.dup_count)}" if cap.dup_count else ""
+    return (f'<div class="vb-headbar" data-caption-id="{cap.id}"><div class="vb-head">'
+            f'<span class="vb-id">candidate {cap.id}</span> {label_badge(d.label)}'
+            f' <span class="vb-pos">{esc(position)}</span>{auto}'
+            f'<span class="vb-meta">{url_html(cap.url)}{dup}</span></div>'
+            f'<div class="vb-caption" data-testid="caption" title="{esc(cap.text)}">{esc(cap.text)}</div></div>')
+
+
+def generation_figure(item: GenerationItem) -> str:
+    g = item.generation
+    line = f"seed {esc(g.seed)}" + (f" · to own {fmt(item.rmse_own)}" if item.rmse_own is not None else "")
+    cls = "vb-gen vb-in-match" if item.in_match else "vb-gen"
+    return figure(img(file_url(item.picture.path), item.picture.size, f"generation seed {g.seed}", cls, TILE_PX),
+                  [line + (" · in the match" if item.in_match else "")])
+
+
+def own_figure(item: OwnItem, box: int = TILE_PX) -> str:
+    t = item.train
+    return figure(img(file_url(item.picture.path), item.picture.size, "own training image", "vb-own", box),
+                  [f"own: training image {t.id}"])
+
+
+def match_figures(m: Match) -> list[str]:
+    """The match, the difference (with its colour scale) and the swipe / onion comparison."""
+    size = m.train_picture.size
+    what = f"{esc(m.kind)} match" if m.kind != "closest" else "closest"
+    match = figure(img(file_url(m.train_picture.path), size, f"match: training image {m.train.id}", "vb-match",
+                       TILE_PX),
+                   [f"{what}: training image {m.train.id}{' (own)' if m.own else ''}"])
+    diff = figure(img(png_data_uri(m.heatmap), size, "absolute difference", "vb-diff", TILE_PX),
+                  [f"|seed {esc(m.generation.seed)} − match| · {esc(m.distance_name)} {fmt(m.distance)}", HEAT_SCALE])
+    return [match, diff, compare_html(m)]
+
+
+def compare_html(m: Match) -> str:
+    """Generation under, match over: a range input swipes (clip) or fades (onion skin) the match;
+    keys.js toggles the mode with c and flips to the generation while space is held."""
+    w, h = tile_size(*m.train_picture.size)
+    gen, train = file_url(m.generation_picture.path), file_url(m.train_picture.path)
+    return (f'<figure class="vb-fig"><div class="vb-compare" data-mode="swipe" style="width:{w}px;height:{h}px">'
+            f'<img class="vb-px vb-before" src="{esc(gen)}" width="{w}" height="{h}" alt="generation" decoding="sync">'
+            f'<img class="vb-px vb-after" src="{esc(train)}" width="{w}" height="{h}" alt="match" decoding="sync" '
+            f'style="clip-path: inset(0 0 0 50%)"></div>'
+            f'<input class="vb-range" type="range" min="0" max="100" value="50" aria-label="swipe / onion skin">'
+            f'<figcaption><div>compare: <b class="vb-mode">swipe</b> (<kbd>c</kbd> swipe / onion) · hold '
+            f'<kbd>space</kbd> to flip</div></figcaption></figure>')
+
+
+def strip_html(d: CandidateData) -> str:
+    """The decision strip: generations on one line; own image, match, difference, compare on the next."""
+    gens = [generation_figure(item) for item in d.generations] or ["<p>no generations</p>"]
+    second = [own_figure(o) for o in d.own[:1]] or ['<p class="vb-none-own">no own training image</p>']
+    if d.match is not None:
+        second += match_figures(d.match)
+    return (f'<div class="vb-strip" data-testid="generations">{"".join(gens)}</div>'
+            f'<div class="vb-strip" data-testid="evidence">{"".join(second)}</div>')
 
 
 def scores_html(d: CandidateData) -> str:
-    rows = [[esc(s.kind), fmt(s.value, 5), f"{s.rank:,} of {s.total:,}"] for s in d.scores]
-    return section("Scores", table(["score", "value", "rank among candidates"], rows) if rows else "<p>no scores</p>")
+    rows = [[esc(s.kind), f"{s.value:.5g}", f"{s.rank:,} of {s.total:,}"] for s in d.scores]
+    return section("Scores", table(["score", "value", "rank"], rows) if rows else "<p>no scores</p>")
 
 
-def generation_figure(item: GenerationItem, with_own: bool) -> str:
-    g = item.generation
-    lines = [f"seed {esc(g.seed)} · {esc(g.steps)} step(s)"]
-    if with_own:
-        lines.append(f"RMSE to own image {fmt(item.rmse_own)}")
-    return figure(img(file_url(item.picture.path), item.picture.size, f"generation seed {g.seed}"), lines)
+def auto_html(d: CandidateData) -> str:
+    """The automatic label, explained in sentences, with its thresholds."""
+    if d.auto is None:
+        return section("Automatic label", "".join(f"<p>{esc(s)}</p>" for s in d.explanation))
+    flags = ", ".join(esc(f) for f in d.auto.flags) or "none"
+    body = "".join(f"<p>{esc(s)}</p>" for s in d.explanation)
+    return section("Automatic label", f'<p>{label_badge(d.auto.label)} (run {esc(d.auto.run_id)}) · flags: {flags}</p>'
+                   f'<div class="vb-why" data-testid="why">{body}</div>')
 
 
-def generations_html(d: CandidateData) -> str:
-    figs = [generation_figure(item, bool(d.own)) for item in d.generations]
-    return section(f"Generations (J = {len(d.generations)})", _row(figs) if figs else "<p>none</p>")
+def other_html(o: OtherPair) -> str:
+    return figure('<div class="vb-pairimgs">'
+                  + img(file_url(o.generation_picture.path), o.generation_picture.size, f"seed {o.generation.seed}",
+                        box=SMALL_PX)
+                  + img(file_url(o.train_picture.path), o.train_picture.size, f"training image {o.train.id}",
+                        box=SMALL_PX) + '</div>',
+                  [f"{esc(o.kind)} {fmt(o.distance)}: seed {esc(o.generation.seed)} vs training image {o.train.id}"])
 
 
-def own_figure(item: OwnItem) -> str:
-    t = item.train
-    return figure(img(file_url(item.picture.path), item.picture.size, "own training image"),
-                  [f"training image {t.id}", esc(t.path_or_url or "")])
+def mask_html(m: Match) -> str:
+    if m.mask is None or m.overlay is None:
+        return ""
+    return section("Template mask of the match", figure(
+        img(png_data_uri(m.overlay), m.train_picture.size, "mask overlay", box=SMALL_PX * 2),
+        [f"mask v{m.mask.version} ({esc(m.mask.source)}) keeps {m.kept:.0%} · press <kbd>m</kbd> to edit"]))
 
 
 def neighbour_figure(item: NeighbourItem) -> str:
     n, t = item.neighbour, item.train
-    lines = [f"#{n.rank} · training image {t.id}{' (own)' if item.own else ''}",
-             f"similarity {fmt(n.similarity, 3)} · RMSE {fmt(n.rmse)}"]
-    if n.masked_rmse is not None:
-        lines.append(f"masked RMSE {fmt(n.masked_rmse)}")
-    lines.append(f"vs seed {esc(item.seed)}")
-    return figure(img(file_url(item.picture.path), item.picture.size, f"neighbour {n.rank}"), lines)
-
-
-def pair_html(p: PairItem) -> str:
-    size = p.train_picture.size
-    figs = [figure(img(png_data_uri(p.heatmap), size, "absolute difference"),
-                   ["|generation − training| (black = equal)", f"RMSE {fmt(p.rmse)}"])]
-    if p.mask is not None:
-        figs.append(figure(img(png_data_uri(p.overlay), size, "mask overlay"),
-                           [f"mask v{p.mask.version} ({esc(p.mask.source)}) · keeps {p.kept:.0%}",
-                            f"masked RMSE {fmt(p.masked_rmse)}"]))
-    s = slider(file_url(p.generation_picture.path), file_url(p.train_picture.path), size,
-               f"generation seed {p.generation.seed}", f"training image {p.train.id}")
-    return section(f"{p.title}: seed {p.generation.seed} vs training image {p.train.id}",
-                   f'<div class="vb-row">{"".join(figs)}<figure class="vb-fig">{s}</figure></div>')
+    d = f"masked {fmt(n.masked_rmse)}" if n.masked_rmse is not None else f"RMSE {fmt(n.rmse)}"
+    return figure(img(file_url(item.picture.path), item.picture.size, f"neighbour {item.number}", box=SMALL_PX),
+                  [f"#{item.number} · image {t.id}{' (own)' if item.own else ''}",
+                   f"{d} · seed {esc(item.seed)}", f"similarity {fmt(n.similarity)}"])
 
 
 def aligned_html(a: AlignedItem) -> str:
     """The crop / rescale / mirror check: generation warped onto the training image."""
     ev, size = a.evidence, a.train_picture.size
-    how = ("mirrored, " if ev.get("mirrored") else "") + f"scale {fmt(ev.get('scale'), 3)}"
-    verdict = (f"evidence for {esc(ev.get('label'))} (aligned)" if ev.get("passed")
-               else "not evidence: the aligned RMSE is over the threshold, or the training image is flagged")
-    figs = [figure(img(file_url(a.generation_picture.path), a.generation_picture.size,
-                       f"generation seed {a.generation.seed}"), [f"generation seed {esc(a.generation.seed)}"]),
-            figure(img(png_data_uri(a.warped), size, "generation aligned onto the training image"),
-                   [f"aligned: {how}", f"covers {float(ev.get('overlap') or 0):.0%} of the training image",
-                    f"{esc(ev.get('inliers'))} matching keypoints"]),
-            figure(img(png_data_uri(a.heatmap), size, "aligned difference"),
-                   ["|aligned − training| on the overlap", f"aligned RMSE {fmt(ev.get('aligned_rmse'))}"
-                    + (f" (δ {fmt(a.threshold, 3)})" if a.threshold is not None else "")]),
-            figure(img(file_url(a.train_picture.path), size, f"training image {a.train.id}"),
-                   [f"training image {a.train.id}", esc(a.train.path_or_url or "")])]
+    how = ("mirrored, " if ev.get("mirrored") else "") + f"scale {fmt(ev.get('scale'))}"
+    verdict = (f"evidence for {esc(ev.get('label'))}" if ev.get("passed")
+               else "not evidence: the aligned RMSE is over δ, or the training image is flagged")
+    figs = [figure(img(png_data_uri(a.warped), size, "generation aligned onto the training image", box=SMALL_PX),
+                   [f"aligned: {how}", f"covers {float(ev.get('overlap') or 0):.0%}"]),
+            figure(img(png_data_uri(a.heatmap), size, "aligned difference", box=SMALL_PX),
+                   [f"aligned RMSE {fmt(ev.get('aligned_rmse'))}"
+                    + (f" (δ {fmt(a.threshold)})" if a.threshold is not None else "")]),
+            figure(img(file_url(a.train_picture.path), size, f"training image {a.train.id}", box=SMALL_PX),
+                   [f"training image {a.train.id}", f"{esc(ev.get('inliers'))} keypoints"])]
     return section(f"Aligned pair (crop / rescale / mirror): {verdict}",
                    f'<div class="vb-row" data-testid="aligned-pair">{"".join(figs)}</div>')
 
@@ -92,23 +147,29 @@ def aligned_html(a: AlignedItem) -> str:
 def history_html(d: CandidateData) -> str:
     if not d.history:
         return section("Label history", "<p>no labels yet</p>")
-    rows = [[esc(e.created_at[:19]), label_badge(e.label), esc(e.reviewer), esc(e.note), "undo" if e.undoes else ""]
-            for e in reversed(d.history)]
+    rows = [[esc(e.created_at[:19]), label_badge(e.label), esc(e.reviewer), esc(e.note),
+             ("undo" if e.undoes else "") + (" bulk" if e.batch else "")] for e in reversed(d.history)]
     return section("Label history (newest first)", table(["when (UTC)", "label", "reviewer", "note", ""], rows))
 
 
-def candidate_html(d: CandidateData, position: str = "") -> str:
-    """The whole candidate view: header, scores, generations, own image, neighbours, pairs,
-    automatic label, label history."""
-    parts = [head_html(d, position), scores_html(d), generations_html(d)]
-    if d.own:
-        parts.append(section("The caption's own training image", _row([own_figure(o) for o in d.own])))
-    if d.neighbours:
-        parts.append(section("Top retrieved neighbours", _row([neighbour_figure(n) for n in d.neighbours])))
-    parts += [pair_html(p) for p in d.pairs]
+def side_html(d: CandidateData) -> str:
+    parts = [auto_html(d), scores_html(d)]
+    if d.others:
+        parts.append(section("The label's other distances", _row([other_html(o) for o in d.others])))
+    if d.match is not None:
+        parts.append(mask_html(d.match))
     if d.aligned is not None:
         parts.append(aligned_html(d.aligned))
-    if d.auto is not None:
-        parts.append(section("Automatic label", auto_label_html(d.auto)))
+    if d.neighbours:
+        parts.append(section("Retrieved neighbours (best row per image)",
+                             _row([neighbour_figure(n) for n in d.neighbours])))
+    if len(d.own) > 1:
+        parts.append(section("More own training images", _row([own_figure(o, SMALL_PX) for o in d.own[1:]])))
     parts.append(history_html(d))
-    return f'<div class="vb-cand" data-caption-id="{d.caption.id}">{"".join(parts)}</div>'
+    return f'<aside class="vb-side">{"".join(parts)}</aside>'
+
+
+def candidate_html(d: CandidateData) -> str:
+    """The strip and the side panel (the header is head_html, rendered above the label keys)."""
+    return (f'<div class="vb-cand" data-caption-id="{d.caption.id}"><div class="vb-main">{strip_html(d)}</div>'
+            f'{side_html(d)}</div>')

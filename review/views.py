@@ -2,6 +2,7 @@
 these directly; the Gradio callbacks in the tab modules only wrap them."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
@@ -12,7 +13,7 @@ from store import HUMAN_LABELS, REFERENCE_LABELS, LabelEntry, Page, PageQuery, S
 from . import imaging, queries, render
 from .candidate import candidate_data
 from .relabel import Relabel, relabel
-from .templates import candidate_html
+from .templates import candidate_html, head_html
 
 QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
 QUEUE_TYPES = ["number", "number", "str", "number", "str", "str", "str", "number"]
@@ -195,12 +196,15 @@ class MaskTarget:
     size: tuple                      # (width, height)
     versions: tuple                  # ((label, mask id), ...) oldest first
     current_id: Optional[int]
+    scale: int = 1                   # the editor shows the image enlarged by this whole factor
+    draft: bool = False              # the editor was given a reviewer's unsaved strokes
 
 
 @dataclass(frozen=True)
 class CandidateView:
     caption_id: int
-    html: str
+    html: str                        # the strip and the side panel
+    head: str                        # the header above the label keys: id, status, caption
     label: Optional[str]
     mask: Optional[MaskTarget]
     editor: Optional[dict]           # gr.ImageEditor value: background + one mask layer
@@ -212,8 +216,9 @@ def _mask_versions(store: Store, train_image_id: int) -> tuple:
                  for m in store.mask_versions(train_image_id))
 
 
-def candidate_view(store: Store, caption_id: int, position: str = "") -> CandidateView:
-    """Everything a reviewer needs to decide one candidate, as one HTML block and an editor value."""
+def candidate_view(store: Store, caption_id: int, position: str = "", with_editor: bool = True) -> CandidateView:
+    """Everything a reviewer needs to decide one candidate, as HTML, and the mask editor's target
+    (with its value unless ``with_editor`` is False: triage leaves the editor to the Mask tab)."""
     try:
         data = candidate_data(store, caption_id)
     except StoreError as e:
@@ -221,30 +226,72 @@ def candidate_view(store: Store, caption_id: int, position: str = "") -> Candida
     mask_target = editor = None
     if data.editor is not None:
         e = data.editor
-        mask_target, editor = mask_editor(store, e.train_image_id, e.image, e.mask, e.keep)
-    return CandidateView(caption_id, candidate_html(data, position), data.label, mask_target, editor,
-                         data.mask_choices)
+        if with_editor:
+            mask_target, editor = mask_editor(store, e.train_image_id, e.image, e.mask, e.keep)
+        else:
+            mask_target = MaskTarget(e.train_image_id, e.image.size, _mask_versions(store, e.train_image_id),
+                                     None if e.mask is None else e.mask.id, imaging.editor_scale(e.image.size))
+    return CandidateView(caption_id, candidate_html(data), head_html(data, position), data.label, mask_target,
+                         editor, data.mask_choices)
 
 
-def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=None) -> tuple[MaskTarget, dict]:
-    """The editor for one training image's current mask: its target and the gr.ImageEditor value
-    (the store's image file as background, the mask as a write-once RGBA layer file)."""
+def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=None,
+                draft: Optional[np.ndarray] = None) -> tuple[MaskTarget, dict]:
+    """The editor for one training image's mask: its target and the gr.ImageEditor value (the
+    image enlarged by a whole factor as background, the mask as a write-once RGBA layer file).
+    ``draft``: unsaved strokes kept for this image, shown instead of the current mask."""
     t = store.get_training_image(int(train_image_id))
     image = image if image is not None else store.load_image(t.sha256)
     if cur is None:
         cur = store.current_mask(t.id)
         mask = store.load_mask(cur.image_sha) if cur is not None else None
     w, h = image.size
-    if mask is not None and mask.shape == (h, w):
-        layer = imaging.layer_file(mask, cur.image_sha)
+    k = imaging.editor_scale((w, h))
+    if draft is not None and draft.shape == (h, w):
+        layer = imaging.layer_file(draft, "draft-" + hashlib.sha256(np.packbits(draft).tobytes()).hexdigest()[:32], k)
+    elif mask is not None and mask.shape == (h, w):
+        layer = imaging.layer_file(mask, cur.image_sha, k)
     else:       # no usable mask yet: start from one that keeps every pixel
-        layer = imaging.layer_file(np.ones((h, w), bool), f"all-{w}x{h}")
-    target = MaskTarget(t.id, (w, h), _mask_versions(store, t.id), None if cur is None else cur.id)
-    return target, {"background": str(store.image_path(t.sha256)), "layers": [str(layer)], "composite": None}
+        layer = imaging.layer_file(np.ones((h, w), bool), f"all-{w}x{h}", k)
+    target = MaskTarget(t.id, (w, h), _mask_versions(store, t.id), None if cur is None else cur.id, k,
+                        draft is not None and draft.shape == (h, w))
+    background = imaging.background_file(image, t.sha256, k) if k > 1 else store.image_path(t.sha256)
+    return target, {"background": str(background), "layers": [str(layer)], "composite": None}
+
+
+def editor_mask(store: Store, target: MaskTarget, value: Optional[dict]) -> Optional[np.ndarray]:
+    """The mask an editor value holds for ``target`` (at the training image's size), or None when
+    the editor does not show that image (still loading another) or holds no layer."""
+    layers = (value or {}).get("layers") or []
+    bg = (value or {}).get("background")
+    if not layers or layers[0] is None or bg is None:
+        return None
+    t = store.get_training_image(target.train_image_id)
+    k = target.scale
+    if not imaging.shows_image(np.asarray(bg)[::k, ::k], np.asarray(store.load_image(t.sha256).convert("RGB"))):
+        return None
+    return imaging.mask_from_layer(np.asarray(layers[0]), target.size, k)
+
+
+def keep_draft(store: Store, drafts: dict, target: Optional[MaskTarget], value: Optional[dict]) -> tuple[dict, bool]:
+    """Before the editor switches away from ``target``: its strokes, when they differ from the
+    image's current mask, are kept as that image's draft (returned dict, and whether kept)."""
+    if target is None:
+        return drafts, False
+    mask = editor_mask(store, target, value)
+    if mask is None:
+        return drafts, False
+    cur = store.current_mask(target.train_image_id)
+    same = (np.array_equal(store.load_mask(cur.image_sha), mask) if cur is not None else bool(mask.all()))
+    out = {k: v for k, v in drafts.items() if k != target.train_image_id}
+    if not same:
+        out[target.train_image_id] = mask
+    return out, not same
 
 
 def empty_view(message: str) -> CandidateView:
-    return CandidateView(0, f'<div class="vb-cand vb-empty">{render.esc(message)}</div>', None, None, None, ())
+    return CandidateView(0, f'<div class="vb-cand vb-empty">{render.esc(message)}</div>',
+                         '<div class="vb-headbar vb-empty"></div>', None, None, None, ())
 
 
 # -- actions ----------------------------------------------------------------------------------
@@ -274,6 +321,15 @@ def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: s
         return entry, nxt, nxt.current != nav.current
     nxt, found = nav_next_unlabelled(store, nav)
     return entry, nxt, found
+
+
+def bulk_label(store: Store, caption_ids: Sequence[int], label: str, reviewer: str, note: str = "") -> list[LabelEntry]:
+    """The grid's bulk label: one transaction, one history entry per candidate, one batch id."""
+    if label not in HUMAN_LABELS:
+        raise ViewError(f"label: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
+    if not caption_ids:
+        raise ViewError("bulk label: expected at least one selected candidate, got none")
+    return store.add_labels([int(c) for c in caption_ids], label, check_reviewer(reviewer), note or "")
 
 
 def undo(store: Store, caption_id: int, reviewer: str) -> LabelEntry:
@@ -315,10 +371,12 @@ def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarr
     equal to the current version is not saved again."""
     reviewer = check_reviewer(reviewer)
     t = store.get_training_image(target.train_image_id)
-    if background is not None and not imaging.shows_image(background, np.asarray(store.load_image(t.sha256).convert("RGB"))):
+    k = target.scale
+    if background is not None and not imaging.shows_image(np.asarray(background)[::k, ::k],
+                                                          np.asarray(store.load_image(t.sha256).convert("RGB"))):
         raise ViewError(f"save mask: expected the editor to show training image {t.id}, got another image "
                         "(the editor is still loading it: save again once it shows)")
-    mask = imaging.mask_from_layer(np.asarray(layer), target.size)
+    mask = imaging.mask_from_layer(np.asarray(layer), target.size, k)
     cur = store.current_mask(t.id)
     if cur is not None and np.array_equal(store.load_mask(cur.image_sha), mask):
         raise ViewError(f"save mask: expected a change, got the same mask as v{cur.version} (nothing saved)")
@@ -337,6 +395,32 @@ def restore_mask(store: Store, caption_id: int, target: MaskTarget, mask_id: int
     new_id = store.add_mask(target.train_image_id, old.image_sha, source="edited", author=reviewer, parent_id=old.id)
     kept = float(store.load_mask(old.image_sha).mean())
     return MaskSave(new_id, store.get_mask(new_id).version, kept, relabel(store, caption_id))
+
+
+def mask_info_html(store: Store, caption_id: Optional[int], target: Optional[MaskTarget], note: str = "") -> str:
+    """Beside the editor: the candidate, the image being masked, and the candidate's automatic
+    label now (what a save will recompute)."""
+    if caption_id is None:
+        return "<p>No candidate open: pick one in the Queue or the Grid.</p>"
+    cap = store.get_caption(caption_id)
+    out = [f'<p class="vb-mask-cand" data-caption-id="{caption_id}"><b>candidate {caption_id}</b>: '
+           f'{render.esc(cap.text)}</p>']
+    if target is None:
+        out.append("<p>No training image to mask for this candidate.</p>")
+    else:
+        w, h = target.size
+        out.append(f'<p data-testid="mask-target" data-train-image-id="{target.train_image_id}">training image '
+                   f'{target.train_image_id} ({w}×{h} px{f", shown ×{target.scale}" if target.scale > 1 else ""}): '
+                   f'{len(target.versions)} mask version(s){" · your unsaved strokes" if target.draft else ""}</p>')
+    autos = store.auto_labels(caption_id)
+    if autos:
+        d = autos[-1].distances
+        out.append(f"<p>Automatic label now {render.label_badge(autos[-1].label)} · TV (masked RMSE) "
+                   f"{render.fmt(d.get('tv'))} · MV {render.fmt(d.get('mv'))} · RV {render.fmt(d.get('rv'))}. "
+                   f"Saving a mask recomputes it.</p>")
+    if note:
+        out.append(f'<p class="vb-mask-note">{note}</p>')
+    return "".join(out)
 
 
 def relabel_html(save: MaskSave) -> str:

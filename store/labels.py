@@ -4,10 +4,13 @@ The current label is the newest entry (kept in caption_state by a trigger in
 the same transaction). Undo never deletes: it appends an entry that restores
 the label in effect before the entry it undoes, and points at it (``undoes``).
 Repeated undos walk further back: an entry is undoable if it is not an undo
-itself and has not been undone.
+itself and has not been undone. Labels given together (``add_labels``, the grid's bulk
+labels) share a batch id and undo together (``undo_batch``), one entry per caption each way.
 """
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional
 
 from .canon import unicode_text
@@ -20,7 +23,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 MAX_NOTE_CHARS = 10_000
-_COLS = "id, caption_id, label, reviewer, note, created_at, undoes"
+_COLS = "id, caption_id, label, reviewer, note, created_at, undoes, batch"
+MAX_BATCH = 10_000
 
 
 def _check_reviewer(reviewer: object) -> str:
@@ -30,12 +34,12 @@ def _check_reviewer(reviewer: object) -> str:
 
 
 def _append(conn, caption_id: int, label: Optional[str], reviewer: str, note: str,
-            undoes: Optional[int]) -> LabelEntry:
+            undoes: Optional[int], batch: Optional[str] = None) -> LabelEntry:
     created_at = utc_now()
     cur = conn.execute(
-        "INSERT INTO labels (caption_id, label, reviewer, note, created_at, undoes) VALUES (?, ?, ?, ?, ?, ?)",
-        (caption_id, label, reviewer, note, created_at, undoes))
-    return LabelEntry(int(cur.lastrowid), caption_id, label, reviewer, note, created_at, undoes)
+        "INSERT INTO labels (caption_id, label, reviewer, note, created_at, undoes, batch) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", (caption_id, label, reviewer, note, created_at, undoes, batch))
+    return LabelEntry(int(cur.lastrowid), caption_id, label, reviewer, note, created_at, undoes, batch)
 
 
 def _require_caption(conn, caption_id: int) -> None:
@@ -45,8 +49,7 @@ def _require_caption(conn, caption_id: int) -> None:
         raise NotFoundError(f"label for caption {caption_id}: expected an existing caption id, got {caption_id}")
 
 
-def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
-    """Append one entry; returns once it is durably committed."""
+def _check_entry(caption_id: object, label: str, reviewer: str, note: str) -> None:
     if label not in HUMAN_LABELS:
         raise LabelError(f"label for caption {caption_id}: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
     _check_reviewer(reviewer)
@@ -54,9 +57,51 @@ def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: 
         raise LabelError(f"note for caption {caption_id}: expected a string of at most {MAX_NOTE_CHARS} "
                          f"characters, got {type(note).__name__} of length {len(note) if isinstance(note, str) else '-'}")
     unicode_text(note, f"note for caption {caption_id}")
+
+
+def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
+    """Append one entry; returns once it is durably committed."""
+    _check_entry(caption_id, label, reviewer, note)
     with store.transaction() as conn:
         _require_caption(conn, caption_id)
         return _append(conn, caption_id, label, reviewer, note, None)
+
+
+def add_labels(store: "Store", caption_ids: Sequence[int], label: str, reviewer: str,
+               note: str = "") -> list[LabelEntry]:
+    """One label for many captions: one transaction (all or none), one history entry per caption,
+    all sharing a new batch id (``undo_batch`` takes them back together)."""
+    ids = list(dict.fromkeys(caption_ids))        # a caption selected twice is labelled once
+    if not ids or len(ids) > MAX_BATCH:
+        raise LabelError(f"bulk label: expected 1 to {MAX_BATCH:,} captions, got {len(ids):,}")
+    _check_entry(ids[0], label, reviewer, note)
+    batch = uuid.uuid4().hex
+    with store.transaction() as conn:
+        for cid in ids:
+            _require_caption(conn, cid)
+        return [_append(conn, cid, label, reviewer, note, None, batch) for cid in ids]
+
+
+def undo_batch(store: "Store", batch: str, reviewer: str) -> list[LabelEntry]:
+    """Undo a bulk label as a unit: for each of its captions whose latest entry is still the
+    batch's, an entry restoring the label before it (sharing a new batch id). A caption
+    relabelled since keeps its newer label. One transaction."""
+    _check_reviewer(reviewer)
+    with store.transaction() as conn:
+        rows = conn.execute("SELECT id, caption_id FROM labels WHERE batch = ? AND undoes IS NULL ORDER BY id",
+                            (batch,)).fetchall()
+        if not rows:
+            raise LabelError(f"undo bulk label: expected the batch id of a bulk label, got {batch!r}")
+        undo_id, out = uuid.uuid4().hex, []
+        for entry_id, cid in rows:
+            latest = conn.execute("SELECT id FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
+                                  (cid,)).fetchone()[0]
+            if latest != entry_id:
+                continue
+            before = conn.execute("SELECT label FROM labels WHERE caption_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
+                                  (cid, entry_id)).fetchone()
+            out.append(_append(conn, cid, before[0] if before else None, reviewer, "", entry_id, undo_id))
+        return out
 
 
 def undo_label(store: "Store", caption_id: int, reviewer: str) -> LabelEntry:

@@ -114,6 +114,7 @@ class LabelEntry:
     note: str
     created_at: str
     undoes: Optional[int] = None
+    batch: Optional[str] = None      # shared by the entries of one bulk label (and of its undo)
 
 
 LabelFilter = Union[None, str, Sequence[str]]

@@ -356,5 +356,10 @@ V6 = """
 ALTER TABLE masks ADD COLUMN meta TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
+# v7: labels given together (the grid's bulk labels) share a batch id, so they undo as a unit.
+V7 = """
+ALTER TABLE labels ADD COLUMN batch TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
 SCHEMA_VERSION = len(MIGRATIONS)

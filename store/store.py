@@ -412,6 +412,12 @@ class Store:
     def undo_label(self, caption_id: int, reviewer: str) -> LabelEntry:
         return labels.undo_label(self, caption_id, reviewer)
 
+    def add_labels(self, caption_ids: Sequence[int], label: str, reviewer: str, note: str = "") -> list[LabelEntry]:
+        return labels.add_labels(self, caption_ids, label, reviewer, note)
+
+    def undo_batch(self, batch: str, reviewer: str) -> list[LabelEntry]:
+        return labels.undo_batch(self, batch, reviewer)
+
     def current_label(self, caption_id: int) -> Optional[str]:
         return labels.current_label(self, caption_id)
 
@@ -445,6 +451,18 @@ class Store:
 
     def search(self, text: str, limit: int = 20) -> list[SearchHit]:
         return queries.search(self, text, limit)
+
+    def backup_to(self, path: Union[str, Path]) -> None:
+        """A consistent copy of the database at ``path`` (SQLite's online backup), even while
+        others write; the image files are the caller's to copy (they are never rewritten)."""
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"backup: expected a new file, got an existing {path}")
+        dst = sqlite3.connect(str(path))
+        try:
+            self.conn.backup(dst)
+        finally:
+            dst.close()
 
     def info(self) -> dict:
         return queries.info(self)

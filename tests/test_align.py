@@ -177,7 +177,11 @@ def test_the_candidate_view_shows_the_aligned_pair(geo):
         html = candidate_html(d)
         plain = candidate_data(s, s.caption_id(next(c.caption for c in world.cases if c.kind == "exact")))
     assert d.aligned is not None and d.aligned.evidence["passed"]
-    assert 'data-testid="aligned-pair"' in html and "mirrored" in html and "evidence for MV (aligned)" in html
+    assert 'data-testid="aligned-pair"' in html and "mirrored" in html and "evidence for MV" in html
+    # the strip's match is the aligned pair, its difference the aligned one, its distance the stored one
+    assert d.match.kind == "aligned MV" and d.match.distance == d.aligned.evidence["aligned_rmse"]
+    assert (d.match.heatmap == d.aligned.heatmap).all() and "aligned MV match" in html
+    assert d.explanation[0].startswith("MV on aligned evidence: after a mirror, crop or rescale")
     # the warped generation lands on the training image: close to it where it covers it
     train = np.asarray(Image.open(d.aligned.train_picture.path).convert("RGB"), np.float32)
     assert d.aligned.warped.shape == train.shape

@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client
 
 import app
-from review import views
+from review import grid, views
 from review.app import build_app
 from store import CaptionRow, Store
 
@@ -48,8 +48,15 @@ def test_caption_search_view_keeps_untrusted_text_as_plain_text(tmp_path):
         assert views.caption_rows(s, "   ") == []
         demo = build_app(s)
         tables = [b for b in demo.blocks.values() if type(b).__name__ == "Dataframe"]
-        # text columns only: a caption is never rendered as markdown or HTML
-        assert tables and all(set(t.datatype) <= {"str", "number"} for t in tables)
+        # text columns only: a caption is never rendered as markdown or HTML; the one HTML column
+        # is the queue's thumbnails, our own markup (two data-URI images, no text from the store)
+        for t in tables:
+            for header, kind in zip(t.headers, t.datatype):
+                assert kind in ("str", "number") or (header, kind) == ("generation | match", "html"), header
+        queue = [t for t in tables if "generation | match" in t.headers]
+        assert len(queue) == 1
+        html_cells = grid.queue_thumbnails(s, [c.caption_id for c in s.search("carpet", 5)])
+        assert all("<script" not in c and "carpet" not in c for c in html_cells)
 
 
 def test_launched_app_answers_a_search_through_gradio_client(tmp_path):
@@ -94,8 +101,16 @@ def test_open_demo_store_builds_it_once_through_attack_with_progress(tmp_path, m
 def test_build_progress_lists_each_stage_with_its_counts_in_words():
     from review.building import BuildProgress
 
-    progress = BuildProgress()
-    assert progress.markdown() == "starting…"
+    now = [100.0]
+    progress = BuildProgress(stages=(("dcs", 20), ("generate", 100), ("label", 10)), clock=lambda: now[0])
+    assert progress.markdown() == "starting…" and progress.remaining_s() is None
+    progress("dcs", 0, 710)
+    now[0] += 40                                  # twice the planned pace: dcs done in 40 s
     progress("dcs", 710, 710)
-    progress("generate", 12, 224)
-    assert progress.markdown().splitlines() == ["- **dcs**: 710 / 710 (done)", "- **generate**: 12 / 224 (running)"]
+    progress("generate", 56, 224)                 # a quarter of generate (25 planned s) ...
+    now[0] += 50                                  # ... in 50 s: the machine runs at half speed
+    lines = progress.markdown().splitlines()
+    assert lines[:3] == ["- **dcs**: 710 / 710 (done)", "- **generate**: 56 / 224 (running)", "- label: to do"]
+    # left: 75 s of generate and 10 s of label as planned, at (40 + 50) / (20 + 25) = 2x
+    assert progress.remaining_s() == pytest.approx(85 * 2)
+    assert lines[-1] == "About 3 min left (estimated from this machine's pace so far)."

@@ -1,6 +1,8 @@
-"""The review app in Debian's headless chromium, driven by Playwright: keyboard triage of 20
-candidates, undo, help overlay, a mask edit, export; an HTML caption stays text. Screenshots go
-to a temporary folder, or to $VERBATIM_SCREENSHOT_DIR when set (docs/review.png is made so)."""
+"""The review app in Debian's headless chromium at 1400x900, driven by Playwright: keyboard triage
+of 20 candidates with undo and help, the one-screen layout (also at 512 px), the compare tile, the
+grid's bulk label and its undo, the mask editor (strokes kept across an image switch), keys from
+the queue, export; an HTML caption stays text. Screenshots go to a temporary folder, or to
+$VERBATIM_SCREENSHOT_DIR when set."""
 from __future__ import annotations
 
 import os
@@ -20,6 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 REVIEWER = "tester"
+VIEWPORT = {"width": 1400, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +32,33 @@ def app(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app):
+def browser():
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), f"expected Debian's chromium at {CHROMIUM} (.ci/run installs it)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1500})
-        pg.set_default_timeout(20_000)
-        pg.goto(app[2])
-        pg.wait_for_selector("#vb-queue")
-        pg.locator("#vb-reviewer textarea, #vb-reviewer input").first.fill(REVIEWER)
-        pg.get_by_role("tab", name="Candidate").click()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, url: str, tab: str = "Candidate"):
+    pg = browser.new_page(viewport=VIEWPORT)
+    pg.set_default_timeout(20_000)
+    pg.goto(url)
+    pg.wait_for_selector("#vb-queue")
+    pg.locator("#vb-reviewer textarea, #vb-reviewer input").first.fill(REVIEWER)
+    pg.get_by_role("tab", name=tab).click()
+    if tab == "Candidate":
         pg.wait_for_selector("#vb-view .vb-cand")
-        yield pg
-        browser.close()
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(app, browser):
+    pg = _open(browser, app[2])
+    yield pg
+    pg.close()
 
 
 def _shots() -> Path:
@@ -56,6 +71,11 @@ def _current(pg) -> int:
 
 
 VIEW = "document.querySelector('#vb-view .vb-cand').outerHTML"
+# the decision pictures (generations, own image, match) fully inside the viewport
+ABOVE_FOLD = """() => [...document.querySelectorAll(
+  '#vb-view .vb-strip[data-testid=generations] img, #vb-view img.vb-own, #vb-view img.vb-match')].map((e) => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; })"""
 
 
 def _press_and_wait(pg, key: str) -> None:
@@ -85,17 +105,78 @@ def _stroke(pg, tool: str, dy: float) -> None:
     pg.mouse.up()
 
 
+def _editor_shows(pg, tid: int) -> None:
+    """Wait until the editor holds training image tid (and its canvas had time to draw)."""
+    pg.wait_for_function(f"document.querySelector('#vb-mask-info [data-train-image-id=\"{tid}\"]') !== null")
+    expect(pg.locator("#vb-editor canvas").first).to_be_visible()
+    pg.wait_for_timeout(2000)
+
+
+def _pick_image(pg, tid: int) -> None:
+    pg.locator("#mask-image input").click()
+    pg.get_by_role("option", name=f"training image {tid} ").first.click()
+    _editor_shows(pg, tid)
+
+
 def test_html_caption_is_shown_as_text(app, page):
     s, ids, _ = app
     assert _current(page) == ids[0]
-    assert page.locator("#vb-view .vb-caption").inner_text() == SCRIPT_CAPTION
+    assert page.locator("#vb-head .vb-caption").inner_text() == SCRIPT_CAPTION
     assert page.evaluate("window.__vb_pwned") is None
-    assert page.locator("#vb-view script").count() == 0 and page.locator("#vb-view .vb-caption img").count() == 0
+    assert page.locator("#vb-view script, #vb-head script").count() == 0
+    assert page.locator("#vb-head .vb-caption img").count() == 0
+
+
+def test_one_screen_the_compare_tile_and_scroll_reset(app, page):
+    s, ids, _ = app
+    page.locator("body").click(position={"x": 5, "y": 5})
+    seen = []
+    for _ in range(6):                 # MV, TV and N candidates: every decision picture on screen
+        inside = page.evaluate(ABOVE_FOLD)
+        assert len(inside) >= 6 and all(inside), (_current(page), inside)
+        seen.append(_current(page))
+        _press_and_wait(page, "j")
+    page.evaluate("window.scrollTo(0, 400)")
+    _press_and_wait(page, "j")
+    page.wait_for_function("window.scrollY === 0")               # a new candidate opens at the top
+    # the compare tile: the range swipes; c switches to onion skin; space held flips to the generation
+    page.locator("#vb-view .vb-range").first.fill("20")
+    assert "20%" in page.locator("#vb-view .vb-after").first.get_attribute("style")
+    page.keyboard.press("c")
+    page.locator("#vb-view .vb-range").first.fill("30")
+    assert "opacity: 0.3" in page.locator("#vb-view .vb-after").first.get_attribute("style")
+    assert page.locator("#vb-view .vb-mode").first.inner_text() == "onion skin"
+    page.keyboard.down(" ")
+    assert "vb-flip" in page.locator("#vb-view .vb-compare").first.get_attribute("class")
+    page.keyboard.up(" ")
+    assert "vb-flip" not in page.locator("#vb-view .vb-compare").first.get_attribute("class")
+    page.keyboard.press("c")
+    # "/" focuses the note; Esc leaves it
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.closest('#vb-note-field') !== null")
+    page.keyboard.press("Escape")
+    _shots().mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(_shots() / "review-sample.png"))
+
+
+def test_one_screen_at_real_resolution(tmp_path, browser):
+    """512-px images: every decision picture at 256 px or more, all inside 1400x900."""
+    with served_sample_app(tmp_path / "store512", n=6, size=512) as (s, ids, url, _):
+        pg = _open(browser, url)
+        try:
+            pg.locator("body").click(position={"x": 5, "y": 5})
+            for _ in range(4):
+                widths = pg.evaluate("[...document.querySelectorAll('#vb-view .vb-strip img')].map(e => e.width)")
+                assert len(widths) >= 6 and min(widths) >= 256
+                assert all(pg.evaluate(ABOVE_FOLD))
+                _press_and_wait(pg, "j")
+        finally:
+            pg.close()
 
 
 def test_keyboard_triage_of_20_candidates_with_undo_and_help(app, page, tmp_path):
     s, ids, _ = app
-    page.locator("body").click(position={"x": 5, "y": 5})     # focus the page, not a text field
+    page.locator("body").click(position={"x": 5, "y": 5})
     keys = "1458276345812345678"
     labelled = []
     for i in range(20):
@@ -123,11 +204,9 @@ def test_keyboard_triage_of_20_candidates_with_undo_and_help(app, page, tmp_path
     assert s.current_label(now) == "RV" and _current(page) != now
     _press_and_wait(page, "u")
     assert _current(page) == now and s.current_label(now) is None
-    # the before/after slider moves the clip of the "after" image
-    page.locator("#vb-view .vb-range").first.fill("20")
-    assert "20%" in page.locator("#vb-view .vb-after").first.get_attribute("style")
     page.keyboard.press("?")
     assert page.locator("#vb-help").is_visible()
+    assert "TV can stand although the MV distance" in page.locator("#vb-help").inner_text()
     page.screenshot(path=str(tmp_path / "review-help.png"))
     page.keyboard.press("Escape")
     assert not page.locator("#vb-help").is_visible()
@@ -140,77 +219,118 @@ def test_keyboard_triage_of_20_candidates_with_undo_and_help(app, page, tmp_path
     page.locator("#vb-note-field textarea, #vb-note-field input").first.fill("")
 
 
-def test_open_from_queue_edit_mask_and_screenshot(app, page):
+def test_a_digit_in_the_queue_opens_its_top_candidate_and_no_dropdown_opens_on_focus(app, page):
     s, ids, _ = app
     _search_queue(page, "caption 28")
-    # the search's table, not the tab's refresh from before it (times out, failing, if it never comes)
     page.wait_for_function("(t => t.includes('sample caption 28') && !t.includes('sample caption 27'))"
                            "(document.querySelector('#vb-queue').innerText)")
-    page.wait_for_timeout(300)  # nothing stale may land after it
-    assert "sample caption 27" not in page.locator("#vb-queue").inner_text()
-    cell = page.locator("#vb-queue [data-testid='cell-0-2']")      # row 0, caption column
-    assert "sample caption 28" in cell.inner_text()
-    cell.click()
-    page.wait_for_function("document.querySelector('#vb-view .vb-cand') && "
-                           f"document.querySelector('#vb-view .vb-cand').dataset.captionId == '{ids[28]}'")
-    expect(page.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true", timeout=20_000)
-    tid = s.training_images_for(ids[28])[0].id     # i = 28: a template with an auto mask (top half)
-    assert s.current_mask(tid).version == 1
-    editor = page.locator("#vb-editor")
-    editor.scroll_into_view_if_needed()
-    # the editor loads the new background and mask layer after the view: let it settle
-    expect(editor.locator("canvas").first).to_be_visible(timeout=20_000)
-    page.wait_for_timeout(1500)
-    _stroke(page, "Erase", -60)        # across the kept top half
-    page.locator("#mask-save").click()
-    page.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
-    m = s.current_mask(tid)
-    assert (m.version, m.source, m.author) == (2, "edited", REVIEWER)
-    kept = s.load_mask(m.image_sha)
-    assert 0.2 < kept.mean() < 0.5 and not kept[16:].any()      # a strip of the top half erased
-    assert "Automatic label now" in page.locator("#vb-mask").inner_text()
-    page.locator("#vb-view").scroll_into_view_if_needed()
-    page.evaluate("window.scrollTo(0, 0)")
-    _shots().mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(_shots() / "review.png"), full_page=False)
-    assert (_shots() / "review.png").stat().st_size > 10_000
+    page.wait_for_timeout(300)
+    thumbs = page.locator("#vb-queue img.vb-qthumb")                        # generation | match thumbnails
+    assert thumbs.count() >= 2 and thumbs.first.get_attribute("src").startswith("data:image/png;base64,")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("1")                                                # opens, does not label
+    expect(page.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true")
+    page.wait_for_function(f"document.querySelector('#vb-view .vb-cand').dataset.captionId == '{ids[28]}'")
+    assert s.current_label(ids[28]) is None
+    page.get_by_role("tab", name="Queue").click()
+    page.get_by_label("Search captions").first.focus()
+    combos = []
+    for _ in range(16):                                  # back through the filters by keyboard
+        page.keyboard.press("Shift+Tab")
+        page.wait_for_timeout(150)
+        if page.evaluate("document.activeElement.getAttribute('role') === 'combobox'"):
+            combos.append(page.evaluate("document.activeElement.getAttribute('aria-label')"))
+            assert page.locator("[role=option]").count() == 0, combos[-1]   # nothing opened on focus
+            if combos[-1] == "Rank by":                  # the first filter
+                break
+    assert {"Rank by", "Human label", "Run / model"} <= set(combos)
+    page.keyboard.press("ArrowDown")                     # Arrow down opens the focused one on purpose
+    page.wait_for_timeout(300)
+    assert page.locator("[role=option]").count() > 0
+    page.keyboard.press("Escape")
+    page.get_by_label("Rank by").first.click()           # and so does a click
+    page.wait_for_timeout(300)
+    assert page.locator("[role=option]").count() > 0
+    page.keyboard.press("Escape")
+    _search_queue(page, "")
 
 
-def test_editor_follows_keyboard_triage_once_scrolled_to(app, page):
-    """Triage keys leave the mask editor alone (re-creating its canvas is slow); scrolled to, it
-    loads the current candidate's image, and a save goes to that image, not the one shown before."""
-    s, ids, _ = app
-    page.set_viewport_size({"width": 1400, "height": 600})
+def test_grid_bulk_label_undo_and_open(app, browser):
+    s, ids, url = app
+    pg = _open(browser, url, tab="Grid")
     try:
-        _search_queue(page, "")
-        page.wait_for_function("!document.querySelector('#vb-queue').innerText.includes('Search')"
-                               " && document.querySelector(\"#vb-queue [data-testid='cell-1-2']\") !== null")
-        page.locator("#vb-queue [data-testid='cell-0-2']").click()
-        expect(page.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true")
-        first = _current(page)
-        first_tid = s.training_images_for(first)[0].id
-        before_first = s.current_mask(first_tid)
-        page.evaluate("window.scrollTo(0, 0)")
-        page.locator("body").click(position={"x": 5, "y": 5})
-        off = "(() => { const r = document.getElementById('vb-mask').getBoundingClientRect(); " \
-              "return r.top >= window.innerHeight; })()"
-        assert page.evaluate(off), "the editor must be below the fold for this test"
-        _press_and_wait(page, "j")
-        second = _current(page)
-        assert second != first
-        tid = s.training_images_for(second)[0].id
-        editor = page.locator("#vb-editor")
-        editor.scroll_into_view_if_needed()
-        expect(editor.locator("canvas").first).to_be_visible()
-        page.wait_for_timeout(2000)       # the deferred load, then the editor's canvas
-        _stroke(page, "Brush", 60)
-        page.locator("#mask-save").click()
-        page.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
-        m = s.current_mask(tid)
-        assert (m.source, m.author) == ("edited", REVIEWER) and s.load_mask(m.image_sha).any()
-        assert s.current_mask(first_tid) == before_first      # the image shown before is untouched
+        pg.wait_for_selector("#vb-grid-root .vb-cell")
+        unlabelled = pg.locator("#vb-grid-root .vb-cell").count()
+        cells = pg.locator("#vb-grid-root .vb-cell")
+        first, third = cells.nth(0), cells.nth(2)
+        first.click()
+        third.click(modifiers=["Shift"])                 # a range of three
+        assert pg.locator("#vb-grid-root .vb-cell.vb-sel").count() == 3
+        picked = [int(c) for c in pg.eval_on_selector_all("#vb-grid-root .vb-cell.vb-sel",
+                                                          "els => els.map(e => e.dataset.captionId)")]
+        pg.keyboard.press("5")
+        pg.wait_for_function("document.querySelector('#grid-status').innerText.includes('Labelled 3')")
+        entries = [s.label_history(c)[-1] for c in picked]
+        assert {e.label for e in entries} == {"FP:texture"} and len({e.batch for e in entries}) == 1
+        assert all(e.reviewer == REVIEWER for e in entries)
+        pg.wait_for_function(f"document.querySelectorAll('#vb-grid-root .vb-cell').length === {unlabelled - 3}")
+        _shots().mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(_shots() / "grid-sample.png"))
+        pg.keyboard.press("u")                            # the whole bulk label, undone as a unit
+        pg.wait_for_function("document.querySelector('#grid-status').innerText.includes('Undone')")
+        assert all(s.current_label(c) is None for c in picked)
+        pg.wait_for_function(f"document.querySelectorAll('#vb-grid-root .vb-cell').length === {unlabelled}")
+        # keyboard: move, select the focused cell's group, Enter opens the focused candidate
+        pg.locator("body").click(position={"x": 5, "y": 5})
+        pg.keyboard.press("ArrowRight")
+        pg.keyboard.press("s")
+        assert pg.locator("#vb-grid-root .vb-cell.vb-sel").count() >= 1
+        focused = int(pg.locator("#vb-grid-root .vb-cell.vb-focus").get_attribute("data-caption-id"))
+        pg.keyboard.press("Enter")
+        expect(pg.get_by_role("tab", name="Candidate")).to_have_attribute("aria-selected", "true")
+        pg.wait_for_function(f"document.querySelector('#vb-view .vb-cand').dataset.captionId == '{focused}'")
     finally:
-        page.set_viewport_size({"width": 1400, "height": 1500})
+        pg.close()
+
+
+def test_mask_editor_keeps_strokes_across_an_image_switch(app, browser):
+    s, ids, url = app
+    pg = _open(browser, url)
+    try:
+        cid = ids[28]                        # i = 28: a template with an auto mask (top half)
+        _search_queue(pg, "caption 28")
+        pg.wait_for_function("(t => t.includes('sample caption 28') && !t.includes('sample caption 27'))"
+                             "(document.querySelector('#vb-queue').innerText)")
+        pg.locator("#vb-queue [data-testid='cell-0-2']").click()
+        pg.wait_for_function(f"document.querySelector('#vb-view .vb-cand').dataset.captionId == '{cid}'")
+        tid = s.training_images_for(cid)[0].id
+        other = next(t for _, t in [(0, n.train_image_id) for g in s.generations(cid)
+                                    for n in s.neighbours(g.id)] if t != tid)
+        before_other = s.current_mask(other)
+        pg.locator("body").click(position={"x": 5, "y": 5})
+        pg.keyboard.press("m")                                 # the Mask tab, on the match
+        _editor_shows(pg, tid)
+        assert "Automatic label now" in pg.locator("#vb-mask-info").inner_text()
+        _stroke(pg, "Erase", -60)                              # across the kept top half
+        _pick_image(pg, other)                                 # away: the strokes are kept as a draft
+        assert f"strokes on training image {tid} are kept" in pg.locator("#vb-mask-info").inner_text()
+        _pick_image(pg, tid)                                   # back: the draft is shown again
+        assert "your unsaved strokes" in pg.locator("#vb-mask-info").inner_text()
+        pg.locator("#mask-save").click()
+        pg.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
+        m = s.current_mask(tid)
+        assert (m.version, m.source, m.author) == (2, "edited", REVIEWER)
+        kept = s.load_mask(m.image_sha)
+        assert 0.2 < kept.mean() < 0.5 and not kept[16:].any()        # a strip of the top half erased
+        assert "Automatic label now" in pg.locator("#vb-mask-effect").inner_text()
+        assert s.current_mask(other) == before_other                   # the other image is untouched
+        # saving the same mask again is refused with a message; the editor keeps its picture
+        pg.locator("#mask-save").click()
+        pg.wait_for_selector("text=expected a change")
+        expect(pg.locator("#vb-editor canvas").first).to_be_visible()
+        assert s.current_mask(tid).version == 2
+    finally:
+        pg.close()
 
 
 def test_export_download(app, page):
@@ -238,3 +358,24 @@ def test_reviewer_name_survives_a_reload(app, page):
     page.locator("body").click(position={"x": 5, "y": 5})
     _press_and_wait(page, "4")
     assert s.label_history(cid)[-1].reviewer == "hana"
+
+
+def test_browser_bench_reports_its_figures(app):
+    """`python -m review bench --browser --json` on (a copy of) the sample store: its last line."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO, subprocess_env
+
+    s, ids, _ = app
+    labels_before = s.info()["tables"]["labels"]
+    out = subprocess.run([sys.executable, "-m", "review", "bench", "--browser", "--json", "--store", str(s.path),
+                          "--candidates", "3"], cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["candidates"] == 3 and r["above_fold_fraction"] == 1.0 and r["viewport"] == "1400x900"
+    assert 0 < r["key_to_next_ms"] <= r["key_to_next_p90_ms"] and r["images_cached"] is False
+    assert set(r["targets"]) == {"key_to_next_ms", "key_to_next_p90_ms", "above_fold_fraction"}
+    assert s.info()["tables"]["labels"] == labels_before                      # the bench labelled a copy

@@ -12,7 +12,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from review import imaging, views
+from review import imaging, queries, views
 from review.app import build_app, launch_options
 from review.sample import build_sample_store
 from store import Store
@@ -43,8 +43,8 @@ def _status(url: str) -> int:
 def test_label_undo_next_through_the_api(served):
     s, ids, url, _ = served
     c = Client(url, verbose=False)
-    html = c.predict(ids[3], api_name="/open")[0]
-    assert _caption_id(html) == ids[3]
+    head, html = c.predict(ids[3], api_name="/open")[:2]
+    assert _caption_id(head) == _caption_id(html) == ids[3]
     out = c.predict("carol", "same photo", api_name="/label_MV")
     assert s.current_label(ids[3]) == "MV"
     entry = s.label_history(ids[3])[-1]
@@ -60,7 +60,7 @@ def test_label_undo_next_through_the_api(served):
     assert nxt == ids[4]
     assert _caption_id(c.predict(api_name="/previous")[0]) == ids[3]
     # a reload shows the write: a fresh session opening the caption sees its history
-    fresh = Client(url, verbose=False).predict(ids[3], api_name="/open")[0]
+    fresh = Client(url, verbose=False).predict(ids[3], api_name="/open")[1]
     assert "carol" in fresh and "undo" in fresh
 
 
@@ -69,17 +69,19 @@ def test_mask_save_through_the_api(served, tmp_path):
     cid = ids[7]                                    # a template: auto mask keeps the top half
     c = Client(url, verbose=False)
     out = c.predict(cid, api_name="/open")
-    tid = views.candidate_view(s, cid).mask.train_image_id
+    target = views.candidate_view(s, cid).mask
+    tid, k = target.train_image_id, target.scale           # the editor shows the image x k
+    c.predict(tid, None, api_name="/mask_image")           # the editor on that image
     before = s.current_mask(tid).version
     bg = tmp_path / "bg.png"
-    Image.fromarray(np.asarray(s.load_image(s.get_training_image(tid).sha256))).save(bg)
+    Image.fromarray(imaging.enlarge(np.asarray(s.load_image(s.get_training_image(tid).sha256)), k)).save(bg)
     keep = np.zeros((32, 32), bool)
     keep[:, :8] = True
     layer = tmp_path / "layer.png"
-    Image.fromarray(imaging.mask_layer(keep), "RGBA").save(layer)
+    Image.fromarray(imaging.mask_layer(imaging.enlarge(keep, k)), "RGBA").save(layer)
     # an editor still showing another training image: refused, nothing written
     other = tmp_path / "other.png"
-    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(other)
+    Image.fromarray(np.full((32 * k, 32 * k, 3), 7, np.uint8)).save(other)
     stale = {"background": handle_file(str(other)), "layers": [handle_file(str(layer))], "composite": None, "id": None}
     with pytest.raises(Exception, match="expected the editor to show training image"):
         c.predict(stale, "dora", api_name="/save_mask")
@@ -139,8 +141,11 @@ def test_stats_through_the_api(served):
     s, ids, url, _ = served
     for cid, label in ((ids[20], "MV"), (ids[21], "N"), (ids[22], "RV")):
         s.add_label(cid, label, "gina")
-    precision, table1, dups, reviewers, totals = Client(url, verbose=False).predict(api_name="/stats")
+    precision, at, table1, dups, reviewers, totals = Client(url, verbose=False).predict(api_name="/stats")
     assert "labelled" in totals
+    # every score's precision is listed, whether or not its line is hidden under another in the plot
+    found = {r[0]: r[1] for r in at["data"]}
+    assert set(found) == set(queries.score_kinds(s)) and found["dcs"] >= 2 and found["wen"] >= 2 and found["carlini"] == 0
     run_rows = table1["data"]
     assert run_rows and run_rows[0][1] == "sample" and run_rows[0][2] == 30
     assert any(r[0] == "gina" and r[1] == 3 for r in reviewers["data"])

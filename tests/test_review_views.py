@@ -62,32 +62,36 @@ def test_make_filter_from_widgets_and_bad_values(sample):
 def test_candidate_view_shows_evidence_and_escapes_the_caption(sample):
     s, ids = sample
     v = views.candidate_view(s, ids[0], "queue position 1")
-    assert SCRIPT_CAPTION not in v.html and "<script" not in v.html and "onerror=" not in v.html.replace("onerror=&quot;", "")
-    assert "&lt;script&gt;window.__vb_pwned = 1&lt;/script&gt;" in v.html
-    assert len(re.findall(r'alt="generation seed \d" loading', v.html)) == 4        # J = 4 generations
-    assert "own training image" in v.html and "Top retrieved neighbours" in v.html
-    assert "similarity 0.950" in v.html and "RMSE 0.0" in v.html
-    assert 'class="vb-slider"' in v.html and 'class="vb-range"' in v.html  # before/after slider
-    assert "data:image/png;base64," in v.html                               # heatmap, inline
-    assert "Automatic label" in v.html and ">MV<" in v.html
-    assert "rank among candidates" in v.html and "1 of 30" in v.html        # top DCS
+    for html in (v.html, v.head):
+        assert SCRIPT_CAPTION not in html and "<script" not in html
+        assert "onerror=" not in html.replace("onerror=&quot;", "")
+    assert "&lt;script&gt;window.__vb_pwned = 1&lt;/script&gt;" in v.head and "queue position 1" in v.head
+    strip = v.html.split('<aside class="vb-side">')[0]
+    assert len(re.findall(r'alt="generation seed \d"', strip)) == 4                 # J = 4
+    assert 'class="vb-px vb-own"' in strip and 'class="vb-px vb-match"' in strip and 'class="vb-px vb-diff"' in strip
+    assert 'class="vb-compare"' in strip and 'class="vb-range"' in strip and 'class="vb-scale"' in strip
+    assert "data:image/png;base64," in strip                                 # the difference, inline
+    side = v.html.split('<aside class="vb-side">')[1]
+    assert "Automatic label" in side and ">MV<" in side and "1 of 30" in side  # top DCS
+    assert "Retrieved neighbours" in side and "similarity 0.9500" in side
     # every file URL points into the store's images folder
     for url in re.findall(r'src="(gradio_api/file=[^"]+)"', v.html):
         assert url.startswith("gradio_api/file=" + str(s.images.root.resolve()))
-    # small images are enlarged by an integer factor, drawn with crisp pixels
-    assert 'class="vb-px' in v.html and 'width="160"' in v.html
-    assert Image.open(v.editor["background"]).size == (32, 32)
-    assert np.asarray(Image.open(v.editor["layers"][0])).shape == (32, 32, 4)
-    assert v.mask is not None and v.mask.size == (32, 32) and v.label is None
+    # small images are enlarged by a whole factor to the 256-px tile, drawn with crisp pixels
+    assert 'class="vb-px' in strip and 'width="256" height="256"' in strip
+    # the editor shows the image enlarged x16 with crisp pixels (a mask pixel is a 16x16 block)
+    assert v.mask is not None and v.mask.size == (32, 32) and v.mask.scale == 16 and v.label is None
+    assert Image.open(v.editor["background"]).size == (512, 512)
+    assert np.asarray(Image.open(v.editor["layers"][0])).shape == (512, 512, 4)
 
 
 def test_template_candidate_shows_its_mask(sample):
     s, ids = sample
     v = views.candidate_view(s, ids[7])        # i = 7: a template with an auto mask keeping the top half
-    assert "mask v1 (auto) · keeps 50%" in v.html and "masked RMSE" in v.html
+    assert "mask v1 (auto) keeps 50%" in v.html and "masked RMSE" in v.html and "TV match" in v.html
     assert v.mask.current_id is not None and len(v.mask.versions) == 1
     kept = np.asarray(Image.open(v.editor["layers"][0]))[:, :, 3] >= imaging.KEEP_ALPHA
-    assert kept[:16].all() and not kept[16:].any()
+    assert kept[:256].all() and not kept[256:].any()
 
 
 def test_render_escapes_template_syntax_and_unsafe_urls():
@@ -96,6 +100,8 @@ def test_render_escapes_template_syntax_and_unsafe_urls():
     assert render.url_html('https://x.org/"><script>').count("<script>") == 0
     assert 'rel="noopener noreferrer nofollow"' in render.url_html("https://x.org/a.jpg")
     assert render.display_size(32, 32) == (160, 160) and render.display_size(256, 128) == (256, 128)
+    assert render.tile_size(32, 32) == (256, 256) and render.tile_size(100, 50) == (300, 150)
+    assert render.tile_size(512, 256) == (256, 128) and render.tile_size(256, 256) == (256, 256)
 
 
 def test_label_and_advance_writes_one_entry_and_skips_labelled(sample):
@@ -178,7 +184,7 @@ def test_mask_save_and_restore_recompute_the_label(sample):
     layer = np.asarray(Image.open(v.editor["layers"][0])).copy()
     # keep only the bottom half, where the generations differ from the training image
     layer[:, :, 3] = 0
-    layer[16:, :, 3] = imaging.MASK_ALPHA
+    layer[16 * target.scale:, :, 3] = imaging.MASK_ALPHA        # the editor shows the image x16
     saved = views.save_mask(s, cid, target, layer, "ann")
     m = s.current_mask(target.train_image_id)
     assert (m.id, m.version, m.source, m.author) == (saved.mask_id, 2, "edited", "ann")
@@ -192,7 +198,7 @@ def test_mask_save_and_restore_recompute_the_label(sample):
     assert (m3.version, m3.source, m3.author, m3.parent_id) == (3, "edited", "bob", first)
     assert m3.image_sha == s.get_mask(first).image_sha
     assert back.relabel.label == "TV" and back.relabel.distances["tv"] <= 0.12
-    with pytest.raises(MaskShapeError, match="expected 32x32"):
+    with pytest.raises(MaskShapeError, match="expected 512x512"):
         views.save_mask(s, cid, target, np.zeros((16, 16, 4), np.uint8), "ann")
     assert s.current_mask(target.train_image_id).version == 3
 
@@ -201,9 +207,10 @@ def test_a_save_from_an_editor_showing_another_image_or_an_unchanged_mask_writes
     s, ids = sample
     v = views.candidate_view(s, ids[7])
     target, tid = v.mask, v.mask.train_image_id
-    own = np.asarray(s.load_image(s.get_training_image(tid).sha256).convert("RGBA"))
+    k = target.scale
+    own = imaging.enlarge(np.asarray(s.load_image(s.get_training_image(tid).sha256).convert("RGBA")), k)
     other_tid = views.candidate_view(s, ids[14]).mask.train_image_id
-    other = np.asarray(s.load_image(s.get_training_image(other_tid).sha256).convert("RGBA"))
+    other = imaging.enlarge(np.asarray(s.load_image(s.get_training_image(other_tid).sha256).convert("RGBA")), k)
     layer = np.asarray(Image.open(v.editor["layers"][0])).copy()
     before = s.mask_versions(tid)
     with pytest.raises(views.ViewError, match=f"expected the editor to show training image {tid}, got another"):
@@ -211,7 +218,7 @@ def test_a_save_from_an_editor_showing_another_image_or_an_unchanged_mask_writes
     with pytest.raises(views.ViewError, match="expected a change, got the same mask as v1"):
         views.save_mask(s, ids[7], target, layer, "ann", background=own)
     assert s.mask_versions(tid) == before
-    layer[:4, :, 3] = 0
+    layer[:4 * k, :, 3] = 0
     saved = views.save_mask(s, ids[7], target, layer, "ann", background=own)
     assert saved.version == 2 and not s.load_mask(s.current_mask(tid).image_sha)[:4].any()
 
@@ -279,18 +286,18 @@ def test_any_shown_training_image_can_be_masked(sample):
     v = views.candidate_view(s, ids[1])          # not a template: no mask anywhere yet
     tids = [tid for _, tid in v.mask_choices]
     own = s.training_images_for(ids[1])[0].id
-    assert tids[0] == own and len(tids) == 3 and "(own)" in v.mask_choices[0][0]
+    assert tids[0] == own and len(tids) == 3 and "(own, the match)" in v.mask_choices[0][0]
     other = tids[1]
     target, value = views.mask_editor(s, other)
     assert target.train_image_id == other and target.versions == () and target.current_id is None
     layer = np.asarray(Image.open(value["layers"][0])).copy()
     assert (layer[:, :, 3] >= imaging.KEEP_ALPHA).all()       # starts from keep-everything
-    layer[:10, :, 3] = 0
+    layer[:10 * target.scale, :, 3] = 0
     saved = views.save_mask(s, ids[1], target, layer, "ann")
     assert saved.version == 1 and s.current_mask(other).source == "edited"
     target, value = views.mask_editor(s, other)
     assert target.current_id == saved.mask_id and len(target.versions) == 1
-    assert not (np.asarray(Image.open(value["layers"][0]))[:10, :, 3]).any()
+    assert not (np.asarray(Image.open(value["layers"][0]))[:10 * target.scale, :, 3]).any()
 
 
 def test_relabelling_a_labelled_queue_moves_to_its_next_candidate(sample):
@@ -301,3 +308,17 @@ def test_relabelling_a_labelled_queue_moves_to_its_next_candidate(sample):
     assert nav.ids == tuple(ids[:3])
     _, nav, moved = views.label_and_advance(s, nav, "N", "bob")
     assert moved and nav.current == ids[1] and s.current_label(ids[0]) == "N"
+
+
+def test_precision_table_lists_scores_whose_lines_coincide():
+    import pandas as pd
+
+    from review.tab_stats import precision_table
+
+    rows = [(k, i + 1, f, p) for k in ("dcs", "wen") for i, (f, p) in enumerate([(1, 1.0), (1, 0.5), (2, 0.67)])]
+    t = precision_table(pd.DataFrame(rows, columns=["score", "labelled", "found", "precision"]))
+    assert list(t["score"]) == ["dcs", "wen"] and list(t["verbatims found"]) == [2, 2]
+    assert t["precision at 5"].isna().all()
+    rows += [("ecs", i + 1, i + 1, 1.0) for i in range(10)]
+    t = precision_table(pd.DataFrame(rows, columns=["score", "labelled", "found", "precision"]))
+    assert t.set_index("score").loc["ecs", "precision at 10"] == 1.0

@@ -73,3 +73,27 @@ def test_state_matches_latest_entry(store):
         if i % 9 == 0:
             store.undo_label(ids[(i * 7) % 20], "r0")
     assert_derived_state(store.conn)
+
+
+def test_bulk_labels_are_one_transaction_and_undo_as_a_unit(store):
+    ids = store.add_captions([CaptionRow(f"caption {i}") for i in range(5)])
+    store.add_label(ids[0], "N", "ann")
+    entries = store.add_labels(ids[:3] + [ids[1]], "TV", "bob", "same frame")   # a repeat is labelled once
+    assert [e.caption_id for e in entries] == ids[:3] and len({e.batch for e in entries}) == 1
+    assert all(store.current_label(c) == "TV" and store.label_history(c)[-1].note == "same frame" for c in ids[:3])
+    # all or none: an unknown caption in the selection writes nothing
+    with pytest.raises(NotFoundError, match="got 999"):
+        store.add_labels([ids[3], 999], "MV", "bob")
+    assert store.label_history(ids[3]) == []
+    with pytest.raises(LabelError, match="expected 1 to 10,000 captions, got 0"):
+        store.add_labels([], "MV", "bob")
+    # a caption relabelled since keeps its newer label; the others go back to what they were
+    store.add_label(ids[2], "MV", "cy")
+    undone = store.undo_batch(entries[0].batch, "bob")
+    assert [e.caption_id for e in undone] == ids[:2] and len({e.batch for e in undone}) == 1
+    assert [store.current_label(c) for c in ids[:3]] == ["N", None, "MV"]
+    assert all(e.undoes is not None for e in undone)
+    assert len(store.label_history(ids[0])) == 3                  # N, TV, undo: nothing erased
+    with pytest.raises(LabelError, match="expected the batch id of a bulk label"):
+        store.undo_batch("nope", "bob")
+    assert_derived_state(store.conn)
