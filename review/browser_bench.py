@@ -204,7 +204,15 @@ def run_browser_bench(cfg: BrowserBenchConfig, log: Callable[[str], None] = lamb
     met = med <= TARGETS["key_to_next_ms"] and p90 <= TARGETS["key_to_next_p90_ms"] \
         and frac >= TARGETS["above_fold_fraction"]
     return BrowserBenchResult(round(med, 1), round(p90, 1), round(frac, 4), len(times), cfg.warmup,
-                              f"{VIEWPORT[0]}x{VIEWPORT[1]}", False, TARGETS, met, str(src))
+                              f"{VIEWPORT[0]}x{VIEWPORT[1]}", False, TARGETS, met, _shown(src))
+
+
+def _shown(path: Path) -> str:
+    """A store path as the user would type it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def result_json(result: BrowserBenchResult) -> str:
