@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(a: argparse.Namespace) -> int:
     if a.browser:
         return _browser(a)
-    result = run_bench(ReviewBenchConfig(candidates=a.candidates or 100_000, captions=a.captions, tries=a.tries, dir=a.dir),
-                       lambda s: echo(s, sys.stderr))
+    cfg = ReviewBenchConfig(candidates=a.candidates or 100_000, captions=a.captions, tries=a.tries, dir=a.dir)
+    result = run_bench(cfg, lambda s: echo(s, sys.stderr))
     if a.json:
         print(result_json(result))
     else:

@@ -14,6 +14,7 @@ ORDER = ("TV", "MV", "RV")
 WHAT = {"TV": "masked RMSE to a retrieved image under its template mask",
         "MV": "RMSE to the caption's own training image",
         "RV": "RMSE to a retrieved training image"}
+WHY_MISSING = {"TV": "no retrieved image has a mask", "MV": "no own training image", "RV": "no retrieval"}
 FLAG_WHY = {"suspect:texture": "the training image looks like a repeating texture, which any texture matches",
             "suspect:background": "the training image is nearly plain, which any plain picture matches"}
 
@@ -54,7 +55,8 @@ def explain(auto: Optional[AutoLabel], seeds: Mapping[int, int]) -> tuple[str, .
                    f"on {float(al.get('overlap') or 0):.0%} of it; no plain distance was under its δ.")
     elif auto.label in ORDER:
         k = auto.label
-        out.append(f"{k} at {fmt(d.get(k.lower()))}{_pair(d, k, seeds)}: the {WHAT[k]} is ≤ δ {fmt(th.get(k.lower()))}.")
+        out.append(f"{k} at {fmt(d.get(k.lower()))}{_pair(d, k, seeds)}: the {WHAT[k]} is "
+                   f"≤ δ {fmt(th.get(k.lower()))}.")
         earlier = [o for o in ORDER[ORDER.index(k) + 1:] if _passes(d, th, o)]
         if earlier:
             also = ", ".join(f"{o} {fmt(d.get(o.lower()))} ≤ δ {fmt(th.get(o.lower()))}" for o in earlier)
@@ -69,9 +71,7 @@ def explain(auto: Optional[AutoLabel], seeds: Mapping[int, int]) -> tuple[str, .
                    + ".")
     missing = [o for o in ORDER if d.get(o.lower()) is None]
     if missing:
-        out.append("Not measured: " + ", ".join(
-            f"{o} ({'no retrieved image has a mask' if o == 'TV' else 'no own training image' if o == 'MV' else 'no retrieval'})"
-            for o in missing) + ".")
+        out.append("Not measured: " + ", ".join(f"{o} ({WHY_MISSING[o]})" for o in missing) + ".")
     if al is not None and d.get("evidence_kind") != "aligned":
         out.append(f"The crop / rescale / mirror check aligned {al.get('label')} to an RMSE of "
                    f"{fmt(al.get('aligned_rmse'))} on {float(al.get('overlap') or 0):.0%} of the image: not evidence.")

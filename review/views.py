@@ -323,7 +323,8 @@ def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: s
     return entry, nxt, found
 
 
-def bulk_label(store: Store, caption_ids: Sequence[int], label: str, reviewer: str, note: str = "") -> list[LabelEntry]:
+def bulk_label(store: Store, caption_ids: Sequence[int], label: str, reviewer: str,
+               note: str = "") -> list[LabelEntry]:
     """The grid's bulk label: one transaction, one history entry per candidate, one batch id."""
     if label not in HUMAN_LABELS:
         raise ViewError(f"label: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
@@ -419,7 +420,7 @@ def mask_info_html(store: Store, caption_id: Optional[int], target: Optional[Mas
                    f"{render.fmt(d.get('tv'))} · MV {render.fmt(d.get('mv'))} · RV {render.fmt(d.get('rv'))}. "
                    f"Saving a mask recomputes it.</p>")
     if note:
-        out.append(f'<p class="vb-mask-note">{note}</p>')
+        out.append(f'<p class="vb-mask-note">{render.esc(note)}</p>')
     return "".join(out)
 
 

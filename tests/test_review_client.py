@@ -145,7 +145,8 @@ def test_stats_through_the_api(served):
     assert "labelled" in totals
     # every score's precision is listed, whether or not its line is hidden under another in the plot
     found = {r[0]: r[1] for r in at["data"]}
-    assert set(found) == set(queries.score_kinds(s)) and found["dcs"] >= 2 and found["wen"] >= 2 and found["carlini"] == 0
+    assert set(found) == set(queries.score_kinds(s))
+    assert found["dcs"] >= 2 and found["wen"] >= 2 and found["carlini"] == 0
     run_rows = table1["data"]
     assert run_rows and run_rows[0][1] == "sample" and run_rows[0][2] == 30
     assert any(r[0] == "gina" and r[1] == 3 for r in reviewers["data"])
