@@ -16,7 +16,7 @@ from store.command import run_command
 from store.terminal import echo, terminal_safe
 
 from .errors import AttackError
-from .kinds import MULTI_SEED, SCORE_NAMES, split_kind
+from .kinds import DEMO_STORE, DUP_RMSE_MAX, DUP_RMSE_MIN, MULTI_SEED, PRESET_NAMES, SCORE_NAMES, split_kind
 from .progress import progress_bars, say
 
 
@@ -317,9 +317,6 @@ def _run_all(args: argparse.Namespace) -> int:
 
 # -- retrieval, labels, demo ----------------------------------------------------------------------
 def _retrieve_args(p: argparse.ArgumentParser) -> None:
-    from .masks import MaskParams
-
-    d = MaskParams()
     p.add_argument("--embedder", default="pixel", help="pixel (thumbnail descriptor, default) or "
                                                        "clip:<arch>:<pretrained tag in the local cache | checkpoint file>")
     p.add_argument("--k", type=_positive, default=10, help="neighbours per generation (default 10)")
@@ -327,9 +324,9 @@ def _retrieve_args(p: argparse.ArgumentParser) -> None:
                                                      "or e.g. IVF4096,PQ64 past ~1M images")
     p.add_argument("--index", type=Path, help="search an existing autofaiss / clip-retrieval index folder "
                                               "(image.index + parquet/arrow metadata with url, caption) instead")
-    p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(d.rmse_min, d.rmse_max),
-                   help=f"near-duplicate RMSE window for template masks (default {d.rmse_min:.4f} {d.rmse_max:.4f}: "
-                        f"the paper code's SSE 1e2..1e3 on 256x256)")
+    p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(DUP_RMSE_MIN, DUP_RMSE_MAX),
+                   help=f"near-duplicate RMSE window for template masks (default {DUP_RMSE_MIN:.4f} "
+                        f"{DUP_RMSE_MAX:.4f}: the paper code's SSE 1e2..1e3 on 256x256)")
     p.add_argument("--recompute", action="store_true", help="search (and label) again even when nothing they rest on "
                                                             "changed; the old results stay in the history")
 
@@ -427,15 +424,13 @@ def add_retrieve(sub: argparse._SubParsersAction) -> None:
 
 
 def add_label(sub: argparse._SubParsersAction) -> None:
-    from .labels import PRESETS
-
     p = sub.add_parser("label", help="automatic labels TV -> MV -> RV -> N with suspect flags; resumable",
                        description="Labels every caption with generations from the stored neighbours and the current "
                                    "mask versions; every distance is stored with the label.")
     p.add_argument("--store", type=Path, required=True, help="store folder")
     p.add_argument("--captions", type=Path, help="only these captions (already ingested)")
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+    p.add_argument("--preset", choices=PRESET_NAMES, default="paper",
                    help="thresholds: paper (0.12 for all) or onestep-code (0.113 TV/MV, 0.124 RV)")
     p.add_argument("--recompute", action="store_true", help="label every candidate again even when its evidence "
                                                             "did not change (earlier labels stay in the history)")
@@ -446,12 +441,10 @@ def add_label(sub: argparse._SubParsersAction) -> None:
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    from .demo.build import DEFAULT_STORE
-
     p = sub.add_parser("demo", help="build the demo store end to end (about 2 minutes on a 2-core CPU)",
                        description="Ingest the demo world, score every attack caption (DCS, ECS, Wen), generate for "
                                    "the top K, retrieve, build masks and label. Running it again reuses what is done.")
-    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store folder (default {DEFAULT_STORE})")
+    p.add_argument("--store", type=Path, default=DEMO_STORE, help=f"store folder (default {DEMO_STORE})")
     p.set_defaults(func=_run_demo)
 
 
