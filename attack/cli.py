@@ -27,8 +27,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
     def warn(msg: str) -> None:
         say(f"warning: {msg}")
 
-    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format)  # before touching the store
-    for line in prepared.parsed.recognised() if prepared.parsed else ():
+    # before touching the store; a parquet list is read in batches as it is written (one transaction)
+    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True)
+    for line in prepared.captions.recognised() if prepared.captions else ():
         echo(line)
     update, close = progress_bars()
     try:
@@ -164,6 +165,33 @@ def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_require
     p.add_argument("--limit", type=_positive, help="shard: at most this many items")
 
 
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: Ray Data actors (one model copy each) write parquet shards into "
+                        "STORE/ray/ that this process merges; same values, resumable")
+    p.add_argument("--address", help="--engine ray: join this cluster (`ray start --head` prints it); default: start "
+                                     "a local one")
+    p.add_argument("--workers", type=_positive, help="--engine ray: actors (default: one per GPU on CUDA, else the "
+                                                     "number of CPU cores), one torch thread each on CPU")
+
+
+def _engine(args: argparse.Namespace, model):
+    """None for the local engine, else the RayEngine the stages take (ray is imported only here)."""
+    if args.engine != "ray":
+        return None
+    import os
+
+    import torch
+
+    from .engine import RayEngine, RayOptions, as_model_spec
+
+    device = str(model.device)
+    default = max(torch.cuda.device_count(), 1) if device.startswith("cuda") else (os.cpu_count() or 1)
+    opts = RayOptions(address=args.address, workers=args.workers or default, device=device)
+    return RayEngine(as_model_spec(model, args.dtype, args.config, args.variant), opts,
+                     warn=lambda m: say(f"warning: {m}"))
+
+
 def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="score kind that ranks captions for generation, a rank fusion of "
                                                "stored scores (dcs+anisotropy), or none (the captions in order); "
@@ -206,7 +234,7 @@ def _run_score(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             reports = score_stage(store, model, sel, kinds, model_id=model.spec, batch_size=args.batch_size,
-                                  offset=args.offset, limit=args.limit, progress=update)
+                                  offset=args.offset, limit=args.limit, progress=update, engine=_engine(args, model))
         finally:
             close()
     for r in reports:
@@ -225,7 +253,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             report = generate_stage(store, model, sel, params, by=by, model_id=model.spec,
-                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update)
+                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update,
+                                    engine=_engine(args, model))
         finally:
             close()
     echo(report.summary())
@@ -281,10 +310,11 @@ def _run_all(args: argparse.Namespace) -> int:
         else:
             echo(apply_ingest(store, prepared, warn=lambda m: say(f"warning: {m}")).summary())
         sel = select_captions(store, texts)
+        engine = _engine(args, model)
         update, close = progress_bars()
         try:
             for r in score_stage(store, model, sel, args.scores, model_id=model.spec, batch_size=args.batch_size,
-                                 offset=args.offset, limit=args.limit, progress=update):
+                                 offset=args.offset, limit=args.limit, progress=update, engine=engine):
                 echo(r.summary())
             if sharded and not args.no_generate:
                 # the top-K is over every caption: a shard cannot know it, so it only scores
@@ -295,7 +325,7 @@ def _run_all(args: argparse.Namespace) -> int:
                 return 0
             if not args.no_generate:
                 echo(generate_stage(store, model, sel, params, by=by, model_id=model.spec,
-                                     batch_size=args.batch_size, progress=update).summary())
+                                     batch_size=args.batch_size, progress=update, engine=engine).summary())
             n_train = store.training_set_version().count
             if not args.no_generate and not n_train and args.index is None:
                 echo("retrieve, label: skipped, the store holds no training images to compare with "
@@ -453,6 +483,7 @@ def add_score(sub: argparse._SubParsersAction) -> None:
                        description="One run per score kind; a repeated call with the same model and parameters "
                                    "continues that run and skips captions it already scored.")
     _model_args(p, "only the captions of this file (already ingested), in its order; default: all, by id")
+    _engine_args(p)
     p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
     p.add_argument("--seeds", type=_positive, default=None,
                    help="n generations for wen, sharpness and anisotropy (stored as wenN, ...; default 1)")
@@ -463,6 +494,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="J seeds x S steps for the top-K captions by a stored score; resumable",
                        description="--offset/--limit shard the ranked top-K list.")
     _model_args(p, "rank only the captions of this file (already ingested); default: all")
+    _engine_args(p)
     _generate_args(p)
     p.set_defaults(func=_run_generate)
 
@@ -485,6 +517,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "run stopped. --offset/--limit make it score one shard only: generation ranks "
                                    "every caption, so it runs once all shards are scored (`generate`).")
     _model_args(p, "caption list to ingest and attack", captions_required=True)
+    _engine_args(p)
     p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
     _generate_args(p)
     p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")
