@@ -56,7 +56,7 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
 BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels",
-           "detectors": "detectors"}
+           "detectors": "detectors", "scale": "scale"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -72,7 +72,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                    "ranking: scores and auto labels of the demo store vs its planted truth; "
                                    "throughput: batched vs per-caption DCS/ECS; "
                                    "labels: labels, masks and flags on the realistic 256/512-px fixture world; "
-                                   "detectors: every one-step detector and rank fusions on the demo world. "
+                                   "detectors: every one-step detector and rank fusions on the demo world; "
+                                   "scale: 2 M-caption ingest, store timings at that size, local vs Ray DCS. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options, e.g. --json")
