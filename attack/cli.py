@@ -28,7 +28,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
         say(f"warning: {msg}")
 
     # before touching the store; a parquet list is read in batches as it is written (one transaction)
-    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True)
+    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True, shards=args.shards)
     for line in prepared.captions.recognised() if prepared.captions else ():
         echo(line)
     update, close = progress_bars()
@@ -50,6 +50,8 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, nargs="?", help="caption list")
     p.add_argument("--images", type=Path, help="folder of training images")
     p.add_argument("--metadata", type=Path, help="metadata file for --images (default: DIR/metadata.{jsonl,csv,parquet})")
+    p.add_argument("--shards", type=Path, help="img2dataset output: a webdataset .tar shard or a folder of them "
+                                               "(jpg/png/webp + txt/json per key, NNNNN.parquet beside), streamed")
     p.add_argument("--format", choices=FORMATS, help="force the caption file's format or layout")
     p.set_defaults(func=_run_ingest, interrupted=UNCHANGED)
 

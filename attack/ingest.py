@@ -648,6 +648,7 @@ class PreparedIngest:
     scan: Optional[ImageScan]
     images_sha256: str = ""   # of the metadata file and every image file (names and bytes)
     stream: Optional[CaptionStream] = None   # a parquet list read in batches (parsed is then None)
+    shards: Any = None        # an attack.shards.ShardScan: img2dataset webdataset shards, streamed
 
     @property
     def captions(self) -> "Optional[ParsedList | CaptionStream]":
@@ -666,19 +667,22 @@ def scan_sha256(scan: ImageScan) -> str:
 
 def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
                    metadata: Optional[Path] = None, fmt: Optional[str] = None,
-                   stream: bool = False) -> PreparedIngest:
+                   stream: bool = False, shards: Optional[Path] = None) -> PreparedIngest:
     """Parse and check every input; raises IngestError naming file, row and column. stream: a
     parquet caption list is checked here only by its schema and read in batches while written
     (memory bounded by STREAM_ROWS; a bad row still rolls the whole ingest back)."""
-    if file is None and images is None:
-        raise IngestError("ingest: expected a caption FILE and/or --images DIR, got neither")
+    if file is None and images is None and shards is None:
+        raise IngestError("ingest: expected a caption FILE, --images DIR and/or --shards PATH, got none")
     if metadata is not None and images is None:
         raise IngestError("ingest: expected --images DIR with --metadata, got --metadata alone")
     streamed = open_caption_stream(Path(file), fmt) if file is not None and stream else None
     parsed = parse_caption_file(Path(file), fmt) if file is not None and streamed is None else None
     scan = scan_images(Path(images), Path(metadata) if metadata else None) if images is not None else None
+    from .shards import scan_shards
+
+    tars = scan_shards(Path(shards)) if shards is not None else None
     return PreparedIngest(None if file is None else Path(file), parsed, scan,
-                          scan_sha256(scan) if scan is not None else "", streamed)
+                          scan_sha256(scan) if scan is not None else "", streamed, tars)
 
 
 def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
@@ -727,22 +731,36 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
     if images_run is not None:
         already.append(("image folder", images_run))
         scan = None
-    if parsed is None and scan is None:
+    tars = prepared.shards
+    shards_run = _ingested_before(store, "shards_sha256", tars.sha256) if tars else None
+    for rel, why in tars.skipped if tars else ():
+        warn(f"not read: {rel} ({why})")
+    if shards_run is not None:
+        already.append(("shards", shards_run))
+        tars = None
+    if parsed is None and scan is None and tars is None:
         return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=prepared.scan.skipped if prepared.scan else (),
                             already=tuple(already))
     created: list[str] = []
     try:
         decoded, corrupt = _decode_all(store, scan, warn, created, progress)
+        decoded_tars, corrupt_tars = _decode_shards(store, tars, warn, created, progress)
+        corrupt += corrupt_tars
         params = {"file": None if parsed is None else str(prepared.file),
                   "file_sha256": parsed.sha256 if parsed else None,
                   "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
                   "images": None if scan is None else str(scan.folder),
                   "metadata": None if scan is None or scan.metadata is None else str(scan.metadata),
-                  "images_sha256": prepared.images_sha256 if scan else None}
+                  "images_sha256": prepared.images_sha256 if scan else None,
+                  "shards": None if tars is None else str(tars.source),
+                  "shards_sha256": tars.sha256 if tars else None}
         streamed = isinstance(parsed, CaptionStream)
         caption_rows = list(parsed.rows) if parsed and not streamed else []
         image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
                           for e, _, _ in decoded if e.caption is not None]
+        image_captions += [CaptionRow(e.caption, url=e.url, source=e.shard.name)
+                           for e, _, _ in decoded_tars if e.caption is not None]
+        decoded += decoded_tars
         with store.transaction():
             run_id = store.start_run("ingest", "", params)
             n_captions_before = store.caption_count()
@@ -768,7 +786,28 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
     return IngestReport(run_id=run_id, caption_rows=n_rows, captions_added=added, captions_merged=n_rows - added,
                         images_added=images_added, images_skipped=len(corrupt), corrupt_files=tuple(corrupt),
                         format=parsed.format if parsed else None, layout=parsed.layout if parsed else None,
-                        not_read=prepared.scan.skipped if prepared.scan else (), already=tuple(already))
+                        not_read=(prepared.scan.skipped if prepared.scan else ())
+                        + (prepared.shards.skipped if prepared.shards else ()), already=tuple(already))
+
+
+def _decode_shards(store: Store, tars, warn, created: list[str], progress=no_progress) -> tuple[list, list]:
+    """_decode_all for webdataset shards: each image decoded from the tar stream, never unpacked."""
+    from .shards import decode_bytes, stream_images
+
+    decoded, corrupt = [], []
+    n = len(tars.samples) if tars else 0
+    for i, (sample, data) in enumerate(stream_images(tars) if tars else ()):
+        progress("images", i, n)
+        try:
+            img = decode_bytes(data)
+        except Exception as e:  # PIL raises many types for bad files: all mean "skip it"
+            reason = f"{type(e).__name__}: {e}"
+            corrupt.append((sample.rel_path, reason))
+            warn(f"skipped corrupt image {sample.rel_path} ({reason})")
+            continue
+        decoded.append((sample, store.put_image_tracked(img, created), img.size))
+    progress("images", n, n)
+    return decoded, corrupt
 
 
 def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,
