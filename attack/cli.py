@@ -178,8 +178,9 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                                                      "number of CPU cores), one torch thread each on CPU")
 
 
-def _engine(args: argparse.Namespace, model):
-    """None for the local engine, else the RayEngine the stages take (ray is imported only here)."""
+def _engine(args: argparse.Namespace, model=None, device: Optional[str] = None):
+    """None for the local engine, else the RayEngine the stages take (ray is imported only here);
+    model None: the retrieval stage, whose actors load the embedder on `device`."""
     if args.engine != "ray":
         return None
     import os
@@ -188,11 +189,11 @@ def _engine(args: argparse.Namespace, model):
 
     from .engine import RayEngine, RayOptions, as_model_spec
 
-    device = str(model.device)
+    device = str(model.device) if model is not None else device
     default = max(torch.cuda.device_count(), 1) if device.startswith("cuda") else (os.cpu_count() or 1)
     opts = RayOptions(address=args.address, workers=args.workers or default, device=device)
-    return RayEngine(as_model_spec(model, args.dtype, args.config, args.variant), opts,
-                     warn=lambda m: say(f"warning: {m}"))
+    spec = as_model_spec(model, args.dtype, args.config, args.variant) if model is not None else None
+    return RayEngine(spec, opts, warn=lambda m: say(f"warning: {m}"))
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -339,7 +340,8 @@ def _run_all(args: argparse.Namespace) -> int:
 
                 ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids), external=args.index,
                                      embedder=embedder, batch_size=args.batch_size, recompute=args.recompute,
-                                     progress=update)
+                                     progress=update,
+                                     engine=engine and _engine(args, device=_embed_device(args.device)))
                 echo(ret.summary())
                 echo(label_stage(store, args.preset, caption_ids=list(sel.ids), recompute=args.recompute,
                                  progress=update).summary())
@@ -400,7 +402,8 @@ def _run_retrieve(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             report = retrieve_stage(store, params, caption_ids=ids, external=args.index, embedder=embedder,
-                                    batch_size=args.batch_size, recompute=args.recompute, progress=update)
+                                    batch_size=args.batch_size, recompute=args.recompute, progress=update,
+                                    engine=_engine(args, device=_embed_device(args.device)))
         finally:
             close()
     echo(report.summary())
@@ -452,6 +455,7 @@ def add_retrieve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
     p.add_argument("--batch-size", type=_positive, default=64, help="generations per embedding batch")
     p.add_argument("--device", help="where the embedder runs: cpu or cuda[:N] (default: cuda when available)")
+    _engine_args(p)
     _retrieve_args(p)
     p.set_defaults(func=_run_retrieve)
 

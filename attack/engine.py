@@ -59,6 +59,22 @@ class ModelSpec:
     config: Optional[str] = None
     variant: Optional[str] = None
 
+    def __call__(self, device: str) -> Any:
+        from .models import load_model
+
+        return load_model(self.spec, device, dtype=self.dtype, config=self.config, variant=self.variant)
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """How an actor loads the retrieval embedder (attack.embed.load_embedder)."""
+    spec: str
+
+    def __call__(self, device: str) -> Any:
+        from .embed import load_embedder
+
+        return load_embedder(self.spec, device)
+
 
 def connect(opts: RayOptions) -> None:
     """Join --address, or start a local cluster; a cluster this process already joined is reused."""
@@ -97,15 +113,13 @@ def runtime_env(remote: bool = False, env: Optional[dict[str, str]] = None) -> d
 class _Worker:
     """Holds one model adapter; runs `work(model, rows)` on each local-engine batch of a block."""
 
-    def __init__(self, model: ModelSpec, device: str, threads: int, batch_size: int,
+    def __init__(self, model: Callable[[str], Any], device: str, threads: int, batch_size: int,
                  work: Callable[[Any, list[dict]], list[dict]]):
         import torch
 
-        from .models import load_model
-
         if device == "cpu":
             torch.set_num_threads(threads)   # N actors of one thread each: they scale, threads fight
-        self.model = load_model(model.spec, device, dtype=model.dtype, config=model.config, variant=model.variant)
+        self.model = model(device)
         self.batch_size, self.work = batch_size, work
         self.calls = 0
 
@@ -123,9 +137,9 @@ class _Worker:
         out: list[dict] = []
         for b in sorted({int(r["pos"]) // self.batch_size for r in rows}):
             group = [r for r in rows if int(r["pos"]) // self.batch_size == b]
-            start = self.model.evals
+            start = getattr(self.model, "evals", 0.0)      # an embedder spends no denoiser calls
             done = self.work(self.model, group)
-            each = (self.model.evals - start) / len(group)
+            each = (getattr(self.model, "evals", 0.0) - start) / len(group)
             out += [dict(d, evals=each) for d in done]
         return {k: [d[k] for d in out] for k in out[0]} if out else {}
 
@@ -145,7 +159,7 @@ def _quiet_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def _run_ray(inputs: Path, outputs: Path, model: ModelSpec, opts: RayOptions, batch_size: int,
+def _run_ray(inputs: Path, outputs: Path, model: Callable[[str], Any], opts: RayOptions, batch_size: int,
              work: Callable[[Any, list[dict]], list[dict]], shards: int) -> None:
     import ray
 
@@ -212,7 +226,8 @@ class ShardRun:
 
 
 def run_sharded(store: Store, folder: Path, todo: Callable[[], dict[str, list]], merge: Callable[[list[dict]], int],
-                model: ModelSpec, opts: RayOptions, batch_size: int, work: Callable[[Any, list[dict]], list[dict]],
+                model: Callable[[str], Any], opts: RayOptions, batch_size: int,
+                work: Callable[[Any, list[dict]], list[dict]],
                 warn: Callable[[str], None] = lambda m: None) -> ShardRun:
     """Steps 1-4 of the module docstring. `todo()` lists the missing work as columns (with `pos`),
     `merge(rows)` writes output rows not yet in the run and returns how many it wrote."""
@@ -261,6 +276,22 @@ class GenerateWork:
                 for r, img in zip(rows, images)]
 
 
+@dataclass(frozen=True)
+class EmbedWork:
+    """Unit vectors of training images read from the store's image files (no database: a store
+    on storage every node sees), at the size retrieval compares them (attack.index.file_tensor)."""
+    store_path: str
+
+    def __call__(self, embedder: Any, rows: list[dict]) -> list[dict]:
+        from store.images import ImageFiles
+
+        from .index import embed_tensors, file_tensor
+
+        files = ImageFiles(Path(self.store_path) / "images")
+        vectors = embed_tensors(embedder, [file_tensor(files, str(r["sha"])) for r in rows], len(rows))
+        return [{"train_image_id": int(r["train_image_id"]), "vector": v.tolist()} for r, v in zip(rows, vectors)]
+
+
 def as_model_spec(model: Any, dtype: Optional[str] = None, config: Optional[str] = None,
                   variant: Optional[str] = None) -> ModelSpec:
     return ModelSpec(model.spec or model.name, dtype, config, variant)
@@ -279,8 +310,9 @@ def evals_of(rows: Sequence[dict]) -> float:
 
 @dataclass(frozen=True)
 class RayEngine:
-    """What score_stage / generate_stage call instead of their local loop."""
-    model: ModelSpec
+    """What score_stage / generate_stage / build_store_index call instead of their local loop;
+    model is None for retrieval (its actors load the embedder)."""
+    model: Optional[ModelSpec]
     options: RayOptions = RayOptions()
     warn: Callable[[str], None] = lambda m: None
 
@@ -332,6 +364,30 @@ class RayEngine:
 
         return run_sharded(store, folder, missing, merge, self.model, self.options, batch_size,
                            GenerateWork(steps, guidance), self.warn)
+
+
+def embed_images(engine: RayEngine, store: Store, spec: str, rows: Sequence[tuple[int, str]], batch_size: int,
+                 key: str) -> Any:
+    """Vectors [N, d] (float32, rows' order) of (training image id, sha) rows, embedded by actors
+    holding the embedder; `key` names the work folder (the embedder and the training set), so a
+    killed build resumes from the shards it wrote."""
+    import numpy as np
+
+    folder = store.path / "ray" / f"embed-{key}"
+    got: dict[int, list] = {}
+
+    def missing() -> dict[str, list]:
+        todo = [(i, sha) for i, sha in rows if i not in got]
+        return {"pos": list(range(len(todo))), "train_image_id": [i for i, _ in todo], "sha": [s for _, s in todo]}
+
+    def merge(out: list[dict]) -> int:
+        new = {int(r["train_image_id"]): r["vector"] for r in out if int(r["train_image_id"]) not in got}
+        got.update(new)
+        return len(new)
+
+    run_sharded(store, folder, missing, merge, EmbedderSpec(spec), engine.options, batch_size,
+                EmbedWork(str(store.path)), engine.warn)
+    return np.asarray([got[i] for i, _ in rows], dtype=np.float32)
 
 
 def _add_evals(store: Store, run_id: int, evals: float) -> None:

@@ -117,3 +117,23 @@ def test_a_rerun_after_the_driver_is_killed_merges_its_shards(cluster, demo, tmp
         assert reports[0].resumed and 0 < reports[0].computed < 200   # the shards it left were not recomputed
         assert s.latest_scores("dcs", "demo") == want
         assert s.get_run(1).status == "done"
+
+
+def test_training_images_embedded_on_ray_equal_the_local_index(cluster, tmp_path):
+    import numpy as np
+
+    from attack.embed import load_embedder
+    from attack.index import build_store_index
+
+    from .conftest import tiny_image
+
+    with Store.open(tmp_path / "s") as s:
+        for i in range(40):      # 16 px and 300 px images: both paths of image_tensor
+            img = tiny_image(i, 16 if i % 3 else 300)
+            s.add_training_image(s.put_image(img), None, f"img{i}.png", {})
+        embedder = load_embedder("pixel")
+        local = build_store_index(s, embedder, batch_size=8)
+        remote = build_store_index(s, embedder, batch_size=8, engine=RayEngine(None, RayOptions(workers=1)))
+        assert np.array_equal(remote.ids, local.ids) and len(local.ids) == 40
+        assert np.array_equal(remote.index.reconstruct_n(0, 40), local.index.reconstruct_n(0, 40))
+        assert not (s.path / "ray").exists() or not any((s.path / "ray").iterdir())
