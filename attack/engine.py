@@ -176,7 +176,13 @@ def _run_ray(inputs: Path, outputs: Path, model: Callable[[str], Any], opts: Ray
                                                       work),
                         batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=opts.workers),
                         num_gpus=1 if gpu else 0, num_cpus=0)
-    ds.write_parquet(str(outputs), ray_remote_args={"num_cpus": 0})
+    try:
+        ds.write_parquet(str(outputs), ray_remote_args={"num_cpus": 0})
+    except ray.exceptions.RayError as e:
+        # what the actors wrote is kept: the next call merges it and computes the rest
+        first = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+        raise EngineError(f"expected the Ray actors to finish, got {type(e).__name__}: {first}; the shards "
+                          f"written so far stay in {outputs.parent} and a rerun resumes from them") from None
 
 
 # -- shards ---------------------------------------------------------------------------------------
