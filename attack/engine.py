@@ -177,7 +177,7 @@ def _run_ray(inputs: Path, outputs: Path, model: Callable[[str], Any], opts: Ray
                         batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=opts.workers),
                         num_gpus=1 if gpu else 0, num_cpus=0)
     try:
-        ds.write_parquet(str(outputs), ray_remote_args={"num_cpus": 0})
+        ds.write_parquet(str(outputs), ray_remote_args={"num_cpus": 0}, concurrency=1)   # one writer process
     except ray.exceptions.RayError as e:
         # what the actors wrote is kept: the next call merges it and computes the rest
         first = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
