@@ -29,7 +29,7 @@ from store import Store
 
 from .errors import AttackError
 
-SHARD_BATCHES = 4           # batches per input shard: one Ray block, the unit of retry and resume
+SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
 CRASH_ONCE_ENV = "VERBATIM_RAY_CRASH_ONCE"   # tests: a file whose presence makes one actor die once
 
 
@@ -40,15 +40,18 @@ class EngineError(AttackError):
 @dataclass(frozen=True)
 class RayOptions:
     """address: an existing cluster (ray start --head) or None for a local one; workers: actors
-    (one model copy each); threads: torch threads per actor on CPU; device: where actors run."""
+    (one model copy each); threads: torch threads per actor on CPU; device: where actors run;
+    shard_batches: batches per shard (larger: less per-block overhead, coarser retry and resume)."""
     address: Optional[str] = None
     workers: int = 2
     threads: int = 1
     device: str = "cpu"
+    shard_batches: int = SHARD_BATCHES
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.threads < 1:
-            raise EngineError(f"expected --workers >= 1 and threads >= 1, got {self.workers}, {self.threads}")
+        if min(self.workers, self.threads, self.shard_batches) < 1:
+            raise EngineError(f"expected workers, threads and shard_batches >= 1, got {self.workers}, "
+                              f"{self.threads}, {self.shard_batches}")
 
 
 @dataclass(frozen=True)
@@ -169,12 +172,15 @@ def _run_ray(inputs: Path, outputs: Path, model: Callable[[str], Any], opts: Ray
     # On CPU the pool size is the CPU budget (N actors x threads): reserving it in Ray as well
     # starves the small list/read/write tasks on a cluster of exactly N CPUs (they wait forever
     # behind the actors). On GPU each actor holds one GPU.
+    # one block in flight per actor: the default queues several on whichever actor is ready first,
+    # and with a few large blocks one actor ends up doing them all
+    pool = ray.data.ActorPoolStrategy(size=opts.workers, max_tasks_in_flight_per_actor=1)
     ds = ray.data.read_parquet(str(inputs), num_cpus=0, override_num_blocks=shards)   # one block a shard
     # Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1: a dead worker is
     # replaced and its block retried, which is what resume-without-duplicates needs
     ds = ds.map_batches(_Worker, fn_constructor_args=(model, "cuda" if gpu else "cpu", opts.threads, batch_size,
                                                       work),
-                        batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=opts.workers),
+                        batch_size=None, batch_format="numpy", compute=pool,
                         num_gpus=1 if gpu else 0, num_cpus=0)
     try:
         ds.write_parquet(str(outputs), ray_remote_args={"num_cpus": 0}, concurrency=1)   # one writer process
@@ -190,16 +196,16 @@ def work_dir(store: Store, stage: str, run_id: int, kind: str) -> Path:
     return store.path / "ray" / f"{stage}-run{run_id}-{kind}"
 
 
-def write_inputs(folder: Path, columns: dict[str, list], batch_size: int) -> int:
-    """The work list as parquet shards of SHARD_BATCHES whole batches (one row group each); returns
-    the number of shards. Old inputs are replaced: they describe an earlier work list."""
+def write_inputs(folder: Path, columns: dict[str, list], batch_size: int, shard_batches: int = SHARD_BATCHES) -> int:
+    """The work list as parquet shards of `shard_batches` whole batches (one row group each);
+    returns the number of shards. Old inputs are replaced: they describe an earlier work list."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     n = len(next(iter(columns.values())))
-    rows = SHARD_BATCHES * batch_size
+    rows = shard_batches * batch_size
     for i, start in enumerate(range(0, n, rows)):
         part = pa.table({k: v[start:start + rows] for k, v in columns.items()})
         pq.write_table(part, folder / f"part-{i:05d}.parquet", row_group_size=rows)
@@ -243,7 +249,7 @@ def run_sharded(store: Store, folder: Path, todo: Callable[[], dict[str, list]],
     shards, rows_out = 0, 0
     if n:
         shutil.rmtree(folder / "out", ignore_errors=True)   # merged above: only this call's shards below
-        shards = write_inputs(folder / "in", columns, batch_size)
+        shards = write_inputs(folder / "in", columns, batch_size, opts.shard_batches)
         connect(opts)
         _run_ray(folder / "in", folder / "out", model, opts, batch_size, work, shards)
         rows = read_outputs(folder / "out", warn)

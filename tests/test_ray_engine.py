@@ -48,7 +48,7 @@ def _stores(tmp_path: Path, n: int) -> tuple[Store, Store]:
 
 
 def _engine(model, workers: int = 2) -> RayEngine:
-    return RayEngine(as_model_spec(model), RayOptions(workers=workers))
+    return RayEngine(as_model_spec(model), RayOptions(workers=workers, shard_batches=4))
 
 
 def test_ray_scores_and_generations_equal_the_local_engine(cluster, demo, tmp_path):
