@@ -16,7 +16,7 @@ from store.command import run_command
 from store.terminal import echo, terminal_safe
 
 from .errors import AttackError
-from .kinds import MULTI_SEED, SCORE_NAMES, split_kind
+from .kinds import DEMO_STORE, DUP_RMSE_MAX, DUP_RMSE_MIN, MULTI_SEED, PRESET_NAMES, SCORE_NAMES, split_kind
 from .progress import progress_bars, say
 
 
@@ -27,8 +27,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
     def warn(msg: str) -> None:
         say(f"warning: {msg}")
 
-    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format)  # before touching the store
-    for line in prepared.parsed.recognised() if prepared.parsed else ():
+    # before touching the store; a parquet list is read in batches as it is written (one transaction)
+    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True, shards=args.shards)
+    for line in prepared.captions.recognised() if prepared.captions else ():
         echo(line)
     update, close = progress_bars()
     try:
@@ -49,13 +50,15 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, nargs="?", help="caption list")
     p.add_argument("--images", type=Path, help="folder of training images")
     p.add_argument("--metadata", type=Path, help="metadata file for --images (default: DIR/metadata.{jsonl,csv,parquet})")
+    p.add_argument("--shards", type=Path, help="img2dataset output: a webdataset .tar shard or a folder of them "
+                                               "(jpg/png/webp + txt/json per key, NNNNN.parquet beside), streamed")
     p.add_argument("--format", choices=FORMATS, help="force the caption file's format or layout")
     p.set_defaults(func=_run_ingest, interrupted=UNCHANGED)
 
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
 BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels",
-           "detectors": "detectors"}
+           "detectors": "detectors", "scale": "scale"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -71,7 +74,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                    "ranking: scores and auto labels of the demo store vs its planted truth; "
                                    "throughput: batched vs per-caption DCS/ECS; "
                                    "labels: labels, masks and flags on the realistic 256/512-px fixture world; "
-                                   "detectors: every one-step detector and rank fusions on the demo world. "
+                                   "detectors: every one-step detector and rank fusions on the demo world; "
+                                   "scale: 2 M-caption ingest, store timings at that size, local vs Ray DCS. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options, e.g. --json")
@@ -164,6 +168,34 @@ def _model_args(p: argparse.ArgumentParser, captions_help: str, captions_require
     p.add_argument("--limit", type=_positive, help="shard: at most this many items")
 
 
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: Ray Data actors (one model copy each) write parquet shards into "
+                        "STORE/ray/ that this process merges; same values, resumable")
+    p.add_argument("--address", help="--engine ray: join this cluster (`ray start --head` prints it); default: start "
+                                     "a local one")
+    p.add_argument("--workers", type=_positive, help="--engine ray: actors (default: one per GPU on CUDA, else the "
+                                                     "number of CPU cores), one torch thread each on CPU")
+
+
+def _engine(args: argparse.Namespace, model=None, device: Optional[str] = None):
+    """None for the local engine, else the RayEngine the stages take (ray is imported only here);
+    model None: the retrieval stage, whose actors load the embedder on `device`."""
+    if args.engine != "ray":
+        return None
+    import os
+
+    import torch
+
+    from .engine import RayEngine, RayOptions, as_model_spec
+
+    device = str(model.device) if model is not None else device
+    default = max(torch.cuda.device_count(), 1) if device.startswith("cuda") else (os.cpu_count() or 1)
+    opts = RayOptions(address=args.address, workers=args.workers or default, device=device)
+    spec = as_model_spec(model, args.dtype, args.config, args.variant) if model is not None else None
+    return RayEngine(spec, opts, warn=lambda m: say(f"warning: {m}"))
+
+
 def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="score kind that ranks captions for generation, a rank fusion of "
                                                "stored scores (dcs+anisotropy), or none (the captions in order); "
@@ -206,7 +238,7 @@ def _run_score(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             reports = score_stage(store, model, sel, kinds, model_id=model.spec, batch_size=args.batch_size,
-                                  offset=args.offset, limit=args.limit, progress=update)
+                                  offset=args.offset, limit=args.limit, progress=update, engine=_engine(args, model))
         finally:
             close()
     for r in reports:
@@ -225,7 +257,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             report = generate_stage(store, model, sel, params, by=by, model_id=model.spec,
-                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update)
+                                    batch_size=args.batch_size, offset=args.offset, limit=args.limit, progress=update,
+                                    engine=_engine(args, model))
         finally:
             close()
     echo(report.summary())
@@ -281,10 +314,11 @@ def _run_all(args: argparse.Namespace) -> int:
         else:
             echo(apply_ingest(store, prepared, warn=lambda m: say(f"warning: {m}")).summary())
         sel = select_captions(store, texts)
+        engine = _engine(args, model)
         update, close = progress_bars()
         try:
             for r in score_stage(store, model, sel, args.scores, model_id=model.spec, batch_size=args.batch_size,
-                                 offset=args.offset, limit=args.limit, progress=update):
+                                 offset=args.offset, limit=args.limit, progress=update, engine=engine):
                 echo(r.summary())
             if sharded and not args.no_generate:
                 # the top-K is over every caption: a shard cannot know it, so it only scores
@@ -295,7 +329,7 @@ def _run_all(args: argparse.Namespace) -> int:
                 return 0
             if not args.no_generate:
                 echo(generate_stage(store, model, sel, params, by=by, model_id=model.spec,
-                                     batch_size=args.batch_size, progress=update).summary())
+                                     batch_size=args.batch_size, progress=update, engine=engine).summary())
             n_train = store.training_set_version().count
             if not args.no_generate and not n_train and args.index is None:
                 echo("retrieve, label: skipped, the store holds no training images to compare with "
@@ -306,7 +340,8 @@ def _run_all(args: argparse.Namespace) -> int:
 
                 ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids), external=args.index,
                                      embedder=embedder, batch_size=args.batch_size, recompute=args.recompute,
-                                     progress=update)
+                                     progress=update,
+                                     engine=engine and _engine(args, device=_embed_device(args.device)))
                 echo(ret.summary())
                 echo(label_stage(store, args.preset, caption_ids=list(sel.ids), recompute=args.recompute,
                                  progress=update).summary())
@@ -317,9 +352,6 @@ def _run_all(args: argparse.Namespace) -> int:
 
 # -- retrieval, labels, demo ----------------------------------------------------------------------
 def _retrieve_args(p: argparse.ArgumentParser) -> None:
-    from .masks import MaskParams
-
-    d = MaskParams()
     p.add_argument("--embedder", default="pixel", help="pixel (thumbnail descriptor, default) or "
                                                        "clip:<arch>:<pretrained tag in the local cache | checkpoint file>")
     p.add_argument("--k", type=_positive, default=10, help="neighbours per generation (default 10)")
@@ -327,9 +359,9 @@ def _retrieve_args(p: argparse.ArgumentParser) -> None:
                                                      "or e.g. IVF4096,PQ64 past ~1M images")
     p.add_argument("--index", type=Path, help="search an existing autofaiss / clip-retrieval index folder "
                                               "(image.index + parquet/arrow metadata with url, caption) instead")
-    p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(d.rmse_min, d.rmse_max),
-                   help=f"near-duplicate RMSE window for template masks (default {d.rmse_min:.4f} {d.rmse_max:.4f}: "
-                        f"the paper code's SSE 1e2..1e3 on 256x256)")
+    p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(DUP_RMSE_MIN, DUP_RMSE_MAX),
+                   help=f"near-duplicate RMSE window for template masks (default {DUP_RMSE_MIN:.4f} "
+                        f"{DUP_RMSE_MAX:.4f}: the paper code's SSE 1e2..1e3 on 256x256)")
     p.add_argument("--recompute", action="store_true", help="search (and label) again even when nothing they rest on "
                                                             "changed; the old results stay in the history")
 
@@ -370,7 +402,8 @@ def _run_retrieve(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             report = retrieve_stage(store, params, caption_ids=ids, external=args.index, embedder=embedder,
-                                    batch_size=args.batch_size, recompute=args.recompute, progress=update)
+                                    batch_size=args.batch_size, recompute=args.recompute, progress=update,
+                                    engine=_engine(args, device=_embed_device(args.device)))
         finally:
             close()
     echo(report.summary())
@@ -422,20 +455,19 @@ def add_retrieve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
     p.add_argument("--batch-size", type=_positive, default=64, help="generations per embedding batch")
     p.add_argument("--device", help="where the embedder runs: cpu or cuda[:N] (default: cuda when available)")
+    _engine_args(p)
     _retrieve_args(p)
     p.set_defaults(func=_run_retrieve)
 
 
 def add_label(sub: argparse._SubParsersAction) -> None:
-    from .labels import PRESETS
-
     p = sub.add_parser("label", help="automatic labels TV -> MV -> RV -> N with suspect flags; resumable",
                        description="Labels every caption with generations from the stored neighbours and the current "
                                    "mask versions; every distance is stored with the label.")
     p.add_argument("--store", type=Path, required=True, help="store folder")
     p.add_argument("--captions", type=Path, help="only these captions (already ingested)")
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+    p.add_argument("--preset", choices=PRESET_NAMES, default="paper",
                    help="thresholds: paper (0.12 for all) or onestep-code (0.113 TV/MV, 0.124 RV)")
     p.add_argument("--recompute", action="store_true", help="label every candidate again even when its evidence "
                                                             "did not change (earlier labels stay in the history)")
@@ -446,12 +478,10 @@ def add_label(sub: argparse._SubParsersAction) -> None:
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    from .demo.build import DEFAULT_STORE
-
     p = sub.add_parser("demo", help="build the demo store end to end (about 2 minutes on a 2-core CPU)",
                        description="Ingest the demo world, score every attack caption (DCS, ECS, Wen), generate for "
                                    "the top K, retrieve, build masks and label. Running it again reuses what is done.")
-    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"store folder (default {DEFAULT_STORE})")
+    p.add_argument("--store", type=Path, default=DEMO_STORE, help=f"store folder (default {DEMO_STORE})")
     p.set_defaults(func=_run_demo)
 
 
@@ -460,6 +490,7 @@ def add_score(sub: argparse._SubParsersAction) -> None:
                        description="One run per score kind; a repeated call with the same model and parameters "
                                    "continues that run and skips captions it already scored.")
     _model_args(p, "only the captions of this file (already ingested), in its order; default: all, by id")
+    _engine_args(p)
     p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
     p.add_argument("--seeds", type=_positive, default=None,
                    help="n generations for wen, sharpness and anisotropy (stored as wenN, ...; default 1)")
@@ -470,6 +501,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="J seeds x S steps for the top-K captions by a stored score; resumable",
                        description="--offset/--limit shard the ranked top-K list.")
     _model_args(p, "rank only the captions of this file (already ingested); default: all")
+    _engine_args(p)
     _generate_args(p)
     p.set_defaults(func=_run_generate)
 
@@ -492,6 +524,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "run stopped. --offset/--limit make it score one shard only: generation ranks "
                                    "every caption, so it runs once all shards are scored (`generate`).")
     _model_args(p, "caption list to ingest and attack", captions_required=True)
+    _engine_args(p)
     p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
     _generate_args(p)
     p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")

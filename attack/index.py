@@ -14,12 +14,13 @@ The autofaiss layout: a folder with `image.index` and metadata rows in index ord
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from .errors import AttackError
 from .metrics import COMPARE_SIZE
 from .paths import inside
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from store.images import ImageFiles
 
 INDEX_DIR = "index"
 INDEX_FILE = "image.index"
@@ -87,6 +91,17 @@ def image_tensor(store: Store, sha: str) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
+def file_tensor(files: "ImageFiles", sha: str) -> torch.Tensor:
+    """image_tensor from the store's image files alone (a Ray actor holds no database connection);
+    the compare cache is read but not written (actors on other nodes may not write the store)."""
+    from PIL import Image
+
+    with Image.open(files.require(sha)) as im:
+        w, h = im.size
+    arr = files.compare_pixels(sha, write=False) if max(w, h) >= COMPARE_SIZE else np.asarray(files.load_image(sha))
+    return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
 def embed_tensors(embedder: Embedder, images: Sequence[torch.Tensor], batch_size: int = 64) -> np.ndarray:
     """Embed images of possibly different sizes: runs of equal shape are batched together."""
     out, i = [], 0
@@ -136,18 +151,25 @@ def new_faiss_index(dim: int, factory: str, vectors: np.ndarray, nprobe: int = 1
 
 
 def build_store_index(store: Store, embedder: Embedder, factory: str = "Flat", *, nprobe: int = 16,
-                      batch_size: int = 256, progress: Progress | None = None) -> TrainIndex:
-    """Embed every distinct training image of the store and index it."""
+                      batch_size: int = 256, progress: Progress | None = None, engine: Any = None) -> TrainIndex:
+    """Embed every distinct training image of the store and index it; engine: an
+    attack.engine.RayEngine embeds on Ray actors instead (the same batches, the same vectors)."""
     rows = distinct_images(store)
     if not rows:
         raise RetrievalError(f"{store.path}: expected training images to index (ingest --images), got none")
-    parts = []
-    for b in range(0, len(rows), batch_size):
-        chunk = rows[b:b + batch_size]
-        parts.append(embed_tensors(embedder, [image_tensor(store, s) for _, s in chunk], batch_size))
-        if progress:
-            progress("index", b + len(chunk), len(rows))
-    vectors = np.concatenate(parts)
+    if engine is not None:
+        from .engine import embed_images
+
+        key = hashlib.sha256(json.dumps([embedder.spec, _coverage(store)], sort_keys=True).encode()).hexdigest()
+        vectors = embed_images(engine, store, embedder.spec, rows, batch_size, key[:16])
+    else:
+        parts = []
+        for b in range(0, len(rows), batch_size):
+            chunk = rows[b:b + batch_size]
+            parts.append(embed_tensors(embedder, [image_tensor(store, s) for _, s in chunk], batch_size))
+            if progress:
+                progress("index", b + len(chunk), len(rows))
+        vectors = np.concatenate(parts)
     index = new_faiss_index(vectors.shape[1], factory, vectors, nprobe)
     ids = np.asarray([i for i, _ in rows], np.int64)
     info = {"embedder": embedder.spec, "factory": factory, "nprobe": nprobe, "rows": len(rows), "dim": int(vectors.shape[1]),
@@ -201,7 +223,7 @@ def index_folder(store: Store, embedder_spec: str) -> Path:
 
 
 def store_index(store: Store, embedder: Embedder, factory: str = "Flat", *, nprobe: int = 16,
-                rebuild: bool = False, progress: Progress | None = None) -> TrainIndex:
+                rebuild: bool = False, progress: Progress | None = None, engine: Any = None) -> TrainIndex:
     """The store's saved index for this embedder, rebuilt when the training images or the
     factory changed since it was written (or when asked)."""
     folder = index_folder(store, embedder.spec)
@@ -210,7 +232,7 @@ def store_index(store: Store, embedder: Embedder, factory: str = "Flat", *, npro
         if (idx.embedder == embedder.spec and idx.factory == factory
                 and all(idx.info.get(k) == v for k, v in _coverage(store).items())):
             return idx
-    idx = build_store_index(store, embedder, factory, nprobe=nprobe, progress=progress)
+    idx = build_store_index(store, embedder, factory, nprobe=nprobe, progress=progress, engine=engine)
     save_index(idx, folder)
     return load_index(folder)
 

@@ -486,6 +486,72 @@ def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
                       delimiter=table.delimiter, sniffed=sniffed, sha256=_file_sha256(path))
 
 
+STREAM_ROWS = 20_000     # parquet rows per batch of a streamed ingest: memory stays flat whatever the file
+
+
+@dataclass(frozen=True)
+class CaptionStream:
+    """A parquet caption list read batch by batch (pyarrow): its layout and roles are known from
+    the schema, its rows are checked as they are written (see apply_ingest)."""
+    path: Path
+    layout: str
+    columns: tuple
+    n_rows: int
+    roles: tuple = ()
+    extra_columns: tuple = ()
+    sha256: str = ""
+    format: str = "parquet"
+
+    def recognised(self) -> list[str]:
+        lines = [f"recognised {self.path.name}: {self.layout} layout (parquet, read in batches of {STREAM_ROWS}), "
+                 f"{self.n_rows} caption rows"]
+        if self.roles:
+            lines.append("  columns: " + ", ".join(f"{role} <- {col!r}" for role, col in self.roles))
+        if self.extra_columns:
+            lines.append("  kept as extra: " + ", ".join(repr(c) for c in self.extra_columns))
+        return lines
+
+    def batches(self, rows: Optional[int] = None):
+        """Tuples of CaptionRow, every cell checked as parse_caption_file checks it."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows, done = rows or STREAM_ROWS, 0
+        try:
+            pf = pq.ParquetFile(self.path)
+            for batch in pf.iter_batches(batch_size=rows):
+                records = batch.to_pylist()
+                table = Table(self.path, self.columns, tuple(records),
+                              tuple(f"row {done + i + 1}" for i in range(len(records))))
+                done += len(records)
+                yield to_caption_rows(table, self.layout, self.path.name)
+        except (OSError, pa.ArrowException, ValueError, TypeError, RecursionError) as e:
+            raise IngestError(f"{self.path}, after row {done}: expected a readable parquet file, got "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def open_caption_stream(path: Path, fmt: Optional[str] = None) -> Optional[CaptionStream]:
+    """A CaptionStream for a parquet caption list (None for other formats: they are parsed whole)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if fmt not in (None, "parquet", "paper") or not path.is_file() or detect_format(path) != "parquet":
+        return None
+    try:
+        meta = pq.ParquetFile(path).metadata
+        columns = tuple(meta.schema.to_arrow_schema().names)
+    except (OSError, pa.ArrowException, ValueError, TypeError) as e:
+        raise IngestError(f"{path}: expected a readable parquet file, got {type(e).__name__}: {e}") from None
+    if meta.num_rows == 0:
+        raise IngestError(f"{path}: expected at least one caption, got an empty file (0 rows)")
+    head = Table(path, columns, (), ())
+    layout = fmt if fmt in LAYOUT_FORMATS else detect_layout(head)
+    roles = column_roles(head, layout)
+    used = {c for c in roles.values() if c}
+    return CaptionStream(path, layout, columns, meta.num_rows, tuple((r, c) for r, c in roles.items() if c),
+                         tuple(c for c in columns if c not in used), _file_sha256(path))
+
+
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -581,6 +647,12 @@ class PreparedIngest:
     parsed: Optional[ParsedList]
     scan: Optional[ImageScan]
     images_sha256: str = ""   # of the metadata file and every image file (names and bytes)
+    stream: Optional[CaptionStream] = None   # a parquet list read in batches (parsed is then None)
+    shards: Any = None        # an attack.shards.ShardScan: img2dataset webdataset shards, streamed
+
+    @property
+    def captions(self) -> "Optional[ParsedList | CaptionStream]":
+        return self.parsed if self.parsed is not None else self.stream
 
 
 def scan_sha256(scan: ImageScan) -> str:
@@ -594,16 +666,23 @@ def scan_sha256(scan: ImageScan) -> str:
 
 
 def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
-                   metadata: Optional[Path] = None, fmt: Optional[str] = None) -> PreparedIngest:
-    """Parse and check every input; raises IngestError naming file, row and column."""
-    if file is None and images is None:
-        raise IngestError("ingest: expected a caption FILE and/or --images DIR, got neither")
+                   metadata: Optional[Path] = None, fmt: Optional[str] = None,
+                   stream: bool = False, shards: Optional[Path] = None) -> PreparedIngest:
+    """Parse and check every input; raises IngestError naming file, row and column. stream: a
+    parquet caption list is checked here only by its schema and read in batches while written
+    (memory bounded by STREAM_ROWS; a bad row still rolls the whole ingest back)."""
+    if file is None and images is None and shards is None:
+        raise IngestError("ingest: expected a caption FILE, --images DIR and/or --shards PATH, got none")
     if metadata is not None and images is None:
         raise IngestError("ingest: expected --images DIR with --metadata, got --metadata alone")
-    parsed = parse_caption_file(Path(file), fmt) if file is not None else None
+    streamed = open_caption_stream(Path(file), fmt) if file is not None and stream else None
+    parsed = parse_caption_file(Path(file), fmt) if file is not None and streamed is None else None
     scan = scan_images(Path(images), Path(metadata) if metadata else None) if images is not None else None
+    from .shards import scan_shards
+
+    tars = scan_shards(Path(shards)) if shards is not None else None
     return PreparedIngest(None if file is None else Path(file), parsed, scan,
-                          scan_sha256(scan) if scan is not None else "")
+                          scan_sha256(scan) if scan is not None else "", streamed, tars)
 
 
 def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
@@ -640,7 +719,7 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
     """Write image files (skipping corrupt ones), then every row in one transaction. All or
     nothing: on any failure or signal the image files this call created are removed again.
     A caption list or image folder whose content an earlier ingest already took is skipped."""
-    parsed, scan = prepared.parsed, prepared.scan
+    parsed, scan = prepared.captions, prepared.scan
     for rel, why in scan.skipped if scan else ():
         warn(f"not read: {rel} ({why})")
     already = []
@@ -652,26 +731,46 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
     if images_run is not None:
         already.append(("image folder", images_run))
         scan = None
-    if parsed is None and scan is None:
+    tars = prepared.shards
+    shards_run = _ingested_before(store, "shards_sha256", tars.sha256) if tars else None
+    for rel, why in tars.skipped if tars else ():
+        warn(f"not read: {rel} ({why})")
+    if shards_run is not None:
+        already.append(("shards", shards_run))
+        tars = None
+    if parsed is None and scan is None and tars is None:
         return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=prepared.scan.skipped if prepared.scan else (),
                             already=tuple(already))
     created: list[str] = []
     try:
         decoded, corrupt = _decode_all(store, scan, warn, created, progress)
+        decoded_tars, corrupt_tars = _decode_shards(store, tars, warn, created, progress)
+        corrupt += corrupt_tars
         params = {"file": None if parsed is None else str(prepared.file),
                   "file_sha256": parsed.sha256 if parsed else None,
                   "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
                   "images": None if scan is None else str(scan.folder),
                   "metadata": None if scan is None or scan.metadata is None else str(scan.metadata),
-                  "images_sha256": prepared.images_sha256 if scan else None}
-        caption_rows = list(parsed.rows) if parsed else []
+                  "images_sha256": prepared.images_sha256 if scan else None,
+                  "shards": None if tars is None else str(tars.source),
+                  "shards_sha256": tars.sha256 if tars else None}
+        streamed = isinstance(parsed, CaptionStream)
+        caption_rows = list(parsed.rows) if parsed and not streamed else []
         image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
                           for e, _, _ in decoded if e.caption is not None]
+        image_captions += [CaptionRow(e.caption, url=e.url, source=e.shard.name)
+                           for e, _, _ in decoded_tars if e.caption is not None]
+        decoded += decoded_tars
         with store.transaction():
             run_id = store.start_run("ingest", "", params)
             n_captions_before = store.caption_count()
             n_images_before = store.training_set_version().count
             store.add_captions(caption_rows)
+            n_streamed = 0
+            for batch in parsed.batches() if streamed else ():   # one transaction: a bad row rolls all back
+                store.add_captions(batch)
+                n_streamed += len(batch)
+                progress("captions", n_streamed, parsed.n_rows)
             ids = iter(store.add_captions(image_captions))
             for entry, sha, size in decoded:
                 meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
@@ -683,11 +782,32 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
     except BaseException:
         store.remove_unreferenced_images(created)
         raise
-    n_rows = len(caption_rows) + len(image_captions)
+    n_rows = len(caption_rows) + n_streamed + len(image_captions)
     return IngestReport(run_id=run_id, caption_rows=n_rows, captions_added=added, captions_merged=n_rows - added,
                         images_added=images_added, images_skipped=len(corrupt), corrupt_files=tuple(corrupt),
                         format=parsed.format if parsed else None, layout=parsed.layout if parsed else None,
-                        not_read=prepared.scan.skipped if prepared.scan else (), already=tuple(already))
+                        not_read=(prepared.scan.skipped if prepared.scan else ())
+                        + (prepared.shards.skipped if prepared.shards else ()), already=tuple(already))
+
+
+def _decode_shards(store: Store, tars, warn, created: list[str], progress=no_progress) -> tuple[list, list]:
+    """_decode_all for webdataset shards: each image decoded from the tar stream, never unpacked."""
+    from .shards import decode_bytes, stream_images
+
+    decoded, corrupt = [], []
+    n = len(tars.samples) if tars else 0
+    for i, (sample, data) in enumerate(stream_images(tars) if tars else ()):
+        progress("images", i, n)
+        try:
+            img = decode_bytes(data)
+        except Exception as e:  # PIL raises many types for bad files: all mean "skip it"
+            reason = f"{type(e).__name__}: {e}"
+            corrupt.append((sample.rel_path, reason))
+            warn(f"skipped corrupt image {sample.rel_path} ({reason})")
+            continue
+        decoded.append((sample, store.put_image_tracked(img, created), img.size))
+    progress("images", n, n)
+    return decoded, corrupt
 
 
 def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,

@@ -1,8 +1,12 @@
-"""Score kind names, torch-free, so the command line checks a typo before loading anything.
-attack.pipeline maps each name to its batched function (pipeline.SCORES)."""
+"""Names and defaults the command line needs, torch-free, so it checks a typo (and answers --help)
+before loading anything: score kinds (attack.pipeline maps each name to its batched function,
+pipeline.SCORES), label presets (attack.labels.PRESETS), the template masks' near-duplicate window
+(attack.masks.MaskParams) and the demo store's folder."""
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 
 SCORE_NAMES = ("dcs", "ecs", "wen", "sharpness", "anisotropy")
 # these also come with n generations each, as '<kind><n>': wen4 is Wen et al. with four seeds
@@ -18,3 +22,11 @@ def split_kind(kind: object) -> tuple[str, int | None] | None:
         return kind, None
     m = _WITH_N.fullmatch(kind)
     return (m[1], int(m[2])) if m else None
+
+
+# label threshold presets; attack.labels.PRESETS holds their values
+PRESET_NAMES = ("onestep-code", "paper")
+# near-duplicate RMSE window of template masks: the paper code's SSE 1e2..1e3 on 256x256x3
+DUP_RMSE_MIN = math.sqrt(1e2 / (3 * 256 * 256))
+DUP_RMSE_MAX = math.sqrt(1e3 / (3 * 256 * 256))
+DEMO_STORE = Path("data/demo")

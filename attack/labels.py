@@ -35,6 +35,7 @@ from store import Store
 
 from .align import AlignParams, align, features
 from .errors import AttackError
+from .kinds import PRESET_NAMES
 from .metrics import mask_to_compare, masked_rmse, rmse
 from .retrieve import CompareImages
 from .progress import Progress
@@ -66,6 +67,7 @@ PRESETS: dict[str, Thresholds] = {
     "paper": Thresholds(),
     "onestep-code": Thresholds(tv=0.113, mv=0.113, rv=0.124),
 }
+assert tuple(sorted(PRESETS)) == PRESET_NAMES, "attack.kinds names every preset"
 
 
 def preset(name: str) -> Thresholds:

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import AttackError
+from .kinds import DUP_RMSE_MAX, DUP_RMSE_MIN
 from .metrics import COMPARE_SIZE
 
 SSE_TO_RMSE = 1.0 / (3 * COMPARE_SIZE * COMPARE_SIZE)
+assert abs(DUP_RMSE_MIN - (1e2 * SSE_TO_RMSE) ** 0.5) < 1e-12, "attack.kinds: the window on the compare grid"
 
 
 class MaskInputError(AttackError):
@@ -41,8 +43,8 @@ class MaskParams:
     mask keeping less is not stored; max_dups: near-duplicates combined; agree_iou: siblings of
     one template change the same region, so only candidates whose change regions overlap the
     consensus by at least this IoU are combined (see consistent_siblings)."""
-    rmse_min: float = float(np.sqrt(1e2 * SSE_TO_RMSE))
-    rmse_max: float = float(np.sqrt(1e3 * SSE_TO_RMSE))
+    rmse_min: float = DUP_RMSE_MIN
+    rmse_max: float = DUP_RMSE_MAX
     candidates: int = 10
     diff: float = 0.03
     erode: int = 3

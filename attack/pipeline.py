@@ -205,9 +205,11 @@ def score_params(kind: str, params: Any) -> dict[str, Any]:
 
 def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds: Sequence[str] = ("dcs",),
                 params: Mapping[str, Any] | None = None, *, model_id: str | None = None, batch_size: int = 16,
-                offset: int = 0, limit: int | None = None, progress: Progress = no_progress) -> list[StageReport]:
+                offset: int = 0, limit: int | None = None, progress: Progress = no_progress,
+                engine: Any = None) -> list[StageReport]:
     """Score captions[offset:offset+limit] with each kind, one run per kind; captions already
-    scored in a run with identical params are skipped. `params` maps kind -> params dataclass."""
+    scored in a run with identical params are skipped. `params` maps kind -> params dataclass.
+    engine: None (this process) or an attack.engine.RayEngine (actors on a Ray cluster)."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     params = dict(params or {})
     if not kinds:
@@ -234,7 +236,11 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
             todo = [(cid, t) for cid, t in todo_all if cid not in done]
             meter = _EvalMeter(store, model, run_id)
             progress(f"{kind}", 0, len(todo))
-            for b in range(0, len(todo), batch_size):
+            if engine is not None:   # Ray actors compute, this process merges their shards
+                computed = engine.score(store, run_id, kind, p, todo, batch_size).computed
+                todo = todo[:computed]   # for the report: rows this call computed
+                progress(f"{kind}", len(todo), len(todo))
+            for b in range(0, len(todo) if engine is None else 0, batch_size):
                 chunk = todo[b:b + batch_size]
                 start = model.evals
                 res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
@@ -307,7 +313,7 @@ def _jobs(model: TextToImageModel, ranked: Sequence[Ranked], params: GeneratePar
 def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                    params: GenerateParams = GenerateParams(), *, by: str = "dcs", score_model: str | None = None,
                    model_id: str | None = None, batch_size: int = 16, offset: int = 0, limit: int | None = None,
-                   progress: Progress = no_progress) -> StageReport:
+                   progress: Progress = no_progress, engine: Any = None) -> StageReport:
     """J seeds x S Heun steps for the top-K captions by their stored `by` score (of `score_model`,
     default this model; by=None: the captions in their own order); offset/limit shard the ranked
     top-K list. Images are stored at the model's native resolution (a closed model's files as
@@ -328,13 +334,20 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
         todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
         meter = _EvalMeter(store, model, run_id)
         progress("generate", 0, len(todo))
-        for b in range(0, len(todo), batch_size):
+        guidance = params.guidance if model.whitebox else None   # unknown for a closed model
+        if engine is not None:   # Ray actors generate, this process merges their shards
+            def meta(row: dict) -> dict:
+                return {"guidance": guidance, "rank": int(row["rank"]), "score_kind": by, "score": row["score"]}
+            computed = engine.generate(store, run_id, model.sampler, todo, params.steps, params.guidance, meta,
+                                       batch_size).computed
+            todo = todo[:computed]   # for the report: generations this call computed
+            progress("generate", len(todo), len(todo))
+        for b in range(0, len(todo) if engine is None else 0, batch_size):
             chunk = todo[b:b + batch_size]
             start = model.evals
             images = model.images([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
                                   guidance=params.guidance)
             shas = [store.put_image(img) for img in images]  # files first: harmless if orphaned
-            guidance = params.guidance if model.whitebox else None   # unknown for a closed model
             with store.transaction():
                 for (r, s), sha in zip(chunk, shas):
                     store.add_generation(r.caption_id, run_id, s, params.steps, model.sampler, sha,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def _external_image(store: Store, idx: TrainIndex, row: int) -> int | None:
 def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                    caption_ids: Sequence[int] | None = None, external: Path | None = None,
                    embedder: Embedder | None = None, batch_size: int = 64, recompute: bool = False,
-                   progress: Progress | None = None) -> RetrieveReport:
+                   progress: Progress | None = None, engine: Any = None) -> RetrieveReport:
     """kNN for every generation (of caption_ids, default all) that has no neighbours from the
     current retrieval yet. A retrieval is keyed by its params, embedder and the training set it
     searches: after training images are added (or with recompute) a new run searches every
@@ -223,7 +224,8 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
         if not store.training_set_version().count:
             raise RetrievalError(f"{store.path}: expected training images to search (add them with `python -m "
                                  f"attack ingest --images DIR`, or pass --index), got none")
-        idx = store_index(store, embedder, params.factory, nprobe=params.nprobe, progress=progress)
+        # engine (attack.engine.RayEngine): the training images, the bulk of the work, embed on Ray actors
+        idx = store_index(store, embedder, params.factory, nprobe=params.nprobe, progress=progress, engine=engine)
     if idx.index.d != embedder.dim:
         raise RetrievalError(f"expected an index of {embedder.dim}-d vectors ({embedder.spec}), got {idx.index.d}-d")
     run_params = {"retrieve": asdict(params), "external": str(external) if external else None,

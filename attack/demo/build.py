@@ -15,6 +15,7 @@ from pathlib import Path
 from store import Store
 
 from ..errors import AttackError
+from ..kinds import DEMO_STORE
 from ..generate import GenerateParams
 from ..labels import label_stage
 from ..masks import MaskParams
@@ -28,7 +29,7 @@ from ..progress import Progress
 # other demo image one (measured on the demo world; the per-sibling min_keep guards the rest).
 DEMO_MASKS = MaskParams(rmse_max=0.15)
 ATTACK_LIST = Path(__file__).resolve().parent / "attack_list.txt"
-DEFAULT_STORE = Path("data/demo")
+DEFAULT_STORE = DEMO_STORE
 
 
 class DemoBuildError(AttackError):
