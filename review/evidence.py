@@ -59,7 +59,10 @@ class _Files:
         self.by_sha: dict[str, str] = {}
 
     def add(self, name: str, data: bytes, size: tuple[int, int]) -> str:
-        path = f"{self.folder}/{name}"
+        path, stem, n = f"{self.folder}/{name}", name.rsplit(".", 1), 1
+        while path in self.files and self.files[path].data != data:   # another picture under that name
+            n += 1
+            path = f"{self.folder}/{stem[0]}-{n}.{stem[1]}"
         self.files.setdefault(path, EvidenceFile(path, data, size))
         self.by_sha.setdefault(hashlib.sha256(data).hexdigest(), path)
         return path

@@ -218,3 +218,14 @@ def test_an_empty_export_warns_and_names_the_filter(labelled, tmp_path, capsys):
     assert warning.startswith(f"0 rows: the label filter MV,TV matches {len(expected)} captions; the queue "
                               f"search 'sofa' leaves 1 of them; the automatic label filter TV leaves ")
     assert "**Warning:**" in msg and path.exists()
+
+
+def test_file_names_are_readable_and_never_point_at_another_picture():
+    from review.evidence import _Files, slug
+
+    assert slug(SCRIPT_CAPTION) == "script-window-vb-pwned-1-script-img-src"
+    assert slug("…") == "caption"
+    f = _Files("0042-red-sofa")
+    assert f.add("difference.png", b"a", (1, 1)) == "0042-red-sofa/difference.png"
+    assert f.add("difference.png", b"a", (1, 1)) == "0042-red-sofa/difference.png"    # same picture: one file
+    assert f.add("difference.png", b"b", (1, 1)) == "0042-red-sofa/difference-2.png"  # another: its own name
