@@ -1,5 +1,7 @@
 """python -m review bench [--json] [--candidates N]: the review app's server-time benchmark;
-python -m review bench --browser [--json] [--store DIR]: key to next candidate in Chromium."""
+python -m review bench --browser [--json] [--store DIR]: key to next candidate in Chromium;
+python -m review export --store DIR --out X.zip: the evidence export (review/evidence.py), here
+because its pages are drawn from the candidate view model, a layer above store/."""
 from __future__ import annotations
 
 import argparse
@@ -40,8 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--chromium", default="/usr/bin/chromium", help="--browser: the Chromium executable")
     b.add_argument("--screenshots", type=Path, default=None,
                    help="--browser: also save grid.png and review.png in this folder (the README's are made so)")
+    e = sub.add_parser("export", help="evidence pages (HTML + images + CSV + manifest, zipped) for counsel")
+    e.add_argument("--store", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True, help="output .zip (written atomically)")
+    e.add_argument("--format", choices=("evidence",), default="evidence", help="the one format here")
+    e.add_argument("--labels", default="MV,TV,RV", help="current human labels to export (default MV,TV,RV)")
+    e.add_argument("--parents", action="store_true", help="create missing parent folders of --out")
+    e.add_argument("--force", action="store_true", help="replace an existing --out file (atomically)")
     a = ap.parse_args(argv)
+    if a.cmd == "export":
+        return run_command(lambda: _export(a), bad_input=(StoreError,))
     return run_command(lambda: _bench(a), bad_input=(StoreError,), interrupted="the bench store may be incomplete")
+
+
+def _export(a: argparse.Namespace) -> int:
+    from store.export import open_for_export
+
+    from .evidence import export_evidence
+
+    labels = [s.strip() for s in a.labels.split(",") if s.strip()]
+    with open_for_export(a.store) as store:
+        res = export_evidence(store, a.out, labels, make_parents=a.parents, force=a.force)
+    unrecorded = " (not recorded in the store: it is read-only)" if res.export_id is None else ""
+    echo(f"exported {res.rows} evidence pages (current human label {','.join(sorted(set(labels)))}) to {res.path} "
+         f"[evidence, sha256 {res.sha256[:12]}]{unrecorded}")
+    if res.warning:
+        echo(f"warning: {res.warning}", sys.stderr)   # a valid request that found nothing: exit 0
+    return 0
 
 
 def _bench(a: argparse.Namespace) -> int:

@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 from .bench import BenchConfig, result_json, run_bench
 from .command import run_command
-from .errors import ReadOnlyStoreError, StoreError
-from .export import DEFAULT_LABELS, FORMATS, export
+from .errors import ExportError, StoreError
+from .export import DEFAULT_LABELS, FORMATS, export, open_for_export
 from .store import Store
 from .terminal import echo
 
@@ -34,17 +34,14 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_for_export(path: Path) -> Store:
-    """Writable when the user may write the store (the export is recorded in it), else read-only."""
-    try:
-        return Store.open(path, create=False)
-    except ReadOnlyStoreError:
-        return Store.open(path, readonly=True)
-
-
 def _export(args: argparse.Namespace) -> int:
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
-    with _open_for_export(args.store) as store:
+    if args.format == "evidence":
+        # the pages are drawn from the review app's candidate view (review/), a layer above store/
+        raise ExportError(f"--format evidence: expected python -m review export --store {args.store} --out "
+                          f"{args.out} (the evidence pages are drawn by the review package), "
+                          f"got python -m store export")
+    with open_for_export(args.store) as store:
         result = export(store, args.out, args.format, labels=labels, make_parents=args.parents, force=args.force,
                         raw_csv=args.raw_csv, auto=args.auto)
     skipped = f", {len(result.skipped_without_image)} without a generated image left out of the zip" \
@@ -55,6 +52,8 @@ def _export(args: argparse.Namespace) -> int:
                               f"automatic labels are not exported without --auto")
     echo(f"exported {result.rows} rows ({what}) to {result.path} "
          f"[{result.format}, sha256 {result.sha256[:12]}]{skipped}{unrecorded}")
+    if result.warning:
+        echo(f"warning: {result.warning}", sys.stderr)
     return 0
 
 
@@ -88,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export the human-confirmed verbatims")
     ex.add_argument("--store", type=Path, required=True)
     ex.add_argument("--out", type=Path, required=True, help="output file (written atomically)")
-    ex.add_argument("--format", choices=FORMATS, default=None, help="default: from the --out extension")
+    ex.add_argument("--format", choices=FORMATS + ("evidence",), default=None,
+                    help="default: from the --out extension (evidence: see python -m review export)")
     ex.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="current labels to export (default MV,TV,RV)")
     ex.add_argument("--parents", action="store_true", help="create missing parent folders of --out")
     ex.add_argument("--force", action="store_true", help="replace an existing --out file (atomically, keeping "

@@ -63,6 +63,7 @@ class ExportResult:
     sha256: str
     export_id: Optional[int]            # None: not recorded (a read-only store)
     skipped_without_image: tuple = ()   # caption ids left out of a zip (no generated image)
+    warning: Optional[str] = None       # set when the export holds 0 rows: which filter emptied it
 
 
 def safe_member_name(name: str) -> str:
@@ -77,7 +78,17 @@ def safe_member_name(name: str) -> str:
     return "/".join(parts)
 
 
-def _check_labels(labels: Sequence[str]) -> tuple[str, ...]:
+def open_for_export(path: Union[str, Path]) -> "Store":
+    """Writable when the user may write the store (the export is recorded in it), else read-only."""
+    from .errors import ReadOnlyStoreError
+    from .store import Store
+    try:
+        return Store.open(path, create=False)
+    except ReadOnlyStoreError:
+        return Store.open(path, readonly=True)
+
+
+def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
     labels = (labels,) if isinstance(labels, str) else tuple(labels)
     if not labels:
         raise ExportError(f"labels: expected at least one of {', '.join(HUMAN_LABELS)}, got none")
@@ -164,7 +175,7 @@ def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
 
     auto: every candidate (the whole ranking), human-labelled or not, with its automatic label,
     flags and distances (AUTO_COLUMNS) beside the human label; ``labels`` is then ignored."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     marks = ", ".join("?" * len(labels))
     with store.snapshot() as conn:
         cols = "caption_id, label, label_entry_id, reviewer, labelled_at, auto_label, flags, auto_run_id"
@@ -314,7 +325,7 @@ def write_parquet(rows: list[dict], columns: list[str], kinds: Sequence[str]) ->
     return buf.getvalue()
 
 
-def _zip_add(zf: zipfile.ZipFile, name: str, data: bytes, files: dict[str, str]) -> None:
+def zip_add(zf: zipfile.ZipFile, name: str, data: bytes, files: dict[str, str]) -> None:
     name = safe_member_name(name)
     if name in files:
         return  # content-addressed members can repeat (one training image, several rows)
@@ -338,25 +349,25 @@ def write_zip(store: "Store", rows: list[dict], columns: list[str], labels: Sequ
                 skipped.append(row["caption_id"])
                 continue
             meta = {"file_name": safe_member_name(f"generated/{row['generated_sha']}.png")}
-            _zip_add(zf, meta["file_name"], store.image_path(row["generated_sha"]).read_bytes(), files)
+            zip_add(zf, meta["file_name"], store.image_path(row["generated_sha"]).read_bytes(), files)
             meta["train_file_name"] = meta["mask_file_name"] = None
             if row["train_image_sha"] is not None:
                 meta["train_file_name"] = safe_member_name(f"train/{row['train_image_sha']}.png")
-                _zip_add(zf, meta["train_file_name"], store.image_path(row["train_image_sha"]).read_bytes(), files)
+                zip_add(zf, meta["train_file_name"], store.image_path(row["train_image_sha"]).read_bytes(), files)
             if row["mask_sha"] is not None:
                 png = encode_png(store.load_mask(row["mask_sha"]).astype(np.uint8) * 255)
                 meta["mask_file_name"] = safe_member_name(f"mask/{hashlib.sha256(png).hexdigest()}.png")
-                _zip_add(zf, meta["mask_file_name"], png, files)
+                zip_add(zf, meta["mask_file_name"], png, files)
             meta.update({c: row[c] for c in columns})
             lines.append(json.dumps(meta, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
-        _zip_add(zf, "metadata.jsonl", "".join(line + "\n" for line in lines).encode("utf-8"), files)
+        zip_add(zf, "metadata.jsonl", "".join(line + "\n" for line in lines).encode("utf-8"), files)
         manifest = {
             "tool": "verbatim", "version": __version__, "layout": "huggingface-imagefolder",
             "rows": len(lines), "labels": list(labels), "columns": ["file_name", "train_file_name",
                                                                   "mask_file_name"] + list(columns),
             "skipped_without_image": skipped, "files": dict(sorted(files.items())),
         }
-        _zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
+        zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
     return buf.getvalue(), tuple(skipped)
 
 
@@ -370,7 +381,7 @@ def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
     On a read-only store the file is written but not recorded (export_id None)."""
     out = Path(out)
     fmt = _format_for(out, fmt)
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     out = check_output(out, force=force, make_parents=make_parents)
     rows, kinds = collect_rows(store, labels, query, auto)
     columns = list(BASE_COLUMNS) + (list(AUTO_COLUMNS) if auto else []) + [f"score_{k}" for k in kinds]
@@ -385,13 +396,63 @@ def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
         data, skipped = write_zip(store, rows, columns, labels)
     write_output(out, data)
     sha = hashlib.sha256(data).hexdigest()
+    warning = empty_export_warning(store, labels, query, auto) if not rows else None
+    return ExportResult(out, fmt, len(rows), sha, record_export(store, fmt, out, labels, query, len(rows), sha),
+                        skipped, warning)
+
+
+def record_export(store: "Store", fmt: str, out: Path, labels: Sequence[str], query: Optional[PageQuery],
+                  rows: int, sha: str) -> Optional[int]:
+    """The export's row in the store's exports table; None on a read-only store (not recorded)."""
     if store.readonly:
-        return ExportResult(out, fmt, len(rows), sha, None, skipped)
+        return None
     with store.transaction() as conn:
         cur = conn.execute(
             "INSERT INTO exports (created_at, format, path, labels, query, rows, sha256, tool_version) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (utc_now(), fmt, str(out.resolve()), canonical_json(list(labels)),
-             None if query is None else canonical_json(query.to_json()), len(rows), sha, __version__))
-        export_id = int(cur.lastrowid)
-    return ExportResult(out, fmt, len(rows), sha, export_id, skipped)
+            (utc_now(), fmt, str(Path(out).resolve()), canonical_json(list(labels)),
+             None if query is None else canonical_json(query.to_json()), rows, sha, __version__))
+        return int(cur.lastrowid)
+
+
+# PageQuery filters an export can carry, with how a warning names them
+_FILTERS = (("search", "the queue search {!r}"), ("auto_label", "the automatic label filter {}"),
+            ("human_label", "the human label state {}"), ("flags", "the flag filter {}"),
+            ("score_min", "the minimum {order} score {}"), ("score_max", "the maximum {order} score {}"),
+            ("run_id", "the run filter {}"), ("model", "the model filter {!r}"))
+
+
+def _shown(value: Any) -> Any:
+    return ",".join(value) if isinstance(value, (tuple, list)) else value
+
+
+def empty_export_warning(store: "Store", labels: Sequence[str], query: Optional[PageQuery] = None,
+                         auto: bool = False) -> str:
+    """Why an export holds 0 rows: each active filter and how many captions it leaves on its own."""
+    labels = check_labels(labels)
+    with store.snapshot() as conn:
+        if auto:
+            base = {r[0] for r in conn.execute("SELECT caption_id FROM caption_state WHERE n_generations > 0")}
+            parts = [f"the store holds {len(base)} candidates"]
+        else:
+            marks = ", ".join("?" * len(labels))
+            base = {r[0] for r in conn.execute(f"SELECT caption_id FROM caption_state WHERE label IN ({marks})",
+                                               labels)}
+            parts = [f"the label filter {','.join(labels)} matches {len(base)} captions"]
+            if not base:
+                counts = conn.execute("SELECT coalesce(label, 'unlabelled'), count(*) FROM caption_state "
+                                      "WHERE n_generations > 0 GROUP BY 1 ORDER BY 1").fetchall()
+                parts[0] += " (candidates by current human label: " + \
+                    (", ".join(f"{k} {n}" for k, n in counts) or "none") + ")"
+        if query is not None and base:
+            for field, name in _FILTERS:
+                value = getattr(query, field)
+                if value is None:
+                    continue
+                alone = PageQuery(order_by=query.order_by, **{field: value})
+                left = len(base & set(matching_caption_ids(conn, alone)))
+                parts.append(f"{name.format(_shown(value), order=query.order_by)} leaves {left} of them")
+            if len(parts) == 1:
+                left = len(base & set(matching_caption_ids(conn, query)))
+                parts.append(f"the queue's ranking by {query.order_by} (candidates only) leaves {left} of them")
+    return "0 rows: " + "; ".join(parts)
