@@ -71,7 +71,8 @@ def wire(store: Store, g: GridTab, tab: gr.Tab, filt: gr.State, cand: CandidateT
             raise views.ViewError(f"grid command: expected JSON, got {cmd[:80]!r}") from None
         keep = (gr.update(),) * len(cand.outputs) + (gr.update(),)
         if c.get("action") == "open":
-            nav = views.nav_at(store, views.Nav(filt=f, labelled=n.labelled), int(c["id"]))
+            cid = views.caption_ids_of([c.get("id")])[0]
+            nav = views.nav_at(store, views.Nav(filt=f, labelled=n.labelled), cid)
             return (gr.update(), gr.update(), gr.update(), "", batches) + cand.show(nav) + \
                 (gr.Tabs(selected="candidate"),)
         if c.get("action") != "label":

@@ -330,7 +330,17 @@ def bulk_label(store: Store, caption_ids: Sequence[int], label: str, reviewer: s
         raise ViewError(f"label: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
     if not caption_ids:
         raise ViewError("bulk label: expected at least one selected candidate, got none")
-    return store.add_labels([int(c) for c in caption_ids], label, check_reviewer(reviewer), note or "")
+    return store.add_labels(caption_ids_of(caption_ids), label, check_reviewer(reviewer), note or "")
+
+
+def caption_ids_of(values: Sequence[object]) -> list[int]:
+    """Caption ids sent by the page (JSON numbers or strings), checked."""
+    try:
+        if any(isinstance(v, bool) for v in values):
+            raise TypeError
+        return [int(v) for v in values]
+    except (TypeError, ValueError):
+        raise ViewError(f"caption ids: expected integers, got {list(values)[:5]!r}") from None
 
 
 def undo(store: Store, caption_id: int, reviewer: str) -> LabelEntry:

@@ -122,3 +122,14 @@ def test_bulk_label_from_the_grid_and_its_undo(sample):
     s.undo_batch(entries[0].batch, "ann")
     assert all(s.current_label(c) is None for c in ids[:5])
     assert "bulk" in views.candidate_view(s, ids[0]).html                  # the history marks it
+
+
+def test_ids_sent_by_the_page_are_checked(sample):
+    s, ids = sample
+    assert views.caption_ids_of(["3", 4]) == [3, 4]
+    for junk in ([None], ["x"], [True], [{"id": 1}]):
+        with pytest.raises(views.ViewError, match="caption ids: expected integers"):
+            views.caption_ids_of(junk)
+    with pytest.raises(views.ViewError, match="caption ids: expected integers"):
+        views.bulk_label(s, ["1; DROP"], "MV", "ann")
+    assert s.info()["tables"]["labels"] == 0
