@@ -10,7 +10,11 @@ import hashlib
 import io
 import os
 import re
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -72,22 +76,37 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (main thread, POSIX): a KeyboardInterrupt
+    raised between mkstemp and its cleanup would leave a stray temp file in images/."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)    # a pending signal is handled now
+
+
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """tmp file in the same folder + fsync + rename: readers see all or nothing (durable=False:
-    no fsync, for caches that can be rebuilt)."""
+    no fsync, for caches that can be rebuilt). A signal arriving meanwhile is handled after."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with signals_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     if not durable:
         return
     dir_fd = os.open(path.parent, os.O_RDONLY)

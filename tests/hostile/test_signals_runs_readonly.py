@@ -153,3 +153,21 @@ def test_a_store_opened_read_only_refuses_writes_by_name(populated):
             s.add_captions([CaptionRow("x")])
         with pytest.raises(ReadOnlyStoreError):
             s.put_image(tiny_image(3))
+
+
+def test_a_signal_during_an_image_write_waits_for_it_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """Ctrl-C between the temp file and its rename is handled after the write: the file is whole
+    and no .tmp- file is left (the ingest's rollback then removes files it created)."""
+    from store import images
+
+    real_replace = os.replace
+
+    def replace_after_a_signal(src, dst):
+        os.kill(os.getpid(), signal.SIGINT)          # arrives mid-write
+        real_replace(src, dst)
+
+    monkeypatch.setattr(images.os, "replace", replace_after_a_signal)
+    target = tmp_path / "ab" / "x.png"
+    with pytest.raises(KeyboardInterrupt):
+        images.atomic_write(target, b"png bytes")
+    assert target.read_bytes() == b"png bytes" and [p.name for p in target.parent.iterdir()] == ["x.png"]
