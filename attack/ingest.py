@@ -693,25 +693,32 @@ def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
     return done[-1] if done else None
 
 
-def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str],
-                progress=no_progress) -> tuple[list, list]:
-    """Decode every image (a corrupt one is skipped with a warning) and write its file; the
-    files this call creates are listed in ``created``."""
+def _decode_each(store: Store, items, n: int, decode, warn, created: list[str],
+                 progress=no_progress) -> tuple[list, list]:
+    """Decode each (entry, source) with ``decode(source)`` (a corrupt image is skipped with a
+    warning) and write its file; the files this call creates are listed in ``created``."""
     decoded, corrupt = [], []
-    entries = scan.entries if scan else ()
-    progress("images", 0, len(entries))
-    for i, entry in enumerate(entries):
-        progress("images", i, len(entries))
+    progress("images", 0, n)
+    for i, (entry, source) in enumerate(items):
+        progress("images", i, n)
         try:
-            img = decode_image(entry.abs_path)
+            img = decode(source)
         except Exception as e:  # PIL raises many types for bad files: all mean "skip it"
             reason = f"{type(e).__name__}: {e}"
             corrupt.append((entry.rel_path, reason))
             warn(f"skipped corrupt image {entry.rel_path} ({reason})")
             continue
         decoded.append((entry, store.put_image_tracked(img, created), img.size))
-    progress("images", len(entries), len(entries))
+    progress("images", n, n)
     return decoded, corrupt
+
+
+def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str],
+                progress=no_progress) -> tuple[list, list]:
+    """_decode_each over an image folder's entries."""
+    entries = scan.entries if scan else ()
+    return _decode_each(store, ((e, e.abs_path) for e in entries), len(entries), decode_image, warn, created,
+                        progress)
 
 
 def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
@@ -791,23 +798,11 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
 
 
 def _decode_shards(store: Store, tars, warn, created: list[str], progress=no_progress) -> tuple[list, list]:
-    """_decode_all for webdataset shards: each image decoded from the tar stream, never unpacked."""
+    """_decode_each over webdataset shards: each image decoded from the tar stream, never unpacked."""
     from .shards import decode_bytes, stream_images
 
-    decoded, corrupt = [], []
     n = len(tars.samples) if tars else 0
-    for i, (sample, data) in enumerate(stream_images(tars) if tars else ()):
-        progress("images", i, n)
-        try:
-            img = decode_bytes(data)
-        except Exception as e:  # PIL raises many types for bad files: all mean "skip it"
-            reason = f"{type(e).__name__}: {e}"
-            corrupt.append((sample.rel_path, reason))
-            warn(f"skipped corrupt image {sample.rel_path} ({reason})")
-            continue
-        decoded.append((sample, store.put_image_tracked(img, created), img.size))
-    progress("images", n, n)
-    return decoded, corrupt
+    return _decode_each(store, stream_images(tars) if tars else (), n, decode_bytes, warn, created, progress)
 
 
 def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,

@@ -136,6 +136,7 @@ class _Loader:
         self._images: dict[str, Image.Image] = {}
         self._train: dict[int, TrainingImage] = {}
         self._masks: dict[int, Optional[Mask]] = {}
+        self._keeps: dict[int, Optional[np.ndarray]] = {}
 
     def image(self, sha: str) -> Image.Image:
         if sha not in self._images:
@@ -154,6 +155,13 @@ class _Loader:
         if tid not in self._masks:
             self._masks[tid] = self.store.current_mask(tid)
         return self._masks[tid]
+
+    def keep(self, tid: int) -> Optional[np.ndarray]:
+        """The pixels of the training image's current mask (decoded once), None without one."""
+        if tid not in self._keeps:
+            cur = self.mask(tid)
+            self._keeps[tid] = self.store.load_mask(cur.image_sha) if cur is not None else None
+        return self._keeps[tid]
 
 
 def _rows(store: Store, gens: list[Generation]) -> list[dict]:
@@ -188,7 +196,7 @@ def _heatmap(load: _Loader, g: Generation, t: TrainingImage) -> np.ndarray:
                                     imaging.to_float(ref))
 
 
-def _labelled_pair(auto: Optional[AutoLabel], by_id: dict[int, Generation]) -> Optional[tuple[str, int, int]]:
+def labelled_pair(auto: Optional[AutoLabel], by_id: dict[int, Generation]) -> Optional[tuple[str, int, int]]:
     """(kind, generation id, training image id) of the pair the automatic label rests on; for an N,
     its closest own or retrieved pair."""
     if auto is None:
@@ -213,7 +221,7 @@ def _match(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation], row
         return Match(f"aligned {aligned.evidence.get('label')}", g, load.picture(g.image_sha), t,
                      load.picture(t.sha256), aligned.evidence.get("aligned_rmse"), "aligned RMSE",
                      aligned.heatmap, None, None, None, t.id in own_ids)
-    pair = _labelled_pair(auto, by_id)
+    pair = labelled_pair(auto, by_id)
     if pair is not None:
         kind, gid, tid = pair
         distance, name = auto.distances.get(kind.lower()), "masked RMSE" if kind == "TV" else "RMSE"
@@ -225,11 +233,10 @@ def _match(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation], row
     else:
         return None
     g, t = by_id[gid], load.train(tid)
-    cur = load.mask(t.id) if kind == "TV" else None
-    keep = load.store.load_mask(cur.image_sha) if cur is not None else None
-    if keep is not None and keep.shape != (load.image(t.sha256).size[1], load.image(t.sha256).size[0]):
-        cur = keep = None
     train = imaging.to_float(load.image(t.sha256))
+    cur, keep = (load.mask(t.id), load.keep(t.id)) if kind == "TV" else (None, None)
+    if keep is not None and keep.shape != train.shape[:2]:
+        cur = keep = None
     return Match(kind, g, load.picture(g.image_sha), t, load.picture(t.sha256), distance, name, _heatmap(load, g, t),
                  cur, None if keep is None else imaging.mask_overlay(train, keep),
                  None if keep is None else float(keep.mean()), t.id in own_ids)
@@ -294,9 +301,7 @@ def _editor(load: _Loader, match: Optional[Match]) -> Optional[MaskSubject]:
     if match is None:
         return None
     t = match.train
-    cur = load.mask(t.id)
-    keep = load.store.load_mask(cur.image_sha) if cur is not None else None
-    return MaskSubject(t.id, load.image(t.sha256), cur, keep)
+    return MaskSubject(t.id, load.image(t.sha256), load.mask(t.id), load.keep(t.id))
 
 
 def candidate_data(store: Store, caption_id: int) -> CandidateData:

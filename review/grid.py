@@ -21,7 +21,7 @@ from PIL import Image
 
 from store import AutoLabel, Store
 
-from .candidate import _labelled_pair
+from .candidate import labelled_pair
 from .explain import fmt
 from .render import esc, label_badge
 from .views import QueueFilter, ViewError
@@ -78,7 +78,7 @@ def _match_of(store: Store, caption_id: int) -> _Match:
     gens = {g.id: g for g in store.generations(caption_id)}
     autos = store.auto_labels(caption_id)
     auto: Optional[AutoLabel] = autos[-1] if autos else None
-    pair = _labelled_pair(auto, gens)
+    pair = labelled_pair(auto, gens)
     if pair is None and gens:
         g = next(iter(gens.values()))
         ns = store.neighbours(g.id)

@@ -8,6 +8,7 @@ re-creates its canvas, about half a second of main-thread work per candidate. A 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import gradio as gr
 
@@ -86,14 +87,15 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         status = gr.Markdown(elem_id="vb-status")
     view = gr.HTML(elem_id="vb-view", js_on_load=COMPARE_JS)
 
-    def show(n: views.Nav, message: str = ""):
-        """The outputs for candidate n (the mask editor is left to the Mask tab)."""
+    def show(n: views.Nav, message: str = "", mask_target: Optional[views.MaskTarget] = None):
+        """The outputs for candidate n (the mask editor is left to the Mask tab); ``mask_target``
+        overrides the view's (after a save the editor stays on the image just saved)."""
         cid = n.current
         if cid is None:
             v = views.empty_view("Nothing to show: the queue filter holds no candidates.")
         else:
             v = views.candidate_view(store, cid, n.position, with_editor=False)
-        return n, v.head, v.html, message, v.mask, v.mask_choices
+        return n, v.head, v.html, message, mask_target or v.mask, v.mask_choices
 
     outputs = [nav, head, view, status, mask_target, mask_choices]
     _wire_triage(store, actions, nav, reviewer, outputs, show)

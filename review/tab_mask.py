@@ -114,8 +114,8 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
                                 background=value["background"])
         m, _ = views.mask_editor(store, held.train_image_id)
         drafts = {k: v for k, v in (drafts or {}).items() if k != held.train_image_id}
-        out = cand.show(n, f"Saved mask v{saved.version} of training image {held.train_image_id}.")
-        out = out[:4] + (m,) + out[5:]      # the editor stays on the image just saved, whatever the new match
+        # the editor stays on the image just saved, whatever the new match
+        out = cand.show(n, f"Saved mask v{saved.version} of training image {held.train_image_id}.", m)
         return out + (gr.update(choices=list(m.versions), value=m.current_id), views.relabel_html(saved),
                       views.mask_info_html(store, n.current, m), m, drafts)
 
@@ -132,11 +132,8 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
         saved = views.restore_mask(store, n.current, held, int(mask_id), reviewer_name(request, typed))
         m, v = views.mask_editor(store, held.train_image_id)
         drafts = {k: d for k, d in (drafts or {}).items() if k != held.train_image_id}
-        out = cand.show(n, f"Restored as mask v{saved.version}.")
-        return (out[:4] + (m,) + out[5:]
-                + _loaded(store, n.current, m, v, choices, drafts)[:3] + (views.relabel_html(saved),)
-                + _loaded(store, n.current, m, v, choices, drafts)[3:])
+        return (cand.show(n, f"Restored as mask v{saved.version}.", m)
+                + _loaded(store, n.current, m, v, choices, drafts) + (views.relabel_html(saved),))
 
     panel.restore.click(restore, [cand.nav, panel.shown, panel.versions, cand.mask_choices, panel.drafts, reviewer],
-                        cand.outputs + [panel.editor, panel.image, panel.versions, panel.effect, panel.info,
-                                        panel.shown, panel.drafts], api_name="restore_mask", concurrency_id="triage")
+                        cand.outputs + loaded + [panel.effect], api_name="restore_mask", concurrency_id="triage")

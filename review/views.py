@@ -229,10 +229,14 @@ def candidate_view(store: Store, caption_id: int, position: str = "", with_edito
         if with_editor:
             mask_target, editor = mask_editor(store, e.train_image_id, e.image, e.mask, e.keep)
         else:
-            mask_target = MaskTarget(e.train_image_id, e.image.size, _mask_versions(store, e.train_image_id),
-                                     None if e.mask is None else e.mask.id, imaging.editor_scale(e.image.size))
+            mask_target = _mask_target(store, e.train_image_id, e.image.size, e.mask)
     return CandidateView(caption_id, candidate_html(data), head_html(data, position), data.label, mask_target,
                          editor, data.mask_choices)
+
+
+def _mask_target(store: Store, train_image_id: int, size: tuple, cur, draft: bool = False) -> MaskTarget:
+    return MaskTarget(train_image_id, size, _mask_versions(store, train_image_id), None if cur is None else cur.id,
+                      imaging.editor_scale(size), draft)
 
 
 def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=None,
@@ -253,8 +257,7 @@ def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=No
         layer = imaging.layer_file(mask, cur.image_sha, k)
     else:       # no usable mask yet: start from one that keeps every pixel
         layer = imaging.layer_file(np.ones((h, w), bool), f"all-{w}x{h}", k)
-    target = MaskTarget(t.id, (w, h), _mask_versions(store, t.id), None if cur is None else cur.id, k,
-                        draft is not None and draft.shape == (h, w))
+    target = _mask_target(store, t.id, (w, h), cur, draft is not None and draft.shape == (h, w))
     background = imaging.background_file(image, t.sha256, k) if k > 1 else store.image_path(t.sha256)
     return target, {"background": str(background), "layers": [str(layer)], "composite": None}
 
