@@ -5,13 +5,13 @@
         page = s.page(PageQuery(order_by="dcs", human_label="unlabelled"))
 """
 from .errors import (
-    ExportError, IngestError, Interrupted, LabelError, MaskError, NotFoundError, OutputError, ReadOnlyStoreError,
-    SchemaError, StoreError,
+    ExportError, IngestError, Interrupted, LabelConflictError, LabelError, MaskError, NotFoundError, NotYourLabelError,
+    OutputError, ReadOnlyStoreError, SchemaError, StoreError,
 )
 from .records import (
     AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionRow, Generation, GenerationRef,
-    LabelEntry, Mask, Neighbour, Page, PageQuery, PageRow, ReviewerActivity, Run, RunHandle, RunLabelCount,
-    ScoreRank, SearchHit, TrainingImage, TrainingSetVersion,
+    LabelEntry, Lease, Mask, Neighbour, Page, PageQuery, PageRow, ReviewerActivity, Run, RunHandle, RunLabelCount,
+    ScoreRank, SearchHit, TrainingImage, TrainingSetVersion, CaptionReviews,
 )
 from .schema import HUMAN_LABELS, REFERENCE_LABELS, SCHEMA_VERSION
 from .store import Store
@@ -19,9 +19,9 @@ from .version import __version__
 
 __all__ = [
     "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
-    "OutputError", "ReadOnlyStoreError", "Interrupted",
+    "OutputError", "ReadOnlyStoreError", "Interrupted", "LabelConflictError", "NotYourLabelError",
     "AutoLabel", "AutoLabelState", "CandidateDup", "Caption", "CaptionRef", "CaptionRow", "Generation",
-    "GenerationRef", "LabelEntry", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity", "Run",
-    "RunHandle", "RunLabelCount", "ScoreRank", "SearchHit", "TrainingImage", "TrainingSetVersion",
+    "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity", "Run",
+    "RunHandle", "RunLabelCount", "ScoreRank", "SearchHit", "TrainingImage", "TrainingSetVersion", "CaptionReviews",
     "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",
 ]

@@ -23,6 +23,19 @@ class LabelError(StoreError):
     """A human label write was rejected (unknown label, nothing to undo, ...)."""
 
 
+class LabelConflictError(LabelError):
+    """Someone labelled the caption since the reviewer opened it: keep theirs or override.
+    ``latest`` is that newer entry (a store.LabelEntry)."""
+
+    def __init__(self, message: str, latest) -> None:
+        super().__init__(message)
+        self.latest = latest
+
+
+class NotYourLabelError(LabelError):
+    """An undo reached another reviewer's entry: only its author may undo it."""
+
+
 class IngestError(StoreError):
     """Bad input to ingest: the store is left exactly as it was."""
 

@@ -6,6 +6,11 @@ the label in effect before the entry it undoes, and points at it (``undoes``).
 Repeated undos walk further back: an entry is undoable if it is not an undo
 itself and has not been undone. Labels given together (``add_labels``, the grid's bulk
 labels) share a batch id and undo together (``undo_batch``), one entry per caption each way.
+
+Several reviewers (store/reviews.py): an undo only takes back the reviewer's own entries; a
+label given with ``expect_latest`` (the entry the reviewer saw) is refused with
+LabelConflictError when someone else labelled the caption since, so they can keep or override;
+with blind double review a label on a conflict by someone who did not vote is an adjudication.
 """
 from __future__ import annotations
 
@@ -15,31 +20,55 @@ from typing import TYPE_CHECKING, Optional
 
 from .canon import unicode_text
 from .db import utc_now
-from .errors import LabelError, NotFoundError
+from . import reviews
+from .errors import LabelConflictError, LabelError, NotFoundError, NotYourLabelError
 from .records import LabelEntry
+from .reviews import reviews_per_candidate, sync_state
 from .schema import HUMAN_LABELS
 
 if TYPE_CHECKING:
     from .store import Store
 
 MAX_NOTE_CHARS = 10_000
-_COLS = "id, caption_id, label, reviewer, note, created_at, undoes, batch"
+_COLS = reviews.COLS
 MAX_BATCH = 10_000
+ANY = object()      # add_label's expect_latest default: no check
 
 
-def _check_reviewer(reviewer: object) -> str:
+def check_reviewer(reviewer: object) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
         raise LabelError(f"reviewer: expected a non-empty name, got {reviewer!r}")
     return unicode_text(reviewer, "reviewer")
 
 
 def _append(conn, caption_id: int, label: Optional[str], reviewer: str, note: str,
-            undoes: Optional[int], batch: Optional[str] = None) -> LabelEntry:
+            undoes: Optional[int], batch: Optional[str] = None, role: Optional[str] = None,
+            k: int = 1) -> LabelEntry:
+    """One entry, the reviewer's lease on the caption released, and (k > 1) the final label."""
     created_at = utc_now()
     cur = conn.execute(
-        "INSERT INTO labels (caption_id, label, reviewer, note, created_at, undoes, batch) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)", (caption_id, label, reviewer, note, created_at, undoes, batch))
-    return LabelEntry(int(cur.lastrowid), caption_id, label, reviewer, note, created_at, undoes, batch)
+        "INSERT INTO labels (caption_id, label, reviewer, note, created_at, undoes, batch, role) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (caption_id, label, reviewer, note, created_at, undoes, batch, role))
+    reviews.release(conn, caption_id, reviewer)
+    if k > 1:
+        sync_state(conn, caption_id, k)
+    return LabelEntry(int(cur.lastrowid), caption_id, label, reviewer, note, created_at, undoes, batch, role)
+
+
+def _role(conn, caption_id: int, reviewer: str, k: int) -> tuple[Optional[str], list[LabelEntry]]:
+    """'adjudication' when k > 1 and the caption is in conflict (or adjudicated) and the
+    reviewer is not one of its voters; with the caption's history."""
+    entries = reviews.history(conn, caption_id)
+    if k <= 1:
+        return None, entries
+    r = reviews.caption_reviews(caption_id, entries, k)
+    judge = r.state in ("conflict", "adjudicated") and reviewer not in r.votes
+    return ("adjudication" if judge else None), entries
+
+
+def _describe(e: LabelEntry) -> str:
+    what = e.label or "unlabelled"
+    return f"{e.reviewer}'s {what}{' (adjudication)' if e.role else ''} of {e.created_at[:19].replace('T', ' ')}"
 
 
 def _require_caption(conn, caption_id: int) -> None:
@@ -52,19 +81,31 @@ def _require_caption(conn, caption_id: int) -> None:
 def _check_entry(caption_id: object, label: str, reviewer: str, note: str) -> None:
     if label not in HUMAN_LABELS:
         raise LabelError(f"label for caption {caption_id}: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
-    _check_reviewer(reviewer)
+    check_reviewer(reviewer)
     if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
         raise LabelError(f"note for caption {caption_id}: expected a string of at most {MAX_NOTE_CHARS} "
                          f"characters, got {type(note).__name__} of length {len(note) if isinstance(note, str) else '-'}")
     unicode_text(note, f"note for caption {caption_id}")
 
 
-def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
-    """Append one entry; returns once it is durably committed."""
+def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: str = "",
+              expect_latest: object = ANY) -> LabelEntry:
+    """Append one entry; returns once it is durably committed. ``expect_latest``: the id of the
+    newest entry the reviewer saw (None: none); when another reviewer's newer entry is there
+    (with blind reviews: only for an adjudication) LabelConflictError carries it and nothing is
+    written."""
     _check_entry(caption_id, label, reviewer, note)
     with store.transaction() as conn:
         _require_caption(conn, caption_id)
-        return _append(conn, caption_id, label, reviewer, note, None)
+        k = reviews_per_candidate(conn)
+        role, entries = _role(conn, caption_id, reviewer, k)
+        latest = entries[-1] if entries else None
+        if expect_latest is not ANY and (k <= 1 or role) and latest is not None \
+                and latest.id != expect_latest and latest.reviewer != reviewer:
+            raise LabelConflictError(
+                f"label for caption {caption_id}: expected the label you saw, got {_describe(latest)} given "
+                "since you opened it (keep it, or override it with yours)", latest)
+        return _append(conn, caption_id, label, reviewer, note, None, role=role, k=k)
 
 
 def add_labels(store: "Store", caption_ids: Sequence[int], label: str, reviewer: str,
@@ -79,46 +120,65 @@ def add_labels(store: "Store", caption_ids: Sequence[int], label: str, reviewer:
     with store.transaction() as conn:
         for cid in ids:
             _require_caption(conn, cid)
-        return [_append(conn, cid, label, reviewer, note, None, batch) for cid in ids]
+        k = reviews_per_candidate(conn)
+        return [_append(conn, cid, label, reviewer, note, None, batch, _role(conn, cid, reviewer, k)[0], k)
+                for cid in ids]
 
 
 def undo_batch(store: "Store", batch: str, reviewer: str) -> list[LabelEntry]:
     """Undo a bulk label as a unit: for each of its captions whose latest entry is still the
     batch's, an entry restoring the label before it (sharing a new batch id). A caption
     relabelled since keeps its newer label. One transaction."""
-    _check_reviewer(reviewer)
+    check_reviewer(reviewer)
     with store.transaction() as conn:
-        rows = conn.execute("SELECT id, caption_id FROM labels WHERE batch = ? AND undoes IS NULL ORDER BY id",
-                            (batch,)).fetchall()
+        rows = conn.execute("SELECT id, caption_id, reviewer FROM labels WHERE batch = ? AND undoes IS NULL "
+                            "ORDER BY id", (batch,)).fetchall()
         if not rows:
             raise LabelError(f"undo bulk label: expected the batch id of a bulk label, got {batch!r}")
-        undo_id, out = uuid.uuid4().hex, []
-        for entry_id, cid in rows:
+        if rows[0][2] != reviewer:
+            raise NotYourLabelError(f"undo bulk label: expected a bulk label of yours ({reviewer}), got one by "
+                                    f"{rows[0][2]} (only its author can undo it)")
+        undo_id, out, k = uuid.uuid4().hex, [], reviews_per_candidate(conn)
+        for entry_id, cid, _ in rows:
             latest = conn.execute("SELECT id FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
                                   (cid,)).fetchone()[0]
             if latest != entry_id:
                 continue
             before = conn.execute("SELECT label FROM labels WHERE caption_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
                                   (cid, entry_id)).fetchone()
-            out.append(_append(conn, cid, before[0] if before else None, reviewer, "", entry_id, undo_id))
+            out.append(_append(conn, cid, before[0] if before else None, reviewer, "", entry_id, undo_id, k=k))
         return out
 
 
 def undo_label(store: "Store", caption_id: int, reviewer: str) -> LabelEntry:
-    """Append an entry restoring the label before the latest undoable entry."""
-    _check_reviewer(reviewer)
+    """Append an entry taking back the reviewer's own latest entry still in force. With one
+    review per candidate that must be the caption's latest (another reviewer's newer label is
+    theirs to undo: NotYourLabelError) and the label before it is restored; with blind reviews
+    the reviewer's own vote (or adjudication) before it is."""
+    reviewer = check_reviewer(reviewer)
     with store.transaction() as conn:
         _require_caption(conn, caption_id)
-        history = conn.execute("SELECT id, label, undoes FROM labels WHERE caption_id = ? ORDER BY id",
-                               (caption_id,)).fetchall()
-        undone = {u for _, _, u in history if u is not None}
-        target = next((i for i in range(len(history) - 1, -1, -1)
-                       if history[i][2] is None and history[i][0] not in undone), None)
-        if target is None:
+        k = reviews_per_candidate(conn)
+        entries = reviews.history(conn, caption_id)
+        live = reviews.effective(entries)
+        mine = [e for e in live if e.reviewer == reviewer]
+        if not live:
             raise LabelError(f"undo for caption {caption_id}: expected a label entry to undo, got "
-                             f"{'none' if not history else 'only undos and undone entries'}")
-        restored = history[target - 1][1] if target > 0 else None
-        return _append(conn, caption_id, restored, reviewer, "", history[target][0])
+                             f"{'none' if not entries else 'only undos and undone entries'}")
+        if not mine:
+            raise NotYourLabelError(f"undo for caption {caption_id}: expected a label entry of yours ({reviewer}) to "
+                                    f"undo, got only others' labels, the latest {_describe(live[-1])}")
+        target = mine[-1]
+        if k <= 1 and live[-1].id != target.id:
+            raise NotYourLabelError(f"undo for caption {caption_id}: expected your label to be the latest, got "
+                                    f"{_describe(live[-1])} after it (only its author can undo it)")
+        if k <= 1:
+            before = [e for e in entries if e.id < target.id]
+            restored = before[-1].label if before else None
+        else:
+            prior = [e for e in mine if e.id < target.id and e.role == target.role]
+            restored = prior[-1].label if prior else None
+        return _append(conn, caption_id, restored, reviewer, "", target.id, role=target.role, k=k)
 
 
 def current_label_entry(store: "Store", caption_id: int) -> Optional[LabelEntry]:

@@ -40,7 +40,7 @@ def fts_query(text: str) -> Optional[str]:
 
 
 def _label_terms(q: PageQuery, conds: list[str], params: list, label_col: str, unlabelled: str,
-                 labelled: str, auto_col: str) -> None:
+                 labelled: str, auto_col: str, conflict: str = "st.review = 'conflict'") -> None:
     """Append the human/auto label filters of q, for either caption_state or candidate_counts."""
     if q.human_label is not None:
         terms = []
@@ -52,6 +52,8 @@ def _label_terms(q: PageQuery, conds: list[str], params: list, label_col: str, u
             terms.append(unlabelled)
         if "labelled" in q.human_label:
             terms.append(labelled)
+        if "conflict" in q.human_label:
+            terms.append(conflict)
         conds.append("(" + " OR ".join(terms) + ")")
     if q.auto_label is not None:
         conds.append(f"{auto_col} IN ({', '.join('?' * len(q.auto_label))})")
@@ -77,7 +79,7 @@ def state_filter(q: PageQuery) -> tuple[list[str], list]:
 
 def _count(conn: "sqlite3.Connection", q: PageQuery, where: str, params: list) -> int:
     """Candidates matching the state filters; from candidate_counts when only label filters apply."""
-    if q.flags or q.search is not None:
+    if q.flags or q.search is not None or "conflict" in (q.human_label or ()):   # counts know no review state
         return conn.execute(f"SELECT count(*) FROM caption_state st WHERE {where}", params).fetchone()[0]
     conds, args = [], []
     _label_terms(q, conds, args, "label_key", "label_key = ''", "label_key <> ''", "auto_key")

@@ -115,6 +115,26 @@ class LabelEntry:
     created_at: str
     undoes: Optional[int] = None
     batch: Optional[str] = None      # shared by the entries of one bulk label (and of its undo)
+    role: Optional[str] = None       # 'adjudication': the final say on a blind double review's conflict
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The candidate a reviewer has open, theirs until ``expires`` (unix seconds)."""
+    reviewer: str
+    caption_id: int
+    expires: float
+
+
+@dataclass(frozen=True)
+class CaptionReviews:
+    """Where one caption's reviews stand: each reviewer's own label (their latest entry that is
+    not undone), the adjudication if any, and the final label and review state they give."""
+    caption_id: int
+    votes: dict                      # reviewer -> LabelEntry (their effective entry)
+    adjudication: Optional[LabelEntry]
+    label: Optional[str]             # the final label (None: not decided)
+    state: Optional[str]             # 'pending' | 'conflict' | 'agreed' | 'adjudicated'; None with one review
 
 
 LabelFilter = Union[None, str, Sequence[str]]
@@ -140,7 +160,8 @@ class PageQuery:
     order_by: a score kind ('dcs', 'ecs', 'wen', 'carlini', ...) or one of
     COLUMN_ORDERS. Without run_id/model the latest run's score of that kind is
     used; candidates lacking it come last. human_label: None (any),
-    'unlabelled', 'labelled', a label or a sequence of labels. auto_label: a
+    'unlabelled', 'labelled', 'conflict' (blind reviews that disagree, awaiting adjudication),
+    a label or a sequence of these. auto_label: a
     label or sequence. flags: every listed flag must be present. score_min /
     score_max bound the order_by score (and drop candidates without it).
     search: full-text words that must all appear in the caption.
@@ -160,7 +181,7 @@ class PageQuery:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "human_label", _as_tuple(
-            self.human_label, HUMAN_LABELS + ("unlabelled", "labelled"), "human_label"))
+            self.human_label, HUMAN_LABELS + ("unlabelled", "labelled", "conflict"), "human_label"))
         object.__setattr__(self, "auto_label", _as_tuple(self.auto_label, REFERENCE_LABELS, "auto_label"))
         if self.flags is not None:
             flags = (self.flags,) if isinstance(self.flags, str) else tuple(self.flags)

@@ -361,5 +361,26 @@ V7 = """
 ALTER TABLE labels ADD COLUMN batch TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
+# v8: several reviewers (store/reviews.py).
+# - labels.role: NULL for a review; 'adjudication' for the final say on a blind double review's
+#   conflict (given by someone who did not vote on it).
+# - caption_state.review: with reviews_per_candidate > 1 (a meta row), where a caption's blind
+#   reviews stand ('pending', 'conflict', 'agreed', 'adjudicated'); its label is then the final one
+#   (NULL until agreed or adjudicated). NULL with one review per candidate.
+# - leases: the candidate a reviewer has open, held for a few minutes so that "next unlabelled"
+#   never gives it to someone else. One per reviewer.
+V8 = """
+ALTER TABLE labels ADD COLUMN role TEXT CHECK (role IS NULL OR role = 'adjudication');
+ALTER TABLE caption_state ADD COLUMN review TEXT
+    CHECK (review IS NULL OR review IN ('pending', 'conflict', 'agreed', 'adjudicated'));
+CREATE INDEX caption_state_review ON caption_state(review) WHERE review IS NOT NULL;
+CREATE TABLE leases (
+    reviewer TEXT PRIMARY KEY,
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    expires REAL NOT NULL                 -- unix seconds
+);
+CREATE INDEX leases_caption ON leases(caption_id, expires);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8)
 SCHEMA_VERSION = len(MIGRATIONS)

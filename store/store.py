@@ -19,13 +19,13 @@ import numpy as np
 import sqlite_utils
 from PIL import Image
 
-from . import evidence, labels, queries, stats
+from . import evidence, labels, queries, reviews, stats
 from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
 from .errors import ReadOnlyStoreError, StoreError
 from .images import ImageFiles
 from .records import (
-    AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionRow, Generation, GenerationRef,
-    LabelEntry, Mask, Neighbour, Page, PageQuery, ReviewerActivity, Run, RunHandle, RunLabelCount, ScoreRank,
+    AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionReviews, CaptionRow, Generation, GenerationRef,
+    LabelEntry, Lease, Mask, Neighbour, Page, PageQuery, ReviewerActivity, Run, RunHandle, RunLabelCount, ScoreRank,
     SearchHit, TrainingImage, TrainingSetVersion,
 )
 
@@ -406,8 +406,9 @@ class Store:
         return stats.flags(self)
 
     # -- human labels ---------------------------------------------------------------------------
-    def add_label(self, caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
-        return labels.add_label(self, caption_id, label, reviewer, note)
+    def add_label(self, caption_id: int, label: str, reviewer: str, note: str = "",
+                  expect_latest: object = labels.ANY) -> LabelEntry:
+        return labels.add_label(self, caption_id, label, reviewer, note, expect_latest)
 
     def undo_label(self, caption_id: int, reviewer: str) -> LabelEntry:
         return labels.undo_label(self, caption_id, reviewer)
@@ -426,6 +427,26 @@ class Store:
 
     def label_history(self, caption_id: int) -> list[LabelEntry]:
         return labels.label_history(self, caption_id)
+
+    # -- several reviewers ---------------------------------------------------------------------
+    def reviews_per_candidate(self) -> int:
+        with self.snapshot() as conn:
+            return reviews.reviews_per_candidate(conn)
+
+    def set_reviews_per_candidate(self, k: int) -> int:
+        return reviews.set_reviews_per_candidate(self, k)
+
+    def caption_reviews(self, caption_ids: Optional[Sequence[int]] = None) -> list[CaptionReviews]:
+        return reviews.reviews_of(self, caption_ids)
+
+    def lease(self, caption_id: int, reviewer: str, now: Optional[float] = None) -> list[Lease]:
+        return reviews.lease(self, caption_id, labels.check_reviewer(reviewer), now)
+
+    def lease_first(self, caption_ids: Sequence[int], reviewer: str, now: Optional[float] = None) -> Optional[int]:
+        return reviews.lease_first(self, caption_ids, labels.check_reviewer(reviewer), now)
+
+    def leases(self, now: Optional[float] = None) -> list[Lease]:
+        return reviews.live_leases(self, now)
 
     def unlabelled_among(self, caption_ids: Sequence[int]) -> set[int]:
         return stats.unlabelled_among(self, caption_ids)

@@ -82,8 +82,15 @@ def add_candidate(store: Store, text: str, run_id: int, seed: int = 0, scores: d
 
 def assert_derived_state(conn: sqlite3.Connection) -> None:
     """The trigger-maintained tables equal what they are derived from."""
+    from store import reviews
     latest = dict(conn.execute("SELECT caption_id, label FROM labels WHERE id IN "
                                "(SELECT max(id) FROM labels GROUP BY caption_id)").fetchall())
+    k = reviews.reviews_per_candidate(conn)
+    if k > 1:   # blind reviews: the final label (agreed or adjudicated), and where the reviews stand
+        final = {cid: reviews.caption_reviews(cid, reviews.history(conn, cid), k) for cid in latest}
+        latest = {cid: r.label for cid, r in final.items()}
+        assert dict(conn.execute("SELECT caption_id, review FROM caption_state WHERE label_entry_id IS NOT NULL")) \
+            == {cid: r.state for cid, r in final.items()}
     state = dict(conn.execute("SELECT caption_id, label FROM caption_state WHERE label_entry_id IS NOT NULL"))
     assert state == latest
     n_gen = dict(conn.execute("SELECT caption_id, count(*) FROM generations GROUP BY caption_id"))

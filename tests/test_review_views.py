@@ -11,7 +11,7 @@ from review import imaging, queries, render, views
 from review.imaging import MaskShapeError
 from review.sample import SCRIPT_CAPTION, build_sample_store
 from review.tab_export import run_export
-from store import HUMAN_LABELS, Store, StoreError
+from store import HUMAN_LABELS, NotYourLabelError, Store, StoreError
 
 
 @pytest.fixture
@@ -132,15 +132,18 @@ def test_undo_last_walks_back_this_sessions_labels_and_returns_to_each(sample):
     _, nav, _ = views.label_and_advance(s, nav, "TV", "ann")
     third = nav.current
     assert len({first, second, third}) == 3
-    entry, nav = views.undo_last(s, nav, "ann")          # the last label, not the open candidate
-    assert (entry.caption_id, nav.current, s.current_label(second)) == (second, second, None)
+    u = views.undo_last(s, nav, "ann")          # the last label, not the open candidate
+    assert (u.entry.caption_id, u.nav.current, s.current_label(second)) == (second, second, None)
     assert s.current_label(third) is None and s.current_label(first) == "MV"
-    entry, nav = views.undo_last(s, nav, "ann")
-    assert (entry.caption_id, nav.current, s.current_label(first)) == (first, first, None)
-    # nothing left from this session: u undoes the open candidate's own last label
+    u = views.undo_last(s, u.nav, "ann")
+    nav = u.nav
+    assert (u.entry.caption_id, nav.current, s.current_label(first)) == (first, first, None)
+    # nothing left from this session: u undoes the open candidate's last label, if it is one's own
     s.add_label(first, "RV", "bob")
-    entry, nav = views.undo_last(s, nav, "ann")
-    assert (entry.caption_id, entry.reviewer, s.current_label(first)) == (first, "ann", None)
+    with pytest.raises(NotYourLabelError, match="got only others' labels, the latest bob's RV"):
+        views.undo_last(s, nav, "ann")
+    undo = views.undo_last(s, nav, "bob")
+    assert (undo.entry.caption_id, undo.entry.reviewer, s.current_label(first)) == (first, "bob", None)
     with pytest.raises(StoreError, match="expected a label entry to undo"):
         views.undo_last(s, nav, "ann")
     with pytest.raises(views.ViewError, match="undo: expected"):

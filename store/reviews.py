@@ -1,0 +1,202 @@
+"""Several reviewers: how many reviews a candidate needs, where each caption's reviews stand,
+and leases on the candidate a reviewer has open.
+
+With one review per candidate (the default) the current label is the newest entry, as before.
+With ``reviews_per_candidate`` k > 1 (a meta row) reviews are blind and independent: a
+caption's label is final when k reviewers (a 'skip' is not a vote) gave the same label, or when
+someone who did not vote adjudicates a conflict; until then caption_state.label is NULL and
+caption_state.review says where it stands. Both are written in the same transaction as the entry.
+
+A lease says which candidate a reviewer has open (one per reviewer, LEASE_SECONDS long, renewed
+whenever they open it again): "next unlabelled" skips candidates leased to someone else, and a
+candidate needing k reviews is handed to at most k reviewers at once.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
+
+from .errors import LabelError
+from .records import CaptionReviews, LabelEntry, Lease
+
+if TYPE_CHECKING:
+    from .store import Store
+
+LEASE_SECONDS = 300.0
+MAX_REVIEWS = 5
+_SETTING = "reviews_per_candidate"
+COLS = "id, caption_id, label, reviewer, note, created_at, undoes, batch, role"
+
+
+def reviews_per_candidate(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_SETTING,)).fetchone()
+    return int(row[0]) if row else 1
+
+
+def effective(entries: Sequence[LabelEntry]) -> list[LabelEntry]:
+    """The entries still in force: not undos and not undone (oldest first)."""
+    undone = {e.undoes for e in entries if e.undoes is not None}
+    return [e for e in entries if e.undoes is None and e.id not in undone]
+
+
+def caption_reviews(caption_id: int, entries: Sequence[LabelEntry], k: int) -> CaptionReviews:
+    """One caption's votes, adjudication, final label and review state from its history."""
+    live = effective(entries)
+    votes: dict[str, LabelEntry] = {}
+    adjudication = None
+    for e in live:
+        if e.role == "adjudication":
+            adjudication = e
+        else:
+            votes[e.reviewer] = e
+    if k <= 1:
+        return CaptionReviews(caption_id, votes, adjudication, entries[-1].label if entries else None, None)
+    if adjudication is not None:
+        return CaptionReviews(caption_id, votes, adjudication, adjudication.label, "adjudicated")
+    cast = {e.label for e in votes.values() if e.label != "skip"}
+    n = sum(e.label != "skip" for e in votes.values())
+    if n >= k and len(cast) == 1:
+        return CaptionReviews(caption_id, votes, None, cast.pop(), "agreed")
+    return CaptionReviews(caption_id, votes, None, None, "conflict" if len(cast) > 1 else "pending")
+
+
+def history(conn: sqlite3.Connection, caption_id: int) -> list[LabelEntry]:
+    return [LabelEntry(*r) for r in conn.execute(f"SELECT {COLS} FROM labels WHERE caption_id = ? ORDER BY id",
+                                                 (caption_id,))]
+
+
+def sync_state(conn: sqlite3.Connection, caption_id: int, k: Optional[int] = None) -> CaptionReviews:
+    """After an entry (in its transaction): with k > 1 the final label and review state replace
+    what the trigger wrote (the newest entry's label)."""
+    k = reviews_per_candidate(conn) if k is None else k
+    r = caption_reviews(caption_id, history(conn, caption_id), k)
+    if k > 1:
+        conn.execute("UPDATE caption_state SET label = ?, review = ? WHERE caption_id = ?",
+                     (r.label, r.state, caption_id))
+    return r
+
+
+def set_reviews_per_candidate(store: "Store", k: int) -> int:
+    """Set how many blind reviews a candidate needs (1 = one review, the newest label counts) and
+    recompute every labelled caption's final label in one transaction. Returns the captions updated."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_REVIEWS:
+        raise LabelError(f"reviews per candidate: expected an integer from 1 to {MAX_REVIEWS}, got {k!r}")
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                     "excluded.value", (_SETTING, str(k)))
+        ids = [r[0] for r in conn.execute("SELECT DISTINCT caption_id FROM labels ORDER BY caption_id")]
+        for cid in ids:
+            if k > 1:
+                sync_state(conn, cid, k)
+            else:       # back to one review: the newest entry, as the trigger keeps it
+                conn.execute("UPDATE caption_state SET review = NULL, label = (SELECT label FROM labels WHERE "
+                             "caption_id = ? ORDER BY id DESC LIMIT 1) WHERE caption_id = ?", (cid, cid))
+        return len(ids)
+
+
+def reviews_of(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> list[CaptionReviews]:
+    """Every labelled caption's reviews (or those of ``caption_ids``), by caption id."""
+    with store.snapshot() as conn:
+        k = reviews_per_candidate(conn)
+        if caption_ids is None:
+            rows = conn.execute(f"SELECT {COLS} FROM labels ORDER BY caption_id, id").fetchall()
+        else:
+            rows = []
+            ids = list(dict.fromkeys(int(c) for c in caption_ids))
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                rows += conn.execute(f"SELECT {COLS} FROM labels WHERE caption_id IN ({', '.join('?' * len(chunk))})"
+                                     " ORDER BY caption_id, id", chunk).fetchall()
+    by: dict[int, list[LabelEntry]] = {}
+    for r in rows:
+        by.setdefault(r[1], []).append(LabelEntry(*r))
+    return [caption_reviews(cid, entries, k) for cid, entries in sorted(by.items())]
+
+
+# -- leases -------------------------------------------------------------------------------------
+def _holders(conn: sqlite3.Connection, caption_ids: Sequence[int], now: float) -> dict[int, list[Lease]]:
+    out: dict[int, list[Lease]] = {}
+    for i in range(0, len(caption_ids), 500):
+        chunk = list(caption_ids[i:i + 500])
+        for reviewer, cid, expires in conn.execute(
+                f"SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? AND caption_id IN "
+                f"({', '.join('?' * len(chunk))})", [now] + chunk):
+            out.setdefault(cid, []).append(Lease(reviewer, cid, expires))
+    return out
+
+
+def _open_to(conn: sqlite3.Connection, caption_ids: Sequence[int], reviewer: str, now: float) -> list[int]:
+    """Of caption_ids (in order), those this reviewer may be handed next: not decided, not
+    reviewed by them, and (counting other reviewers' live leases) still short of reviews."""
+    k = reviews_per_candidate(conn)
+    ids = [int(c) for c in caption_ids]
+    state: dict[int, tuple] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        state.update((r[0], r[1:]) for r in conn.execute(
+            f"SELECT caption_id, label, review FROM caption_state WHERE caption_id IN ({', '.join('?' * len(chunk))})",
+            chunk))
+    held = _holders(conn, ids, now)
+    out = []
+    for cid in ids:
+        label, review = state.get(cid, (None, None))
+        others = [h for h in held.get(cid, ()) if h.reviewer != reviewer]
+        if k <= 1:
+            if label is None and not others:
+                out.append(cid)
+            continue
+        if label is not None or review == "conflict":
+            continue
+        r = caption_reviews(cid, history(conn, cid), k)
+        if reviewer in r.votes:
+            continue
+        if sum(e.label != "skip" for e in r.votes.values()) + len(others) < k:
+            out.append(cid)
+    return out
+
+
+def _take(conn: sqlite3.Connection, caption_id: int, reviewer: str, now: float, seconds: float) -> Lease:
+    lease = Lease(reviewer, caption_id, now + seconds)
+    conn.execute("INSERT INTO leases (reviewer, caption_id, expires) VALUES (?, ?, ?) ON CONFLICT (reviewer) "
+                 "DO UPDATE SET caption_id = excluded.caption_id, expires = excluded.expires",
+                 (reviewer, caption_id, lease.expires))
+    return lease
+
+
+def lease_first(store: "Store", caption_ids: Sequence[int], reviewer: str, now: Optional[float] = None,
+                seconds: float = LEASE_SECONDS) -> Optional[int]:
+    """Lease the first of ``caption_ids`` still open to ``reviewer`` (see _open_to) and return it;
+    None when none is. One write transaction, so two reviewers asking at once get two candidates."""
+    now = time.time() if now is None else now
+    with store.transaction() as conn:
+        for i in range(0, len(caption_ids), 200):
+            free = _open_to(conn, caption_ids[i:i + 200], reviewer, now)
+            if free:
+                _take(conn, free[0], reviewer, now, seconds)
+                return free[0]
+    return None
+
+
+def lease(store: "Store", caption_id: int, reviewer: str, now: Optional[float] = None,
+          seconds: float = LEASE_SECONDS) -> list[Lease]:
+    """The reviewer opened ``caption_id``: it becomes their lease (renewed if it was). Returns the
+    other reviewers' live leases on it (they have it open too), oldest first."""
+    now = time.time() if now is None else now
+    with store.transaction() as conn:
+        _take(conn, int(caption_id), reviewer, now, seconds)
+        return sorted((h for h in _holders(conn, [int(caption_id)], now).get(int(caption_id), [])
+                       if h.reviewer != reviewer), key=lambda h: h.expires)
+
+
+def release(conn: sqlite3.Connection, caption_id: int, reviewer: str) -> None:
+    """The reviewer labelled it: their lease on it ends (in the label's transaction)."""
+    conn.execute("DELETE FROM leases WHERE reviewer = ? AND caption_id = ?", (reviewer, caption_id))
+
+
+def live_leases(store: "Store", now: Optional[float] = None) -> list[Lease]:
+    now = time.time() if now is None else now
+    with store.snapshot() as conn:
+        return [Lease(*r) for r in conn.execute(
+            "SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? ORDER BY caption_id, reviewer", (now,))]
