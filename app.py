@@ -28,7 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback needs --auth)")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    ap.add_argument("--reviews-per-candidate", type=int, default=None, metavar="K",
+                    help="blind reviews each candidate needs (1: the newest label counts; 2: blind double review "
+                         "with agreement and adjudication of conflicts); kept in the store (default: as the store has)")
     a = ap.parse_args(argv)
+    if a.reviews_per_candidate is not None and not 1 <= a.reviews_per_candidate <= 5:
+        ap.error(f"--reviews-per-candidate: expected an integer from 1 to 5, got {a.reviews_per_candidate}")
     if a.auth is not None and (":" not in a.auth or not a.auth.split(":", 1)[0] or not a.auth.split(":", 1)[1]):
         ap.error(f"--auth: expected USER:PASS, got {a.auth!r}")
     if not is_loopback(a.host) and a.auth is None:
@@ -120,6 +125,10 @@ def serve(a: argparse.Namespace) -> int:
             page.close()
     from review.app import build_app, launch_options
 
+    if a.reviews_per_candidate is not None and a.reviews_per_candidate != store.reviews_per_candidate():
+        n = store.set_reviews_per_candidate(a.reviews_per_candidate)
+        print(f"the store now needs {a.reviews_per_candidate} review(s) per candidate ({n} labelled captions "
+              "re-decided)", file=sys.stderr, flush=True)
     print(f"serving {store.path} on http://{a.host}:{a.port}/ (press ? in the page for keys)", flush=True)
     build_app(store, auth=auth is not None).launch(server_name=a.host, server_port=a.port, auth=auth,
                                                    **launch_options(store))

@@ -6,6 +6,7 @@ with the only folders the app may serve files from: the open store's images and 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -13,7 +14,7 @@ import gradio as gr
 from store import Store
 
 from . import render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
-from .session import default_reviewer, gradio_errors
+from .session import gradio_errors, typed_reviewer
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -29,12 +30,14 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
     """The review app over one open store. auth: the app runs behind a login, so the reviewer is
     the logged-in user and the name field is hidden."""
     with gr.Blocks(title=f"Verbatim: {store.path.name}", fill_width=True) as app:
+        k = store.reviews_per_candidate()
+        blind = f" · <b>blind review</b>: {k} reviews per candidate" if k > 1 else ""
         with gr.Row(elem_id="vb-title", equal_height=True):
             gr.HTML(f'<div class="vb-apptitle"><b>Verbatim review</b> · store <code>{render.esc(store.path.name)}'
-                    f'</code> · press <kbd>?</kbd> for keys</div>{render.help_overlay()}', padding=False)
-            reviewer = gr.Textbox(value="" if auth else default_reviewer(), placeholder="Reviewer name",
-                                  show_label=False, container=False, visible=not auth, elem_id="vb-reviewer",
-                                  scale=0, min_width=200)
+                    f'</code>{blind} · press <kbd>?</kbd> for keys</div>{render.help_overlay()}', padding=False)
+            # no default name: labels, leases and undo are each reviewer's own
+            reviewer = gr.Textbox(value="", placeholder="Your name (required to label)", show_label=False,
+                                  container=False, visible=not auth, elem_id="vb-reviewer", scale=0, min_width=200)
         if not store.info()["candidates"]:
             gr.Markdown("**This store has no candidates yet** (captions without generations). Build the demo "
                         "store end to end with `python -m attack demo`, or run `python -m attack run` on yours.")
@@ -55,25 +58,37 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
                 build_overview(store)
 
         @gradio_errors
-        def open_row(f: views.QueueFilter, old: views.Nav, evt: gr.SelectData):
+        def open_row(f: views.QueueFilter, old: views.Nav, typed: str, request: gr.Request, evt: gr.SelectData):
             row = evt.row_value
             n = views.nav_open(store, f, int(row[0]) - 1, old.labelled)   # u still undoes earlier labels
+            n = replace(n, reviewer=typed_reviewer(request, typed))
             if n.current != int(row[1]):    # the queue moved since it was shown: open the row's caption
                 n = views.nav_at(store, n, int(row[1]))
             return cand.show(n) + (gr.Tabs(selected="candidate"),)
 
-        queue.table.select(open_row, [queue.filt, cand.nav], cand.outputs + [tabs], api_name=False)
+        queue.table.select(open_row, [queue.filt, cand.nav, reviewer], cand.outputs + [tabs], api_name=False)
         tab_mask.wire(store, mask, cand, reviewer)
         tab_grid.wire(store, grid, grid_tab, queue.filt, cand, reviewer, tabs)
 
-        # the typed reviewer name survives a reload (the browser's localStorage)
+        # the typed reviewer name survives a reload (the browser's localStorage); once given, the open
+        # candidate is leased to them
         saved_name = gr.BrowserState("", storage_key="verbatim-reviewer")
-        reviewer.blur(lambda name: (name or "").strip(), reviewer, saved_name, api_name=False)
-        reviewer.submit(lambda name: (name or "").strip(), reviewer, saved_name, api_name=False)
 
         @gradio_errors
-        def on_load(f: views.QueueFilter, name: str):
-            n = views.nav_open(store, f, 0)
+        def set_name(name: str, n: views.Nav, request: gr.Request):
+            who = typed_reviewer(request, name)
+            if who == n.reviewer:
+                return (who,) + tuple(gr.update() for _ in cand.outputs)
+            return (who,) + cand.show(replace(n, reviewer=who))
+
+        for event in (reviewer.blur, reviewer.submit):
+            event(set_name, [reviewer, cand.nav], [saved_name] + cand.outputs, api_name=False,
+                  **tab_candidate.TRIAGE)
+
+        @gradio_errors
+        def on_load(f: views.QueueFilter, name: str, request: gr.Request):
+            who = typed_reviewer(request, name)
+            n = views.nav_first_unlabelled(store, f, who)     # leased: two reviewers get two candidates
             return queue.show(f, 1) + cand.show(n) + (name if name and not auth else gr.update(),)
 
         app.load(on_load, [queue.filt, saved_name],
@@ -84,13 +99,13 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
                          api_name=False, concurrency_id=tab_queue.QUEUE_EVENTS)
 
         @gradio_errors
-        def open_caption(caption_id: float, old: views.Nav):
-            n = views.nav_at(store, views.Nav(labelled=old.labelled), int(caption_id))
-            return cand.show(n) + (gr.Tabs(selected="candidate"),)
+        def open_caption(caption_id: float, old: views.Nav, typed: str, request: gr.Request):
+            n = views.Nav(labelled=old.labelled, reviewer=typed_reviewer(request, typed))
+            return cand.show(views.nav_at(store, n, int(caption_id))) + (gr.Tabs(selected="candidate"),)
 
         # for gradio_client and deep links: open one caption by id
         hidden_id = gr.Number(visible=False)
-        hidden_id.change(open_caption, [hidden_id, cand.nav], cand.outputs + [tabs], api_name="open")
+        hidden_id.change(open_caption, [hidden_id, cand.nav, reviewer], cand.outputs + [tabs], api_name="open")
     return app
 
 

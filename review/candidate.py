@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from store import AutoLabel, Caption, Generation, LabelEntry, Mask, Neighbour, Store, TrainingImage
+from store import AutoLabel, Caption, CaptionReviews, Generation, LabelEntry, Mask, Neighbour, Store, TrainingImage
 
 from . import imaging, queries
 from .explain import explain
@@ -123,9 +123,14 @@ class CandidateData:
     aligned: Optional[AlignedItem]     # the latest automatic label's alignment, when it found one
     auto: Optional[AutoLabel]          # the latest automatic label
     explanation: tuple[str, ...]       # why the automatic label is what it is, in sentences
-    history: tuple[LabelEntry, ...]    # oldest first
+    history: tuple[LabelEntry, ...]    # oldest first (blind: the viewer's own entries only)
     editor: Optional[MaskSubject]
     mask_choices: tuple[tuple[str, int], ...]   # (label, training image id) the editor can switch to
+    reviews: Optional[CaptionReviews] = None   # each reviewer's label and the adjudication (None: unlabelled)
+    reviews_needed: int = 1            # blind reviews per candidate (1: the newest label counts)
+    blind: bool = False                # others' labels are hidden from the viewer until they label
+    latest_entry: int = 0              # the newest label entry's id, hidden or not (0: none)
+    votes_in: int = 0                  # reviewers who labelled it (shown even when blind)
 
 
 class _Loader:
@@ -304,8 +309,15 @@ def _editor(load: _Loader, match: Optional[Match]) -> Optional[MaskSubject]:
     return MaskSubject(t.id, load.image(t.sha256), load.mask(t.id), load.keep(t.id))
 
 
-def candidate_data(store: Store, caption_id: int) -> CandidateData:
-    """Everything a reviewer needs to decide one candidate, read once."""
+def _blind(reviews: Optional[CaptionReviews], k: int, viewer: str) -> bool:
+    """With k > 1 blind reviews, a pending candidate's labels are hidden from whoever has not voted
+    (a conflict is open to all: its adjudicator must see both sides)."""
+    return k > 1 and (reviews is None or (reviews.state == "pending" and viewer not in reviews.votes))
+
+
+def candidate_data(store: Store, caption_id: int, viewer: str = "") -> CandidateData:
+    """Everything a reviewer needs to decide one candidate, read once; ``viewer`` decides what a
+    blind review hides."""
     cap = store.get_caption(caption_id)
     load = _Loader(store)
     scores = store.scores_for(caption_id)
@@ -315,6 +327,10 @@ def candidate_data(store: Store, caption_id: int) -> CandidateData:
     rows = _rows(store, gens)
     top = _top_neighbours(rows)
     history = store.label_history(caption_id)
+    k = store.reviews_per_candidate()
+    reviews = next(iter(store.caption_reviews([caption_id])), None)
+    blind = _blind(reviews, k, viewer)
+    shown = [e for e in history if e.reviewer == viewer] if blind else history
     autos = store.auto_labels(caption_id)
     auto = autos[-1] if autos else None
     neighbours = [NeighbourItem(i, r["n"], t, load.picture(t.sha256), t.caption_id == caption_id, r["gen"].seed)
@@ -324,11 +340,13 @@ def candidate_data(store: Store, caption_id: int) -> CandidateData:
     own_d = _own_distances(auto)
     editor = _editor(load, match)
     return CandidateData(
-        caption=cap, label=history[-1].label if history else None,
+        caption=cap, label=None if blind or reviews is None else reviews.label,
         scores=tuple(ScoreLine(k, v, *ranks[k]) for k, v in sorted(scores.items())),
         generations=tuple(GenerationItem(g, load.picture(g.image_sha), own_d.get(g.id),
                                          match is not None and match.generation.id == g.id) for g in gens),
         own=tuple(OwnItem(t, load.picture(t.sha256)) for t in own[:4]),
         neighbours=tuple(neighbours), match=match, others=tuple(_others(load, auto, gens, match)),
         aligned=aligned, auto=auto, explanation=explain(auto, {g.id: g.seed for g in gens}),
-        history=tuple(history), editor=editor, mask_choices=_mask_choices(own, top, editor))
+        history=tuple(shown), editor=editor, mask_choices=_mask_choices(own, top, editor),
+        reviews=None if blind else reviews, reviews_needed=k, blind=blind,
+        latest_entry=history[-1].id if history else 0, votes_in=len(reviews.votes) if reviews else 0)

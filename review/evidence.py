@@ -182,10 +182,22 @@ def _match_html(data: CandidateData, files: _Files, paths: dict) -> str:
 
 
 def _history(data: CandidateData) -> str:
-    rows = [[str(e.id), esc(e.created_at), _label(e.label) if e.undoes is None else
-             f"undo of entry {e.undoes} (back to {_label(e.label)})", esc(e.reviewer), esc(e.note) or "–",
-             esc(e.batch) or "–"] for e in data.history]
+    rows = [[str(e.id), esc(e.created_at), (_label(e.label) if e.undoes is None else
+             f"undo of entry {e.undoes} (back to {_label(e.label)})") + (" · adjudication" if e.role else ""),
+             esc(e.reviewer), esc(e.note) or "–", esc(e.batch) or "–"] for e in data.history]
     return _table(["entry", "time (UTC)", "label", "reviewer", "note", "bulk batch"], rows, "history")
+
+
+def _reviews(row: dict) -> str:
+    """Each reviewer's own label in force and the adjudication (the export's review columns)."""
+    rows = [[esc(r["reviewer"]), _label(r["label"]), esc(r["labelled_at"]), esc(r["note"]) or "–"]
+            for r in row["reviews"]]
+    if row["adjudication"]:
+        a = row["adjudication"]
+        rows.append([f"{esc(a['reviewer'])} (adjudicator: final)", _label(a["label"]), esc(a["labelled_at"]),
+                     esc(a["note"]) or "–"])
+    state = f"<p>Blind review: {esc(row['review_state'])}.</p>" if row["review_state"] else ""
+    return state + _table(["reviewer", "their label", "time (UTC)", "note"], rows, "reviews")
 
 
 def page_html(row: dict, data: CandidateData, files: _Files, paths: dict) -> str:
@@ -203,7 +215,8 @@ def page_html(row: dict, data: CandidateData, files: _Files, paths: dict) -> str
     body = (f"<p><a href='index.html'>← all confirmed copies</a></p><h1>Caption {cap.id}: "
             f"{_label(row['overfit_type'])}</h1><p class='caption'>{esc(cap.text)}</p>"
             f"<p>Source URL: {url_html(cap.url) or '–'} · duplicates in the training set: {esc(cap.dup_count)}</p>"
-            f"<h2>Decision</h2>{_decision(row, data)}<h2>The match</h2>{_match_html(data, files, paths)}"
+            f"<h2>Decision</h2>{_decision(row, data)}<h2>Each reviewer’s label</h2>{_reviews(row)}"
+            f"<h2>The match</h2>{_match_html(data, files, paths)}"
             f"<h2>All {len(gens)} generations of this caption</h2>{''.join(gens) or '<p>none stored</p>'}"
             f"<h2>The caption’s own training image(s)</h2>{''.join(own) or '<p>none stored</p>'}"
             f"<h2>Scores</h2>{scores}<h2>Label history (oldest first, undos included)</h2>{_history(data)}")

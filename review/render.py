@@ -94,7 +94,10 @@ def label_badge(label: Optional[str]) -> str:
 
 
 HELP_KEYS = (("j / k", "next / previous candidate in the queue"), ("n", "next unlabelled candidate"),
-             ("u", "undo your last label (in the grid: the last bulk label) and go back to it"),
+             ("u", "undo your last label (in the grid: your last bulk label) and go back to it; "
+                   "others' labels are theirs to undo"),
+             ("o / Esc", "when someone labelled the candidate since you opened it: override with yours / "
+                         "keep theirs"),
              ("/", "type a note for the next label"), ("c", "compare: swipe or onion skin"),
              ("space (hold)", "flip the comparison to the generation"), ("m", "edit the match's mask"),
              ("g", "the grid (bulk labels)"), ("Enter", "from the queue or grid: open the candidate"),

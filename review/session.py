@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 from typing import Any, Callable, Optional
 
 import gradio as gr
@@ -13,18 +12,16 @@ from .imaging import MaskShapeError
 from .views import check_reviewer
 
 
-def default_reviewer() -> str:
-    """The local user's name, prefilled in the Reviewer field when the app runs without --auth."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
-
-
 def reviewer_name(request: Optional[gr.Request], typed: Optional[str]) -> str:
-    """The logged-in user when the app runs with --auth (not editable), else the typed name."""
+    """The logged-in user when the app runs with --auth (not editable), else the typed name;
+    a name is required (no default: each reviewer's labels, leases and undos are their own)."""
+    return check_reviewer(typed_reviewer(request, typed))
+
+
+def typed_reviewer(request: Optional[gr.Request], typed: Optional[str]) -> str:
+    """The reviewer's name as given so far ('' when none yet): for navigation and leases."""
     user = getattr(request, "username", None) if request is not None else None
-    return check_reviewer(user if user else typed)
+    return (user or typed or "").strip()
 
 
 def gradio_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,15 +7,15 @@ re-creates its canvas, about half a second of main-thread work per candidate. A 
 ``mask_target``; the Mask tab loads it when it is on screen."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import gradio as gr
 
-from store import Store
+from store import LabelConflictError, LabelEntry, Store
 
 from . import render, views
-from .session import gradio_errors, reviewer_name
+from .session import gradio_errors, reviewer_name, typed_reviewer
 
 # wires the compare tile (swipe / onion skin) of whatever the view renders (event delegation)
 COMPARE_JS = """
@@ -42,6 +42,17 @@ class CandidateTab:
     status: gr.Markdown
     outputs: list            # what every show() returns, in order
     show: object             # (nav, message) -> tuple for outputs
+    reviewer: gr.Textbox     # the reviewer's name (hidden behind --auth)
+
+
+@dataclass
+class _Conflict:
+    """The keep / override prompt shown when someone labelled the candidate since it was opened."""
+    row: gr.Row
+    text: gr.Markdown
+    keep: gr.Button
+    override: gr.Button
+    pending: gr.State        # {caption_id, label, note, latest}: the label the reviewer asked for
 
 
 @dataclass
@@ -73,6 +84,21 @@ def _action_bar() -> _Actions:
     return _Actions(buttons, undo_b, prev_b, next_b, next_u, note)
 
 
+def _conflict_prompt() -> _Conflict:
+    with gr.Row(visible=False, elem_id="vb-conflict", equal_height=True) as row:
+        text = gr.Markdown(elem_id="vb-conflict-text")
+        keep = gr.Button("Esc keep theirs", elem_id="act-keep", size="sm", min_width=40, scale=0)
+        override = gr.Button("o override with mine", elem_id="act-override", variant="primary", size="sm",
+                             min_width=40, scale=0)
+    return _Conflict(row, text, keep, override, gr.State(None))
+
+
+def conflict_text(latest: LabelEntry, label: str) -> str:
+    return (f"**{render.esc(latest.reviewer)}** labelled candidate {latest.caption_id} "
+            f"**{render.esc(latest.label or 'unlabelled')}** at {render.esc(latest.created_at[11:19])} UTC since you "
+            f"opened it. Keep theirs (<kbd>Esc</kbd>) or override with your **{render.esc(label)}** (<kbd>o</kbd>).")
+
+
 # triage answers in ~0.1 s: Gradio's progress overlays over every output only add repaints
 TRIAGE = dict(concurrency_id="triage", show_progress="hidden")
 
@@ -84,35 +110,55 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
     with gr.Column(elem_id="vb-sticky"):
         head = gr.HTML(elem_id="vb-head")
         actions = _action_bar()
+        conflict = _conflict_prompt()
         status = gr.Markdown(elem_id="vb-status")
     view = gr.HTML(elem_id="vb-view", js_on_load=COMPARE_JS)
 
     def show(n: views.Nav, message: str = "", mask_target: Optional[views.MaskTarget] = None):
         """The outputs for candidate n (the mask editor is left to the Mask tab); ``mask_target``
-        overrides the view's (after a save the editor stays on the image just saved)."""
+        overrides the view's (after a save the editor stays on the image just saved). Opening a
+        candidate leases it to the reviewer and notes who else has it open; the keep / override
+        prompt is hidden."""
         cid = n.current
         if cid is None:
             v = views.empty_view("Nothing to show: the queue filter holds no candidates.")
         else:
-            v = views.candidate_view(store, cid, n.position, with_editor=False)
-        return n, v.head, v.html, message, mask_target or v.mask, v.mask_choices
+            v = views.candidate_view(store, cid, n.position, with_editor=False, viewer=n.reviewer)
+            n = replace(n, seen=v.latest_entry)
+            message = " ".join(m for m in (message, views.lease_note(store, n)) if m)
+        return (n, v.head, v.html, gr.update(visible=False), "", None, message, mask_target or v.mask,
+                v.mask_choices)
 
-    outputs = [nav, head, view, status, mask_target, mask_choices]
-    _wire_triage(store, actions, nav, reviewer, outputs, show)
-    return CandidateTab(nav, mask_target, mask_choices, head, view, status, outputs, show)
+    outputs = [nav, head, view, conflict.row, conflict.text, conflict.pending, status, mask_target, mask_choices]
+    _wire_triage(store, actions, conflict, nav, reviewer, outputs, show)
+    return CandidateTab(nav, mask_target, mask_choices, head, view, status, outputs, show, reviewer)
 
 
-def _wire_triage(store: Store, actions: _Actions, nav: gr.State, reviewer: gr.Textbox, outputs: list,
-                 show) -> None:
+def _prompt(shown: tuple, latest: LabelEntry, label: str, pending: dict) -> tuple:
+    """show()'s outputs with the keep / override prompt visible (and the note field kept)."""
+    return shown[:3] + (gr.update(visible=True), conflict_text(latest, label), pending) + shown[6:] + (gr.update(),)
+
+
+def _saved(label: str, who: str, entry: LabelEntry, nxt: views.Nav, moved: bool) -> str:
+    role = " as the adjudication" if entry.role else ""
+    return (f"Saved **{render.esc(label)}** for candidate {entry.caption_id} (by {render.esc(who)}{role}). "
+            + (f"Now candidate {nxt.current}." if moved else "No further candidate to label in this queue."))
+
+
+def _wire_triage(store: Store, actions: _Actions, conflict: _Conflict, nav: gr.State, reviewer: gr.Textbox,
+                 outputs: list, show) -> None:
     """Label keys, undo and j/k/n: each one store write (or read) and the next candidate's view."""
     def labeller(label: str):
         @gradio_errors
         def act(n: views.Nav, typed: str, text: str, request: gr.Request):
             who = reviewer_name(request, typed)
-            entry, nxt, moved = views.label_and_advance(store, n, label, who, text)
-            msg = (f"Saved **{render.esc(label)}** for candidate {entry.caption_id} (by {render.esc(who)}). "
-                   + (f"Now candidate {nxt.current}." if moved else "No further candidate to label in this queue."))
-            return show(nxt, msg) + ("",)
+            n = replace(n, reviewer=who)
+            try:
+                entry, nxt, moved = views.label_and_advance(store, n, label, who, text)
+            except LabelConflictError as e:    # shown again with their label, and the prompt
+                pending = {"caption_id": n.current, "label": label, "note": text, "latest": e.latest.id}
+                return _prompt(show(n), e.latest, label, pending)
+            return show(nxt, _saved(label, who, entry, nxt, moved)) + ("",)
         return act
 
     for label, b in actions.labels.items():
@@ -120,23 +166,50 @@ def _wire_triage(store: Store, actions: _Actions, nav: gr.State, reviewer: gr.Te
                 api_name="label_" + label.replace(":", "_"), concurrency_limit=1, **TRIAGE)
 
     @gradio_errors
+    def override(n: views.Nav, pending: Optional[dict], typed: str, request: gr.Request):
+        if not pending or pending.get("caption_id") != n.current:
+            raise views.ViewError("override: expected a label waiting on the keep / override prompt, got none")
+        who = reviewer_name(request, typed)
+        n = replace(n, reviewer=who, seen=int(pending["latest"]))    # override exactly the label shown
+        try:
+            entry, nxt, moved = views.label_and_advance(store, n, pending["label"], who, pending["note"])
+        except LabelConflictError as e:    # yet another label came in meanwhile: ask again
+            return _prompt(show(n), e.latest, pending["label"], dict(pending, latest=e.latest.id))
+        return show(nxt, _saved(pending["label"], who, entry, nxt, moved)) + ("",)
+
+    conflict.override.click(override, [nav, conflict.pending, reviewer], outputs + [actions.note],
+                            api_name="override", concurrency_limit=1, **TRIAGE)
+
+    @gradio_errors
+    def keep(n: views.Nav, pending: Optional[dict], typed: str, request: gr.Request):
+        nxt, found = views.nav_next_unlabelled(store, replace(n, reviewer=typed_reviewer(request, typed)))
+        kept = f"Kept the other reviewer's label for candidate {n.current}." if pending else ""
+        return show(nxt, kept + ("" if found else " No unlabelled candidate left in this queue."))
+
+    conflict.keep.click(keep, [nav, conflict.pending, reviewer], outputs, api_name="keep", **TRIAGE)
+
+    @gradio_errors
     def do_undo(n: views.Nav, typed: str, request: gr.Request):
-        entry, back = views.undo_last(store, n, reviewer_name(request, typed))
-        return show(back, f"Undone: candidate {entry.caption_id} is now "
-                          f"**{render.esc(entry.label or 'unlabelled')}**.")
+        u = views.undo_last(store, n, reviewer_name(request, typed))
+        skipped = (f" Not undone (relabelled by others since; only they can undo theirs): candidate(s) "
+                   f"{', '.join(map(str, u.skipped))}." if u.skipped else "")
+        return show(u.nav, f"Undone: candidate {u.entry.caption_id} is now "
+                           f"**{render.esc(u.entry.label or 'unlabelled')}**.{skipped}")
 
     actions.undo.click(do_undo, [nav, reviewer], outputs, api_name="undo", **TRIAGE)
 
-    @gradio_errors
-    def step(n: views.Nav, by: int):
-        return show(views.nav_step(store, n, by))
+    def stepper(by: int):
+        @gradio_errors
+        def step(n: views.Nav, typed: str, request: gr.Request):
+            return show(views.nav_step(store, replace(n, reviewer=typed_reviewer(request, typed)), by))
+        return step
 
-    actions.next.click(lambda n: step(n, 1), [nav], outputs, api_name="next", **TRIAGE)
-    actions.prev.click(lambda n: step(n, -1), [nav], outputs, api_name="previous", **TRIAGE)
+    actions.next.click(stepper(1), [nav, reviewer], outputs, api_name="next", **TRIAGE)
+    actions.prev.click(stepper(-1), [nav, reviewer], outputs, api_name="previous", **TRIAGE)
 
     @gradio_errors
-    def unlabelled(n: views.Nav):
-        nxt, found = views.nav_next_unlabelled(store, n)
+    def unlabelled(n: views.Nav, typed: str, request: gr.Request):
+        nxt, found = views.nav_next_unlabelled(store, replace(n, reviewer=typed_reviewer(request, typed)))
         return show(nxt, "" if found else "No unlabelled candidate left in this queue.")
 
-    actions.next_unlabelled.click(unlabelled, [nav], outputs, api_name="next_unlabelled", **TRIAGE)
+    actions.next_unlabelled.click(unlabelled, [nav, reviewer], outputs, api_name="next_unlabelled", **TRIAGE)

@@ -13,7 +13,7 @@ import gradio as gr
 from store import Store
 
 from . import grid, render, views
-from .session import gradio_errors, reviewer_name
+from .session import gradio_errors, reviewer_name, typed_reviewer
 from .tab_candidate import CandidateTab
 
 UNDO_DEPTH = 50
@@ -72,7 +72,8 @@ def wire(store: Store, g: GridTab, tab: gr.Tab, filt: gr.State, cand: CandidateT
         keep = (gr.update(),) * len(cand.outputs) + (gr.update(),)
         if c.get("action") == "open":
             cid = views.caption_ids_of([c.get("id")])[0]
-            nav = views.nav_at(store, views.Nav(filt=f, labelled=n.labelled), cid)
+            nav = views.nav_at(store, views.Nav(filt=f, labelled=n.labelled, reviewer=typed_reviewer(request, typed)),
+                               cid)
             return (gr.update(), gr.update(), gr.update(), "", batches) + cand.show(nav) + \
                 (gr.Tabs(selected="candidate"),)
         if c.get("action") != "label":

@@ -1,5 +1,5 @@
 """Stats tab: precision vs verbatims found per score (Fig. 3), counts by type per run (Table 1),
-the duplication histogram (Fig. 4) and reviewer progress, all from the human labels."""
+the duplication histogram (Fig. 4), reviewer progress and agreement, all from the human labels."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,7 +9,7 @@ import pandas as pd
 
 from store import Store
 
-from . import queries
+from . import agreement, queries
 from .session import gradio_errors
 
 
@@ -32,7 +32,8 @@ def precision_table(curves: pd.DataFrame, kinds: Optional[list[str]] = None) -> 
 
 
 def stats_values(store: Store) -> tuple:
-    """(precision frame, its table, Table 1 frame, duplication frame, reviewer frame, totals markdown)."""
+    """(precision frame, its table, Table 1 frame, duplication frame, reviewer frame, totals markdown,
+    agreement frame (Cohen's kappa per reviewer pair), their confusion matrices as HTML)."""
     kinds = queries.score_kinds(store)
     curves = pd.DataFrame(queries.precision_curves(store, kinds), columns=["score", "labelled", "found", "precision"])
     h1, r1 = queries.counts_by_run(store)
@@ -42,7 +43,10 @@ def stats_values(store: Store) -> tuple:
     done = sum(v for k, v in totals.items() if k != "unlabelled")
     md = (f"**{done:,}** of **{done + totals['unlabelled']:,}** candidates labelled · "
           + " · ".join(f"{k}: {v:,}" for k, v in totals.items() if k != "unlabelled"))
-    return curves, precision_table(curves, kinds), pd.DataFrame(r1, columns=h1), dups, pd.DataFrame(r2, columns=h2), md
+    h3, r3, pairs = agreement.agreement_rows(store)
+    blind = agreement.review_summary(store.caption_reviews(), store.reviews_per_candidate())
+    return (curves, precision_table(curves, kinds), pd.DataFrame(r1, columns=h1), dups, pd.DataFrame(r2, columns=h2),
+            md + ("  \n" + blind if blind else ""), pd.DataFrame(r3, columns=h3), agreement.confusion_html(pairs))
 
 
 def build(store: Store) -> tuple[gr.Button, list, object]:
@@ -63,7 +67,12 @@ def build(store: Store) -> tuple[gr.Button, list, object]:
     gr.Markdown("**Reviewer progress**")
     reviewers = gr.Dataframe(headers=list(queries.REVIEWER_HEADERS), interactive=False,
                              datatype=["str", "number", "number", "number", "str", "str"])
-    outputs = [precision, at, table1, dups, reviewers, totals]
+    gr.Markdown("**Agreement between reviewers** (candidates both labelled; each reviewer's own label; a skip "
+                "is no label)")
+    pairs = gr.Dataframe(headers=list(agreement.AGREEMENT_HEADERS), interactive=False,
+                         datatype=["str", "str", "number", "number", "number"], elem_id="vb-agreement")
+    confusion = gr.HTML(elem_id="vb-confusion")
+    outputs = [precision, at, table1, dups, reviewers, totals, pairs, confusion]
     fn = gradio_errors(lambda: stats_values(store))
     refresh.click(fn, None, outputs, api_name="stats")
     return refresh, outputs, fn

@@ -31,10 +31,25 @@ def head_html(d: CandidateData, position: str) -> str:
     auto = f' · auto {label_badge(d.auto.label)}' if d.auto is not None else ""
     dup = f" · duplicates: {esc(cap.dup_count)}" if cap.dup_count else ""
     return (f'<div class="vb-headbar" data-caption-id="{cap.id}"><div class="vb-head">'
-            f'<span class="vb-id">candidate {cap.id}</span> {label_badge(d.label)}'
+            f'<span class="vb-id">candidate {cap.id}</span> {label_badge(d.label)}{reviews_html(d)}'
             f' <span class="vb-pos">{esc(position)}</span>{auto}'
             f'<span class="vb-meta">{url_html(cap.url)}{dup}</span></div>'
             f'<div class="vb-caption" data-testid="caption" title="{esc(cap.text)}">{esc(cap.text)}</div></div>')
+
+
+def reviews_html(d: CandidateData) -> str:
+    """With blind reviews: how many are in (hidden until the viewer labels), or each reviewer's
+    label, where they stand, and the adjudication."""
+    if d.reviews_needed <= 1:
+        return ""
+    if d.blind:
+        return (f' <span class="vb-reviews vb-blind" data-review="blind">blind review: {d.votes_in} of '
+                f'{d.reviews_needed} in, others\' labels hidden until you label</span>')
+    r = d.reviews
+    votes = " · ".join(f"{esc(name)} {label_badge(e.label)}" for name, e in sorted(r.votes.items())) if r else ""
+    judge = f" · adjudicated by {esc(r.adjudication.reviewer)}" if r and r.adjudication else ""
+    state = esc(r.state) if r else "pending"
+    return f' <span class="vb-reviews vb-{state}" data-review="{state}">{state}: {votes}{judge}</span>'
 
 
 def generation_figure(item: GenerationItem) -> str:
@@ -145,10 +160,16 @@ def aligned_html(a: AlignedItem) -> str:
 
 
 def history_html(d: CandidateData) -> str:
+    if d.blind:
+        body = table(["when (UTC)", "label", "reviewer", "note", ""],
+                     [[esc(e.created_at[:19]), label_badge(e.label), esc(e.reviewer), esc(e.note), ""]
+                      for e in reversed(d.history)]) if d.history else "<p>none of yours yet</p>"
+        return section("Your labels (blind review: others' are hidden until you label)", body)
     if not d.history:
         return section("Label history", "<p>no labels yet</p>")
     rows = [[esc(e.created_at[:19]), label_badge(e.label), esc(e.reviewer), esc(e.note),
-             ("undo" if e.undoes else "") + (" bulk" if e.batch else "")] for e in reversed(d.history)]
+             " ".join(w for w, on in (("undo", e.undoes), ("bulk", e.batch), ("adjudication", e.role)) if on)]
+            for e in reversed(d.history)]
     return section("Label history (newest first)", table(["when (UTC)", "label", "reviewer", "note", ""], rows))
 
 

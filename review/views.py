@@ -8,7 +8,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from store import HUMAN_LABELS, REFERENCE_LABELS, LabelEntry, Page, PageQuery, Store, StoreError
+from store import (
+    HUMAN_LABELS, REFERENCE_LABELS, LabelEntry, LabelError, NotYourLabelError, Page, PageQuery, Store, StoreError,
+)
 
 from . import imaging, queries, render
 from .candidate import candidate_data
@@ -17,7 +19,7 @@ from .templates import candidate_html, head_html
 
 QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
 QUEUE_TYPES = ["number", "number", "str", "number", "str", "str", "str", "number"]
-HUMAN_STATES = ("any", "unlabelled", "labelled") + HUMAN_LABELS
+HUMAN_STATES = ("any", "unlabelled", "labelled", "conflict") + HUMAN_LABELS
 NAV_WINDOW = 200          # candidate ids held for j/k navigation; more are fetched on demand
 NEXT_UNLABELLED_WINDOWS = 5
 UNDO_DEPTH = 100          # labels of a session that u can walk back through
@@ -109,6 +111,8 @@ class Nav:
     offset: int = 0
     pos: int = 0
     labelled: tuple = ()    # captions labelled through this navigation, latest last: what u undoes
+    reviewer: str = ""      # who is reviewing ('' until a name is given): leases and blind reviews
+    seen: int = -1          # the newest label entry shown for the current candidate (0: none, -1: unknown)
 
     @property
     def current(self) -> Optional[int]:
@@ -133,6 +137,17 @@ def nav_open(store: Store, filt: QueueFilter, queue_index: int, labelled: tuple 
     return Nav(filt, ids, offset, min(queue_index - offset, max(len(ids) - 1, 0)), labelled)
 
 
+def nav_first_unlabelled(store: Store, filt: QueueFilter, reviewer: str = "") -> Nav:
+    """Where a session starts: the filter's first candidate still open to the reviewer (leased to
+    them), or its first candidate when none is or the filter holds labelled ones only."""
+    ids = _window(store, filt, 0)
+    if reviewer and filt.human in ("any", "unlabelled"):
+        nav, found = nav_next_unlabelled(store, Nav(filt, ids, 0, -1, reviewer=reviewer))
+        if found:
+            return nav
+    return replace(nav_open(store, filt, 0), reviewer=reviewer)
+
+
 def nav_at(store: Store, nav: Nav, caption_id: int) -> Nav:
     """Navigation positioned on a caption: within the window if it is there, else at its rank in
     the whole queue (every candidate, same score order), else a window of that caption alone."""
@@ -144,8 +159,8 @@ def nav_at(store: Store, nav: Nav, caption_id: int) -> Nav:
         rank = queries.ranks(store, {every.order_by: value})[every.order_by][0]
         found = nav_open(store, every, rank - 1, nav.labelled)
         if found.current == caption_id:
-            return found
-    return Nav(every, (caption_id,), 0, 0, nav.labelled)
+            return replace(found, reviewer=nav.reviewer)
+    return Nav(every, (caption_id,), 0, 0, nav.labelled, nav.reviewer)
 
 
 def nav_step(store: Store, nav: Nav, step: int) -> Nav:
@@ -169,10 +184,10 @@ def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
     ids, offset, pos = nav.ids, nav.offset, nav.pos + 1
     for _ in range(NEXT_UNLABELLED_WINDOWS):
         rest = ids[pos:]
-        free = queries.unlabelled_among(store, rest)
+        free = _free(store, nav, rest)
         for i, cid in enumerate(rest):
             if cid in free:
-                return replace(nav, ids=ids, offset=offset, pos=pos + i), True
+                return replace(nav, ids=ids, offset=offset, pos=pos + i, seen=-1), True
         if len(ids) < NAV_WINDOW:
             break
         offset, pos = offset + len(ids), 0
@@ -182,10 +197,21 @@ def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
     if nav.filt.human not in ("any", "unlabelled"):
         return nav, False   # the filter holds labelled candidates only
     top = _window(store, nav.filt, 0, human="unlabelled")
-    top = tuple(c for c in top if c != nav.current)
-    if not top:
+    free = _free(store, nav, tuple(c for c in top if c != nav.current))
+    if not free:
         return nav, False
-    return replace(nav, filt=replace(nav.filt, human="unlabelled"), ids=top, offset=0, pos=0), True
+    first = next(c for c in top if c in free)
+    return replace(nav, filt=replace(nav.filt, human="unlabelled"), ids=top, offset=0, pos=top.index(first),
+                   seen=-1), True
+
+
+def _free(store: Store, nav: Nav, ids: Sequence[int]) -> set:
+    """Of ids, what "next unlabelled" may open: with a reviewer, the first one still open to them,
+    leased to them at once (so no one else is handed it); without, every unlabelled one."""
+    if not nav.reviewer:
+        return queries.unlabelled_among(store, ids)
+    got = store.lease_first(ids, nav.reviewer)
+    return set() if got is None else {got}
 
 
 # -- candidate --------------------------------------------------------------------------------
@@ -209,6 +235,7 @@ class CandidateView:
     mask: Optional[MaskTarget]
     editor: Optional[dict]           # gr.ImageEditor value: background + one mask layer
     mask_choices: tuple = ()         # ((label, training image id), ...) the editor can switch to
+    latest_entry: int = 0            # the newest label entry's id (0: none): what a label expects
 
 
 def _mask_versions(store: Store, train_image_id: int) -> tuple:
@@ -216,11 +243,13 @@ def _mask_versions(store: Store, train_image_id: int) -> tuple:
                  for m in store.mask_versions(train_image_id))
 
 
-def candidate_view(store: Store, caption_id: int, position: str = "", with_editor: bool = True) -> CandidateView:
+def candidate_view(store: Store, caption_id: int, position: str = "", with_editor: bool = True,
+                   viewer: str = "") -> CandidateView:
     """Everything a reviewer needs to decide one candidate, as HTML, and the mask editor's target
-    (with its value unless ``with_editor`` is False: triage leaves the editor to the Mask tab)."""
+    (with its value unless ``with_editor`` is False: triage leaves the editor to the Mask tab).
+    ``viewer``: who looks; with blind reviews others' labels stay hidden until they gave theirs."""
     try:
-        data = candidate_data(store, caption_id)
+        data = candidate_data(store, caption_id, viewer)
     except StoreError as e:
         raise ViewError(f"candidate {caption_id}: {e}") from e
     mask_target = editor = None
@@ -231,7 +260,7 @@ def candidate_view(store: Store, caption_id: int, position: str = "", with_edito
         else:
             mask_target = _mask_target(store, e.train_image_id, e.image.size, e.mask)
     return CandidateView(caption_id, candidate_html(data), head_html(data, position), data.label, mask_target,
-                         editor, data.mask_choices)
+                         editor, data.mask_choices, data.latest_entry)
 
 
 def _mask_target(store: Store, train_image_id: int, size: tuple, cur, draft: bool = False) -> MaskTarget:
@@ -305,19 +334,24 @@ def check_reviewer(name: Optional[str]) -> str:
     return name
 
 
-def record_label(store: Store, caption_id: int, label: str, reviewer: str, note: str = "") -> LabelEntry:
-    """One durable write: a new entry in the caption's label history."""
+def record_label(store: Store, caption_id: int, label: str, reviewer: str, note: str = "",
+                 seen: int = -1) -> LabelEntry:
+    """One durable write: a new entry in the caption's label history. ``seen``: the newest entry
+    the reviewer was shown (0: none; -1: not known, no check); someone else's newer label raises
+    store.LabelConflictError (keep theirs, or label again with ``seen`` = their entry to override)."""
     if label not in HUMAN_LABELS:
         raise ViewError(f"label: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
-    return store.add_label(caption_id, label, check_reviewer(reviewer), note or "")
+    expect = {} if seen < 0 else {"expect_latest": seen or None}
+    return store.add_label(caption_id, label, check_reviewer(reviewer), note or "", **expect)
 
 
 def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: str = "") -> tuple[LabelEntry, Nav, bool]:
-    """Label the current candidate, then move to the next unlabelled one. (entry, nav, moved)."""
+    """Label the current candidate (expecting the label entry it was shown with: nav.seen), then
+    move to the next unlabelled one. (entry, nav, moved)."""
     if nav.current is None:
         raise ViewError("label: expected an open candidate, got none (pick one in the Queue tab)")
-    entry = record_label(store, nav.current, label, reviewer, note)
-    nav = replace(nav, labelled=(nav.labelled + (entry.caption_id,))[-UNDO_DEPTH:])
+    entry = record_label(store, nav.current, label, reviewer, note, nav.seen)
+    nav = replace(nav, labelled=(nav.labelled + (entry.caption_id,))[-UNDO_DEPTH:], reviewer=entry.reviewer)
     if nav.filt.human not in ("any", "unlabelled"):
         # re-reviewing labelled candidates (e.g. the MV queue): the next one in the queue
         nxt = nav_step(store, nav, 1)
@@ -351,20 +385,47 @@ def undo(store: Store, caption_id: int, reviewer: str) -> LabelEntry:
     return store.undo_label(caption_id, check_reviewer(reviewer))
 
 
-def undo_last(store: Store, nav: Nav, reviewer: str) -> tuple[LabelEntry, Nav]:
-    """The u key: undo the last label given through this navigation and go back to its candidate
-    (to label it again); with none given, undo the current candidate's last label."""
-    rest = nav.labelled
-    while rest and store.current_label(rest[-1]) is None:   # already undone (another tab, the k-then-u path)
-        rest = rest[:-1]
-    if rest:
+@dataclass(frozen=True)
+class Undo:
+    entry: LabelEntry
+    nav: Nav                         # on the candidate whose label was undone
+    skipped: tuple = ()              # labels of this session not undone: someone labelled it since
+
+
+def undo_last(store: Store, nav: Nav, reviewer: str) -> Undo:
+    """The u key: undo your last label given through this navigation and go back to its
+    candidate (to label it again); labels someone else has replaced since are theirs and are
+    skipped (named in ``skipped``). With none left, undo the current candidate's last label,
+    if it is yours."""
+    reviewer = check_reviewer(reviewer)
+    rest, skipped = nav.labelled, []
+    while rest:
         caption_id, rest = rest[-1], rest[:-1]
-    elif nav.current is not None:
-        caption_id, rest = nav.current, ()
-    else:
-        raise ViewError("undo: expected a label given in this session or an open candidate, got neither")
-    entry = undo(store, caption_id, reviewer)
-    return entry, replace(nav_at(store, nav, caption_id), labelled=rest)
+        try:
+            entry = undo(store, caption_id, reviewer)
+        except NotYourLabelError:
+            skipped.append(caption_id)
+            continue
+        except LabelError:          # already undone (another tab, the k-then-u path)
+            continue
+        return Undo(entry, replace(nav_at(store, nav, caption_id), labelled=rest, seen=-1), tuple(skipped))
+    if nav.current is None:
+        raise ViewError("undo: expected a label given in this session or an open candidate, got neither"
+                        + (f" (candidates {', '.join(map(str, skipped))} were relabelled by others since)"
+                           if skipped else ""))
+    entry = undo(store, nav.current, reviewer)
+    return Undo(entry, replace(nav_at(store, nav, nav.current), labelled=(), seen=-1), tuple(skipped))
+
+
+def lease_note(store: Store, nav: Nav) -> str:
+    """Opening a candidate leases it to the reviewer; the others who have it open, if any."""
+    if not nav.reviewer or nav.current is None:
+        return ""
+    others = store.lease(nav.current, nav.reviewer)
+    if not others:
+        return ""
+    names = ", ".join(render.esc(o.reviewer) for o in others)
+    return f"{names} {'has' if len(others) == 1 else 'have'} this candidate open too."
 
 
 # -- masks ------------------------------------------------------------------------------------

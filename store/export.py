@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 
+from . import reviews
 from .canon import canonical_json, load_json
 from .db import utc_now
 from .errors import ExportError
@@ -36,7 +37,7 @@ from .evidence import CURRENT_NEIGHBOURS
 from .images import encode_png
 from .outputs import check_output, write_output
 from .queries import matching_caption_ids
-from .records import PageQuery
+from .records import LabelEntry, PageQuery
 from .schema import HUMAN_LABELS
 from .version import __version__
 
@@ -51,7 +52,7 @@ BASE_COLUMNS = (
     "url", "caption_id", "dup_count", "model", "run_id", "seed", "match_kind", "match_distance",
     "similarity", "reviewer", "labelled_at", "note",
     "generated_sha", "train_image_sha", "train_image_id", "train_path_or_url",
-    "mask_sha", "mask_version", "mask_rle", "alignment",
+    "mask_sha", "mask_version", "mask_rle", "alignment", "reviews", "adjudication", "review_state",
 )
 
 
@@ -169,6 +170,16 @@ def _retrieved_url(path_or_url: Optional[str], meta_json: Optional[str]) -> Opti
 AUTO_COLUMNS = ("auto_label", "auto_flags", "auto_tv", "auto_mv", "auto_rv")
 
 
+def _review_columns(conn, caption_id: int, k: int) -> dict:
+    """Each reviewer's own label in force, the adjudication, and (blind reviews) where they stand."""
+    r = reviews.caption_reviews(caption_id, reviews.history(conn, caption_id), k)
+
+    def one(e: LabelEntry) -> dict:
+        return {"reviewer": e.reviewer, "label": e.label, "labelled_at": e.created_at, "note": e.note}
+    return {"reviews": [one(e) for _, e in sorted(r.votes.items())],
+            "adjudication": one(r.adjudication) if r.adjudication else None, "review_state": r.state}
+
+
 def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
                  query: Optional[PageQuery] = None, auto: bool = False) -> tuple[list[dict], list[str]]:
     """(rows, score kinds) for an export; reusable by the review app for previews.
@@ -188,6 +199,7 @@ def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
             state = [s for s in state if s[0] in allowed]
         rows = []
         kinds: set[str] = set()
+        k = reviews.reviews_per_candidate(conn)
         for caption_id, human, entry_id, reviewer, labelled_at, auto_label, flags, auto_run in state:
             label = human if human is not None else (auto_label or "N")   # what the evidence is picked for
             text, url, dup_count = conn.execute(
@@ -202,7 +214,8 @@ def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
             gen = hit or (evidence[0] if evidence else None)
             row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
             row.update(caption=text, overfit_type=human, url=url, caption_id=caption_id, dup_count=dup_count,
-                       reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[])
+                       reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[],
+                       **_review_columns(conn, caption_id, k))
             d = {}
             if auto_run is not None:
                 d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",
@@ -298,6 +311,8 @@ def write_jsonl(rows: list[dict], columns: list[str]) -> bytes:
 
 def parquet_schema(kinds: Sequence[str], columns: Sequence[str] = BASE_COLUMNS):
     import pyarrow as pa
+    _REVIEW = pa.struct([("reviewer", pa.string()), ("label", pa.string()), ("labelled_at", pa.string()),
+                         ("note", pa.string())])
     types = {
         "gen_seeds": pa.list_(pa.int64()), "retrieved_urls": pa.list_(pa.string()),
         "mask_rle": pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())]),
@@ -307,6 +322,7 @@ def parquet_schema(kinds: Sequence[str], columns: Sequence[str] = BASE_COLUMNS):
         "auto_tv": pa.float64(), "auto_mv": pa.float64(), "auto_rv": pa.float64(),
         "alignment": pa.struct([("transform", pa.list_(pa.float64())), ("overlap", pa.float64()),
                                 ("mirrored", pa.bool_()), ("scale", pa.float64()), ("inliers", pa.int64())]),
+        "reviews": pa.list_(_REVIEW), "adjudication": _REVIEW,
     }
     fields = [pa.field(c, types.get(c, pa.string())) for c in columns if not c.startswith("score_")]
     fields += [pa.field(f"score_{k}", pa.float64()) for k in kinds]

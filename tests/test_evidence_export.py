@@ -55,8 +55,8 @@ def add_sibling_tv(s: Store, sibling_caption: int) -> tuple[int, int, int]:
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
-    """The sample store with human labels: MV on the auto MVs (one undone and relabelled by
-    someone else), TV on the auto TVs and on a sibling-matched TV (a bulk label), N on one."""
+    """The sample store with human labels: MV on the auto MVs (one relabelled by someone who
+    undid it, then confirmed by a third), TV on the auto TVs and on a sibling-matched TV (a bulk label), N on one."""
     root = tmp_path_factory.mktemp("evidence")
     s = Store.open(root / "store")
     ids = build_sample_store(s, n=15, size=32, seeds=J)
@@ -67,7 +67,8 @@ def labelled(tmp_path_factory):
     sib_cid, own, sib = add_sibling_tv(s, mv[-1])
     for c in mv:
         s.add_label(c, "MV", "ann", note='<img src=x onerror="window.__vb_pwned = 3"> looks copied')
-    s.undo_label(ids[0], "bob")
+    s.add_label(ids[0], "N", "bob")
+    s.undo_label(ids[0], "bob")                 # an undo takes back one's own entry only
     s.add_label(ids[0], "MV", "carl", note="confirmed after the undo")
     s.add_labels(tv + [sib_cid], "TV", "dana")
     n_label = next(c for c in ids if auto[c] == "N")
@@ -163,6 +164,9 @@ def test_the_history_shows_the_undo_and_who_did_each_entry(labelled, exported):
     assert f"undo of entry {undo[0].undoes}" in page
     assert all(f"<td>{who}</td>" in page for who in ("ann", "bob", "carl"))
     assert "confirmed after the undo" in page
+    # each reviewer's label in force: ann's and carl's MV; bob's undone N is only in the history
+    reviews = [r for r in page.split("<tr") if 'class="reviews"' in r]
+    assert [r.split("<td>")[1].split("</td>")[0] for r in reviews] == ["ann", "carl"]
 
 
 def test_every_text_from_the_store_is_escaped(exported):

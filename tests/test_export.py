@@ -77,7 +77,7 @@ def _read(path, fmt):
             for k, v in r.items():
                 if v == "":
                     d[k] = "" if k == "note" else None  # CSV cannot tell "" from missing
-                elif k in ("gen_seeds", "retrieved_urls", "mask_rle"):
+                elif k in ("gen_seeds", "retrieved_urls", "mask_rle", "reviews", "adjudication"):
                     d[k] = json.loads(v)
                 elif k in ("caption_id", "dup_count", "run_id", "seed", "train_image_id", "mask_version"):
                     d[k] = int(v)
@@ -108,6 +108,10 @@ def test_round_trip_all_formats(labelled, tmp_path):
     by_id = {r["caption_id"]: r for r in tables["jsonl"]}
     assert list(tables["jsonl"][0]) == list(BASE_COLUMNS) + ["score_dcs", "score_ecs"]
     mv, tv, rv = by_id[ids[0]], by_id[ids[1]], by_id[ids[2]]
+    # each reviewer's own label in force (bob's undone relabel of ids[5] leaves his first opinion)
+    assert [(r["reviewer"], r["label"], r["note"]) for r in mv["reviews"]] == [("ann", "MV", "note 0"), ("bob", "N", "")]
+    assert [(r["reviewer"], r["label"]) for r in by_id[ids[5]]["reviews"]] == [("ann", "MV"), ("bob", "N")]
+    assert mv["adjudication"] is None and mv["review_state"] is None
     e = expected
     # MV: lowest RMSE to its own image -> seed 1 (0.04)
     assert (mv["overfit_type"], mv["seed"], mv["train_image_id"], mv["match_kind"]) == ("MV", 1, e[ids[0]]["own"], "rmse_own")

@@ -141,7 +141,13 @@ def test_stats_through_the_api(served):
     s, ids, url, _ = served
     for cid, label in ((ids[20], "MV"), (ids[21], "N"), (ids[22], "RV")):
         s.add_label(cid, label, "gina")
-    precision, at, table1, dups, reviewers, totals = Client(url, verbose=False).predict(api_name="/stats")
+    for cid, label in ((ids[20], "MV"), (ids[21], "RV"), (ids[22], "RV")):    # hank disagrees once
+        s.add_label(cid, label, "hank")
+    precision, at, table1, dups, reviewers, totals, pairs, confusion = \
+        Client(url, verbose=False).predict(api_name="/stats")
+    # agreement: p_o = 2/3, p_e = (1*1 + 1*2) / 9 = 1/3, kappa = (2/3 - 1/3) / (1 - 1/3) = 0.5
+    assert ["gina", "hank", 3, 0.6667, 0.5] in pairs["data"]
+    assert 'data-pair="gina|hank"' in confusion and "kappa 0.5000" in confusion
     assert "labelled" in totals
     # every score's precision is listed, whether or not its line is hidden under another in the plot
     found = {r[0]: r[1] for r in at["data"]}
@@ -150,6 +156,7 @@ def test_stats_through_the_api(served):
     run_rows = table1["data"]
     assert run_rows and run_rows[0][1] == "sample" and run_rows[0][2] == 30
     assert any(r[0] == "gina" and r[1] == 3 for r in reviewers["data"])
+    assert any(r[0] == "hank" and r[1] == 3 for r in reviewers["data"])
     points = precision["value"]["data"] if isinstance(precision, dict) and "value" in precision else precision["data"]
     assert points, precision
     assert dups is not None

@@ -13,6 +13,7 @@
     "1": "act-MV", "2": "act-TV", "3": "act-RV", "4": "act-N", "5": "act-FP-texture",
     "6": "act-FP-background", "7": "act-FP-other", "8": "act-skip", "0": "act-skip",
     "j": "nav-next", "k": "nav-prev", "n": "nav-unlabelled", "u": "act-undo",
+    "o": "act-override", "Escape": "act-keep",   // the keep / override prompt (only while it shows)
   };
   const labels = {"1": "MV", "2": "TV", "3": "RV", "4": "N", "5": "FP:texture", "6": "FP:background",
                   "7": "FP:other", "8": "skip", "0": "skip"};
