@@ -75,14 +75,17 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
         saved_name = gr.BrowserState("", storage_key="verbatim-reviewer")
 
         @gradio_errors
-        def set_name(name: str, n: views.Nav, request: gr.Request):
+        def set_name(name: str, n: views.Nav, f: views.QueueFilter, request: gr.Request):
             who = typed_reviewer(request, name)
             if who == n.reviewer:
                 return (who,) + tuple(gr.update() for _ in cand.outputs)
-            return (who,) + cand.show(replace(n, reviewer=who))
+            if n.current is None:       # named before the page's first candidate was shown
+                return (who,) + cand.show(views.nav_first_unlabelled(store, f, who))
+            n, note = views.claim(store, replace(n, reviewer=who))
+            return (who,) + cand.show(n, note)
 
         for event in (reviewer.blur, reviewer.submit):
-            event(set_name, [reviewer, cand.nav], [saved_name] + cand.outputs, api_name=False,
+            event(set_name, [reviewer, cand.nav, queue.filt], [saved_name] + cand.outputs, api_name=False,
                   **tab_candidate.TRIAGE)
 
         @gradio_errors
@@ -91,8 +94,10 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
             n = views.nav_first_unlabelled(store, f, who)     # leased: two reviewers get two candidates
             return queue.show(f, 1) + cand.show(n) + (name if name and not auth else gr.update(),)
 
+        # in the triage group: a name typed while the page loads is taken after the first view
         app.load(on_load, [queue.filt, saved_name],
-                 [queue.table, queue.summary, queue.page] + cand.outputs + [reviewer], api_name=False)
+                 [queue.table, queue.summary, queue.page] + cand.outputs + [reviewer], api_name=False,
+                 concurrency_id="triage")
         stats_tab.select(stats_fn, None, stats_out, api_name=False)
         # back on the queue after triage: show the labels just written
         queue_tab.select(queue.show, [queue.filt, queue.page], [queue.table, queue.summary, queue.page],

@@ -87,9 +87,9 @@ def _action_bar() -> _Actions:
 def _conflict_prompt() -> _Conflict:
     with gr.Row(visible=False, elem_id="vb-conflict", equal_height=True) as row:
         text = gr.Markdown(elem_id="vb-conflict-text")
-        keep = gr.Button("Esc keep theirs", elem_id="act-keep", size="sm", min_width=40, scale=0)
+        keep = gr.Button("Esc keep theirs", elem_id="act-keep", size="sm", min_width=150, scale=0)
         override = gr.Button("o override with mine", elem_id="act-override", variant="primary", size="sm",
-                             min_width=40, scale=0)
+                             min_width=180, scale=0)
     return _Conflict(row, text, keep, override, gr.State(None))
 
 

@@ -417,6 +417,21 @@ def undo_last(store: Store, nav: Nav, reviewer: str) -> Undo:
     return Undo(entry, replace(nav_at(store, nav, nav.current), labelled=(), seen=-1), tuple(skipped))
 
 
+def claim(store: Store, nav: Nav) -> tuple[Nav, str]:
+    """A reviewer just gave their name on the open candidate: it stays theirs unless someone else
+    has it open (both opened the app at once), in which case the next candidate open to them is
+    opened instead. (nav, a note saying so)."""
+    cid = nav.current
+    if not nav.reviewer or cid is None or nav.filt.human not in ("any", "unlabelled"):
+        return nav, ""
+    if not any(lease.caption_id == cid and lease.reviewer != nav.reviewer for lease in store.leases()):
+        return nav, ""
+    nxt, found = nav_next_unlabelled(store, nav)
+    if not found:
+        return nav, ""
+    return nxt, f"Candidate {cid} is open by another reviewer: you have candidate {nxt.current}."
+
+
 def lease_note(store: Store, nav: Nav) -> str:
     """Opening a candidate leases it to the reviewer; the others who have it open, if any."""
     if not nav.reviewer or nav.current is None:

@@ -260,6 +260,7 @@ COUNTED_TABLES = ("runs", "captions", "training_images", "scores", "generations"
 
 def info(store: "Store") -> dict:
     """Counts per table and per current human label (candidates and all captions)."""
+    from .reviews import reviews_per_candidate
     from .schema import SCHEMA_VERSION
     with store.snapshot() as conn:
         tables = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED_TABLES}
@@ -271,6 +272,9 @@ def info(store: "Store") -> dict:
             "SELECT auto_label, count(*) FROM caption_state WHERE auto_label IS NOT NULL "
             "GROUP BY 1 ORDER BY 1").fetchall())
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        k = reviews_per_candidate(conn)
+        review_states = dict(conn.execute("SELECT review, count(*) FROM caption_state WHERE review IS NOT NULL "
+                                          "GROUP BY 1 ORDER BY 1").fetchall())
     n_files = sum(1 for sub in store.images.root.iterdir() if sub.is_dir()
                   for f in sub.iterdir() if f.suffix == ".png")
     return {
@@ -278,4 +282,5 @@ def info(store: "Store") -> dict:
         "tables": tables, "candidates": candidates,
         "labels": {label: by_label.get(label, 0) for label in HUMAN_LABELS + ("unlabelled",)},
         "auto_labels": by_auto, "image_files": n_files,
+        "reviews_per_candidate": k, "review_states": review_states,
     }

@@ -121,7 +121,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_sample_app(folder: Path, n: int = 30, size: int = 32) -> Iterator[tuple]:
+def served_sample_app(folder: Path, n: int = 30, size: int = 32, reviews_per_candidate: int = 1) -> Iterator[tuple]:
     """The review app on a sample store of n candidates (images of size x size), launched on
     loopback: yields (store, caption ids, url, the Blocks)."""
     from review.app import build_app, launch_options
@@ -129,6 +129,7 @@ def served_sample_app(folder: Path, n: int = 30, size: int = 32) -> Iterator[tup
 
     with Store.open(folder) as s:
         ids = build_sample_store(s, n=n, size=size)
+        s.set_reviews_per_candidate(reviews_per_candidate)
         demo = build_app(s)
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
