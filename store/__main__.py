@@ -1,12 +1,15 @@
 """python -m store info|export|bench: thin wrappers over the library.
 
 Errors go to stderr as one line (store/command.py); bad input exits 2. info opens the store
-read-only; export writes its file under store/outputs.py's rules.
+read-only; export writes its file under store/outputs.py's rules (--format evidence runs
+`python -m review export`, which draws the pages).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,10 +40,7 @@ def _info(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     if args.format == "evidence":
-        # the pages are drawn from the review app's candidate view (review/), a layer above store/
-        raise ExportError(f"--format evidence: expected python -m review export --store {args.store} --out "
-                          f"{args.out} (the evidence pages are drawn by the review package), "
-                          f"got python -m store export")
+        return _evidence(args)
     with open_for_export(args.store) as store:
         result = export(store, args.out, args.format, labels=labels, make_parents=args.parents, force=args.force,
                         raw_csv=args.raw_csv, auto=args.auto)
@@ -55,6 +55,19 @@ def _export(args: argparse.Namespace) -> int:
     if result.warning:
         echo(f"warning: {result.warning}", sys.stderr)
     return 0
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    """The pages are drawn from the review app's candidate view (review/, a layer above store/, which
+    store/ never imports): run its command, `python -m review export`, in a child process."""
+    if args.auto or args.raw_csv:
+        raise ExportError(f"--format evidence: expected no {'--auto' if args.auto else '--raw-csv'} (evidence "
+                          "pages are for human-confirmed copies and hold no spreadsheet cells), got it")
+    root = Path(__file__).resolve().parents[1]        # where the review package lies beside store/
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "review", "export", "--store", str(args.store), "--out", str(args.out),
+           "--labels", args.labels] + ["--parents"] * args.parents + ["--force"] * args.force
+    return subprocess.run(cmd, env=env).returncode
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -88,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--store", type=Path, required=True)
     ex.add_argument("--out", type=Path, required=True, help="output file (written atomically)")
     ex.add_argument("--format", choices=FORMATS + ("evidence",), default=None,
-                    help="default: from the --out extension (evidence: see python -m review export)")
+                    help="default: from the --out extension (evidence: the pages for counsel, drawn by "
+                         "python -m review export)")
     ex.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="current labels to export (default MV,TV,RV)")
     ex.add_argument("--parents", action="store_true", help="create missing parent folders of --out")
     ex.add_argument("--force", action="store_true", help="replace an existing --out file (atomically, keeping "

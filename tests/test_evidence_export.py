@@ -1,7 +1,7 @@
 """The evidence export (review/evidence.py): `python -m review export` round-trips on a labelled
 sample store (every J generation, the own image, the match, the TV mask, the history with its
 undo, manifest hashes, escaped captions, CSV paths); `python -m store export --format evidence`
-points to it; a 0-row export warns and names the filter that emptied it."""
+runs it; a 0-row export warns and names the filter that emptied it."""
 from __future__ import annotations
 
 import csv
@@ -180,13 +180,24 @@ def test_every_text_from_the_store_is_escaped(exported):
     assert not any(SCRIPT_CAPTION in p for p in pages.values())
 
 
-def test_store_export_evidence_points_to_the_review_command(labelled, tmp_path, capsys):
-    s, *_ = labelled
+def test_store_export_evidence_round_trips_through_the_review_command(labelled, exported, tmp_path, capfd):
+    s, _, expected, *_ = labelled
+    _, files = exported
     out = tmp_path / "e.zip"
+    assert store_main(["export", "--store", str(s.path), "--out", str(out), "--format", "evidence"]) == 0
+    got = unzip(out)
+    pages = sorted(n for n in got if n.endswith(".html") and n != "index.html")
+    assert pages == sorted(n for n in files if n.endswith(".html") and n != "index.html")
+    assert len(pages) == len(expected)
+    manifest = json.loads(got["manifest.json"])
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in got.items() if name != "manifest.json"} \
+        == manifest["files"]
+    # its own refusals still name the input and leave nothing behind
     assert store_main(["export", "--store", str(s.path), "--out", str(out), "--format", "evidence"]) == 2
-    err = capsys.readouterr().err
-    assert "python -m review export" in err and err.count("\n") == 1
-    assert not out.exists()
+    assert "--force" in capfd.readouterr().err          # the child process writes to the same stderr
+    bad = tmp_path / "f.zip"
+    assert store_main(["export", "--store", str(s.path), "--out", str(bad), "--format", "evidence", "--auto"]) == 2
+    assert "expected no --auto" in capfd.readouterr().err and not bad.exists()
 
 
 def test_the_evidence_export_refuses_to_overwrite_and_needs_a_zip(labelled, exported, capsys):
