@@ -21,7 +21,8 @@ __all__ = [
     "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
     "OutputError", "ReadOnlyStoreError", "Interrupted", "LabelConflictError", "NotYourLabelError",
     "AutoLabel", "AutoLabelState", "CandidateDup", "Caption", "CaptionRef", "CaptionRow", "Generation",
-    "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity", "Run",
+    "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity",
+    "Run",
     "RunHandle", "RunLabelCount", "ScoreRank", "SearchHit", "TrainingImage", "TrainingSetVersion", "CaptionReviews",
     "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -43,8 +44,6 @@ def _reviewer(browser, url: str, name: str = ""):
         pg.locator("#vb-reviewer textarea, #vb-reviewer input").first.fill(name)
     pg.get_by_role("tab", name="Candidate").click()
     pg.wait_for_selector("#vb-view .vb-cand")
-    if name:
-        pg.wait_for_function(f"document.querySelector('#vb-status') !== null")
     return pg
 
 
@@ -54,7 +53,6 @@ def _wait_leased(s, name: str) -> int:
         held = [lease.caption_id for lease in s.leases() if lease.reviewer == name]
         if held:
             return held[0]
-        import time
         time.sleep(0.1)
     raise AssertionError(f"expected a lease for {name}, got {s.leases()}")
 
@@ -136,7 +134,7 @@ def test_two_reviewers_leases_conflict_prompt_and_undo_scope(single, browser):
     _press_and_wait(bob, "u")
     assert s.current_label(a2) is None and _current(bob) == a2
     _press_and_wait(bob, "u")
-    expect(bob.locator("#vb-status")).to_contain_text(f"Not undone (relabelled by others since")
+    expect(bob.locator("#vb-status")).to_contain_text("Not undone (relabelled by others since")
     assert s.current_label(a1) == "MV" and s.current_label(b0) is None and _current(bob) == b0
     # ann cannot undo bob's label either: her u on his candidate says so and changes nothing
     s.add_label(b0, "RV", "bob")

@@ -109,7 +109,8 @@ def test_round_trip_all_formats(labelled, tmp_path):
     assert list(tables["jsonl"][0]) == list(BASE_COLUMNS) + ["score_dcs", "score_ecs"]
     mv, tv, rv = by_id[ids[0]], by_id[ids[1]], by_id[ids[2]]
     # each reviewer's own label in force (bob's undone relabel of ids[5] leaves his first opinion)
-    assert [(r["reviewer"], r["label"], r["note"]) for r in mv["reviews"]] == [("ann", "MV", "note 0"), ("bob", "N", "")]
+    assert [(r["reviewer"], r["label"], r["note"]) for r in mv["reviews"]] == [("ann", "MV", "note 0"),
+                                                                              ("bob", "N", "")]
     assert [(r["reviewer"], r["label"]) for r in by_id[ids[5]]["reviews"]] == [("ann", "MV"), ("bob", "N")]
     assert mv["adjudication"] is None and mv["review_state"] is None
     e = expected
