@@ -91,6 +91,14 @@ def open_demo_store(path: Path | None = None, progress=print_progress):
     return store
 
 
+def set_reviews_per_candidate(store, k: int | None) -> str:
+    """--reviews-per-candidate: kept in the store (every server on it agrees); None keeps the store's."""
+    if k is None or k == store.reviews_per_candidate():
+        return ""
+    n = store.set_reviews_per_candidate(k)
+    return f"the store now needs {k} review(s) per candidate ({n} labelled captions re-decided)"
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from attack.errors import AttackError
@@ -125,10 +133,9 @@ def serve(a: argparse.Namespace) -> int:
             page.close()
     from review.app import build_app, launch_options
 
-    if a.reviews_per_candidate is not None and a.reviews_per_candidate != store.reviews_per_candidate():
-        n = store.set_reviews_per_candidate(a.reviews_per_candidate)
-        print(f"the store now needs {a.reviews_per_candidate} review(s) per candidate ({n} labelled captions "
-              "re-decided)", file=sys.stderr, flush=True)
+    note = set_reviews_per_candidate(store, a.reviews_per_candidate)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     print(f"serving {store.path} on http://{a.host}:{a.port}/ (press ? in the page for keys)", flush=True)
     build_app(store, auth=auth is not None).launch(server_name=a.host, server_port=a.port, auth=auth,
                                                    **launch_options(store))

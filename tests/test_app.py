@@ -34,6 +34,22 @@ def test_malformed_auth_is_refused():
     assert e.value.code == 2
 
 
+def test_reviews_per_candidate_is_checked_and_kept_in_the_store(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        app.parse_args(["--reviews-per-candidate", "0"])
+    assert e.value.code == 2
+    assert app.parse_args(["--reviews-per-candidate", "2"]).reviews_per_candidate == 2
+    with Store.open(tmp_path / "s") as s:
+        cid = s.add_captions([CaptionRow("a caption")])[0]
+        s.add_label(cid, "MV", "ann")
+        assert app.set_reviews_per_candidate(s, None) == "" and s.reviews_per_candidate() == 1
+        assert "needs 2 review(s) per candidate (1 labelled captions" in app.set_reviews_per_candidate(s, 2)
+        assert s.current_label(cid) is None          # one review of two: not decided yet
+        assert app.set_reviews_per_candidate(s, 2) == ""
+    with Store.open(tmp_path / "s", create=False) as s:
+        assert s.reviews_per_candidate() == 2
+
+
 def test_missing_store_folder_is_an_error_not_a_new_store(tmp_path, capsys):
     assert app.main(["--store", str(tmp_path / "absent")]) == 2
     assert "expected a store folder" in capsys.readouterr().err
