@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from store import AutoLabel, Caption, CaptionReviews, Generation, LabelEntry, Mask, Neighbour, Store, TrainingImage
+from store.reviews import caption_reviews
 
 from . import imaging, queries
 from .explain import explain
@@ -328,7 +329,7 @@ def candidate_data(store: Store, caption_id: int, viewer: str = "") -> Candidate
     top = _top_neighbours(rows)
     history = store.label_history(caption_id)
     k = store.reviews_per_candidate()
-    reviews = next(iter(store.caption_reviews([caption_id])), None)
+    reviews = caption_reviews(caption_id, history, k) if history else None
     blind = _blind(reviews, k, viewer)
     shown = [e for e in history if e.reviewer == viewer] if blind else history
     autos = store.auto_labels(caption_id)

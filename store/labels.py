@@ -55,15 +55,19 @@ def _append(conn, caption_id: int, label: Optional[str], reviewer: str, note: st
     return LabelEntry(int(cur.lastrowid), caption_id, label, reviewer, note, created_at, undoes, batch, role)
 
 
-def _role(conn, caption_id: int, reviewer: str, k: int) -> tuple[Optional[str], list[LabelEntry]]:
+def _role(conn, caption_id: int, reviewer: str, k: int) -> Optional[str]:
     """'adjudication' when k > 1 and the caption is in conflict (or adjudicated) and the
-    reviewer is not one of its voters; with the caption's history."""
-    entries = reviews.history(conn, caption_id)
+    reviewer is not one of its voters."""
     if k <= 1:
-        return None, entries
-    r = reviews.caption_reviews(caption_id, entries, k)
-    judge = r.state in ("conflict", "adjudicated") and reviewer not in r.votes
-    return ("adjudication" if judge else None), entries
+        return None
+    r = reviews.caption_reviews(caption_id, reviews.history(conn, caption_id), k)
+    return "adjudication" if r.state in ("conflict", "adjudicated") and reviewer not in r.votes else None
+
+
+def _latest(conn, caption_id: int) -> Optional[LabelEntry]:
+    row = conn.execute(f"SELECT {_COLS} FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
+                       (caption_id,)).fetchone()
+    return None if row is None else LabelEntry(*row)
 
 
 def _describe(e: LabelEntry) -> str:
@@ -98,10 +102,9 @@ def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: 
     with store.transaction() as conn:
         _require_caption(conn, caption_id)
         k = reviews_per_candidate(conn)
-        role, entries = _role(conn, caption_id, reviewer, k)
-        latest = entries[-1] if entries else None
-        if expect_latest is not ANY and (k <= 1 or role) and latest is not None \
-                and latest.id != expect_latest and latest.reviewer != reviewer:
+        role = _role(conn, caption_id, reviewer, k) if k > 1 else None
+        latest = _latest(conn, caption_id) if expect_latest is not ANY and (k <= 1 or role) else None
+        if latest is not None and latest.id != expect_latest and latest.reviewer != reviewer:
             raise LabelConflictError(
                 f"label for caption {caption_id}: expected the label you saw, got {_describe(latest)} given "
                 "since you opened it (keep it, or override it with yours)", latest)
@@ -121,7 +124,7 @@ def add_labels(store: "Store", caption_ids: Sequence[int], label: str, reviewer:
         for cid in ids:
             _require_caption(conn, cid)
         k = reviews_per_candidate(conn)
-        return [_append(conn, cid, label, reviewer, note, None, batch, _role(conn, cid, reviewer, k)[0], k)
+        return [_append(conn, cid, label, reviewer, note, None, batch, _role(conn, cid, reviewer, k), k)
                 for cid in ids]
 
 
