@@ -114,7 +114,7 @@ def _open_existing(path: Path) -> Store:
 
 def _selection(store: Store, args: argparse.Namespace):
     from .ingest import parse_caption_file
-    from .pipeline import select_captions
+    from .selection import select_captions
 
     texts = None
     if args.captions is not None:
