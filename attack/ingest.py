@@ -686,7 +686,11 @@ def _first_pass(source: Source) -> tuple[int, tuple, dict]:
         if source.columns is None:
             columns.update(dict.fromkeys(record))
         for key, value in record.items():
-            if isinstance(value, str) and is_label.setdefault(key, str(key).lower().strip() in LABEL_COLUMNS):
+            if not isinstance(value, str):
+                continue
+            if key not in is_label:
+                is_label[key] = str(key).lower().strip() in LABEL_COLUMNS
+            if is_label[key]:
                 label = LABEL_MAP.get(value.strip().upper())
                 if label is not None:
                     counts.setdefault(key, Counter())[label] += 1
