@@ -27,7 +27,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
     def warn(msg: str) -> None:
         say(f"warning: {msg}")
 
-    # before touching the store; a parquet list is read in batches as it is written (one transaction)
+    # before touching the store; a caption list is read in batches as it is written (one transaction)
     prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True, shards=args.shards)
     for line in prepared.captions.recognised() if prepared.captions else ():
         echo(line)
@@ -114,7 +114,7 @@ def _open_existing(path: Path) -> Store:
 
 def _selection(store: Store, args: argparse.Namespace):
     from .ingest import parse_caption_file
-    from .pipeline import select_captions
+    from .selection import select_captions
 
     texts = None
     if args.captions is not None:

@@ -17,19 +17,24 @@ imagefolder-style metadata file (file_name, caption/text, url).
 Everything that can be bad input is checked before anything is written, then
 images go to images/ (content-addressed, harmless if left over) and all rows
 are written in ONE transaction: an error leaves the store as it was. A corrupt
-or truncated image is not an error: it is reported and skipped.
+or truncated image is not an error: it is reported and skipped. The command
+line streams a caption list (CaptionStream): its structure is checked by a first
+pass that keeps no row, its cells batch by batch inside that one transaction.
 """
 from __future__ import annotations
 
 import ast
+import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any, Iterable, Optional
 
 from PIL import Image
@@ -81,18 +86,28 @@ class ParsedList:
 
     def recognised(self) -> list[str]:
         """What ingest understood of the file, in words (printed before it writes)."""
-        how = f"{self.format}" + (f", {self.delimiter!r}-separated" if self.delimiter else "")
-        lines = [f"recognised {self.path.name}: {self.layout} layout ({how}), {len(self.rows)} caption rows"
-                 + (" (read as CSV: its first line is a header)" if self.sniffed else "")]
-        if self.roles:
-            lines.append("  columns: " + ", ".join(f"{role} <- {col!r}" for role, col in self.roles))
-        labels = Counter(r.reference_label for r in self.rows if r.reference_label)
-        if labels:
-            lines.append("  reference labels kept (benchmarks only, never shown as human labels): "
-                         + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
-        if self.extra_columns:
-            lines.append("  kept as extra: " + ", ".join(repr(c) for c in self.extra_columns))
-        return lines
+        return _recognised(self.path, self.layout, self.format, self.delimiter, len(self.rows), self.sniffed,
+                           self.roles, Counter(r.reference_label for r in self.rows if r.reference_label),
+                           self.extra_columns)
+
+
+def _recognised(path: Path, layout: str, fmt: str, delimiter: Optional[str], n_rows: int, sniffed: bool,
+                roles: tuple, labels: Counter, extra_columns: tuple, batch_rows: int = 0) -> list[str]:
+    """The lines ingest prints about a caption list before it writes; batch_rows: read in batches."""
+    how = fmt + (f", {delimiter!r}-separated" if delimiter else "")
+    batched = f"read in batches of {batch_rows}" if batch_rows else ""
+    if batched and not delimiter:
+        how, batched = f"{how}, {batched}", ""
+    lines = [f"recognised {path.name}: {layout} layout ({how}), {n_rows} caption rows"
+             + (f", {batched}" if batched else "") + (" (read as CSV: its first line is a header)" if sniffed else "")]
+    if roles:
+        lines.append("  columns: " + ", ".join(f"{role} <- {col!r}" for role, col in roles))
+    if labels:
+        lines.append("  reference labels kept (benchmarks only, never shown as human labels): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
+    if extra_columns:
+        lines.append("  kept as extra: " + ", ".join(repr(c) for c in extra_columns))
+    return lines
 
 
 @dataclass(frozen=True)
@@ -137,20 +152,73 @@ class IngestReport:
 
 
 # -- reading files ------------------------------------------------------------------------
-def _read_text(path: Path) -> str:
+# CSV, JSONL and text lists are read as streams of lines (never the whole text at once): a
+# 2 M-row list ingests in bounded memory; Table (whole-file) is those records collected.
+def _check_nonblank(path: Path) -> None:
+    """An IngestError unless the file holds more than ASCII whitespace (stops at the first text)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 16), b""):
+                if block.strip():
+                    return
     except OSError as e:
         raise IngestError(f"{path}: expected a readable file, got {e.strerror or e}") from e
-    if not data.strip():
-        raise IngestError(f"{path}: expected at least one caption, got an empty file")
+    raise IngestError(f"{path}: expected at least one caption, got an empty file")
+
+
+def _decode_error(path: Path) -> IngestError:
+    """Where the file first stops being UTF-8 (line, byte of the line, the byte), found by a binary
+    re-read once a streamed decode failed: UTF-8 never splits a character at a newline byte."""
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            start = len(codecs.BOM_UTF8) if lineno == 1 and line.startswith(codecs.BOM_UTF8) else 0
+            try:
+                line[start:].decode("utf-8")
+            except UnicodeDecodeError as e:
+                at = start + e.start
+                return IngestError(f"{path}, line {lineno}, byte {at + 1} of the line: expected UTF-8 text, "
+                                   f"got invalid byte 0x{line[at]:02x}")
+    return IngestError(f"{path}: expected UTF-8 text, got bytes that do not decode")
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text (a JSON array is parsed whole); same checks as _text_lines."""
+    _check_nonblank(path)
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise IngestError(f"{path}, line {line}, byte {column} of the line: expected UTF-8 text, "
-                          f"got invalid byte 0x{data[e.start]:02x}") from None
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _decode_error(path) from None
+    except OSError as e:
+        raise IngestError(f"{path}: expected a readable file, got {e.strerror or e}") from e
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """The file's lines, streamed: UTF-8 with a leading BOM dropped, ends kept, split at \\r, \\n and
+    \\r\\n (newline="", what csv expects and what io.StringIO(text, newline="") splits)."""
+    with open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        try:
+            yield from text
+        except UnicodeDecodeError:
+            raise _decode_error(path) from None
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) as str.splitlines() numbers the whole text (\\x0b, \\x1c, U+2028... end a
+    line too), streamed: each physical line ends where splitlines also ends one."""
+    lineno = 0
+    for physical in _text_lines(path):
+        for line in physical.splitlines():
+            lineno += 1
+            yield lineno, line
+
+
+def _first(lines: Iterator[Any], keep) -> Any:
+    """The first item of a line stream that keep() accepts (None if none); the stream is closed."""
+    try:
+        return next((x for x in lines if keep(x)), None)
+    finally:
+        lines.close()
 
 
 def detect_format(path: Path, forced: Optional[str] = None) -> str:
@@ -205,72 +273,147 @@ def looks_like_header(line: str) -> bool:
     return len(names) > 1 and bool(names & set(CAPTION_COLUMNS)) and bool(names & set(HEADER_HINTS))
 
 
-def read_csv(path: Path) -> Table:
-    text = _read_text(path)
-    header_line = text.lstrip("\r\n").splitlines()[0]
-    delim = _pick_delimiter(header_line)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
-    header: Optional[list[str]] = None
-    records, locations = [], []
+def _csv_rows(path: Path, delim: str) -> Iterator[tuple[list[str], int]]:
+    """The file's non-blank CSV rows, header first, each with the line it ends on."""
+    reader = csv.reader(_text_lines(path), delimiter=delim)
     try:
         for fields in reader:
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if header is None:
-                header = [f.strip() for f in fields]
-                continue
-            row = len(records) + 1
-            if len(fields) != len(header):
-                raise IngestError(f"{path}, row {row} (line {reader.line_num}): expected {len(header)} "
-                                  f"fields separated by {delim!r}, got {len(fields)}")
-            records.append(dict(zip(header, fields)))
-            locations.append(f"row {row} (line {reader.line_num})")
+            if fields and any(f.strip() for f in fields):
+                yield fields, reader.line_num
     except csv.Error as e:
         raise IngestError(f"{path}, line {reader.line_num}: expected valid CSV, got {e}") from e
-    if header is None or not records:
-        raise IngestError(f"{path}: expected a header and at least one caption row, got "
-                          f"{'only a header' if header else 'an empty file'}")
-    return Table(path, tuple(header), tuple(records), tuple(locations), delim)
 
 
-def read_jsonl(path: Path) -> Table:
-    text = _read_text(path)
-    stripped = text.lstrip()
-    records, locations, columns = [], [], {}
-    if stripped.startswith("["):  # a JSON array of objects is accepted too
+def _csv_records(path: Path, delim: str, header: Sequence[str]) -> Iterator[tuple[dict, str]]:
+    rows = _csv_rows(path, delim)
+    next(rows, None)    # the header
+    for n, (fields, line) in enumerate(rows, 1):
+        if len(fields) != len(header):
+            raise IngestError(f"{path}, row {n} (line {line}): expected {len(header)} "
+                              f"fields separated by {delim!r}, got {len(fields)}")
+        yield dict(zip(header, fields)), f"row {n} (line {line})"
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[dict, str]]:
+    row = 0
+    for lineno, line in _numbered_lines(path):
+        if not line.strip():
+            continue
+        row += 1
+        where = f"row {row} (line {lineno})"
         try:
-            items = json.loads(text)
+            item = json.loads(line)
         except json.JSONDecodeError as e:
-            raise IngestError(f"{path}, line {e.lineno}: expected valid JSON, got {e.msg}") from None
+            raise IngestError(f"{path}, {where}: expected a JSON object, got invalid JSON ({e.msg})") from None
         except RecursionError:
-            raise IngestError(f"{path}: expected a JSON array of objects, got arrays nested too deeply "
+            raise IngestError(f"{path}, {where}: expected a JSON object, got values nested too deeply "
                               f"to read") from None
-        numbered = [(i + 1, None, item) for i, item in enumerate(items)]
-    else:
-        numbered = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise IngestError(f"{path}, row {len(numbered) + 1} (line {lineno}): expected a JSON object, "
-                                  f"got invalid JSON ({e.msg})") from None
-            except RecursionError:
-                raise IngestError(f"{path}, row {len(numbered) + 1} (line {lineno}): expected a JSON object, "
-                                  f"got values nested too deeply to read") from None
-            numbered.append((len(numbered) + 1, lineno, item))
-    for row, lineno, item in numbered:
-        where = f"row {row}" + (f" (line {lineno})" if lineno else "")
         if not isinstance(item, dict):
             raise IngestError(f"{path}, {where}: expected a JSON object, got {type(item).__name__}")
-        for k in item:
-            columns.setdefault(k, None)
-        records.append(item)
-        locations.append(where)
-    if not records:
-        raise IngestError(f"{path}: expected at least one caption, got an empty file")
-    return Table(path, tuple(columns), tuple(records), tuple(locations))
+        yield item, where
+
+
+def _json_array_records(path: Path) -> Iterator[tuple[dict, str]]:
+    """A JSON array of objects (accepted beside JSONL): parsed whole, it is one value."""
+    text = _read_text(path)
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise IngestError(f"{path}, line {e.lineno}: expected valid JSON, got {e.msg}") from None
+    except RecursionError:
+        raise IngestError(f"{path}: expected a JSON array of objects, got arrays nested too deeply "
+                          f"to read") from None
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise IngestError(f"{path}, row {i}: expected a JSON object, got {type(item).__name__}")
+        yield item, f"row {i}"
+
+
+def _text_records(path: Path) -> Iterator[tuple[dict, str]]:
+    for lineno, line in _numbered_lines(path):
+        if line.strip():
+            yield {"caption": line}, f"line {lineno}"
+
+
+def _parquet_records(path: Path, batch_rows: int, columns: Optional[list[str]] = None) -> Iterator[tuple[dict, str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    done = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+            for record in batch.to_pylist():
+                done += 1
+                yield record, f"row {done}"
+    except (OSError, pa.ArrowException, ValueError, TypeError, RecursionError) as e:
+        raise IngestError(f"{path}, after row {done}: expected a readable parquet file, got "
+                          f"{type(e).__name__}: {e}") from None
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        got = "a directory" if path.is_dir() else "a special file" if path.exists() else "no such file"
+        raise IngestError(f"{path}: expected a caption file, got {got}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A caption file that can be read record by record, as often as needed, in bounded memory
+    (but a JSON array). columns: None for JSONL, whose columns are the union of its rows' keys."""
+    path: Path
+    format: str                       # parquet, jsonl, csv, text, or json (an array)
+    columns: Optional[tuple]
+    delimiter: Optional[str] = None
+    n_rows: Optional[int] = None      # known without a pass (parquet)
+
+    def records(self, batch_rows: int = 0) -> Iterator[tuple[dict, str]]:
+        """(record keyed by column, its place: "row 3 (line 4)")."""
+        if self.format == "csv":
+            return _csv_records(self.path, self.delimiter, self.columns)
+        if self.format == "jsonl":
+            return _jsonl_records(self.path)
+        if self.format == "json":
+            return _json_array_records(self.path)
+        if self.format == "text":
+            return _text_records(self.path)
+        return _parquet_records(self.path, batch_rows or STREAM_ROWS)
+
+    def check_rows(self, n: int) -> None:
+        """An IngestError when a read found no caption rows where the format needs some."""
+        if n == 0 and self.format == "csv":
+            raise IngestError(f"{self.path}: expected a header and at least one caption row, got only a header")
+        if n == 0 and self.format in ("jsonl", "json"):
+            raise IngestError(f"{self.path}: expected at least one caption, got an empty file")
+
+
+def open_source(path: Path, file_fmt: str) -> Source:
+    """Check what can be checked without reading every row: the file exists and is readable, not
+    blank; a CSV's header and separator; a parquet file's schema and row count."""
+    _check_file(path)
+    if file_fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(path).metadata
+            columns = tuple(meta.schema.to_arrow_schema().names)
+        except (OSError, pa.ArrowException, ValueError, TypeError) as e:
+            raise IngestError(f"{path}: expected a readable parquet file, got {type(e).__name__}: {e}") from None
+        if meta.num_rows == 0:
+            raise IngestError(f"{path}: expected at least one caption, got an empty file (0 rows)")
+        return Source(path, "parquet", columns, n_rows=meta.num_rows)
+    _check_nonblank(path)
+    if file_fmt == "csv":
+        line = _first(_text_lines(path), lambda x: x.strip("\r\n"))
+        delim = _pick_delimiter(line.splitlines()[0] if line else "")
+        header = _first(_csv_rows(path, delim), lambda x: True)
+        if header is None:
+            raise IngestError(f"{path}: expected a header and at least one caption row, got an empty file")
+        return Source(path, "csv", tuple(f.strip() for f in header[0]), delim)
+    if file_fmt == "jsonl":
+        first = _first(_text_lines(path), str.strip)
+        return Source(path, "json" if first is not None and first.lstrip().startswith("[") else "jsonl", None)
+    return Source(path, "text", ("caption",))
 
 
 def read_parquet(path: Path) -> Table:
@@ -287,28 +430,22 @@ def read_parquet(path: Path) -> Table:
                  tuple(f"row {i + 1}" for i in range(len(records))))
 
 
-def read_text_lines(path: Path) -> Table:
-    text = _read_text(path)
-    records, locations = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            records.append({"caption": line})
-            locations.append(f"line {lineno}")
-    return Table(path, ("caption",), tuple(records), tuple(locations))
-
-
 def read_table(path: Path, fmt: str) -> Table:
-    if not path.is_file():
-        got = "a directory" if path.is_dir() else "a special file" if path.exists() else "no such file"
-        raise IngestError(f"{path}: expected a caption file, got {got}")
+    """A caption or metadata file read whole: every record in memory (see CaptionStream for the
+    streamed ingest)."""
     file_fmt = LAYOUT_FORMATS.get(fmt, fmt)
     if file_fmt == "parquet":
+        _check_file(path)
         return read_parquet(path)
-    if file_fmt == "jsonl":
-        return read_jsonl(path)
-    if file_fmt == "csv":
-        return read_csv(path)
-    return read_text_lines(path)
+    source = open_source(path, file_fmt)
+    records, locations, columns = [], [], dict.fromkeys(source.columns or ())
+    for record, where in source.records():
+        if source.columns is None:
+            columns.update(dict.fromkeys(record))     # first-seen order
+        records.append(record)
+        locations.append(where)
+    source.check_rows(len(records))
+    return Table(path, tuple(columns), tuple(records), tuple(locations), source.delimiter)
 
 
 # -- interpreting columns ------------------------------------------------------------------------
@@ -438,7 +575,7 @@ def to_caption_rows(table: Table, layout: str, source: str) -> tuple:
             raw = record.get(label_col)
             raw = raw.strip().upper() if isinstance(raw, str) else raw
             if raw not in (None, ""):
-                if raw not in LABEL_MAP:
+                if not isinstance(raw, str) or raw not in LABEL_MAP:    # a JSON list or object is no label
                     raise IngestError(f"{where(label_col)}: expected one of {', '.join(LABEL_MAP)} "
                                       f"(or empty), got {raw!r}")
                 label = LABEL_MAP[raw]
@@ -466,17 +603,27 @@ def _first_line(path: Path) -> str:
     return head.decode("utf-8-sig", "replace").lstrip("\r\n").split("\n", 1)[0].rstrip("\r")
 
 
-def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
-    """Read and validate a caption list; its layout is recognised from the header whatever the
-    separator, and a .txt (or extension-less) file whose first line is a caption-list header is
-    read as CSV (``--format text`` keeps it as lines)."""
+def _caption_format(path: Path, fmt: Optional[str]) -> tuple[str, bool]:
+    """(format or layout name, sniffed): a .txt (or extension-less) file whose first line is a
+    caption-list header is read as CSV (``--format text`` keeps it as lines)."""
     forced = fmt
     fmt = detect_format(path, fmt)
     sniffed = forced is None and fmt == "text" and path.is_file() and looks_like_header(_first_line(path))
-    if sniffed:
-        fmt = "csv"
+    return ("csv" if sniffed else fmt), sniffed
+
+
+def _layout(fmt: str, path: Path, columns: Sequence[str]) -> str:
+    if fmt in LAYOUT_FORMATS or fmt == "text":
+        return fmt
+    return detect_layout(Table(path, tuple(columns), (), ()))
+
+
+def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
+    """Read and validate a whole caption list; its layout is recognised from the header whatever
+    the separator (see _caption_format). open_caption_stream reads the same rows in batches."""
+    fmt, sniffed = _caption_format(path, fmt)
     table = read_table(path, fmt)
-    layout = fmt if fmt in LAYOUT_FORMATS else ("text" if fmt == "text" else detect_layout(table))
+    layout = _layout(fmt, path, table.columns)
     rows = to_caption_rows(table, layout, path.name)
     roles = column_roles(table, layout) if layout != "text" else {}
     used = {c for c in roles.values() if c}
@@ -486,70 +633,87 @@ def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
                       delimiter=table.delimiter, sniffed=sniffed, sha256=_file_sha256(path))
 
 
-STREAM_ROWS = 20_000     # parquet rows per batch of a streamed ingest: memory stays flat whatever the file
+STREAM_ROWS = 20_000     # rows per batch of a streamed ingest: memory stays flat whatever the file
 
 
 @dataclass(frozen=True)
 class CaptionStream:
-    """A parquet caption list read batch by batch (pyarrow): its layout and roles are known from
-    the schema, its rows are checked as they are written (see apply_ingest)."""
+    """A caption list read batch by batch (parquet, CSV, JSONL or text). Its layout, roles, row
+    count and reference labels are known before any write (the parquet schema, a CSV header, and
+    a first pass over the rows that keeps none); its cells are checked as they are written (see
+    apply_ingest), so a bad late row fails inside the one transaction."""
     path: Path
     layout: str
     columns: tuple
     n_rows: int
+    source: Source
     roles: tuple = ()
     extra_columns: tuple = ()
     sha256: str = ""
     format: str = "parquet"
+    delimiter: Optional[str] = None
+    sniffed: bool = False
+    labels: tuple = ()        # (reference label, rows) as the first pass counted them
 
     def recognised(self) -> list[str]:
-        lines = [f"recognised {self.path.name}: {self.layout} layout (parquet, read in batches of {STREAM_ROWS}), "
-                 f"{self.n_rows} caption rows"]
-        if self.roles:
-            lines.append("  columns: " + ", ".join(f"{role} <- {col!r}" for role, col in self.roles))
-        if self.extra_columns:
-            lines.append("  kept as extra: " + ", ".join(repr(c) for c in self.extra_columns))
-        return lines
+        return _recognised(self.path, self.layout, self.format, self.delimiter, self.n_rows, self.sniffed,
+                           self.roles, Counter(dict(self.labels)), self.extra_columns, STREAM_ROWS)
 
-    def batches(self, rows: Optional[int] = None):
+    def batches(self, rows: Optional[int] = None) -> Iterator[tuple]:
         """Tuples of CaptionRow, every cell checked as parse_caption_file checks it."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        rows = rows or STREAM_ROWS
+        records = self.source.records(rows)
+        while chunk := list(itertools.islice(records, rows)):
+            table = Table(self.path, self.columns, tuple(r for r, _ in chunk), tuple(w for _, w in chunk))
+            yield to_caption_rows(table, self.layout, self.path.name)
 
-        rows, done = rows or STREAM_ROWS, 0
-        try:
-            pf = pq.ParquetFile(self.path)
-            for batch in pf.iter_batches(batch_size=rows):
-                records = batch.to_pylist()
-                table = Table(self.path, self.columns, tuple(records),
-                              tuple(f"row {done + i + 1}" for i in range(len(records))))
-                done += len(records)
-                yield to_caption_rows(table, self.layout, self.path.name)
-        except (OSError, pa.ArrowException, ValueError, TypeError, RecursionError) as e:
-            raise IngestError(f"{self.path}, after row {done}: expected a readable parquet file, got "
-                              f"{type(e).__name__}: {e}") from None
+
+def _first_pass(source: Source) -> tuple[int, tuple, dict]:
+    """(rows, columns, {column: Counter of reference labels}) by one pass that keeps no row. Every
+    column that may hold labels is counted (a JSONL list's columns, the union of its rows' keys,
+    are known only at the end); a parquet list reads those columns alone."""
+    columns = dict.fromkeys(source.columns or ())
+    if source.format == "parquet":
+        wanted = [c for c in columns if c.lower().strip() in LABEL_COLUMNS]
+        records = _parquet_records(source.path, STREAM_ROWS, wanted) if wanted else iter(())
+    else:
+        records = source.records()
+    counts: dict[str, Counter] = {}
+    is_label: dict[Any, bool] = {}
+    n = 0
+    for record, _ in records:
+        n += 1
+        if source.columns is None:
+            columns.update(dict.fromkeys(record))
+        for key, value in record.items():
+            if not isinstance(value, str):
+                continue
+            if key not in is_label:
+                is_label[key] = str(key).lower().strip() in LABEL_COLUMNS
+            if is_label[key]:
+                label = LABEL_MAP.get(value.strip().upper())
+                if label is not None:
+                    counts.setdefault(key, Counter())[label] += 1
+    return (source.n_rows if source.n_rows is not None else n), tuple(columns), counts
 
 
 def open_caption_stream(path: Path, fmt: Optional[str] = None) -> Optional[CaptionStream]:
-    """A CaptionStream for a parquet caption list (None for other formats: they are parsed whole)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if fmt not in (None, "parquet", "paper") or not path.is_file() or detect_format(path) != "parquet":
+    """A CaptionStream for a caption list after a first pass over it (its structure: CSV fields,
+    JSON lines, UTF-8; row count, reference labels, JSONL columns). None for a JSON array: it is
+    one JSON value, parsed whole (parse_caption_file)."""
+    fmt, sniffed = _caption_format(path, fmt)
+    source = open_source(path, LAYOUT_FORMATS.get(fmt, fmt))
+    if source.format == "json":
         return None
-    try:
-        meta = pq.ParquetFile(path).metadata
-        columns = tuple(meta.schema.to_arrow_schema().names)
-    except (OSError, pa.ArrowException, ValueError, TypeError) as e:
-        raise IngestError(f"{path}: expected a readable parquet file, got {type(e).__name__}: {e}") from None
-    if meta.num_rows == 0:
-        raise IngestError(f"{path}: expected at least one caption, got an empty file (0 rows)")
-    head = Table(path, columns, (), ())
-    layout = fmt if fmt in LAYOUT_FORMATS else detect_layout(head)
-    roles = column_roles(head, layout)
+    n_rows, columns, counts = _first_pass(source)
+    source.check_rows(n_rows)
+    layout = _layout(fmt, path, columns)
+    roles = column_roles(Table(path, columns, (), ()), layout) if layout != "text" else {}
+    labels = counts.get(roles.get("reference label"), Counter())
     used = {c for c in roles.values() if c}
-    return CaptionStream(path, layout, columns, meta.num_rows, tuple((r, c) for r, c in roles.items() if c),
-                         tuple(c for c in columns if c not in used), _file_sha256(path))
+    return CaptionStream(path, layout, columns, n_rows, source, tuple((r, c) for r, c in roles.items() if c),
+                         tuple(c for c in columns if c not in used), _file_sha256(path), source.format,
+                         source.delimiter, sniffed, tuple(sorted(labels.items())))
 
 
 def _file_sha256(path: Path) -> str:
@@ -647,7 +811,7 @@ class PreparedIngest:
     parsed: Optional[ParsedList]
     scan: Optional[ImageScan]
     images_sha256: str = ""   # of the metadata file and every image file (names and bytes)
-    stream: Optional[CaptionStream] = None   # a parquet list read in batches (parsed is then None)
+    stream: Optional[CaptionStream] = None   # a caption list read in batches (parsed is then None)
     shards: Any = None        # an attack.shards.ShardScan: img2dataset webdataset shards, streamed
 
     @property
@@ -669,8 +833,9 @@ def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
                    metadata: Optional[Path] = None, fmt: Optional[str] = None,
                    stream: bool = False, shards: Optional[Path] = None) -> PreparedIngest:
     """Parse and check every input; raises IngestError naming file, row and column. stream: a
-    parquet caption list is checked here only by its schema and read in batches while written
-    (memory bounded by STREAM_ROWS; a bad row still rolls the whole ingest back)."""
+    caption list is checked here by its schema or header and a first pass that keeps no row, and
+    read in batches while written (memory bounded by STREAM_ROWS; a bad cell still rolls the whole
+    ingest back). A JSON array is parsed whole either way."""
     if file is None and images is None and shards is None:
         raise IngestError("ingest: expected a caption FILE, --images DIR and/or --shards PATH, got none")
     if metadata is not None and images is None:
@@ -698,6 +863,8 @@ def _decode_each(store: Store, items, n: int, decode, warn, created: list[str],
     """Decode each (entry, source) with ``decode(source)`` (a corrupt image is skipped with a
     warning) and write its file; the files this call creates are listed in ``created``."""
     decoded, corrupt = [], []
+    if n == 0:      # nothing to decode: no bar (an empty one is noise beside a caption error)
+        return decoded, corrupt
     progress("images", 0, n)
     for i, (entry, source) in enumerate(items):
         progress("images", i, n)

@@ -12,6 +12,9 @@ near-uniform images and `suspect:texture` for stationary textures (the paper pru
 hand). A flag is computed on the training image the label rests on; an N rests on none and
 carries no flag. A TV label names the siblings its mask was built from (tv_mask_siblings).
 
+No torch: distances, flags and alignment run on numpy (and scikit-image), so `python -m attack
+label` starts fast; attack.metrics says how its distances agree with the torch ones.
+
 Beyond the paper (its section 5.4 miss): a caption the distances leave at N is checked for a copy
 under a crop, a rescale or a mirror (attack.align). The closest own pair and the closest
 retrieved pair are aligned by a similarity transform (mirroring included); when the warped
@@ -22,22 +25,22 @@ backdrop or a texture gives no aligned evidence: repeating or plain content alig
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
 from store import Store
 
 from .align import AlignParams, align, features
+from .compare import ComparePixels
 from .errors import AttackError
 from .kinds import PRESET_NAMES
-from .metrics import mask_to_compare, masked_rmse, rmse
-from .retrieve import CompareImages
+from .metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
 from .progress import Progress
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
@@ -96,50 +99,82 @@ class FlagParams:
     texture_spread: float = 0.25
 
 
-def _tile_stats(lum: torch.Tensor, tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(std, mean) of each of tiles x tiles tiles of lum [N,S,S]: two [N, tiles^2] tensors."""
+def _tile_stats(lum: np.ndarray, tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """(std, mean) of each of tiles x tiles tiles of lum [N,S,S]: two [N, tiles^2] arrays (std
+    with Bessel's correction, as torch.std)."""
     n, s = lum.shape[0], lum.shape[-1] // tiles
-    t = lum.view(n, tiles, s, tiles, s).permute(0, 1, 3, 2, 4).reshape(n, tiles * tiles, s * s)
-    return t.std(2), t.mean(2)
+    t = lum.reshape(n, tiles, s, tiles, s).transpose(0, 1, 3, 2, 4).reshape(n, tiles * tiles, s * s)
+    return t.std(2, ddof=1), t.mean(2)
 
 
-def _kept_tiles(keep: torch.Tensor | None, n: int, size: int, tiles: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def _aa_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source index [n_out, taps], weight [n_out, taps]) of a bilinear resize with antialiasing
+    as torch's interpolate(mode="bilinear", antialias=True, align_corners=False) builds them: a
+    triangle filter widened by the scale when shrinking, cut at the border and renormalised."""
+    scale = n_in / n_out
+    support, inv = (scale, 1 / scale) if scale >= 1 else (1.0, 1.0)
+    taps = int(np.ceil(support)) * 2 + 1
+    index, weight = np.zeros((n_out, taps), np.int64), np.zeros((n_out, taps))
+    for i in range(n_out):
+        center = scale * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        row = np.clip(1 - np.abs((np.arange(lo, hi) - center + 0.5) * inv), 0, None)
+        index[i, :hi - lo], weight[i, :hi - lo] = np.arange(lo, hi), row / row.sum() if row.sum() else row
+    return index, weight
+
+
+def _resize_aa(x: np.ndarray, size: int) -> np.ndarray:
+    """[N,C,H,W] -> [N,C,size,size]: columns, then rows (torch's order), float64."""
+    index, weight = _aa_taps(x.shape[3], size)
+    x = (x[..., index] * weight).sum(-1)
+    index, weight = _aa_taps(x.shape[2], size)
+    return (x[:, :, index] * weight[:, :, None]).sum(3)
+
+
+def _nearest(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel of torch's interpolate(mode="nearest") (float32 scale)."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64), n_in - 1)
+
+
+def _kept_tiles(keep: np.ndarray | None, n: int, size: int, tiles: int) -> np.ndarray:
     """[n, tiles^2] bool: the tiles a keep-mask [n,H,W] (or [H,W]) mostly keeps; all without one."""
     if keep is None:
-        return torch.ones(n, tiles * tiles, dtype=torch.bool)
-    k = keep.float().reshape(-1, 1, *keep.shape[-2:]).expand(n, 1, *keep.shape[-2:])
-    k = F.interpolate(k, size=(size, size), mode="nearest")[:, 0]
-    return _tile_stats(k, tiles)[1] >= 0.5
+        return np.ones((n, tiles * tiles), dtype=bool)
+    k = np.asarray(keep, dtype=np.float64).reshape(-1, *np.shape(keep)[-2:])
+    k = k[:, _nearest(k.shape[1], size)][:, :, _nearest(k.shape[2], size)]
+    return _tile_stats(np.broadcast_to(k, (n, size, size)), tiles)[1] >= 0.5
 
 
-def _share(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+def _share(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     """Fraction of `where` tiles whose value is true, per row."""
-    return (values & where).float().sum(1) / where.float().sum(1).clamp_min(1)
+    return (values & where).sum(1) / np.maximum(where.sum(1), 1)
 
 
-def suspect_flags(images: torch.Tensor, params: FlagParams = FlagParams(),
-                  keep: torch.Tensor | None = None) -> list[tuple[str, ...]]:
-    """Flags per image [N,3,H,W] in [0,1]: () or one of suspect:background, suspect:texture.
-    keep: a template keep-mask; then only the tiles it keeps are judged for a backdrop (a TV
-    match rests on those pixels alone, so a plain kept region is a backdrop match whatever the
-    rest shows); texture is judged on the whole image."""
+def suspect_flags(images: Any, params: FlagParams = FlagParams(), keep: Any = None) -> list[tuple[str, ...]]:
+    """Flags per image [N,3,H,W] in [0,1] (a numpy array or a CPU tensor): () or one of
+    suspect:background, suspect:texture. keep: a template keep-mask; then only the tiles it keeps
+    are judged for a backdrop (a TV match rests on those pixels alone, so a plain kept region is
+    a backdrop match whatever the rest shows); texture is judged on the whole image. Computed in
+    float64 on a thumbnail resized as torch's antialiased bilinear interpolate resizes (_aa_taps)."""
+    images = np.asarray(images)
     if images.ndim != 4 or images.shape[1] != 3:
         raise LabelInputError(f"expected images [N,3,H,W], got {tuple(images.shape)}")
-    x = F.interpolate(images.float().clamp(0, 1), size=(params.size, params.size), mode="bilinear",
-                      antialias=True, align_corners=False)
+    x = np.clip(images.astype(np.float32), 0, 1).astype(np.float64)
+    x = _resize_aa(x, params.size)
     n = x.shape[0]
     lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
     b_std, _ = _tile_stats(lum, params.background_tiles)
     b_in = _kept_tiles(keep, n, params.size, params.background_tiles)
     backdrop = _share(b_std >= params.detail_std, b_in) <= params.background_detail
     t_std, t_mean = _tile_stats(lum, params.texture_tiles)
-    detailed = (t_std >= params.detail_std).float().mean(1) >= params.texture_detail
-    spread = torch.maximum(t_std.std(1) / t_std.mean(1).clamp_min(1e-6),
-                           t_mean.std(1) / lum.flatten(1).std(1).clamp_min(1e-6))
+    detailed = (t_std >= params.detail_std).mean(1) >= params.texture_detail
+    spread = np.maximum(t_std.std(1, ddof=1) / np.maximum(t_std.mean(1), 1e-6),
+                        t_mean.std(1, ddof=1) / np.maximum(lum.reshape(n, -1).std(1, ddof=1), 1e-6))
     stationary = detailed & (spread <= params.texture_spread)
     return [("suspect:background",) if bool(b) else ("suspect:texture",) if bool(t) else ()
             for b, t in zip(backdrop, stationary)]
-
 
 
 def decide(distances: Mapping[str, Any], thresholds: Thresholds = Thresholds()) -> str:
@@ -169,21 +204,21 @@ def _best(cands: list[tuple[float, dict]]) -> tuple[float | None, dict]:
     return round(float(d), 6), info
 
 
-def caption_distances(store: Store, caption_id: int, images: CompareImages | None = None,
+def caption_distances(store: Store, caption_id: int, images: ComparePixels | None = None,
                       refresh: bool = True) -> dict[str, Any]:
     """The TV / MV / RV distances of a caption from its stored generations, neighbours and the
     current mask of each retrieved image (a neighbour whose stored masked distance used an older
     mask version is recomputed and, with refresh, updated in the store). None where no pair
     exists (no own image, no masked neighbour)."""
-    images = images or CompareImages(store)
+    images = images or ComparePixels(store)
     gens = store.generations(caption_id)
     own = {t.sha256: t.id for t in store.training_images_for(caption_id)}
     tv, mv, rv = [], [], []
     masks: dict[int, Any] = {}
     for g in gens:
-        gi = images.get(g.image_sha)[None]
+        gi = images.pixels(g.image_sha)
         for sha, tid in own.items():
-            mv.append((float(rmse(gi, images.get(sha)[None])[0]), {"generation_id": g.id, "train_image_id": tid}))
+            mv.append((pixel_rmse(gi, images.pixels(sha)), {"generation_id": g.id, "train_image_id": tid}))
         for n in store.neighbours(g.id):
             info = {"generation_id": g.id, "train_image_id": n.train_image_id, "rank": n.rank}
             if n.rmse is not None:
@@ -196,7 +231,7 @@ def caption_distances(store: Store, caption_id: int, images: CompareImages | Non
             md = n.masked_rmse
             if n.mask_id != m.id or md is None:  # edited since retrieval: recompute under the current mask
                 sha = store.get_training_image(n.train_image_id).sha256
-                md = float(masked_rmse(gi, images.get(sha)[None], mask_to_compare(store.load_mask(m.image_sha)))[0])
+                md = pixel_masked_rmse(gi, images.pixels(sha), compare_mask(store.load_mask(m.image_sha)))
                 if refresh:
                     store.set_neighbour_mask(g.id, n.rank, md, m.id)
             tv.append((md, {**info, "mask_id": m.id, "mask_version": m.version,
@@ -214,11 +249,12 @@ def caption_distances(store: Store, caption_id: int, images: CompareImages | Non
 ALIGN_CACHE_ITEMS = 2048    # training images whose keypoints a label stage keeps (oldest dropped first)
 
 
-def _hwc(x: torch.Tensor) -> Any:
-    return x.permute(1, 2, 0).numpy()
+def _chw(u8: np.ndarray) -> np.ndarray:
+    """A compare image as suspect_flags takes it: [1,3,S,S] in [0,1]."""
+    return unit_float(u8).transpose(2, 0, 1)[None]
 
 
-def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any], images: CompareImages,
+def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any], images: ComparePixels,
                      params: AlignParams = AlignParams(), thresholds: Thresholds = Thresholds(),
                      flag_params: FlagParams = FlagParams(), cache: dict | None = None) -> dict | None:
     """The best alignment of the caption's closest own pair (MV) and closest retrieved pair (RV),
@@ -236,17 +272,17 @@ def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any]
             continue
         seen.add((gid, tid))
         sha = store.get_training_image(tid).sha256
-        train = images.get(sha)
+        train = images.pixels(sha)
         if sha not in cache:
             if len(cache) >= ALIGN_CACHE_ITEMS:      # ~130 KB each: keep memory flat on a big store
                 cache.pop(next(iter(cache)))
-            cache[sha] = features(_hwc(train), params)
-        a = align(_hwc(images.get(gens[gid].image_sha)), _hwc(train), params, cache[sha],
+            cache[sha] = features(unit_float(train), params)
+        a = align(unit_float(images.pixels(gens[gid].image_sha)), unit_float(train), params, cache[sha],
                   gen_features.setdefault(gid, {}))
         if a is None:
             continue
         delta = getattr(thresholds, label.lower())
-        passed = a.rmse <= delta and not suspect_flags(train[None], flag_params)[0]
+        passed = a.rmse <= delta and not suspect_flags(_chw(train), flag_params)[0]
         cand = {"label": label, "generation_id": gid, "train_image_id": tid, **a.as_json(), "passed": passed}
         if best is None or (passed, -a.rmse) > (best["passed"], -best["aligned_rmse"]):
             best = cand
@@ -254,12 +290,12 @@ def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any]
 
 
 def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresholds = Thresholds(),
-                  flag_params: FlagParams = FlagParams(), images: CompareImages | None = None,
+                  flag_params: FlagParams = FlagParams(), images: ComparePixels | None = None,
                   evidence: Evidence | None = None, align_params: AlignParams | None = AlignParams(),
                   align_cache: dict | None = None) -> CaptionLabel:
     """Compute and write one caption's auto label under run_id, with the evidence it rests on.
     align_params None: the paper's distances alone (no aligned evidence for an N)."""
-    images = images or CompareImages(store)
+    images = images or ComparePixels(store)
     evidence = evidence or caption_evidence(store, caption_id, thresholds, flag_params, align_params)
     distances = caption_distances(store, caption_id, images)
     if evidence is not None:
@@ -277,11 +313,11 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
     if label != "N":
         tid = (distances["aligned"]["train_image_id"] if distances["evidence_kind"] == "aligned"
                else distances.get(f"{label.lower()}_train_image_id"))
-        image = images.get(store.get_training_image(tid).sha256)
+        image = images.pixels(store.get_training_image(tid).sha256)
         keep = None
         if label == "TV":   # a TV match rests on the kept pixels only
-            keep = mask_to_compare(store.load_mask(store.get_mask(distances["tv_mask_id"]).image_sha))
-        flags = list(suspect_flags(image[None], flag_params, keep)[0])
+            keep = compare_mask(store.load_mask(store.get_mask(distances["tv_mask_id"]).image_sha))
+        flags = list(suspect_flags(_chw(image), flag_params, keep)[0])
     distances["thresholds"] = asdict(thresholds)
     auto_id = store.add_auto_label(caption_id, run_id, label, distances, flags)
     return CaptionLabel(caption_id, label, distances, tuple(flags), run_id, auto_id)
@@ -421,7 +457,7 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
         notes.append(f"{len(again)} captions labelled again: " + ("--recompute" if recompute else
                      "their neighbours, masks or own images changed") + "; their earlier labels stay in the history")
     with store.running(run_id):
-        images, align_cache = CompareImages(store), {}
+        images, align_cache = ComparePixels(store), {}
         counts: dict[str, int] = {}
         flagged = 0
         if progress:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
-from store import Store, StoreError
+from store import Store
 
 from .carlini import CarliniParams, carlini
 from .dcs import DCSParams, dcs
@@ -30,6 +30,7 @@ from .kinds import MULTI_SEED, SCORE_NAMES, split_kind
 from .models.base import TextToImageModel
 from .progress import Progress, no_progress
 from .scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
+from .selection import Selection, select_captions
 from .anisotropy import AnisotropyParams, anisotropy
 from .sharpness import SharpnessParams, sharpness
 from .wen import WenParams, wen
@@ -59,16 +60,6 @@ SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
 CARLINI_FLAG = "carlini_flag"  # 1.0 when the largest clique reaches min_clique, else 0.0
 
 @dataclass(frozen=True)
-class Selection:
-    """Captions to work on, as store ids and texts, in a stable order."""
-    ids: tuple[int, ...]
-    texts: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
 class StageReport:
     """What one stage call did to one run."""
     stage: str
@@ -88,24 +79,6 @@ class StageReport:
 
 
 # -- selecting captions -------------------------------------------------------------------------
-def select_captions(store: Store, texts: Sequence[str] | None = None) -> Selection:
-    """The store's captions in id order, or `texts` (first occurrence order, duplicates merged)
-    which must all be in the store already."""
-    if texts is None:
-        rows = [(c.id, c.text) for c in store.caption_refs()]
-    else:
-        unique = list(dict.fromkeys(texts))
-        found = store.caption_ids(unique)
-        missing = [t for t, i in zip(unique, found) if i is None]
-        if missing:
-            raise StoreError(f"{store.path}: expected captions already in the store (run `python -m attack "
-                             f"ingest` first), got {len(missing)} unknown, e.g. {missing[0]!r}")
-        rows = list(zip(found, unique))
-    if not rows:
-        raise ScoreInputError(f"{store.path}: expected at least one caption to work on, got none")
-    return Selection(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
-
-
 # what the stages accept as captions: a Selection, caption texts already in the store, or caption ids
 Captions = Selection | Sequence[str] | Sequence[int]
 

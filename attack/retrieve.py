@@ -7,7 +7,6 @@ neighbour row carries the masked distance under the mask version it was computed
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ import torch
 
 from store import Neighbour, Store
 
+from .compare import ComparePixels
 from .embed import Embedder, load_embedder
 from .index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
 from .masks import MaskParams, mask_grid, resize_mask, template_mask
@@ -41,23 +41,12 @@ class RetrieveParams:
             raise RetrievalError(f"expected k >= 1 neighbours, got {self.k}")
 
 
-class CompareImages:
-    """Training images at the compare size (256x256 Lanczos), kept as uint8 in a bounded LRU:
-    to_compare's output is exactly k/255, so nothing is lost, at a quarter of float32's memory."""
-
-    def __init__(self, store: Store, max_items: int = 2048):
-        self.store, self.max_items = store, max_items
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+class CompareImages(ComparePixels):
+    """ComparePixels as torch float32 [3,S,S] in [0,1]: the cache keeps uint8 (to_compare's output
+    is exactly k/255, so nothing is lost, at a quarter of float32's memory)."""
 
     def get(self, sha: str) -> torch.Tensor:
-        hit = self._cache.get(sha)
-        if hit is None:
-            hit = torch.from_numpy(self.store.compare_pixels(sha).copy()).permute(2, 0, 1).contiguous()
-            self._cache[sha] = hit
-            if len(self._cache) > self.max_items:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(sha)
+        hit = torch.from_numpy(self.pixels(sha).copy()).permute(2, 0, 1).contiguous()
         return hit.float() / 255.0
 
     def stack(self, shas: Sequence[str]) -> torch.Tensor:

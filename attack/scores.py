@@ -19,12 +19,8 @@ from typing import Any
 
 import torch
 
-from .errors import AttackError
+from .errors import ScoreInputError
 from .models.base import ModelError, TextToImageModel
-
-
-class ScoreInputError(AttackError):
-    """A score was given input it cannot score (no captions, wrong shapes, bad parameters)."""
 
 
 @dataclass(frozen=True)

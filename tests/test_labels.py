@@ -156,3 +156,82 @@ def test_a_caption_without_own_image_or_mask_falls_through_to_rv_or_n(tmp_path):
         assert out.label == "RV" and out.distances["rv"] == pytest.approx(d, abs=1e-6)
         assert out.distances["tv"] is None and out.distances["mv"] is None
         assert relabel(s, cid, Thresholds(rv=d / 2)).label == "N"
+
+
+# -- the labeller runs on numpy (no torch in `python -m attack label`); it agrees with the torch forms --------
+def _torch_flags(images: torch.Tensor, params: FlagParams = FlagParams(), keep: torch.Tensor | None = None) -> list:
+    """The flags as the labeller computed them on torch until issue 15 (kept here as the reference)."""
+    F = torch.nn.functional
+
+    def tile_stats(lum, tiles):
+        n, s = lum.shape[0], lum.shape[-1] // tiles
+        t = lum.view(n, tiles, s, tiles, s).permute(0, 1, 3, 2, 4).reshape(n, tiles * tiles, s * s)
+        return t.std(2), t.mean(2)
+
+    def kept_tiles(keep, n, size, tiles):
+        if keep is None:
+            return torch.ones(n, tiles * tiles, dtype=torch.bool)
+        k = keep.float().reshape(-1, 1, *keep.shape[-2:]).expand(n, 1, *keep.shape[-2:])
+        return tile_stats(F.interpolate(k, size=(size, size), mode="nearest")[:, 0], tiles)[1] >= 0.5
+
+    def share(values, where):
+        return (values & where).float().sum(1) / where.float().sum(1).clamp_min(1)
+
+    x = F.interpolate(images.float().clamp(0, 1), size=(params.size, params.size), mode="bilinear", antialias=True,
+                      align_corners=False)
+    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    b_std, _ = tile_stats(lum, params.background_tiles)
+    backdrop = share(b_std >= params.detail_std, kept_tiles(keep, len(x), params.size, params.background_tiles)) \
+        <= params.background_detail
+    t_std, t_mean = tile_stats(lum, params.texture_tiles)
+    detailed = (t_std >= params.detail_std).float().mean(1) >= params.texture_detail
+    spread = torch.maximum(t_std.std(1) / t_std.mean(1).clamp_min(1e-6),
+                           t_mean.std(1) / lum.flatten(1).std(1).clamp_min(1e-6))
+    stationary = detailed & (spread <= params.texture_spread)
+    return [("suspect:background",) if bool(b) else ("suspect:texture",) if bool(t) else ()
+            for b, t in zip(backdrop, stationary)]
+
+
+def test_flags_equal_the_torch_reference_on_the_realistic_world_and_at_odd_sizes():
+    from attack.labels import _nearest, _resize_aa
+    from attack.realworld import backdrop, drawing, on_surround, texture
+
+    rng = np.random.default_rng(3)
+    for h, w in ((256, 256), (512, 384), (32, 32), (17, 129)):     # the thumbnail: torch's antialiased resize
+        x = rng.random((2, 3, h, w))
+        ref = torch.nn.functional.interpolate(torch.from_numpy(x), size=(128, 128), mode="bilinear", antialias=True,
+                                              align_corners=False).numpy()
+        assert np.abs(_resize_aa(x, 128) - ref).max() < 1e-12
+        keep = torch.from_numpy(rng.random((h, w)) < 0.5)
+        nearest = torch.nn.functional.interpolate(keep.float()[None, None], size=(128, 128), mode="nearest")[0, 0]
+        assert np.array_equal(keep.numpy()[_nearest(h, 128)][:, _nearest(w, 128)], nearest.numpy() > 0.5)
+    photos = [on_surround(rng, 256, lambda side: drawing(rng, side)) for _ in range(3)]
+    pictures = [texture(rng, 256) for _ in range(4)] + [backdrop(rng, 256, mark=i % 2 == 1) for i in range(4)] + \
+        [drawing(rng, 256) for _ in range(4)] + photos + [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)]
+    x = torch.from_numpy(np.stack([np.asarray(p, np.float32) / 255 for p in pictures])).permute(0, 3, 1, 2)
+    flags = suspect_flags(x)
+    assert flags == _torch_flags(x)
+    assert {f for f in flags} == {("suspect:texture",), ("suspect:background",), ()}   # every outcome is compared
+    keep = torch.zeros(256, 256, dtype=torch.bool)
+    keep[:, :96] = True                                                     # a template that keeps a plain strip
+    assert suspect_flags(x, keep=keep.numpy()) == _torch_flags(x, keep=keep)
+
+
+def test_pixel_distances_agree_with_the_torch_ones_to_float32_rounding():
+    from attack.metrics import DistanceInputError, pixel_masked_rmse, pixel_rmse
+
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        a = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        b = np.clip(a.astype(int) + rng.integers(-i - 1, i + 2, a.shape), 0, 255).astype(np.uint8)
+        keep = rng.random((256, 256)) < 0.6
+        ta, tb = (torch.from_numpy(v).permute(2, 0, 1).float()[None] / 255.0 for v in (a, b))
+        for got, ref in ((pixel_rmse(a, b), float(rmse(ta, tb)[0])),
+                         (pixel_masked_rmse(a, b, keep), float(masked_rmse(ta, tb, torch.from_numpy(keep))[0]))):
+            assert abs(got - ref) <= 2 * np.spacing(np.float32(ref)), (i, got, ref)
+    assert pixel_rmse(a, a) == 0.0 and pixel_masked_rmse(a, b, np.zeros((256, 256), bool)) == 0.0
+    with pytest.raises(DistanceInputError, match=r"expected two uint8 images of one shape, got uint8 \(256, 256, 3\) "
+                                                 r"and float32"):
+        pixel_rmse(a, a.astype(np.float32))
+    with pytest.raises(DistanceInputError, match=r"expected a keep-mask of shape \(256, 256\), got \(8, 8\)"):
+        pixel_masked_rmse(a, b, np.ones((8, 8), bool))
