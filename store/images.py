@@ -78,16 +78,26 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done (main thread, POSIX): a KeyboardInterrupt
-    raised between mkstemp and its cleanup would leave a stray temp file in images/."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Ctrl-C and SIGTERM wait until the block is done (main thread): a KeyboardInterrupt raised
+    between mkstemp and its cleanup would leave a stray temp file in images/. The Python-level
+    handlers are swapped for a recorder, not the signal mask: the kernel hands a process-directed
+    signal to any thread that does not block it (tqdm's monitor, a thread pool), and Python then
+    runs the handler in the main thread anyway. A recorded signal is raised again afterwards."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    got: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: h for s, h in old.items() if h is not None}     # None: a handler set outside Python, left alone
+    for s in old:
+        signal.signal(s, lambda signum, frame: got.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)    # a pending signal is handled now
+        for s, h in old.items():
+            signal.signal(s, h)
+        for s in dict.fromkeys(got):
+            signal.raise_signal(s)                           # handled now, by the handler restored
 
 
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
