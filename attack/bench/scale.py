@@ -68,21 +68,36 @@ def write_text_list(path: Path, n: int, fmt: str) -> None:
                              for c, u, d in zip(caps, urls, dups))
 
 
+# The child reports its own peak (VmHWM of the address space exec gave it). Its rusage would not
+# do: Linux carries the parent's high-water mark across fork/vfork + exec into ru_maxrss, so every
+# child of a large bench process would read as large as the bench itself.
+PEAK_PROBE = """
+import atexit, runpy, sys
+def _peak():
+    with open('/proc/self/status') as f:
+        kb = next((line.split()[1] for line in f if line.startswith('VmHWM:')), '')
+    sys.stderr.write('VERBATIM_PEAK_KB ' + kb + chr(10))
+atexit.register(_peak)
+sys.argv = ['attack'] + sys.argv[1:]
+runpy.run_module('attack', run_name='__main__', alter_sys=True)
+"""
+
+
 def ingest_child(store: Path, src: Path) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of `python -m attack ingest` in a child process: that child's own
-    rusage (wait4), so each of several ingests is measured alone."""
+    """(seconds, peak RSS MB) of `python -m attack ingest` in a child process, the peak of that
+    child alone (its VmHWM), so each of several ingests is measured by itself."""
+    if not Path("/proc/self/status").exists():
+        raise RuntimeError("bench scale: expected Linux's /proc/self/status to read a child's peak RSS, got none")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    with tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "attack", "ingest", "--store", str(store), str(src)],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)     # reaped here: Popen must not wait again
-        if proc.returncode:
-            err.seek(0)
-            raise RuntimeError(f"ingest failed ({proc.returncode}): {err.read()[-2000:].decode(errors='replace')}")
-    return seconds, usage.ru_maxrss / 1024
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PEAK_PROBE, "ingest", "--store", str(store), str(src)],
+                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seconds = time.perf_counter() - t
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode:
+        raise RuntimeError(f"ingest failed ({proc.returncode}): {err[-2000:]}")
+    peak = [line.split()[1] for line in err.splitlines() if line.startswith("VERBATIM_PEAK_KB ")]
+    return seconds, int(peak[-1]) / 1024
 
 
 def store_timings(path: Path, candidates: int, tries: int = 20) -> dict:
