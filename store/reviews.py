@@ -183,11 +183,19 @@ def lease(store: "Store", caption_id: int, reviewer: str, now: Optional[float] =
           seconds: float = LEASE_SECONDS) -> list[Lease]:
     """The reviewer opened ``caption_id``: it becomes their lease (renewed if it was). Returns the
     other reviewers' live leases on it (they have it open too), oldest first."""
-    now = time.time() if now is None else now
+    now, cid = (time.time() if now is None else now), int(caption_id)
+
+    def others(conn: sqlite3.Connection) -> list[Lease]:
+        return sorted((h for h in _holders(conn, [cid], now).get(cid, []) if h.reviewer != reviewer),
+                      key=lambda h: h.expires)
+
+    with store.snapshot() as conn:      # held with most of its time left (just handed out): no write
+        held = conn.execute("SELECT caption_id, expires FROM leases WHERE reviewer = ?", (reviewer,)).fetchone()
+        if held is not None and held[0] == cid and held[1] - now > seconds / 2:
+            return others(conn)
     with store.transaction() as conn:
-        _take(conn, int(caption_id), reviewer, now, seconds)
-        return sorted((h for h in _holders(conn, [int(caption_id)], now).get(int(caption_id), [])
-                       if h.reviewer != reviewer), key=lambda h: h.expires)
+        _take(conn, cid, reviewer, now, seconds)
+        return others(conn)
 
 
 def release(conn: sqlite3.Connection, caption_id: int, reviewer: str) -> None:

@@ -33,6 +33,12 @@ def test_leases_hand_each_candidate_to_one_reviewer(sample):
     # opening a candidate someone else holds: taken too, and their lease is reported
     others = s.lease(ids[1], "ann", now=1400.0)
     assert [o.reviewer for o in others] == ["dan"]
+    # opening it again soon does not rewrite the lease; past half its time it is renewed
+    def ann_expires(now):
+        return next(x.expires for x in s.leases(now=now) if x.reviewer == "ann")
+    assert [o.reviewer for o in s.lease(ids[1], "ann", now=1401.0)] == ["dan"] and ann_expires(1401.0) == 1700.0
+    s.lease(ids[1], "ann", now=1600.0)
+    assert ann_expires(1600.0) == 1900.0
 
 
 def test_two_reviewers_asking_at_once_never_get_the_same_candidate(tmp_path):
