@@ -16,7 +16,7 @@ class Relabel:
 
 
 def relabel(store: Store, caption_id: int) -> Relabel:
-    from attack.labels import relabel as attack_relabel  # torch: imported when a mask is saved
+    from attack.labels import relabel as attack_relabel  # imported when a mask is saved (alignment, scikit-image)
 
     r = attack_relabel(store, caption_id)   # writes the new auto label (a 'relabel' run)
     return Relabel(r.label, {k: r.distances.get(k) for k in SHOWN})
