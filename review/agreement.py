@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Optional, Sequence
 
-from store import HUMAN_LABELS, CaptionReviews, Store
+from store import HUMAN_LABELS, CaptionReviews
 
 from .render import esc, label_badge
 
@@ -57,9 +57,9 @@ def agreement(reviews: Sequence[CaptionReviews]) -> list[PairAgreement]:
     return [pair_agreement(x, y, pairs) for (x, y), pairs in sorted(common.items())]
 
 
-def agreement_rows(store: Store) -> tuple[list[str], list[list], list[PairAgreement]]:
+def agreement_rows(reviews: Sequence[CaptionReviews]) -> tuple[list[str], list[list], list[PairAgreement]]:
     """(headers, one row per reviewer pair, the pairs) for the Stats tab."""
-    pairs = agreement(store.caption_reviews())
+    pairs = agreement(reviews)
     rows = [[p.a, p.b, p.n, round(p.observed, 4), None if p.kappa is None else round(p.kappa, 4)] for p in pairs]
     return list(AGREEMENT_HEADERS), rows, pairs
 

@@ -114,11 +114,12 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         status = gr.Markdown(elem_id="vb-status")
     view = gr.HTML(elem_id="vb-view", js_on_load=COMPARE_JS)
 
-    def show(n: views.Nav, message: str = "", mask_target: Optional[views.MaskTarget] = None):
+    def show(n: views.Nav, message: str = "", mask_target: Optional[views.MaskTarget] = None,
+             prompt: Optional[tuple[str, dict]] = None):
         """The outputs for candidate n (the mask editor is left to the Mask tab); ``mask_target``
         overrides the view's (after a save the editor stays on the image just saved). Opening a
-        candidate leases it to the reviewer and notes who else has it open; the keep / override
-        prompt is hidden."""
+        candidate leases it to the reviewer and notes who else has it open. The keep / override
+        prompt shows ``prompt`` (its text, the label waiting on it), else it is hidden."""
         cid = n.current
         if cid is None:
             v = views.empty_view("Nothing to show: the queue filter holds no candidates.")
@@ -126,17 +127,13 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
             v = views.candidate_view(store, cid, n.position, with_editor=False, viewer=n.reviewer)
             n = replace(n, seen=v.latest_entry)
             message = " ".join(m for m in (message, views.lease_note(store, n)) if m)
-        return (n, v.head, v.html, gr.update(visible=False), "", None, message, mask_target or v.mask,
-                v.mask_choices)
+        text, pending = prompt or ("", None)
+        return (n, v.head, v.html, gr.update(visible=prompt is not None), text, pending, message,
+                mask_target or v.mask, v.mask_choices)
 
     outputs = [nav, head, view, conflict.row, conflict.text, conflict.pending, status, mask_target, mask_choices]
     _wire_triage(store, actions, conflict, nav, reviewer, outputs, show)
     return CandidateTab(nav, mask_target, mask_choices, head, view, status, outputs, show, reviewer)
-
-
-def _prompt(shown: tuple, latest: LabelEntry, label: str, pending: dict) -> tuple:
-    """show()'s outputs with the keep / override prompt visible (and the note field kept)."""
-    return shown[:3] + (gr.update(visible=True), conflict_text(latest, label), pending) + shown[6:] + (gr.update(),)
 
 
 def _saved(label: str, who: str, entry: LabelEntry, nxt: views.Nav, moved: bool) -> str:
@@ -157,7 +154,7 @@ def _wire_triage(store: Store, actions: _Actions, conflict: _Conflict, nav: gr.S
                 entry, nxt, moved = views.label_and_advance(store, n, label, who, text)
             except LabelConflictError as e:    # shown again with their label, and the prompt
                 pending = {"caption_id": n.current, "label": label, "note": text, "latest": e.latest.id}
-                return _prompt(show(n), e.latest, label, pending)
+                return show(n, prompt=(conflict_text(e.latest, label), pending)) + (gr.update(),)  # note kept
             return show(nxt, _saved(label, who, entry, nxt, moved)) + ("",)
         return act
 
@@ -174,7 +171,8 @@ def _wire_triage(store: Store, actions: _Actions, conflict: _Conflict, nav: gr.S
         try:
             entry, nxt, moved = views.label_and_advance(store, n, pending["label"], who, pending["note"])
         except LabelConflictError as e:    # yet another label came in meanwhile: ask again
-            return _prompt(show(n), e.latest, pending["label"], dict(pending, latest=e.latest.id))
+            again = dict(pending, latest=e.latest.id)
+            return show(n, prompt=(conflict_text(e.latest, pending["label"]), again)) + (gr.update(),)
         return show(nxt, _saved(pending["label"], who, entry, nxt, moved)) + ("",)
 
     conflict.override.click(override, [nav, conflict.pending, reviewer], outputs + [actions.note],

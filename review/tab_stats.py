@@ -43,8 +43,9 @@ def stats_values(store: Store) -> tuple:
     done = sum(v for k, v in totals.items() if k != "unlabelled")
     md = (f"**{done:,}** of **{done + totals['unlabelled']:,}** candidates labelled · "
           + " · ".join(f"{k}: {v:,}" for k, v in totals.items() if k != "unlabelled"))
-    h3, r3, pairs = agreement.agreement_rows(store)
-    blind = agreement.review_summary(store.caption_reviews(), store.reviews_per_candidate())
+    reviews = store.caption_reviews()       # every labelled caption's reviews, read once
+    h3, r3, pairs = agreement.agreement_rows(reviews)
+    blind = agreement.review_summary(reviews, store.reviews_per_candidate())
     return (curves, precision_table(curves, kinds), pd.DataFrame(r1, columns=h1), dups, pd.DataFrame(r2, columns=h2),
             md + ("  \n" + blind if blind else ""), pd.DataFrame(r3, columns=h3), agreement.confusion_html(pairs))
 

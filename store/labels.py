@@ -186,9 +186,7 @@ def undo_label(store: "Store", caption_id: int, reviewer: str) -> LabelEntry:
 
 def current_label_entry(store: "Store", caption_id: int) -> Optional[LabelEntry]:
     with store.snapshot() as conn:
-        row = conn.execute(f"SELECT {_COLS} FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
-                           (caption_id,)).fetchone()
-    return None if row is None else LabelEntry(*row)
+        return _latest(conn, caption_id)
 
 
 def current_label(store: "Store", caption_id: int) -> Optional[str]:

@@ -96,6 +96,16 @@ def set_reviews_per_candidate(store: "Store", k: int) -> int:
         return len(ids)
 
 
+def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[int], params: Sequence = ()) -> list[tuple]:
+    """sql's rows for ids, asked 500 at a time (SQLite's bound-parameter limit); ``{ids}`` in sql
+    is the placeholder list, ``params`` go before the ids."""
+    out: list[tuple] = []
+    for i in range(0, len(ids), 500):
+        chunk = list(ids[i:i + 500])
+        out += conn.execute(sql.format(ids=", ".join("?" * len(chunk))), [*params, *chunk]).fetchall()
+    return out
+
+
 def reviews_of(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> list[CaptionReviews]:
     """Every labelled caption's reviews (or those of ``caption_ids``), by caption id."""
     with store.snapshot() as conn:
@@ -103,12 +113,8 @@ def reviews_of(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> l
         if caption_ids is None:
             rows = conn.execute(f"SELECT {COLS} FROM labels ORDER BY caption_id, id").fetchall()
         else:
-            rows = []
-            ids = list(dict.fromkeys(int(c) for c in caption_ids))
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                rows += conn.execute(f"SELECT {COLS} FROM labels WHERE caption_id IN ({', '.join('?' * len(chunk))})"
-                                     " ORDER BY caption_id, id", chunk).fetchall()
+            rows = _rows_in(conn, f"SELECT {COLS} FROM labels WHERE caption_id IN ({{ids}}) ORDER BY caption_id, id",
+                            list(dict.fromkeys(int(c) for c in caption_ids)))
     by: dict[int, list[LabelEntry]] = {}
     for r in rows:
         by.setdefault(r[1], []).append(LabelEntry(*r))
@@ -118,43 +124,35 @@ def reviews_of(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> l
 # -- leases -------------------------------------------------------------------------------------
 def _holders(conn: sqlite3.Connection, caption_ids: Sequence[int], now: float) -> dict[int, list[Lease]]:
     out: dict[int, list[Lease]] = {}
-    for i in range(0, len(caption_ids), 500):
-        chunk = list(caption_ids[i:i + 500])
-        for reviewer, cid, expires in conn.execute(
-                f"SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? AND caption_id IN "
-                f"({', '.join('?' * len(chunk))})", [now] + chunk):
-            out.setdefault(cid, []).append(Lease(reviewer, cid, expires))
+    for reviewer, cid, expires in _rows_in(
+            conn, "SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? AND caption_id IN ({ids})",
+            caption_ids, (now,)):
+        out.setdefault(cid, []).append(Lease(reviewer, cid, expires))
     return out
 
 
-def _open_to(conn: sqlite3.Connection, caption_ids: Sequence[int], reviewer: str, now: float) -> list[int]:
-    """Of caption_ids (in order), those this reviewer may be handed next: not decided, not
-    reviewed by them, and (counting other reviewers' live leases) still short of reviews."""
+def _first_open(conn: sqlite3.Connection, caption_ids: Sequence[int], reviewer: str, now: float) -> Optional[int]:
+    """The first of caption_ids this reviewer may be handed next: not decided, not reviewed by
+    them, and (counting other reviewers' live leases) still short of reviews. A blind review's
+    history is read only for the candidates looked at before the first open one."""
     k = reviews_per_candidate(conn)
     ids = [int(c) for c in caption_ids]
-    state: dict[int, tuple] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        state.update((r[0], r[1:]) for r in conn.execute(
-            f"SELECT caption_id, label, review FROM caption_state WHERE caption_id IN ({', '.join('?' * len(chunk))})",
-            chunk))
+    state = {r[0]: r[1:] for r in _rows_in(
+        conn, "SELECT caption_id, label, review FROM caption_state WHERE caption_id IN ({ids})", ids)}
     held = _holders(conn, ids, now)
-    out = []
     for cid in ids:
         label, review = state.get(cid, (None, None))
         others = [h for h in held.get(cid, ()) if h.reviewer != reviewer]
         if k <= 1:
             if label is None and not others:
-                out.append(cid)
+                return cid
             continue
         if label is not None or review == "conflict":
             continue
         r = caption_reviews(cid, history(conn, cid), k)
-        if reviewer in r.votes:
-            continue
-        if sum(e.label != "skip" for e in r.votes.values()) + len(others) < k:
-            out.append(cid)
-    return out
+        if reviewer not in r.votes and sum(e.label != "skip" for e in r.votes.values()) + len(others) < k:
+            return cid
+    return None
 
 
 def _take(conn: sqlite3.Connection, caption_id: int, reviewer: str, now: float, seconds: float) -> Lease:
@@ -167,15 +165,15 @@ def _take(conn: sqlite3.Connection, caption_id: int, reviewer: str, now: float, 
 
 def lease_first(store: "Store", caption_ids: Sequence[int], reviewer: str, now: Optional[float] = None,
                 seconds: float = LEASE_SECONDS) -> Optional[int]:
-    """Lease the first of ``caption_ids`` still open to ``reviewer`` (see _open_to) and return it;
-    None when none is. One write transaction, so two reviewers asking at once get two candidates."""
+    """Lease the first of ``caption_ids`` still open to ``reviewer`` (see _first_open) and return
+    it; None when none is. One write transaction, so two reviewers asking at once get two candidates."""
     now = time.time() if now is None else now
     with store.transaction() as conn:
-        for i in range(0, len(caption_ids), 200):
-            free = _open_to(conn, caption_ids[i:i + 200], reviewer, now)
-            if free:
-                _take(conn, free[0], reviewer, now, seconds)
-                return free[0]
+        for i in range(0, len(caption_ids), 200):      # the usual case: found in the first 200
+            cid = _first_open(conn, caption_ids[i:i + 200], reviewer, now)
+            if cid is not None:
+                _take(conn, cid, reviewer, now, seconds)
+                return cid
     return None
 
 
