@@ -138,3 +138,17 @@ def served_sample_app(folder: Path, n: int = 30, size: int = 32, reviews_per_can
             yield s, ids, f"http://127.0.0.1:{port}/", demo
         finally:
             demo.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def launch_chromium(playwright, chromium: str = CHROMIUM):
+    """Debian's chromium under Playwright; without it, one line naming the command that installs it
+    (a failure, not a skip: the browser tests are part of the suite)."""
+    if not Path(chromium).exists():
+        pytest.fail(f"no browser at {chromium}: run `bash scripts/system_packages.sh` "
+                    "(apt-get install chromium) before the browser tests", pytrace=False)
+    return playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)

@@ -14,13 +14,10 @@ from playwright.sync_api import expect
 
 from review.sample import SCRIPT_CAPTION
 
-from .conftest import served_sample_app
+from .conftest import launch_chromium, served_sample_app
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 REVIEWER = "tester"
 VIEWPORT = {"width": 1400, "height": 900}
 
@@ -35,9 +32,8 @@ def app(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), f"expected Debian's chromium at {CHROMIUM} (.ci/run installs it)"
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 

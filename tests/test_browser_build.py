@@ -9,8 +9,7 @@ import textwrap
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import REPO, free_port, subprocess_env
-from tests.test_browser import ARGS, CHROMIUM
+from tests.conftest import REPO, free_port, launch_chromium, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,7 @@ def test_progress_page_then_review_app(tmp_path):
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = launch_chromium(p)
             page = browser.new_page()
             for _ in range(100):          # the progress page comes up within seconds
                 try:

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 
 from review.agreement import agreement
 
-from .conftest import served_sample_app
-from .test_browser import ARGS, CHROMIUM, VIEWPORT, _current, _press_and_wait, _shots
+from .conftest import launch_chromium, served_sample_app
+from .test_browser import VIEWPORT, _current, _press_and_wait, _shots
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 

@@ -13,13 +13,10 @@ import pytest
 
 from review.__main__ import main as review_main
 
+from .conftest import launch_chromium
 from .test_evidence_export import J, labelled  # noqa: F401 - the shared labelled-store fixture
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +38,8 @@ def test_evidence_pages_open_offline_with_every_picture_loaded(labelled, folder)
     from playwright.sync_api import sync_playwright
 
     s, ids, _, (sib_cid, own, sib), _ = labelled
-    assert Path(CHROMIUM).exists(), f"expected Debian's chromium at {CHROMIUM} (.ci/run installs it)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(p)
         try:
             pg = browser.new_page(viewport={"width": 1280, "height": 900})
             pg.set_default_timeout(10_000)
