@@ -58,7 +58,7 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
 BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels",
-           "detectors": "detectors", "scale": "scale"}
+           "detectors": "detectors", "scale": "scale", "all": "all"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -75,7 +75,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                    "throughput: batched vs per-caption DCS/ECS; "
                                    "labels: labels, masks and flags on the realistic 256/512-px fixture world; "
                                    "detectors: every one-step detector and rank fusions on the demo world; "
-                                   "scale: 2 M-caption ingest, store timings at that size, local vs Ray DCS. "
+                                   "scale: 2 M-caption ingest, store timings at that size, local vs Ray DCS; "
+                                   "all: every bench (store and review too), written to docs/benchmarks.md. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options, e.g. --json")
@@ -478,15 +479,16 @@ def add_label(sub: argparse._SubParsersAction) -> None:
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="build the demo store end to end (about 2 minutes on a 2-core CPU)",
-                       description="Ingest the demo world, score every attack caption (DCS, ECS, Wen), generate for "
+    p = sub.add_parser("demo", help="build the demo store end to end (a few minutes on a CPU; progress on stderr)",
+                       description="Ingest the demo world, score every attack caption (the scores are kept in each run's "
+                                   "params), generate for "
                                    "the top K, retrieve, build masks and label. Running it again reuses what is done.")
     p.add_argument("--store", type=Path, default=DEMO_STORE, help=f"store folder (default {DEMO_STORE})")
     p.set_defaults(func=_run_demo)
 
 
 def add_score(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="score the store's captions (DCS, ECS, Wen); resumable",
+    p = sub.add_parser("score", help=f"score the store's captions ({', '.join(SCORE_NAMES)}); resumable",
                        description="One run per score kind; a repeated call with the same model and parameters "
                                    "continues that run and skips captions it already scored.")
     _model_args(p, "only the captions of this file (already ingested), in its order; default: all, by id")

@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,19 +164,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"demo store (default {DEFAULT_STORE}; built or "
                                                                          "finished first, every stage resumes)")
     ap.add_argument("--no-build", action="store_true", help="evaluate the store as it is")
+    ap.add_argument("--fresh", action="store_true", help="build a new store in a temporary folder (timed from "
+                                                         "scratch: build_s is the whole demo build), then delete it")
     a = ap.parse_args(argv)
+    if a.fresh and a.no_build:
+        ap.error("expected one of --fresh and --no-build, got both")
+    with tempfile.TemporaryDirectory(prefix="verbatim-ranking-") as tmp:
+        return _bench(Path(tmp) / "demo" if a.fresh else a.store, a.no_build, a.json)
+
+
+def _bench(store_dir: Path, no_build: bool, json_only: bool) -> int:
     from store import Store
 
     params = DemoParams()
-    if not a.no_build:
+    existed, build_s = (store_dir / "store.db").exists(), None
+    if not no_build:
         def progress(stage: str, done: int, total: int) -> None:
-            if not a.json and done == total:
+            if not json_only and done == total:
                 print(f"{stage}: {done}/{total}", file=sys.stderr)
-        build_demo_store(a.store, progress=progress, params=params)
+        t0 = time.perf_counter()
+        build_demo_store(store_dir, progress=progress, params=params)
+        build_s = round(time.perf_counter() - t0, 1)
     truth = json.loads(TRUTH.read_text(encoding="utf-8"))
-    with Store.open(a.store, readonly=True) as store:
+    with Store.open(store_dir, readonly=True) as store:
         out, extra = evaluate(store, truth, params.generate.top_k)
-    if not a.json:
+    # build_s: the demo build's wall time in this call (from scratch when the store did not exist)
+    out = {**out, "build_s": build_s, "store_existed": existed}
+    if not json_only:
         for k in ("auc", "tpr_at_1pct_fpr", "precision_at_planted", "evals_per_verbatim"):
             print(f"{k:22s} " + "  ".join(f"{s}={out[k][s]}" for s in SCORES))
     print(json.dumps(extra))
