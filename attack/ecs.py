@@ -50,7 +50,7 @@ def _derive(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 # Images per pass: a few 256x256x3 images' temporaries stay in cache; whole batches made every
-# elementwise pass a trip to memory (20x slower on this project's CPU).
+# elementwise pass a trip to memory.
 _SOBEL_CHUNK = 4
 
 

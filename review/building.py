@@ -23,8 +23,10 @@ RELOAD_JS = """
 """
 
 
-# the demo build's stages in order, with their seconds on a 2-core CPU (a measured build): what
-# is left and the estimate scale these by the pace of the stages already run on this machine
+# the demo build's stages in order, with a planned cost in seconds for a 2-core CPU: only the first
+# estimate uses them as they are; after that, what is left is rescaled by this machine's pace on
+# the stages already run, so only their proportions matter (the measured build time lives in
+# docs/benchmarks.md, never here)
 DEMO_STAGES: tuple[tuple[str, float], ...] = (
     ("ingest", 6), ("dcs", 21), ("ecs", 27), ("wen", 10), ("anisotropy", 17), ("generate", 130), ("index", 1),
     ("retrieve", 40), ("label", 1))

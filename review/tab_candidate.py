@@ -99,7 +99,7 @@ def conflict_text(latest: LabelEntry, label: str) -> str:
             f"opened it. Keep theirs (<kbd>Esc</kbd>) or override with your **{render.esc(label)}** (<kbd>o</kbd>).")
 
 
-# triage answers in ~0.1 s: Gradio's progress overlays over every output only add repaints
+# triage answers faster than a progress overlay is useful: Gradio's overlays over every output only add repaints
 TRIAGE = dict(concurrency_id="triage", show_progress="hidden")
 
 

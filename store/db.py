@@ -42,7 +42,7 @@ def connect(db_path: Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     waits on busy_timeout instead of failing with SQLITE_BUSY when it upgrades.
     durable=True (default): synchronous=FULL fsyncs the WAL at every commit, so
     a label is on disk when add_label returns even if the machine loses power.
-    A commit then costs one fsync (0.4-4 ms on the development VM); bulk writes
+    A commit then costs one fsync; bulk writes
     are batched into one transaction so only interactive writes pay it.
     durable=False: synchronous=NORMAL, no fsync per commit. A committed write
     still survives the process being killed (it is in the OS page cache, and

@@ -263,7 +263,7 @@ END;
 
 # v2: add_captions indexes new captions in one bulk statement. FTS5 flushes its
 # pending terms at every statement boundary, so a per-row trigger writes one
-# tiny segment per caption (about 5x slower on a million captions). While the
+# tiny segment per caption, which is slow on a million captions. While the
 # 'fts_bulk_insert' meta row exists (only inside add_captions' own transaction)
 # the trigger stands aside; every other writer still gets per-row indexing.
 V2 = """

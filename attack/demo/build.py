@@ -2,8 +2,9 @@
 Wen for every attack caption, J full generations for the top K by DCS, retrieval (kNN + auto
 template masks) and automatic labels. Every stage resumes, so a second call reuses what is done.
 
-Budget: at most 5 minutes on a 2-core CPU (measured: about 110 s; the full samplings dominate at
-~3.5 images/s), which fixes K x J x steps below; the choice is stored in each run's params.
+Budget: a few minutes on a laptop CPU, where the full samplings dominate; that fixes K x J x steps
+below, and the choice is stored in each run's params. `python -m attack bench ranking` builds the
+store and reports its time (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from .ingest import ingest_world
 from ..progress import Progress
 
 # The demo's template variants repaint a whole region of a 32x32 image (floor, wall, sofa...), so
-# siblings sit at RMSE 0.04-0.45 from each other, wider than LAION's near-duplicates: the window
-# is the paper code's SSE 1e2 up to RMSE 0.15, which gives every planted variant a mask and no
-# other demo image one (measured on the demo world; the per-sibling min_keep guards the rest).
+# siblings lie further apart than LAION's near-duplicates: the window is the paper code's SSE 1e2
+# up to RMSE 0.15, chosen so every planted variant gets a mask and no other demo image does
+# (tests/test_demo_build.py checks it; the per-sibling min_keep guards the rest).
 DEMO_MASKS = MaskParams(rmse_max=0.15)
 ATTACK_LIST = Path(__file__).resolve().parent / "attack_list.txt"
 DEFAULT_STORE = DEMO_STORE
@@ -40,9 +41,9 @@ class DemoBuildError(AttackError):
 class DemoParams:
     """scores: computed for every attack caption (the paper's conventions, guidance 7.5);
     by: the score that picks the top K; generate: K captions x J seeds x S Heun steps; the
-    budget allows ~250 full samplings, so K=112 (on the committed model DCS ranks 106 of the 110
-    planted captions into its top 112, the same as into its top 128) x J=2 (J=4 labelled the
-    same captions) x the default 16 steps, at the paper's guidance 7.5.
+    budget sets K=112 (on the committed model, a larger K adds no planted caption DCS ranks
+    high; `bench ranking` reports the recall) x J=2 (J=4 labelled the same captions) x the
+    default 16 steps, at the paper's guidance 7.5.
     retrieve: embedder, k, masks; thresholds: label preset. fusions: rank fusions of the scores
     (no network call), so the queue can rank by one."""
     scores: tuple[str, ...] = ("dcs", "ecs", "wen", "anisotropy")

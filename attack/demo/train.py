@@ -138,7 +138,7 @@ def _main(a: argparse.Namespace) -> int:
         check_output(a.out / name, force=a.force or same, make_parents=True)
     if a.threads:
         torch.set_num_threads(a.threads)
-    # Adam's moments and the EMA drift into subnormal floats, which made CPU steps ~9x slower.
+    # Adam's moments and the EMA drift into subnormal floats, which made CPU steps many times slower.
     torch.set_flush_denormal(True)
     info = train(a.minutes, a.out, a.seed, a.batch_size, a.lr, max_steps=a.max_steps, resume=a.resume)
     print(json.dumps({k: v for k, v in info.items() if k != "log"}))
