@@ -223,7 +223,7 @@ def _gen_params(args: argparse.Namespace, model=None):
 def _default_by(store: Store, model) -> Optional[str]:
     """--by when not given: the first score computed for this model; none for a closed model
     with no scores (its images are taken for every caption it has), else dcs."""
-    runs = store.runs(stage="score", model=model.spec)
+    runs = store.runs(stage="score", fingerprint=model.fingerprint(store.digest_cache()))
     if runs:
         return runs[0].params.get("score")
     return None if not model.whitebox else "dcs"
@@ -326,7 +326,8 @@ def _run_all(args: argparse.Namespace) -> int:
                 echo(f"generate, retrieve, label: skipped, this call scored a shard (--offset {args.offset}"
                      f"{f' --limit {args.limit}' if args.limit else ''}); once every shard is scored, run "
                      f"`python -m attack generate --store {args.store} --model {args.model} --by {by} "
-                     f"--top-k {args.top_k}`, then retrieve and label")
+                     f"--top-k {args.top_k}` (on any machine, with its own path to these weights: runs are keyed "
+                     f"by the weights' content), then retrieve and label")
                 return 0
             if not args.no_generate:
                 echo(generate_stage(store, model, sel, params, by=by, model_id=model.spec,
@@ -421,7 +422,8 @@ def _run_label(args: argparse.Namespace) -> int:
         update, close = progress_bars()
         try:
             report = label_stage(store, thresholds, caption_ids=ids, recompute=args.recompute, progress=update,
-                                 align_params=None if args.no_align else AlignParams())
+                                 align_params=None if args.no_align else AlignParams(),
+                                 allow_stale=args.allow_stale)
         finally:
             close()
     echo(report.summary())
@@ -475,6 +477,9 @@ def add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-align", action="store_true",
                    help="the paper's distances only: no crop / rescale / mirror check (evidence kind 'aligned') "
                         "for captions they leave at N")
+    p.add_argument("--allow-stale", action="store_true",
+                   help="label candidates whose retrieval searched fewer training images than the store holds "
+                        "(refused by default: run retrieve first)")
     p.set_defaults(func=_run_label)
 
 

@@ -50,20 +50,25 @@ class FusionReport:
         return f"fuse {self.kind}: run {self.run_id}, {self.captions} captions ranked (no network calls)"
 
 
-def fuse(store: Store, name: str, model_id: str) -> FusionReport:
-    """Write the fusion `name` of the model's latest scores as score kind `name`; the run is
-    keyed by the score runs it read, so newer scores give a new fusion and the same ones reuse it."""
+def fuse(store: Store, name: str, model_id: str, label: str | None = None) -> FusionReport:
+    """Write the fusion `name` of one model's latest scores as score kind `name`; the run is
+    keyed by the score runs it read, so newer scores give a new fusion and the same ones reuse it.
+    model_id: the model's fingerprint, or a label (a spec it ran under) that names the weights of
+    its newest score run; label: how the fusion run is shown (default model_id)."""
     kinds = fusion_kinds(name)
+    fp = store.model_fingerprint(model_id)
     scores, runs = {}, {}
     for k in kinds:
-        scores[k] = store.latest_scores(k, model_id)
+        scores[k] = store.latest_scores(k, fp or model_id)
         if not scores[k]:
-            raise FusionError(f"expected stored {k} scores of {model_id!r} to fuse, got none (run `python -m attack "
-                              f"score --scores {k}` first)")
-        runs[k] = [r.id for r in store.runs(stage="score", model=model_id) if r.params.get("score") == k]
+            raise FusionError(f"expected stored {k} scores of {label or model_id!r} to fuse, got none (run "
+                              f"`python -m attack score --scores {k}` first)")
+        of_model = store.runs(stage="score", fingerprint=fp) if fp else store.runs(stage="score", model=model_id)
+        runs[k] = [r.id for r in of_model if r.params.get("score") == k]
     fused = fuse_values(scores)
-    run = store.open_run("fuse", model_id, {"fusion": name, "inputs": list(kinds), "score_runs": runs,
-                                            "method": "mean rank percentile"})
+    params = {"fusion": name, "inputs": list(kinds), "score_runs": runs, "method": "mean rank percentile",
+              **({"model_fingerprint": fp} if fp else {})}
+    run = store.open_run("fuse", label or model_id, params)
     if not run.resumed:
         with store.running(run.id):
             store.add_scores(run.id, name, fused.items())

@@ -398,37 +398,62 @@ class LabelReport:
     flagged: int = 0
     no_evidence: int = 0    # candidates left unlabelled: no training images, or no neighbours yet
     note: str = ""
+    stale: int = 0          # candidates not labelled: their retrieval searched fewer training images than the store holds
 
     def summary(self) -> str:
         how = "resumed" if self.resumed else "new"
         c = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         head = (f"label: run {self.run_id} ({how}), " if self.run_id is not None else "label: ")
         waiting = f", {self.no_evidence} left unlabelled without evidence" if self.no_evidence else ""
+        waiting += f", {self.stale} held back on an older retrieval" if self.stale else ""
         return (f"{head}{self.labelled} captions labelled ({c or 'none'}), {self.flagged} flagged suspect, "
                 f"{self.skipped} already done{waiting}" + (f"\n  {self.note}" if self.note else ""))
 
 
-def _stale_retrieval(store: Store) -> str:
-    """A warning when the newest retrieval searched fewer training images than the store holds."""
-    runs = [r for r in store.runs(stage="retrieve") if r.params.get("external") is None]
-    if not runs:
-        return ""
-    searched = (runs[-1].params.get("training_set") or {}).get("training_images")
+def stale_candidates(store: Store, evidence: Mapping[int, Evidence | None]) -> list[int]:
+    """Candidates some generation of which rests on a retrieval that searched fewer training
+    images than the store holds now (an external index's runs are not counted: they search its
+    files, not the store's images)."""
     now = store.training_set_version().count
-    if searched is not None and searched != now:
-        return (f"the newest retrieval (run {runs[-1].id}) searched {searched} training images, the store holds {now}: "
-                f"run `python -m attack retrieve` to compare with all of them")
-    return ""
+    searched = {r.id: (r.params.get("training_set") or {}).get("training_images") for r in store.runs(stage="retrieve")}
+    stale = []
+    for cid, ev in evidence.items():
+        counts = [searched.get(run_id) for run_id in set(ev.neighbour_runs.values())] if ev is not None else []
+        if any(n is not None and n < now for n in counts):
+            stale.append(cid)
+    return stale
+
+
+def _ids_text(ids: Sequence[int], most: int = 10) -> str:
+    shown = ", ".join(str(i) for i in ids[:most])
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def _stale_note(store: Store, caption_ids: Sequence[int] | None, scope: set[int]) -> str:
+    """With a subset in scope: the other candidates whose labels rest on an older retrieval."""
+    if caption_ids is None:
+        return ""
+    others = {c: caption_evidence(store, c, Thresholds(), FlagParams(), None)
+              for c in store.candidate_ids() if c not in scope}
+    stale = stale_candidates(store, others)
+    if not stale:
+        return ""
+    return (f"{len(stale)} other candidates (captions {_ids_text(stale)}) rest on a retrieval that searched fewer "
+            f"training images than the store holds: run `python -m attack retrieve` on {store.path}, then label")
 
 
 def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption_ids: Sequence[int] | None = None,
                 flag_params: FlagParams = FlagParams(), recompute: bool = False,
-                progress: Progress | None = None, align_params: AlignParams | None = AlignParams()) -> LabelReport:
+                progress: Progress | None = None, align_params: AlignParams | None = AlignParams(),
+                allow_stale: bool = False) -> LabelReport:
     """Auto-label every caption with generations (or those of caption_ids) whose evidence
     (neighbours, masks, own images, thresholds) differs from what its current label rests on;
     the others are skipped, so a killed run resumes. No label is written without evidence: with
     no training images, or before retrieval, a candidate stays unlabelled. A caption labelled
-    again gets its new label in a new run; the old one stays in its history."""
+    again gets its new label in a new run; the old one stays in its history. No label rests
+    silently on an older retrieval: when a candidate's neighbours were searched among fewer
+    training images than the store holds, nothing is written and the error names the captions
+    and the command to run (allow_stale labels them as they are, and says so)."""
     th = preset(thresholds) if isinstance(thresholds, str) else thresholds
     cands = store.candidate_ids()
     if caption_ids is not None:
@@ -442,12 +467,23 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
                            note="no training images yet: every candidate stays unlabelled (add them with "
                                 "`python -m attack ingest --images DIR`, then retrieve)")
     evidence = {c: caption_evidence(store, c, th, flag_params, align_params) for c in cands}
+    stale = stale_candidates(store, evidence)
+    held = set() if allow_stale else set(stale)      # not labelled on an older retrieval: said below
     waiting = [c for c, e in evidence.items() if e is None]
-    todo = [c for c, e in evidence.items() if e is not None and (recompute or e.key != _labelled_with(store, c))]
+    todo = [c for c, e in evidence.items()
+            if e is not None and c not in held and (recompute or e.key != _labelled_with(store, c))]
     params = {"thresholds": asdict(th), "flags": asdict(flag_params), "align": _align_json(align_params)}
     run = store.open_run("label", "", params)
     run_id, resumed = run.id, run.resumed
-    notes = [n for n in (_stale_retrieval(store),) if n]
+    notes = [n for n in (_stale_note(store, caption_ids, set(cands)),) if n]
+    if held:
+        notes.append(f"{len(held)} candidates not labelled (captions {_ids_text(stale)}): their neighbours were "
+                     f"searched among fewer training images than the store's {store.training_set_version().count}, "
+                     f"so any label of theirs rests on an older retrieval; run `python -m attack retrieve` on "
+                     f"{store.path} (it searches them again), then label (--allow-stale labels them as they are)")
+    elif stale:
+        notes.append(f"{len(stale)} candidates labelled on a retrieval that searched fewer training images than the "
+                     f"store holds (--allow-stale): captions {_ids_text(stale)}")
     if waiting:
         notes.append(f"{len(waiting)} candidates have generations without neighbours yet: run `python -m attack "
                      f"retrieve`, then label again")
@@ -469,5 +505,5 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
             if progress:
                 progress("label", i + 1, len(todo))
         store.finish_run(run_id, 0, "done")
-    return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo) - len(waiting), counts, flagged,
-                       len(waiting), "\n  ".join(notes))
+    return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo) - len(waiting) - len(held), counts,
+                       flagged, len(waiting), "\n  ".join(notes), stale=len(held))

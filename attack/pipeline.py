@@ -124,7 +124,8 @@ def _open_run(store: Store, stage: str, model: TextToImageModel, model_id: str,
     write transaction, so two shard processes starting together share one run). The params hold
     the model's fingerprint (weights, configs, dtype): new weights at the same path start a new
     run, and the note says why when an older run differs only by it."""
-    params = {**params, "dtype": str(model.dtype).removeprefix("torch."), "model_fingerprint": model.fingerprint()}
+    params = {**params, "dtype": str(model.dtype).removeprefix("torch."),
+              "model_fingerprint": model.fingerprint(store.digest_cache())}
     run = store.open_run(stage, model_id, params)
     note = ""
     if not run.resumed:
@@ -229,7 +230,8 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
 
 # -- ranking by a stored score --------------------------------------------------------------------
 def latest_scores(store: Store, kind: str, model_id: str) -> dict[int, float]:
-    """caption id -> value of the newest `score` run of this kind and model."""
+    """caption id -> value of the newest `score` run of this kind and model (a fingerprint, or a
+    label naming the weights that last ran under it; never a merge of two models' runs)."""
     return store.latest_scores(kind, model_id, "score")
 
 
@@ -241,22 +243,25 @@ class Ranked:
     score: float | None  # None: not ranked by a score
 
 
-def rank_captions(store: Store, captions: Selection, by: str | None, model_id: str, k: int) -> list[Ranked]:
-    """The top-k (0 = all) captions of the selection by their stored `by` score of `model_id`;
-    by=None keeps the selection's own order (a closed model's images for every caption it has)."""
+def rank_captions(store: Store, captions: Selection, by: str | None, model_id: str, k: int,
+                  label: str | None = None) -> list[Ranked]:
+    """The top-k (0 = all) captions of the selection by their stored `by` score of one model
+    (model_id: its fingerprint, or a label naming the weights that last ran under it; label: how
+    messages name it); by=None keeps the selection's own order (a closed model's images for every
+    caption it has)."""
     if by is None:
         items = list(zip(captions.ids, captions.texts))[: k or None]
         return [Ranked(r, cid, t, None) for r, (cid, t) in enumerate(items)]
     if "+" in by:   # a rank fusion of stored scores (attack.fusion): computed now, no network call
         from .fusion import fuse
-        fuse(store, by, model_id)
-        scores = store.latest_scores(by, model_id, "fuse")
+        fuse(store, by, model_id, label)
+        scores = store.latest_scores(by, store.model_fingerprint(model_id) or model_id, "fuse")
     else:
         scores = latest_scores(store, by, model_id)
     scored = [(cid, t, scores[cid]) for cid, t in zip(captions.ids, captions.texts) if cid in scores]
     if not scored:
-        raise ScoreInputError(f"expected {by} scores of model {model_id!r} for the selected captions, got none "
-                              f"(run `python -m attack score --scores {by}` first)")
+        raise ScoreInputError(f"expected {by} scores of model {label or model_id!r} for the selected captions, got "
+                              f"none (run `python -m attack score --scores {by}` first)")
     order = top_k([v for _, _, v in scored], k)
     return [Ranked(r, scored[i][0], scored[i][1], scored[i][2]) for r, i in enumerate(order)]
 
@@ -298,7 +303,8 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
     batch_size = check_batch_size(batch_size)
     mid = _model_id(model, model_id)
     captions = as_selection(store, captions)
-    ranked = shard(rank_captions(store, captions, by, score_model or mid, params.top_k), offset, limit)
+    key = score_model or model.fingerprint(store.digest_cache())    # this model's scores, whatever their path
+    ranked = shard(rank_captions(store, captions, by, key, params.top_k, label=score_model or mid), offset, limit)
     run = _open_run(store, "generate", model, mid, generate_params(params, model.sampler))
     run_id, resumed = run.id, run.resumed
     with store.running(run_id):
@@ -347,7 +353,8 @@ def carlini_stage(store: Store, model: TextToImageModel, captions: Captions,
     if by is None:
         items = list(zip(captions.ids, captions.texts))
     else:
-        items = [(r.caption_id, r.text) for r in rank_captions(store, captions, by, score_model or mid, top_k)]
+        key = score_model or model.fingerprint(store.digest_cache())
+        items = [(r.caption_id, r.text) for r in rank_captions(store, captions, by, key, top_k, label=score_model or mid)]
     items = shard(items, offset, limit)
     run_params = {"score": "carlini", "params": asdict(params), "by": by, "top_k": top_k if by else None,
                   "score_model": (score_model or mid) if by else None}

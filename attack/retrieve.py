@@ -138,7 +138,7 @@ def _training_set(store: Store, external: Path | None) -> dict:
 
         folder = Path(external)
         return {"external": str(folder.resolve()),
-                "files": {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}}
+                "files": {p.name: file_digest(p, store.digest_cache()) for p in sorted(folder.iterdir()) if p.is_file()}}
     v = store.training_set_version()
     return {"training_images": v.count, "max_training_image_id": v.max_id}
 

@@ -134,23 +134,36 @@ def get_run(store: "Store", run_id: int) -> Run:
     return _run(row)
 
 
+# a run's model identity: the content fingerprint its params carry (attack.pipeline adds it), so
+# one model under two paths is one model and new weights at one path are another
+_FINGERPRINT = "json_extract(params, '$.model_fingerprint')"
+
+
 def open_run(store: "Store", stage: str, model: str, params: Mapping[str, Any]) -> RunHandle:
     """The newest run of this stage, model and params (resumed), or a new one. Looked up and
-    created in one write transaction, so two shard processes starting together share one run."""
+    created in one write transaction, so two shard processes starting together share one run.
+    When params carry a model_fingerprint, that is the model: a run made under another path (the
+    same weights elsewhere, another machine's mount) is resumed, keeping its first path as label."""
     _text(stage, "open_run stage")
     canon = _meta(params, f"{stage} params") or "{}"
+    keyed = isinstance(params, Mapping) and params.get("model_fingerprint") is not None
     with store.transaction() as conn:
-        row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? "
-                           "ORDER BY id DESC LIMIT 1", (stage, model, canon)).fetchone()
+        if keyed:
+            row = conn.execute("SELECT id FROM runs WHERE stage = ? AND params = ? ORDER BY id DESC LIMIT 1",
+                               (stage, canon)).fetchone()
+        else:
+            row = conn.execute("SELECT id FROM runs WHERE stage = ? AND model = ? AND params = ? "
+                               "ORDER BY id DESC LIMIT 1", (stage, model, canon)).fetchone()
         if row is not None:
             return RunHandle(int(row[0]), True)
         return RunHandle(start_run(store, stage, model, params), False)
 
 
-def runs(store: "Store", stage: Optional[str] = None, model: Optional[str] = None) -> list[Run]:
-    """Runs, oldest first, optionally of one stage and/or model."""
+def runs(store: "Store", stage: Optional[str] = None, model: Optional[str] = None,
+         fingerprint: Optional[str] = None) -> list[Run]:
+    """Runs, oldest first, optionally of one stage, model label and/or model fingerprint."""
     conds, args = [], []
-    for col, value in (("stage", stage), ("model", model)):
+    for col, value in (("stage", stage), ("model", model), (_FINGERPRINT, fingerprint)):
         if value is not None:
             conds.append(f"{col} = ?")
             args.append(value)
@@ -363,12 +376,28 @@ def score_count(store: "Store", run_id: int, kind: str) -> int:
                                 (run_id, kind)).fetchone()[0])
 
 
+def model_fingerprint(store: "Store", model: str, stage: str = "score") -> Optional[str]:
+    """The fingerprint `model` names: itself when a run carries it, else the fingerprint of the
+    newest run of this stage labelled `model` (the weights that last ran under that path); None
+    when no run of that label carries one (a store written before fingerprints)."""
+    with store.snapshot() as conn:
+        if conn.execute(f"SELECT 1 FROM runs WHERE {_FINGERPRINT} = ? LIMIT 1", (model,)).fetchone():
+            return model
+        row = conn.execute(f"SELECT {_FINGERPRINT} FROM runs WHERE stage = ? AND model = ? "
+                           f"AND {_FINGERPRINT} IS NOT NULL ORDER BY id DESC LIMIT 1", (stage, model)).fetchone()
+    return None if row is None else row[0]
+
+
 def latest_scores(store: "Store", kind: str, model: str, stage: str = "score") -> dict[int, float]:
-    """caption id -> value of the newest run of this stage and model holding a `kind` score."""
+    """caption id -> value of the newest run of this stage holding a `kind` score of one model:
+    `model` is a fingerprint, or a label resolved to one (model_fingerprint). Runs of other weights
+    are never merged in, whatever path they ran under; runs under any path of these weights are."""
+    fp = model_fingerprint(store, model, stage)
+    cond, arg = ("json_extract(r.params, '$.model_fingerprint') = ?", fp) if fp is not None else ("r.model = ?", model)
     with store.snapshot() as conn:
         rows = conn.execute("SELECT s.caption_id, s.value FROM scores s JOIN runs r ON r.id = s.run_id "
-                            "WHERE s.kind = ? AND r.model = ? AND r.stage = ? ORDER BY s.run_id",
-                            (kind, model, stage)).fetchall()
+                            f"WHERE s.kind = ? AND {cond} AND r.stage = ? ORDER BY s.run_id",
+                            (kind, arg, stage)).fetchall()
     return {int(cid): float(v) for cid, v in rows}  # newer runs overwrite older ones
 
 

@@ -33,6 +33,23 @@ DB_NAME = "store.db"
 IMAGES_DIR = "images"
 
 
+class DigestCache:
+    """File digests in the store's meta table (attack.models.fingerprint.DigestCache); a
+    read-only store reads them and does not keep new ones."""
+
+    PREFIX = "file-digest|"
+
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+
+    def get(self, key: str) -> Optional[str]:
+        return self.store.get_meta(self.PREFIX + key)
+
+    def put(self, key: str, digest: str) -> None:
+        if not self.store.readonly:
+            self.store.set_meta(self.PREFIX + key, digest)
+
+
 class Store:
     """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
 
@@ -259,8 +276,12 @@ class Store:
         """The newest run with this stage, model and params (to resume), or a new one."""
         return evidence.open_run(self, stage, model, params)
 
-    def runs(self, stage: Optional[str] = None, model: Optional[str] = None) -> list[Run]:
-        return evidence.runs(self, stage, model)
+    def runs(self, stage: Optional[str] = None, model: Optional[str] = None,
+             fingerprint: Optional[str] = None) -> list[Run]:
+        return evidence.runs(self, stage, model, fingerprint)
+
+    def model_fingerprint(self, model: str, stage: str = "score") -> Optional[str]:
+        return evidence.model_fingerprint(self, model, stage)
 
     def models(self) -> list[str]:
         return stats.models(self)
@@ -493,6 +514,11 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         evidence.set_meta(self, key, value)
+
+    def digest_cache(self) -> "DigestCache":
+        """Weight-file digests kept in the store (meta rows), keyed by path, size, mtime and inode,
+        so a model's whole-content fingerprint reads an unchanged file once per store."""
+        return DigestCache(self)
 
     def export(self, out: Union[str, Path], fmt: Optional[str] = None,
                labels: Sequence[str] = ("MV", "TV", "RV"), query: Optional[PageQuery] = None,

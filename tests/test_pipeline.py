@@ -171,8 +171,10 @@ def test_different_params_make_a_new_run(filled):
     sel = select_captions(filled)
     (a,) = score_stage(filled, tiny_model(), sel, ("dcs",), limit=1)
     (b,) = score_stage(filled, tiny_model(), sel, ("dcs",), {"dcs": DCSParams(seed=1)}, limit=1)
+    # the same weights under another name (another path, another machine) are the same model (issue 29)
     (c,) = score_stage(filled, tiny_model(), sel, ("dcs",), limit=1, model_id="other")
-    assert len({a.run_id, b.run_id, c.run_id}) == 3 and not (b.resumed or c.resumed)
+    assert a.run_id != b.run_id and not b.resumed
+    assert c.run_id == a.run_id and c.resumed
 
 
 # -- generate ----------------------------------------------------------------------------------

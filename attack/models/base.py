@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,9 +45,10 @@ class TextToImageModel(ABC):
         self._evals = 0.0
         self._fingerprint: str | None = None
 
-    def identity(self) -> dict:
+    def identity(self, cache: Any = None) -> dict:
         """What identifies this model's outputs (weights, configs, dtype): subclasses that know
-        their files say so; the default hashes every parameter of the torch modules it holds."""
+        their files say so (hashing them through `cache`, a fingerprint.DigestCache); the default
+        hashes every parameter of the torch modules it holds."""
         from .fingerprint import module_digest
 
         modules = [v for _, v in sorted(vars(self).items()) if isinstance(v, torch.nn.Module)]
@@ -57,13 +59,15 @@ class TextToImageModel(ABC):
         modules = [v for v in vars(self).values() if isinstance(v, torch.nn.Module)]
         return sum(p.numel() for m in modules for p in m.parameters())
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, cache: Any = None) -> str:
         """sha256 of identity(), computed once: a run is keyed by it, so new weights at the same
-        path, another config or another dtype start a new run instead of resuming the old one."""
+        path, another config or another dtype start a new run instead of resuming the old one, and
+        the same weights under two paths are one model. `cache` keeps file digests across processes
+        (the store's: Store.digest_cache())."""
         if self._fingerprint is None:
             from .fingerprint import combine
 
-            self._fingerprint = combine(self.identity())
+            self._fingerprint = combine(self.identity(cache))
         return self._fingerprint
 
     @property

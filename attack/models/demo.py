@@ -1,6 +1,8 @@
 """The `demo` model: the embedded tiny text-to-image network behind the adapter interface."""
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,11 +30,11 @@ class DemoModel(TextToImageModel):
         except FileNotFoundError as e:
             raise ModelError(str(e)) from None
 
-    def identity(self) -> dict:
+    def identity(self, cache: Any = None) -> dict:
         if self.folder is None:
-            return super().identity()
+            return super().identity(cache)
         files = [self.folder / "config.json", self.folder / "model.safetensors"]
-        return {"name": "demo", "files": files_digest(files), "dtype": "float32"}
+        return {"name": "demo", "files": files_digest(files, cache=cache), "dtype": "float32"}
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

@@ -1,55 +1,82 @@
 """What identifies a model's weights, so a run is keyed by the model and not by its path.
 
-A weights file is identified by its size and a sha256 of its safetensors header (names, shapes,
-dtypes, offsets) and its first and last MiB: a fine-tune rewrites all of them, reading 2 MiB of a
-5 GB file costs milliseconds. Digests are cached per (path, size, mtime) for the process. A model
+A weights file is identified by a BLAKE2b digest of every byte of it (streamed), with its size: a
+fine-tune that rewrites only the middle of a file (a partial fine-tune, a merged LoRA) is a new
+model. Digests are cached per (path, size, mtime, inode) for the process and, when the caller
+passes one, in a persistent cache (the store's), so an unchanged 5 GB file is read once. A model
 built in memory (tests, sd-random) is identified by its parameters or by how it was built.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Protocol, Union
 
 import torch
 
-CHUNK = 1 << 20
-_CACHE: dict[tuple[str, int, int], str] = {}
+CHUNK = 1 << 22
+ALGORITHM = "blake2b-256"
+_CACHE: dict[str, str] = {}
 
 
-def file_digest(path: Path) -> str:
-    """size + sha256(safetensors header, first MiB, last MiB) of one file, cached per process."""
-    path = Path(path).resolve()
+class DigestCache(Protocol):
+    """A persistent digest cache (Store.digest_cache): None when the key is unknown."""
+
+    def get(self, key: str) -> Optional[str]: ...
+
+    def put(self, key: str, digest: str) -> None: ...
+
+
+def _cache_key(path: Path) -> str:
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _CACHE:
-        h = hashlib.sha256(str(st.st_size).encode())
+    return f"{ALGORITHM}|{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+
+
+def file_digest(path: Path, cache: Optional[DigestCache] = None) -> str:
+    """BLAKE2b-256 of the file's size and every byte, cached per (path, size, mtime, inode)."""
+    path = Path(path).resolve()
+    key = _cache_key(path)
+    if key in _CACHE:
+        return _CACHE[key]
+    digest = cache.get(key) if cache is not None else None
+    if digest is None:
+        h = hashlib.blake2b(digest_size=32)
+        h.update(str(path.stat().st_size).encode())
         with open(path, "rb") as f:
-            head = f.read(CHUNK)
-            h.update(head)
-            if path.suffix == ".safetensors" and len(head) >= 8:
-                (n,) = struct.unpack("<Q", head[:8])
-                if 8 + n > len(head):       # a header longer than the first MiB
-                    f.seek(8)
-                    h.update(f.read(min(n, 64 * CHUNK)))
-            if st.st_size > 2 * CHUNK:
-                f.seek(-CHUNK, os.SEEK_END)
-                h.update(f.read(CHUNK))
-        _CACHE[key] = h.hexdigest()
-    return _CACHE[key]
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        if cache is not None:
+            cache.put(key, digest)
+    _CACHE[key] = digest
+    return digest
 
 
-def files_digest(files: Iterable[Path], root: Path | None = None) -> dict[str, str]:
-    """name (relative to root) -> file_digest, for every file."""
+Tree = Union[Path, Mapping[str, "Tree"]]
+
+
+def digest_tree(tree: Any, cache: Optional[DigestCache] = None) -> Any:
+    """The same nesting of names with every Path replaced by its file_digest (other values kept)."""
+    if isinstance(tree, Path):
+        return file_digest(tree, cache)
+    if isinstance(tree, Mapping):
+        return {k: digest_tree(v, cache) for k, v in tree.items()}
+    return tree
+
+
+def files_by_name(files: Iterable[Path], root: Path | None = None) -> dict[str, Path]:
+    """name (relative to root) -> path, for every file: what digest_tree hashes later."""
     out = {}
     for f in sorted(Path(p) for p in files):
-        name = str(f.relative_to(root)) if root is not None else f.name
-        out[name] = file_digest(f)
+        out[str(f.relative_to(root)) if root is not None else f.name] = f
     return out
+
+
+def files_digest(files: Iterable[Path], root: Path | None = None, cache: Optional[DigestCache] = None) -> dict[str, str]:
+    """name (relative to root) -> file_digest, for every file."""
+    return digest_tree(files_by_name(files, root), cache)
 
 
 def module_digest(*modules: torch.nn.Module | None) -> str:

@@ -7,6 +7,8 @@ images, Carlini, generation lookups) run on it; anything that needs the denoiser
 """
 from __future__ import annotations
 
+from typing import Any
+
 import csv
 import hashlib
 import io
@@ -91,7 +93,7 @@ class ImagesModel(TextToImageModel):
         self.source = source
         self.mapping_sha256 = mapping_sha256
 
-    def identity(self) -> dict:
+    def identity(self, cache: Any = None) -> dict:
         """The mapping's content (which images answer which (caption, seed, steps))."""
         entries = None if self.mapping_sha256 else sorted((c, s, t, str(p)) for (c, s, t), p in self.entries.items())
         return {"name": "images", "mapping_sha256": self.mapping_sha256, "entries": entries}

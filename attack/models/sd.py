@@ -11,6 +11,8 @@ Hugging Face cache only, and a single checkpoint file needs a local diffusers co
 """
 from __future__ import annotations
 
+from typing import Any
+
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .base import ModelError, TextToImageModel
-from .fingerprint import file_digest, files_digest
+from .fingerprint import digest_tree, files_by_name
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -98,7 +100,7 @@ class StableDiffusionModel(TextToImageModel):
                  dtype: torch.dtype = torch.float32, source: str = "", decode_batch: int = 8,
                  files: dict | None = None):
         super().__init__()
-        self._files = files         # digest of the weight / config files it was loaded from (None: in memory)
+        self._files = files         # the weight / config files it was loaded from, by name (None: in memory)
         self._scheduler_config = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
         self._device = torch.device(device)
         self._dtype = dtype
@@ -115,14 +117,14 @@ class StableDiffusionModel(TextToImageModel):
         cfg = self.text_encoder.config
         self._use_mask = bool(getattr(cfg, "use_attention_mask", False))
 
-    def identity(self) -> dict:
-        """The files it was loaded from (or its parameters when built in memory), every
-        component's config, the schedule, prediction type and dtype."""
+    def identity(self, cache: Any = None) -> dict:
+        """The files it was loaded from (every byte, or its parameters when built in memory),
+        every component's config, the schedule, prediction type and dtype."""
         configs = {name: (m.config.to_dict() if hasattr(m.config, "to_dict") else dict(m.config))
                    for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
                    if m is not None}
         configs = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in configs.items()}
-        weights = self._files if self._files is not None else super().identity()["parameters"]
+        weights = digest_tree(self._files, cache) if self._files is not None else super().identity()["parameters"]
         return {"name": "sd", "weights": weights, "configs": configs, "scheduler": self._scheduler_config,
                 "prediction_type": self.prediction_type, "dtype": str(self._dtype)}
 
@@ -262,10 +264,11 @@ def pick_variant(folder: Path, requested: str | None, spec: str) -> str | None:
 
 
 def _loaded_files(folder: Path, variant: str | None) -> dict:
-    """Digests of the files a load with this variant reads: weights, configs, tokenizer."""
+    """The files a load with this variant reads (weights, configs, tokenizer), by relative name:
+    the fingerprint hashes each of them whole."""
     files = [p for c in WEIGHT_COMPONENTS for p in _weights(folder, c) if _variant_of(p.name) == variant]
     files += [p for c in _COMPONENTS for p in sorted((folder / c).glob("*.json")) + sorted((folder / c).glob("*.txt"))]
-    return files_digest(files, folder)
+    return files_by_name(files, folder)
 
 
 def from_folder(folder: Path, device: str, dtype: torch.dtype, spec: str = "",
@@ -353,7 +356,7 @@ def from_single_file(path: Path, device: str, dtype: torch.dtype, config: str | 
         raise ModelError(f"expected {spec!r} to load with config {cfg}, got {type(e).__name__}: {e}") from None
     finally:
         diffusers.utils.logging.set_verbosity(level)
-    files = {"checkpoint": file_digest(path), "config": _loaded_files(cfg, None)}
+    files = {"checkpoint": path.resolve(), "config": _loaded_files(cfg, None)}
     return StableDiffusionModel(pipe.unet, pipe.vae, pipe.text_encoder, ClipTokens(pipe.tokenizer),
                                 dict(pipe.scheduler.config), device=device, dtype=dtype, source=spec, files=files)
 
