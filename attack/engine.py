@@ -28,6 +28,7 @@ from typing import Any, Optional
 from store import Store
 
 from .errors import AttackError
+from .ray_cluster import LOG, quiet_shutdown, ray_output_to, reap, record
 
 SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
 CRASH_ONCE_ENV = "VERBATIM_RAY_CRASH_ONCE"   # tests: a file whose presence makes one actor die once
@@ -79,8 +80,10 @@ class EmbedderSpec:
         return load_embedder(self.spec, device)
 
 
-def connect(opts: RayOptions) -> None:
-    """Join --address, or start a local cluster; a cluster this process already joined is reused."""
+def connect(opts: RayOptions, folder: Path) -> None:
+    """Join --address, or start a local cluster; a cluster this process already joined is reused.
+    folder (STORE/logs): a local start first reaps what a killed driver on this store left behind,
+    then records its own processes there; Ray's log lines go to folder/ray.log (attack.ray_cluster)."""
     try:
         import ray
     except ImportError as e:
@@ -88,6 +91,8 @@ def connect(opts: RayOptions) -> None:
                           f"got {e}") from None
     if ray.is_initialized():
         return
+    if not opts.address:
+        reap(folder)
     try:
         if opts.address:
             ray.init(address=opts.address, log_to_driver=False, runtime_env=runtime_env(remote=True))
@@ -96,6 +101,22 @@ def connect(opts: RayOptions) -> None:
                      log_to_driver=False, runtime_env=runtime_env())
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise EngineError(f"--address {opts.address}: expected a running Ray cluster, got {e}") from None
+    _log_to(folder / LOG)
+    if not opts.address:
+        record(folder)
+        quiet_shutdown(folder)
+
+
+def _log_to(log: Path) -> None:
+    """Ray's Python loggers write to the log file, whatever the fds point at later."""
+    import logging
+
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray", "ray.data"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
 
 
 def runtime_env(remote: bool = False, env: Optional[dict[str, str]] = None) -> dict:
@@ -250,8 +271,12 @@ def run_sharded(store: Store, folder: Path, todo: Callable[[], dict[str, list]],
     if n:
         shutil.rmtree(folder / "out", ignore_errors=True)   # merged above: only this call's shards below
         shards = write_inputs(folder / "in", columns, batch_size, opts.shard_batches)
-        connect(opts)
-        _run_ray(folder / "in", folder / "out", model, opts, batch_size, work, shards)
+        logs = store.path / "logs"    # Ray's log and the record of its processes; ray/ holds shards only
+        with ray_output_to(logs):
+            connect(opts, logs)
+            _run_ray(folder / "in", folder / "out", model, opts, batch_size, work, shards)
+            if not opts.address:
+                record(logs)          # again, with the actors and agents started since
         rows = read_outputs(folder / "out", warn)
         rows_out = len(rows)
         merge(rows)
