@@ -75,3 +75,11 @@ def test_idle_is_judged_by_what_other_processes_used():
     assert bench_all.other_share(busy_s=10.0 + 2.5 * cores, child_s=10.0, wall_s=5.0) == 0.5
     assert bench_all.other_share(busy_s=None, child_s=1.0, wall_s=1.0) is None
     assert bench_all.cpu_busy_s() is None or bench_all.cpu_busy_s() > 0
+
+
+def test_the_throughput_section_gets_a_cost_table_with_counted_unet_calls():
+    rows = bench_all.cost_table({"model": "demo", "device": "cpu", "dtype": "float32", "dcs_batched_per_s": 250.0,
+                                 "ecs_batched_per_s": 44.0, "evals_per_caption": {"dcs": 0.5078, "ecs": 2.0625}})
+    text = "\n".join(rows)
+    assert "| score DCS (batched) | 0.51 | 250.0 |" in text and "| score ECS" in text and "2.06 | 44.0 |" in text
+    assert "| 124 |" in text          # 4 seeds x (2 x 16 - 1) Heun calls

@@ -174,7 +174,28 @@ def detectors_table(result: dict) -> list[str]:
     return rows + [""]
 
 
-TABLES = {"detectors": detectors_table}
+def cost_table(result: dict) -> list[str]:
+    """What an audit costs per caption, from the throughput bench: guided UNet calls (counted,
+    a cond + uncond pair is one) and captions/s of this run's model and device."""
+    from ..generate import GenerateParams
+    from ..sampling import heun_evals
+
+    g = GenerateParams()
+    per_gen = heun_evals(g.steps) * len(g.seeds)
+    evals = result.get("evals_per_caption", {})
+    where = f"{result.get('model')} model, {result.get('device')}, {result.get('dtype')}"
+    rows = [f"Cost per caption ({where}; the GPU check gives SD-1.5-sized figures on CUDA):", "",
+            "| stage | guided UNet calls per caption | captions/s here |", "| --- | --- | --- |",
+            f"| score DCS (batched) | {evals.get('dcs', 0):.2f} | {result.get('dcs_batched_per_s', 0):.1f} |",
+            f"| score ECS (batched, J = 4 one-step images + VAE decodes) | {evals.get('ecs', 0):.2f} | "
+            f"{result.get('ecs_batched_per_s', 0):.1f} |",
+            f"| generate, per top-K caption (J = {len(g.seeds)} seeds x {g.steps} Heun steps) | {per_gen} | "
+            "not measured here |",
+            "| retrieve + label | 0 | see `labels` (ms per generation) |", ""]
+    return rows
+
+
+TABLES = {"detectors": detectors_table, "throughput": cost_table}
 
 
 HEADER = """# Benchmarks
