@@ -123,7 +123,9 @@ class StableDiffusionModel(TextToImageModel):
         configs = {name: (m.config.to_dict() if hasattr(m.config, "to_dict") else dict(m.config))
                    for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
                    if m is not None}
-        configs = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in configs.items()}
+        # library versions are bookkeeping, not the model: an upgrade must not split its runs
+        configs = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_") and kk != "transformers_version"}
+                   for k, v in configs.items()}
         weights = digest_tree(self._files, cache) if self._files is not None else super().identity()["parameters"]
         return {"name": "sd", "weights": weights, "configs": configs, "scheduler": self._scheduler_config,
                 "prediction_type": self.prediction_type, "dtype": str(self._dtype)}
@@ -218,6 +220,19 @@ def _check_folder(folder: Path, spec: str) -> None:
     if missing:
         raise ModelError(f"expected a diffusers Stable Diffusion folder with {', '.join(_COMPONENTS)} "
                          f"for {spec!r}, got {folder} without {', '.join(missing)}")
+    if (folder / "text_encoder_2").is_dir() or "XL" in _pipeline_class(folder):
+        # SDXL's UNet takes pooled text embeddings and size conditioning this adapter does not pass
+        raise ModelError(f"expected Stable Diffusion 1.x or 2.x for {spec!r}, got an SDXL folder "
+                         f"({_pipeline_class(folder) or 'text_encoder_2'}): SDXL is not supported")
+
+
+def _pipeline_class(folder: Path) -> str:
+    import json
+
+    try:
+        return str(json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _scheduler_config(folder: Path) -> dict:
@@ -263,10 +278,16 @@ def pick_variant(folder: Path, requested: str | None, spec: str) -> str | None:
                      f"{ {c: sorted(str(x) for x in v) for c, v in present.items()} }; choose one with --variant")
 
 
-def _loaded_files(folder: Path, variant: str | None) -> dict:
+def _loaded_files(folder: Path, variant: str | None, weights: bool = True) -> dict:
     """The files a load with this variant reads (weights, configs, tokenizer), by relative name:
-    the fingerprint hashes each of them whole."""
-    files = [p for c in WEIGHT_COMPONENTS for p in _weights(folder, c) if _variant_of(p.name) == variant]
+    the fingerprint hashes each of them whole. diffusers reads a component's .safetensors when it
+    has any, so a .bin beside them is not part of the model; weights=False: configs only (the
+    --config folder of a single-file checkpoint)."""
+    files = []
+    for c in WEIGHT_COMPONENTS if weights else ():
+        mine = [p for p in _weights(folder, c) if _variant_of(p.name) == variant]
+        safe = [p for p in mine if p.suffix == ".safetensors"]
+        files += safe or mine
     files += [p for c in _COMPONENTS for p in sorted((folder / c).glob("*.json")) + sorted((folder / c).glob("*.txt"))]
     return files_by_name(files, folder)
 
@@ -356,7 +377,7 @@ def from_single_file(path: Path, device: str, dtype: torch.dtype, config: str | 
         raise ModelError(f"expected {spec!r} to load with config {cfg}, got {type(e).__name__}: {e}") from None
     finally:
         diffusers.utils.logging.set_verbosity(level)
-    files = {"checkpoint": path.resolve(), "config": _loaded_files(cfg, None)}
+    files = {"checkpoint": path.resolve(), "config": _loaded_files(cfg, None, weights=False)}
     return StableDiffusionModel(pipe.unet, pipe.vae, pipe.text_encoder, ClipTokens(pipe.tokenizer),
                                 dict(pipe.scheduler.config), device=device, dtype=dtype, source=spec, files=files)
 
