@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.fresh and a.no_build:
         ap.error("expected one of --fresh and --no-build, got both")
+    if not a.fresh:
+        return _bench(a.store, a.no_build, a.json)
     with tempfile.TemporaryDirectory(prefix="verbatim-ranking-") as tmp:
-        return _bench(Path(tmp) / "demo" if a.fresh else a.store, a.no_build, a.json)
+        return _bench(Path(tmp) / "demo", a.no_build, a.json)
 
 
 def _bench(store_dir: Path, no_build: bool, json_only: bool) -> int:
