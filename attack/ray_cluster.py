@@ -135,4 +135,12 @@ def ray_output_to(folder: Path) -> Iterator[None]:
 def quiet_shutdown(folder: Path) -> None:
     """Ray shuts its cluster down at exit and prints while doing so: register (after ray.init,
     so it runs before Ray's own exit hook) a hook that points fds 1 and 2 at the log first."""
-    atexit.register(_REDIRECT.enter, folder / LOG)
+    def hook() -> None:
+        import ray
+
+        if ray.is_initialized():            # shut down already (tests, a second stage): nothing to hide
+            try:
+                _REDIRECT.enter(folder / LOG)
+            except OSError:
+                pass
+    atexit.register(hook)

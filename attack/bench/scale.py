@@ -151,6 +151,7 @@ def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8) -> di
     from store import CaptionRow, Store
 
     from ..engine import RayEngine, RayOptions, as_model_spec, connect
+    from ..ray_cluster import ray_output_to
     from ..models import load_model
     from ..pipeline import score_stage, select_captions
 
@@ -163,8 +164,9 @@ def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8) -> di
             s.add_captions(rows)
             engine = None if not workers else RayEngine(as_model_spec(model),
                                                                RayOptions(workers=workers, shard_batches=shard_batches))
-            if engine is not None:
-                connect(engine.options)
+            if engine is not None:     # the cluster starts before the clock (its log in the store)
+                with ray_output_to(s.path / "logs"):
+                    connect(engine.options, s.path / "logs")
             t = time.perf_counter()
             score_stage(s, model, select_captions(s), ("dcs",), batch_size=batch_size, engine=engine)
             rates[name] = n / (time.perf_counter() - t)
