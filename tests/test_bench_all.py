@@ -83,3 +83,14 @@ def test_the_throughput_section_gets_a_cost_table_with_counted_unet_calls():
     text = "\n".join(rows)
     assert "| score DCS (batched) | 0.51 | 250.0 |" in text and "| score ECS" in text and "2.06 | 44.0 |" in text
     assert "| 124 |" in text          # 4 seeds x (2 x 16 - 1) Heun calls
+
+
+def test_a_bench_session_is_metered_whole():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 1.2: pass"], start_new_session=True)
+    meter = bench_all.SessionMeter(proc.pid)
+    proc.wait()
+    assert 0.5 <= meter.stop() <= 1.5          # polled while alive: most of its CPU second is seen

@@ -16,8 +16,10 @@ import os
 import platform
 import re
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -110,6 +112,40 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def session_cpu_s(sid: int) -> dict[tuple[int, int], float]:
+    """(pid, start time) -> CPU seconds so far, of every live process in session `sid` (/proc)."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid:          # field 6, session id
+                out[(int(entry.name), int(fields[19]))] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class SessionMeter:
+    """CPU used by a bench's whole process tree: the child runs in a session of its own, polled
+    twice a second, so helpers it never waits for (a browser, a served app) count as its own."""
+
+    def __init__(self, sid: int) -> None:
+        self.sid, self.seen = sid, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self.seen.update(session_cpu_s(self.sid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return sum(self.seen.values())
+
+
 def other_share(busy_s: Optional[float], child_s: float, wall_s: float) -> Optional[float]:
     """Share of all cores used by other processes than the bench (and what it waited for)."""
     if busy_s is None or wall_s <= 0:
@@ -133,9 +169,19 @@ def run_one(bench: Bench, quick: bool) -> dict:
     argv = [*bench.argv, *(bench.quick if quick else bench.full)]
     start_load, busy0, child0, t0 = load(), cpu_busy_s(), children_cpu_s(), time.perf_counter()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    r = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    wall, busy1 = time.perf_counter() - t0, cpu_busy_s()
-    others = other_share(None if busy0 is None or busy1 is None else busy1 - busy0, children_cpu_s() - child0, wall)
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    meter = SessionMeter(proc.pid)
+    try:
+        stdout, _ = proc.communicate()
+    except BaseException:                # Ctrl-C reaches this process only: end the bench's session too
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout)
+    wall, busy1, polled = time.perf_counter() - t0, cpu_busy_s(), meter.stop()
+    mine = max(children_cpu_s() - child0, polled)      # each a lower bound of the bench's own CPU
+    others = other_share(None if busy0 is None or busy1 is None else busy1 - busy0, mine, wall)
     result = last_json(r.stdout)
     return {"name": bench.name, "what": bench.what, "command": "python -m " + " ".join(argv),
             "started": started, "seconds": round(wall, 1), "exit": r.returncode, "load_start": start_load,
