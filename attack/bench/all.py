@@ -112,23 +112,32 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def session_cpu_s(sid: int) -> dict[tuple[int, int], float]:
-    """(pid, start time) -> CPU seconds so far, of every live process in session `sid` (/proc)."""
-    out, tick = {}, os.sysconf("SC_CLK_TCK")
+def tree_cpu_s(root: int) -> dict[tuple[int, int], float]:
+    """(pid, start time) -> CPU seconds so far, of every live process in `root`'s session or below
+    it (a browser is started detached, in a session of its own, by a child of the bench)."""
+    table, tick = {}, os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                f = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 continue
-            if int(fields[3]) == sid:          # field 6, session id
-                out[(int(entry.name), int(fields[19]))] = (int(fields[11]) + int(fields[12])) / tick
+            # fields 4 (ppid), 6 (session), 14 + 15 (CPU ticks), 22 (start time)
+            table[int(entry.name)] = (int(f[1]), int(f[3]), (int(f[11]) + int(f[12])) / tick, int(f[19]))
+    out = {}
+    for pid, (ppid, sid, cpu, start) in table.items():
+        up, seen = pid, 0
+        while up > 1 and up != root and seen < 64:
+            up, seen = table.get(up, (0,))[0], seen + 1
+        if sid == root or up == root:
+            out[(pid, start)] = cpu
     return out
 
 
 class SessionMeter:
-    """CPU used by a bench's whole process tree: the child runs in a session of its own, polled
-    twice a second, so helpers it never waits for (a browser, a served app) count as its own."""
+    """CPU used by a bench's whole process tree: the child runs in a session of its own, whose
+    members and descendants are polled twice a second, so helpers it never waits for (a browser,
+    a served app) count as its own."""
 
     def __init__(self, sid: int) -> None:
         self.sid, self.seen = sid, {}
@@ -138,7 +147,7 @@ class SessionMeter:
 
     def _poll(self) -> None:
         while not self._stop.wait(0.5):
-            self.seen.update(session_cpu_s(self.sid))
+            self.seen.update(tree_cpu_s(self.sid))
 
     def stop(self) -> float:
         self._stop.set()
