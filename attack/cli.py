@@ -201,7 +201,8 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="score kind that ranks captions for generation, a rank fusion of "
                                                "stored scores (dcs+anisotropy), or none (the captions in order); "
                                                "default: the first score computed (for run, the first of --scores)")
-    p.add_argument("--top-k", type=_non_negative, default=100, help="captions to generate for (0 = all scored)")
+    p.add_argument("--top-k", type=_non_negative, default=None, help="captions to generate for (0 = all scored; "
+                                                                      "default 100, images: every caption it has)")
     p.add_argument("--seeds", type=_positive, default=None, help="J: generations per caption, seeds 0..J-1 (default 4; "
                                                                   "images: the seeds its mapping holds)")
     p.add_argument("--steps", type=_positive, default=None, help="S: Heun steps on Karras sigmas (default 16; images: "
@@ -217,16 +218,30 @@ def _gen_params(args: argparse.Namespace, model=None):
     closed = model is not None and not model.whitebox
     steps = args.steps if args.steps is not None else (max(model.steps_held) if closed else 16)
     seeds = tuple(range(args.seeds)) if args.seeds is not None else (() if closed else (0, 1, 2, 3))
-    return GenerateParams(top_k=args.top_k, seeds=seeds, steps=steps, guidance=args.guidance)
+    top_k = args.top_k if args.top_k is not None else (0 if closed else 100)   # a closed model: all it holds
+    return GenerateParams(top_k=top_k, seeds=seeds, steps=steps, guidance=args.guidance)
 
 
 def _default_by(store: Store, model) -> Optional[str]:
-    """--by when not given: the first score computed for this model; none for a closed model
-    with no scores (its images are taken for every caption it has), else dcs."""
+    """--by when not given: the first score computed for this model (a run that finished: a
+    failed one ranks nothing); none for a closed model with no scores (its images are taken for
+    every caption it has), else dcs."""
     runs = store.runs(stage="score", fingerprint=model.fingerprint(store.digest_cache()))
-    if runs:
-        return runs[0].params.get("score")
+    done = [r for r in runs if r.status == "done"]
+    if done:
+        return done[0].params.get("score")
     return None if not model.whitebox else "dcs"
+
+
+def _run_scores(args: argparse.Namespace, model) -> tuple[str, ...]:
+    """run's --scores when not given: dcs for a model with weights; for a closed model, ECS when
+    its mapping holds one-step (steps=1) images, else none (generation then takes every caption
+    it has images for)."""
+    if args.scores is not None:
+        return args.scores
+    if model.whitebox:
+        return ("dcs",)
+    return ("ecs",) if 1 in model.steps_held else ()
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -301,12 +316,13 @@ def _run_all(args: argparse.Namespace) -> int:
 
         preset(args.preset)
         embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
-    by = args.by or args.scores[0]
-    if not args.no_generate and not set(by.split("+")) <= set(args.scores):
-        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(args.scores)}) or a "
-                              f"fusion of them (dcs+anisotropy), got {by!r}")
     sharded = args.offset > 0 or args.limit is not None
     model = _load(args)
+    scores = _run_scores(args, model)
+    by = args.by or (scores[0] if scores else "none")
+    if not args.no_generate and by != "none" and not set(by.split("+")) <= set(scores):
+        raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(scores) or 'none'}), "
+                              f"a fusion of them (dcs+anisotropy) or none, got {by!r}")
     params = _gen_params(args, model)
     with Store.open(args.store) as store:
         if all(store.caption_id(t) is not None for t in texts):
@@ -318,19 +334,23 @@ def _run_all(args: argparse.Namespace) -> int:
         engine = _engine(args, model)
         update, close = progress_bars()
         try:
-            for r in score_stage(store, model, sel, args.scores, model_id=model.spec, batch_size=args.batch_size,
-                                 offset=args.offset, limit=args.limit, progress=update, engine=engine):
+            if not scores:
+                echo(f"score: skipped, {model.spec} holds no one-step (steps=1) images for ECS and no weights for "
+                     f"the whitebox scores; every caption it has images for is generated")
+            for r in score_stage(store, model, sel, scores, model_id=model.spec, batch_size=args.batch_size,
+                                 offset=args.offset, limit=args.limit, progress=update,
+                                 engine=engine) if scores else ():
                 echo(r.summary())
             if sharded and not args.no_generate:
                 # the top-K is over every caption: a shard cannot know it, so it only scores
                 echo(f"generate, retrieve, label: skipped, this call scored a shard (--offset {args.offset}"
                      f"{f' --limit {args.limit}' if args.limit else ''}); once every shard is scored, run "
                      f"`python -m attack generate --store {args.store} --model {args.model} --by {by} "
-                     f"--top-k {args.top_k}` (on any machine, with its own path to these weights: runs are keyed "
+                     f"--top-k {params.top_k}` (on any machine, with its own path to these weights: runs are keyed "
                      f"by the weights' content), then retrieve and label")
                 return 0
             if not args.no_generate:
-                echo(generate_stage(store, model, sel, params, by=by, model_id=model.spec,
+                echo(generate_stage(store, model, sel, params, by=None if by == "none" else by, model_id=model.spec,
                                      batch_size=args.batch_size, progress=update, engine=engine).summary())
             n_train = store.training_set_version().count
             if not args.no_generate and not n_train and args.index is None:
@@ -532,7 +552,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "every caption, so it runs once all shards are scored (`generate`).")
     _model_args(p, "caption list to ingest and attack", captions_required=True)
     _engine_args(p)
-    p.add_argument("--scores", type=_score_kinds, default=("dcs",), help=SCORE_HELP)
+    p.add_argument("--scores", type=_score_kinds, default=None,
+                   help=SCORE_HELP.replace("default dcs", "default dcs; images: ecs when its mapping holds steps=1 "
+                                                          "images, else none"))
     _generate_args(p)
     p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")
     _retrieve_args(p)

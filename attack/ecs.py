@@ -130,7 +130,9 @@ def _ecs_held_seeds(model: TextToImageModel, captions: Sequence[str], params: EC
         seeds = model.seeds_for(c, params.steps)
         if not seeds:
             raise ScoreInputError(f"expected images of {c!r} at steps={params.steps} in {model.spec or model.name} "
-                                  f"for ECS, got {'none' if seeds is not None else 'a model that holds no images'}")
+                                  f"for ECS, got {'none' if seeds is not None else 'a model that holds no images'} "
+                                  f"(ECS needs one-step images; without them, generate every caption the model has "
+                                  f"images for with `generate --by none`)")
         images = model.sample([c] * len(seeds), seeds, steps=params.steps, guidance=params.guidance).images
         values[i] = ecs_from_images(images[None], params, model.device)[0]
     return ScoreResult("ecs", values, 0.0, params)

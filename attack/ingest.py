@@ -626,7 +626,7 @@ def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
     layout = _layout(fmt, path, table.columns)
     rows = to_caption_rows(table, layout, path.name)
     roles = column_roles(table, layout) if layout != "text" else {}
-    used = {c for c in roles.values() if c}
+    used = {c for c in roles.values() if c} if layout != "text" else set(table.columns)   # text: its one column
     return ParsedList(path, LAYOUT_FORMATS.get(fmt, fmt), layout, rows,
                       roles=tuple((r, c) for r, c in roles.items() if c),
                       extra_columns=tuple(c for c in table.columns if c not in used),
@@ -710,7 +710,7 @@ def open_caption_stream(path: Path, fmt: Optional[str] = None) -> Optional[Capti
     layout = _layout(fmt, path, columns)
     roles = column_roles(Table(path, columns, (), ()), layout) if layout != "text" else {}
     labels = counts.get(roles.get("reference label"), Counter())
-    used = {c for c in roles.values() if c}
+    used = {c for c in roles.values() if c} if layout != "text" else set(columns)   # text: its one column is the caption
     return CaptionStream(path, layout, columns, n_rows, source, tuple((r, c) for r, c in roles.items() if c),
                          tuple(c for c in columns if c not in used), _file_sha256(path), source.format,
                          source.delimiter, sniffed, tuple(sorted(labels.items())))

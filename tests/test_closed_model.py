@@ -96,3 +96,46 @@ def test_export_auto_holds_the_whole_ranking_and_the_default_says_what_it_left_o
     assert all(r["auto_flags"] == ["suspect:texture"] and r["auto_mv"] == 0.05 for r in rows)
     assert sorted(str(r["overfit_type"]) for r in rows) == ["N", "None", "None"]
     assert json.loads(json.dumps(rows[0]["auto_flags"])) == ["suspect:texture"]
+
+
+# -- defaults that follow the model (issue 25, item 6) ----------------------------------------------
+@pytest.fixture
+def full_only(closed):
+    """The same folder with its one-step rows dropped: a closed model sampled at its usual steps only."""
+    folder, store_dir = closed
+    rows = list(csv.reader(open(folder / "mapping.csv", newline="")))
+    with open(folder / "mapping.csv", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if r[2] != "1")])
+    return folder, store_dir
+
+
+def test_run_on_a_closed_model_scores_what_its_images_allow_and_generates_all_it_holds(closed, tmp_path, capsys):
+    folder, store_dir = closed
+    captions = tmp_path / "captions.txt"
+    captions.write_text("\n".join(CAPTIONS) + "\n")
+    assert cli.main(["run", "--store", str(store_dir), "--model", f"images:{folder}", "--captions", str(captions)]) == 0
+    out = capsys.readouterr().out
+    assert "score ecs: run" in out and "kept as extra" not in out
+    with Store.open(store_dir) as s:
+        assert [r.status for r in s.runs(stage="score")] == ["done"]
+        assert s.candidate_count() == 2          # every caption with full images, no --top-k needed
+
+
+def test_run_on_full_step_images_only_skips_scores_and_leaves_no_failed_run(full_only, tmp_path, capsys):
+    folder, store_dir = full_only
+    captions = tmp_path / "captions.txt"
+    captions.write_text("\n".join(CAPTIONS) + "\n")
+    assert cli.main(["run", "--store", str(store_dir), "--model", f"images:{folder}", "--captions", str(captions)]) == 0
+    out = capsys.readouterr().out
+    assert "score: skipped" in out and "steps=1" in out and "generate external: run" in out
+    with Store.open(store_dir) as s:
+        assert s.runs(stage="score") == [] and s.candidate_count() == 2
+
+
+def test_a_failed_ecs_run_is_no_default_ranking_and_the_error_says_what_to_do(full_only, capsys):
+    folder, store_dir = full_only
+    assert cli.main(["score", "--store", str(store_dir), "--model", f"images:{folder}", "--scores", "ecs"]) == 2
+    assert "generate --by none" in capsys.readouterr().err
+    assert cli.main(["generate", "--store", str(store_dir), "--model", f"images:{folder}"]) == 0
+    with Store.open(store_dir) as s:
+        assert [r.status for r in s.runs(stage="score")] == ["failed"] and s.candidate_count() == 2
