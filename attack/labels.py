@@ -451,9 +451,9 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
     the others are skipped, so a killed run resumes. No label is written without evidence: with
     no training images, or before retrieval, a candidate stays unlabelled. A caption labelled
     again gets its new label in a new run; the old one stays in its history. No label rests
-    silently on an older retrieval: when a candidate's neighbours were searched among fewer
-    training images than the store holds, nothing is written and the error names the captions
-    and the command to run (allow_stale labels them as they are, and says so)."""
+    silently on an older retrieval: a candidate whose neighbours were searched among fewer
+    training images than the store holds is held back, and the report names it and the command
+    to run (allow_stale labels them as they are, and says so)."""
     th = preset(thresholds) if isinstance(thresholds, str) else thresholds
     cands = store.candidate_ids()
     if caption_ids is not None:
