@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -410,18 +410,14 @@ class LabelReport:
                 f"{self.skipped} already done{waiting}" + (f"\n  {self.note}" if self.note else ""))
 
 
-def stale_candidates(store: Store, evidence: Mapping[int, Evidence | None]) -> list[int]:
-    """Candidates some generation of which rests on a retrieval that searched fewer training
-    images than the store holds now (an external index's runs are not counted: they search its
-    files, not the store's images)."""
+def stale_candidates(store: Store, neighbour_runs: Mapping[int, Iterable[int | None]]) -> list[int]:
+    """Of caption id -> its generations' retrieval runs: the candidates some generation of which
+    rests on a retrieval that searched fewer training images than the store holds now (an
+    external index's runs are not counted: they search its files, not the store's images)."""
     now = store.training_set_version().count
     searched = {r.id: (r.params.get("training_set") or {}).get("training_images") for r in store.runs(stage="retrieve")}
-    stale = []
-    for cid, ev in evidence.items():
-        counts = [searched.get(run_id) for run_id in set(ev.neighbour_runs.values())] if ev is not None else []
-        if any(n is not None and n < now for n in counts):
-            stale.append(cid)
-    return stale
+    return [cid for cid, runs in neighbour_runs.items()
+            if any((n := searched.get(run_id)) is not None and n < now for run_id in set(runs))]
 
 
 def _ids_text(ids: Sequence[int], most: int = 10) -> str:
@@ -433,7 +429,8 @@ def _stale_note(store: Store, caption_ids: Sequence[int] | None, scope: set[int]
     """With a subset in scope: the other candidates whose labels rest on an older retrieval."""
     if caption_ids is None:
         return ""
-    others = {c: caption_evidence(store, c, Thresholds(), FlagParams(), None)
+    # only the retrieval runs are needed here, not the whole evidence (masks, own images)
+    others = {c: [store.neighbour_run(g.id) for g in store.generations(c)]
               for c in store.candidate_ids() if c not in scope}
     stale = stale_candidates(store, others)
     if not stale:
@@ -467,7 +464,7 @@ def label_stage(store: Store, thresholds: Thresholds | str = "paper", *, caption
                            note="no training images yet: every candidate stays unlabelled (add them with "
                                 "`python -m attack ingest --images DIR`, then retrieve)")
     evidence = {c: caption_evidence(store, c, th, flag_params, align_params) for c in cands}
-    stale = stale_candidates(store, evidence)
+    stale = stale_candidates(store, {c: e.neighbour_runs.values() for c, e in evidence.items() if e is not None})
     held = set() if allow_stale else set(stale)      # not labelled on an older retrieval: said below
     waiting = [c for c, e in evidence.items() if e is None]
     todo = [c for c, e in evidence.items()

@@ -109,12 +109,17 @@ def full_only(closed):
     return folder, store_dir
 
 
-def test_run_on_a_closed_model_scores_what_its_images_allow_and_generates_all_it_holds(closed, tmp_path, capsys):
-    folder, store_dir = closed
+def _run_with_defaults(folder, store_dir, tmp_path, capsys) -> str:
+    """`attack run` on the closed model with no stage option; returns what it printed."""
     captions = tmp_path / "captions.txt"
     captions.write_text("\n".join(CAPTIONS) + "\n")
     assert cli.main(["run", "--store", str(store_dir), "--model", f"images:{folder}", "--captions", str(captions)]) == 0
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_run_on_a_closed_model_scores_what_its_images_allow_and_generates_all_it_holds(closed, tmp_path, capsys):
+    folder, store_dir = closed
+    out = _run_with_defaults(folder, store_dir, tmp_path, capsys)
     assert "score ecs: run" in out and "kept as extra" not in out
     with Store.open(store_dir) as s:
         assert [r.status for r in s.runs(stage="score")] == ["done"]
@@ -123,10 +128,7 @@ def test_run_on_a_closed_model_scores_what_its_images_allow_and_generates_all_it
 
 def test_run_on_full_step_images_only_skips_scores_and_leaves_no_failed_run(full_only, tmp_path, capsys):
     folder, store_dir = full_only
-    captions = tmp_path / "captions.txt"
-    captions.write_text("\n".join(CAPTIONS) + "\n")
-    assert cli.main(["run", "--store", str(store_dir), "--model", f"images:{folder}", "--captions", str(captions)]) == 0
-    out = capsys.readouterr().out
+    out = _run_with_defaults(folder, store_dir, tmp_path, capsys)
     assert "score: skipped" in out and "steps=1" in out and "generate external: run" in out
     with Store.open(store_dir) as s:
         assert s.runs(stage="score") == [] and s.candidate_count() == 2

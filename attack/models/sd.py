@@ -220,10 +220,11 @@ def _check_folder(folder: Path, spec: str) -> None:
     if missing:
         raise ModelError(f"expected a diffusers Stable Diffusion folder with {', '.join(_COMPONENTS)} "
                          f"for {spec!r}, got {folder} without {', '.join(missing)}")
-    if (folder / "text_encoder_2").is_dir() or "XL" in _pipeline_class(folder):
+    pipeline = _pipeline_class(folder)
+    if (folder / "text_encoder_2").is_dir() or "XL" in pipeline:
         # SDXL's UNet takes pooled text embeddings and size conditioning this adapter does not pass
         raise ModelError(f"expected Stable Diffusion 1.x or 2.x for {spec!r}, got an SDXL folder "
-                         f"({_pipeline_class(folder) or 'text_encoder_2'}): SDXL is not supported")
+                         f"({pipeline or 'text_encoder_2'}): SDXL is not supported")
 
 
 def _pipeline_class(folder: Path) -> str:
