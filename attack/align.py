@@ -48,11 +48,12 @@ class Alignment:
     inliers: int
     matrix: tuple          # 3x3 row-major: training-image coords (x, y) of a generation pixel, 256 grid
     scale: float
+    spread: float = 0.0    # area of the inliers' convex hull (training-image frame) / the image's area
 
     def as_json(self) -> dict:
         return {"aligned_rmse": round(self.rmse, 6), "overlap": round(self.overlap, 4), "mirrored": self.mirrored,
                 "inliers": self.inliers, "scale": round(self.scale, 4),
-                "transform": [round(v, 5) for v in self.matrix]}
+                "transform": [round(v, 5) for v in self.matrix], "spread": round(self.spread, 4)}
 
 
 def _grey(img: np.ndarray, size: int) -> np.ndarray:
@@ -107,6 +108,19 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray, residual: float, trials: in
     return m, inl
 
 
+def hull_fraction(points: np.ndarray, size: float) -> float:
+    """Area of the convex hull of points [K,2] over size^2 (0 for fewer than 3 or collinear points):
+    how much of the image the matches that support a transform come from."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    if len(points) < 3:
+        return 0.0
+    try:
+        return float(ConvexHull(points).volume) / (size * size)
+    except QhullError:
+        return 0.0
+
+
 def align(gen: np.ndarray, train: np.ndarray, params: AlignParams = AlignParams(),
           train_features: tuple | None = None, gen_features: dict | None = None) -> Alignment | None:
     """The best similarity alignment (mirrored or not) of gen onto train, both [S,S,3] in [0,1];
@@ -148,7 +162,7 @@ def align(gen: np.ndarray, train: np.ndarray, params: AlignParams = AlignParams(
             continue
         rmse = float(np.sqrt(np.mean((warped[inside] - train[inside]) ** 2)))
         cand = Alignment(rmse, overlap, mirrored, int(inl.sum()), tuple(full.ravel().tolist()),
-                         float(np.sqrt(abs(np.linalg.det(full[:2, :2])))))
+                         float(np.sqrt(abs(np.linalg.det(full[:2, :2])))), hull_fraction(dst[inl], params.size))
         if best is None or cand.rmse < best.rmse:
             best = cand
     return best

@@ -374,16 +374,23 @@ def _run_all(args: argparse.Namespace) -> int:
 
 # -- retrieval, labels, demo ----------------------------------------------------------------------
 def _retrieve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedder", default="pixel", help="pixel (thumbnail descriptor, default) or "
-                                                       "clip:<arch>:<pretrained tag in the local cache | checkpoint file>")
+    p.add_argument("--embedder", default="pixel", help="pixel (thumbnail descriptor, default), "
+                                                       "clip:<arch>:<pretrained tag in the local cache | checkpoint file> "
+                                                       "or sscd:<TorchScript file> (a copy-detection descriptor: the "
+                                                       "choice for a real audit)")
     p.add_argument("--k", type=_positive, default=10, help="neighbours per generation (default 10)")
     p.add_argument("--factory", default="Flat", help="faiss factory for the store's index: Flat (exact, default) "
                                                      "or e.g. IVF4096,PQ64 past ~1M images")
     p.add_argument("--index", type=Path, help="search an existing autofaiss / clip-retrieval index folder "
                                               "(image.index + parquet/arrow metadata with url, caption) instead")
     p.add_argument("--dup-rmse", type=float, nargs=2, metavar=("MIN", "MAX"), default=(DUP_RMSE_MIN, DUP_RMSE_MAX),
-                   help=f"near-duplicate RMSE window for template masks (default {DUP_RMSE_MIN:.4f} "
+                   help=f"template masks: MIN is the RMSE below which a neighbour is a copy, not a sibling; MAX "
+                        f"bounds the siblings under --mask-rule window (default {DUP_RMSE_MIN:.4f} "
                         f"{DUP_RMSE_MAX:.4f}: the paper code's SSE 1e2..1e3 on 256x256)")
+    p.add_argument("--mask-rule", choices=("region", "window"), default="region",
+                   help="how template siblings are found among a training image's neighbours: region (default: "
+                        "most of the picture unchanged, with detail, and one region changed, at any RMSE) or "
+                        "window (the paper's: RMSE inside --dup-rmse)")
     p.add_argument("--recompute", action="store_true", help="search (and label) again even when nothing they rest on "
                                                             "changed; the old results stay in the history")
 
@@ -405,7 +412,7 @@ def _retrieve_params(args: argparse.Namespace):
 
     lo, hi = args.dup_rmse
     return RetrieveParams(embedder=args.embedder, k=args.k, factory=args.factory,
-                          masks=MaskParams(rmse_min=lo, rmse_max=hi))
+                          masks=MaskParams(rmse_min=lo, rmse_max=hi, rule=args.mask_rule))
 
 
 def _caption_ids(store: Store, args: argparse.Namespace) -> Optional[list[int]]:
@@ -436,14 +443,19 @@ def _run_label(args: argparse.Namespace) -> int:
     from .align import AlignParams
     from .labels import label_stage, preset
 
-    thresholds = preset(args.preset)
+    preset(args.preset)
+    second = None
+    if args.second_opinion:
+        from .embed import load_embedder
+
+        second = load_embedder(args.second_opinion)      # a missing file fails before any write
     with _open_existing(args.store) as store:
         ids = _caption_ids(store, args)
         update, close = progress_bars()
         try:
-            report = label_stage(store, thresholds, caption_ids=ids, recompute=args.recompute, progress=update,
+            report = label_stage(store, args.preset, caption_ids=ids, recompute=args.recompute, progress=update,
                                  align_params=None if args.no_align else AlignParams(),
-                                 allow_stale=args.allow_stale)
+                                 allow_stale=args.allow_stale, second_opinion=second)
         finally:
             close()
     echo(report.summary())
@@ -483,6 +495,11 @@ def add_retrieve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_retrieve)
 
 
+PRESET_HELP = ("label rule: verbatim (default: the paper's 0.12 plus a structural check on every copy and aligned "
+               "evidence for crops, rescales and mirrors), paper (the paper's rule alone: 0.12 for all), "
+               "onestep-code (the public code's rule alone: 0.113 TV/MV, 0.124 RV)")
+
+
 def add_label(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("label", help="automatic labels TV -> MV -> RV -> N with suspect flags; resumable",
                        description="Labels every caption with generations from the stored neighbours and the current "
@@ -490,13 +507,16 @@ def add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", type=Path, required=True, help="store folder")
     p.add_argument("--captions", type=Path, help="only these captions (already ingested)")
     p.add_argument("--format", help="force the caption file's format or layout (see ingest)")
-    p.add_argument("--preset", choices=PRESET_NAMES, default="paper",
-                   help="thresholds: paper (0.12 for all) or onestep-code (0.113 TV/MV, 0.124 RV)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="verbatim",
+                   help=PRESET_HELP)
     p.add_argument("--recompute", action="store_true", help="label every candidate again even when its evidence "
                                                             "did not change (earlier labels stay in the history)")
     p.add_argument("--no-align", action="store_true",
-                   help="the paper's distances only: no crop / rescale / mirror check (evidence kind 'aligned') "
-                        "for captions they leave at N")
+                   help="no crop / rescale / mirror check (evidence kind 'aligned') for captions the distances "
+                        "leave at N (--preset paper drops it too)")
+    p.add_argument("--second-opinion", metavar="EMBEDDER",
+                   help="also record this embedder's similarity (e.g. sscd:/path/sscd_disc_mixup.torchscript.pt) for "
+                        "the pair each label rests on, as a second opinion in its evidence (it decides nothing)")
     p.add_argument("--allow-stale", action="store_true",
                    help="label candidates whose retrieval searched fewer training images than the store holds "
                         "(refused by default: run retrieve first)")
@@ -558,7 +578,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     _generate_args(p)
     p.add_argument("--no-generate", action="store_true", help="stop after scoring (no retrieval or labels either)")
     _retrieve_args(p)
-    p.add_argument("--preset", default="paper", help="label thresholds: paper (0.12) or onestep-code (0.113 / 0.124)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="verbatim", help=PRESET_HELP)
     p.set_defaults(func=_run_all)
 
 

@@ -25,7 +25,7 @@ def split_kind(kind: object) -> tuple[str, int | None] | None:
 
 
 # label threshold presets; attack.labels.PRESETS holds their values
-PRESET_NAMES = ("onestep-code", "paper")
+PRESET_NAMES = ("onestep-code", "paper", "verbatim")
 # near-duplicate RMSE window of template masks: the paper code's SSE 1e2..1e3 on 256x256x3
 DUP_RMSE_MIN = math.sqrt(1e2 / (3 * 256 * 256))
 DUP_RMSE_MAX = math.sqrt(1e3 / (3 * 256 * 256))

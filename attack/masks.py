@@ -1,10 +1,15 @@
 """Template masks (paper section 4): which pixels of a training image stay fixed across its
 near-duplicates, so a template verbatim is compared only where the template does not vary.
 
-Near-duplicates of a training image are its index neighbours whose RMSE to it (256x256, Lanczos,
-[0,1]) lies in a window: the paper's code takes SSE 1e2..1e3 on 256x256x3, i.e. RMSE
-0.0226..0.0713. Close enough to be the same layout, far enough to show what varies. The
-keep-mask keeps pixels whose channel-summed absolute difference to every near-duplicate is below
+Siblings of a training image are found among its index neighbours by one of two rules:
+- "window" (the paper's): the RMSE to it (256x256, Lanczos, [0,1]) lies in a window, SSE
+  1e2..1e3 on 256x256x3 in the paper's code, i.e. RMSE 0.0226..0.0713;
+- "region" (the default): the neighbour leaves most of the picture unchanged and changes one
+  region, whatever the RMSE (a mock-up whose print changes differs by 0.15-0.3 RMSE overall
+  while most pixels are identical); what stays unchanged must carry detail, so a plain white
+  surround shared by unrelated products is no family. A neighbour that is the same picture
+  re-encoded is a copy, not a sibling, under both rules.
+The keep-mask keeps pixels whose channel-summed absolute difference to every near-duplicate is below
 0.03, then erodes (3x3) and dilates (3x3) the kept region to drop isolated pixels that matched by
 chance. It is computed on the 256 grid (the paper's, for images at least that large) or, for a
 smaller training image, on its own pixels: upsampling to 256 only smears the difference with
@@ -29,6 +34,9 @@ SSE_TO_RMSE = 1.0 / (3 * COMPARE_SIZE * COMPARE_SIZE)
 assert abs(DUP_RMSE_MIN - (1e2 * SSE_TO_RMSE) ** 0.5) < 1e-12, "attack.kinds: the window on the compare grid"
 
 
+RULES = ("region", "window")
+
+
 class MaskInputError(AttackError):
     """Images or parameters a mask cannot be built from."""
 
@@ -42,7 +50,14 @@ class MaskParams:
     sibling (plain or unrelated images that happen to fall in the window) and is skipped, and a
     mask keeping less is not stored; max_dups: near-duplicates combined; agree_iou: siblings of
     one template change the same region, so only candidates whose change regions overlap the
-    consensus by at least this IoU are combined (see consistent_siblings)."""
+    consensus by at least this IoU are combined (see consistent_siblings). rule: "region" or
+    "window" (see the module docstring); region rule: what a sibling leaves unchanged must be
+    picture, not plain ground: the reference's luminance std over those pixels at least
+    shared_detail. Chosen on the development world (attack/realworld.py) at 256 and 512 px: its
+    families keep a std of 0.088 or more (a smooth gradient under a varying band included), two
+    images on one plain surround about 0, so shared_detail sits at about half the lowest family.
+    (Tile-level detail was tried first and refused that gradient family; closing the varying
+    region or filling its holes, tried so a title varies as a block, lowered the mask IoU there.)"""
     rmse_min: float = DUP_RMSE_MIN
     rmse_max: float = DUP_RMSE_MAX
     candidates: int = 10
@@ -52,8 +67,12 @@ class MaskParams:
     min_keep: float = 0.2
     max_dups: int = 8
     agree_iou: float = 0.5
+    rule: str = "region"
+    shared_detail: float = 0.04
 
     def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise MaskInputError(f"MaskParams.rule: expected one of {', '.join(RULES)}, got {self.rule!r}")
         if not 0 <= self.rmse_min <= self.rmse_max:
             raise MaskInputError(f"expected 0 <= rmse_min <= rmse_max, got {self.rmse_min}, {self.rmse_max}")
         for name in ("erode", "dilate"):
@@ -91,8 +110,9 @@ def near_duplicates(ref: torch.Tensor, candidates: torch.Tensor, params: MaskPar
     _check_pair(ref, candidates)
     d = (candidates - ref).pow(2).flatten(1).mean(1).sqrt()
     soft = (_soft(candidates) - _soft(ref[None])).pow(2).flatten(1).mean(1).sqrt()
+    top = params.rmse_max if params.rule == "window" else float("inf")   # region: judged on what changes
     inside = [(float(v), i) for i, (v, sv) in enumerate(zip(d, soft))
-              if params.rmse_min <= float(v) <= params.rmse_max and float(sv) >= params.rmse_min]
+              if params.rmse_min <= float(v) <= top and float(sv) >= params.rmse_min]
     picks = [i for _, i in sorted(inside)]
     return picks[: params.max_dups] if limit else picks
 
@@ -130,6 +150,17 @@ def voted_keep_mask(ref: torch.Tensor, dups: torch.Tensor, params: MaskParams = 
     return _dilate(_erode(same, params.erode), params.dilate)
 
 
+def shared_detail(ref: torch.Tensor, changes: torch.Tensor, params: MaskParams = MaskParams()) -> torch.Tensor:
+    """[M]: the luminance std of ref [3,S,S] over the pixels each change map [M,S,S] leaves
+    unchanged: how much picture a template keeps. A plain surround two unrelated products share
+    keeps none; a scene, a drawing or a smooth gradient keeps some."""
+    lum = (0.299 * ref[0] + 0.587 * ref[1] + 0.114 * ref[2]).flatten()
+    kept = (~changes).flatten(1).float()                                        # [M, S*S]
+    n = kept.sum(1).clamp_min(1)
+    mean = (kept * lum).sum(1) / n
+    return ((kept * (lum - mean[:, None]) ** 2).sum(1) / n).sqrt()
+
+
 def resize_mask(mask: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A bool mask to (width, height): box-filtered then thresholded at half, so a pixel of a
     smaller image is kept when most of the compare-grid pixels it covers are."""
@@ -147,6 +178,14 @@ class TemplateMask:
     dups: tuple[int, ...]
     dup_rmse: tuple[float, ...]
     keep_fraction: float
+
+
+def _may_share(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams, ids: Sequence[int]) -> list[int]:
+    """Of ids (one per candidate [M,3,S,S]), those that could leave min_keep of the picture
+    unchanged: on 4x4 block means, at least half of min_keep of the blocks differ by under twice
+    the pixel threshold. A cheap bound that spares the denoising of unrelated neighbours."""
+    close = (_soft(candidates) - _soft(ref[None])).abs().sum(1) < 2 * params.diff
+    return [i for i, f in zip(ids, close.flatten(1).float().mean(1).tolist()) if f >= params.min_keep / 2]
 
 
 def consistent_siblings(changes: torch.Tensor, agree_iou: float) -> list[int]:
@@ -174,11 +213,14 @@ def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParam
     if candidates.shape[0] == 0:
         return None
     picks = near_duplicates(ref, candidates, params, limit=False)
+    if params.rule == "region":
+        picks = _may_share(ref, candidates[picks], params, picks) if picks else picks
     if not picks:
         return None
     g_ref, g_cands = grid if grid is not None else (ref, candidates)
     if g_cands.shape[0] != candidates.shape[0]:
         raise MaskInputError(f"expected the grid images to match the {candidates.shape[0]} candidates, got {g_cands.shape[0]}")
+    g_cands = g_cands[picks]            # from here on, row j is candidate picks[j]
     if g_ref.shape[-1] >= COMPARE_SIZE:
         # photos at real resolution are JPEGs: their re-encoding noise alone crosses the 0.03
         # threshold in busy areas and would punch the mask full of holes; a 3x3 mean removes it
@@ -187,15 +229,19 @@ def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParam
         g_ref, g_cands = _denoise(g_ref[None])[0], _denoise(g_cands)
     # a near-duplicate shares the template: on its own it must leave min_keep of the pixels
     # unchanged, or one unrelated image inside a wide window would erase the whole mask
-    changes = (g_cands[picks] - g_ref).abs().sum(1) >= params.diff
+    changes = (g_cands - g_ref).abs().sum(1) >= params.diff
     shared = (~changes).flatten(1).float().mean(1)
     ok = [i for i, f in enumerate(shared.tolist()) if f >= params.min_keep]
+    if params.rule == "region" and ok:      # a family shares a picture, not a plain surround
+        detail = shared_detail(g_ref, changes[ok], params)
+        ok = [i for i, f in zip(ok, detail.tolist()) if f >= params.shared_detail]
     if not ok:
         return None
     agree = consistent_siblings(changes[ok], params.agree_iou)
-    picks = [picks[ok[i]] for i in agree][: params.max_dups]
-    keep = keep_mask(g_ref, g_cands[picks], params) if len(picks) < 3 else \
-        voted_keep_mask(g_ref, g_cands[picks], params)
+    rows = [ok[i] for i in agree][: params.max_dups]
+    picks = [picks[j] for j in rows]
+    keep = keep_mask(g_ref, g_cands[rows], params) if len(rows) < 3 else \
+        voted_keep_mask(g_ref, g_cands[rows], params)
     frac = float(keep.float().mean())
     if frac < params.min_keep:
         return None

@@ -147,12 +147,14 @@ def aligned_html(a: AlignedItem) -> str:
     ev, size = a.evidence, a.train_picture.size
     how = ("mirrored, " if ev.get("mirrored") else "") + f"scale {fmt(ev.get('scale'))}"
     verdict = (f"evidence for {esc(ev.get('label'))}" if ev.get("passed")
-               else "not evidence: the aligned RMSE is over δ, or the training image is flagged")
+               else "not evidence: the aligned RMSE is over δ, the training image is flagged, or the aligned "
+                    "structure disagrees")
     figs = [figure(img(png_data_uri(a.warped), size, "generation aligned onto the training image", box=SMALL_PX),
                    [f"aligned: {how}", f"covers {float(ev.get('overlap') or 0):.0%}"]),
             figure(img(png_data_uri(a.heatmap), size, "aligned difference", box=SMALL_PX),
                    [f"aligned RMSE {fmt(ev.get('aligned_rmse'))}"
-                    + (f" (δ {fmt(a.threshold)})" if a.threshold is not None else "")]),
+                    + (f" (δ {fmt(a.threshold)})" if a.threshold is not None else "")]
+                   + ([f"structure {fmt(ev.get('structure'))}"] if ev.get("structure") is not None else [])),
             figure(img(file_url(a.train_picture.path), size, f"training image {a.train.id}", box=SMALL_PX),
                    [f"training image {a.train.id}", f"{esc(ev.get('inliers'))} keypoints"])]
     return section(f"Aligned pair (crop / rescale / mirror): {verdict}",

@@ -61,7 +61,7 @@ def test_demo_and_bench_ranking_are_registered():
     a = build_parser().parse_args(["demo"])
     assert str(a.store) == "data/demo"
     a = build_parser().parse_args(["run", "--store", "x", "--captions", "c.txt", "--embedder", "pixel", "--k", "5"])
-    assert (a.embedder, a.k, a.preset) == ("pixel", 5, "paper")
+    assert (a.embedder, a.k, a.preset) == ("pixel", 5, "verbatim")
 
 
 def test_retrieve_or_label_without_generations_is_an_error_that_writes_nothing(tmp_path, capsys):

@@ -109,3 +109,53 @@ def test_vit_b_32_with_random_weights_through_the_embedder():
     e = ClipEmbedder(model, "clip:ViT-B-32:random")
     v = e.embed(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))).vectors
     assert v.shape == (2, 512) and np.allclose(v.norm(dim=1).numpy(), 1.0, atol=1e-5)
+
+
+def _tiny_sscd(path) -> str:
+    """A tiny random copy-detection network saved as TorchScript, as SSCD is released."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                              torch.nn.Flatten())
+    torch.jit.script(net).save(str(path))
+    return str(path)
+
+
+def test_sscd_spec_loads_a_local_torchscript_file_and_gives_unit_descriptors(tmp_path):
+    spec = f"sscd:{_tiny_sscd(tmp_path / 'sscd.pt')}"
+    emb = load_embedder(spec)
+    assert emb.spec == spec and emb.dim == 32
+    images = torch.rand(3, 3, 64, 48)
+    out = emb.embed(images, batch_size=2)
+    assert out.vectors.shape == (3, 32) and torch.allclose(out.vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(emb.embed(images[1:2]).vectors, out.vectors[1:2], atol=1e-5)   # one row, one image
+    with pytest.raises(EmbedderError, match=r"sscd:.*nope\.pt: expected a TorchScript file .* got no such file"):
+        load_embedder(f"sscd:{tmp_path / 'nope.pt'}")
+    (tmp_path / "bad.pt").write_bytes(b"not a module")
+    with pytest.raises(EmbedderError, match="expected a TorchScript module, got a file torch.jit cannot load"):
+        load_embedder(f"sscd:{tmp_path / 'bad.pt'}")
+    assert any(s.startswith("sscd (") for s in __import__("attack.embed", fromlist=["x"]).embedder_specs())
+
+
+def test_sscd_retrieves_and_gives_labels_a_second_opinion(tmp_path):
+    from attack.labels import label_stage
+    from attack.retrieve import RetrieveParams, retrieve_stage
+    from store import CaptionRow, Store
+
+    spec = f"sscd:{_tiny_sscd(tmp_path / 'sscd.pt')}"
+    rng = np.random.default_rng(0)
+    own = (rng.uniform(0, 1, (64, 64, 3)) * 255).astype(np.uint8)
+    with Store.open(tmp_path / "s") as s:
+        (cid,) = s.add_captions([CaptionRow("a copied picture")])
+        tid = s.add_training_image(s.put_image(own), cid, "own.png")
+        for i in range(3):
+            s.add_training_image(s.put_image((rng.uniform(0, 1, (64, 64, 3)) * 255).astype(np.uint8)), None, f"{i}.png")
+        run = s.start_run("generate", "closed", {})
+        s.add_generation(cid, run, 0, 50, "images", s.put_image(own))
+        retrieve_stage(s, RetrieveParams(embedder=spec, k=2))
+        (gen,) = s.generations(cid)
+        assert s.neighbours(gen.id)[0].train_image_id == tid
+        label_stage(s, second_opinion=load_embedder(spec))
+        a = s.auto_labels(cid)[-1]
+    assert a.label == "MV"
+    so = a.distances["second_opinion"]
+    assert so["embedder"] == spec and so["similarity"] == pytest.approx(1.0, abs=1e-4) and so["train_image_id"] == tid

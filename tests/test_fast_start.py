@@ -90,7 +90,7 @@ def test_label_imports_no_torch_and_writes_the_torch_distances(tmp_path):
     shutil.copytree(path, tmp_path / "in-process")
     assert _probe("attack", "label", "--store", str(path)) == {"torch": False, "ray": False, "code": 0}
     with Store.open(tmp_path / "in-process") as s:
-        label_stage(s, "paper")
+        label_stage(s, "verbatim")      # the CLI's default preset
         again = {c: s.auto_labels(c)[-1] for c in caps.values()}
     with Store.open(path) as s:
         def tensor(sha: str) -> torch.Tensor:

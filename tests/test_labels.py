@@ -32,7 +32,7 @@ def test_presets_are_the_paper_and_the_public_codes_sse():
     assert code.rv == pytest.approx(np.sqrt(3e3 / n), abs=5e-4)
     d = {"tv": None, "mv": 0.118, "rv": 0.118}
     assert decide(d, preset("paper")) == "MV" and decide(d, code) == "RV"
-    with pytest.raises(LabelInputError, match="expected a threshold preset among paper, onestep-code, got 'strict'"):
+    with pytest.raises(LabelInputError, match="expected a threshold preset among verbatim, paper, onestep-code, got 'strict'"):
         preset("strict")
     with pytest.raises(LabelInputError, match=r"Thresholds.mv: expected an RMSE in \(0, 1\], got -0.1"):
         Thresholds(mv=-0.1)

@@ -67,7 +67,8 @@ def test_synthetic_32px_training_pair_through_the_compare_grid_gives_the_squares
     d = float((ref - cand).pow(2).mean().sqrt())
     assert MaskParams().rmse_min <= d <= MaskParams().rmse_max  # the pair is a near-duplicate in the paper's window
     natives = mask_grid([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for a in (img, var)])
-    tm = template_mask(ref[0], cand, MaskParams(), candidate_ids=[42], grid=(natives[0], natives[1:]))
+    window = MaskParams(rule="window")      # the paper's rule: flat 8-px blocks carry no detail for the region rule
+    tm = template_mask(ref[0], cand, window, candidate_ids=[42], grid=(natives[0], natives[1:]))
     assert tm is not None and tm.dups == (42,) and tm.dup_rmse[0] == pytest.approx(d, abs=1e-4)
     native = resize_mask(tm.keep, (32, 32))
     expected = np.ones((32, 32), bool)
@@ -75,15 +76,18 @@ def test_synthetic_32px_training_pair_through_the_compare_grid_gives_the_squares
     assert np.array_equal(native, expected)
     assert tm.keep_fraction == pytest.approx(1 - 64 / 1024)
     # on the compare grid the upsampling's ringing widens the varied square by about a pixel
-    coarse = resize_mask(template_mask(ref[0], cand, MaskParams()).keep, (32, 32))
+    coarse = resize_mask(template_mask(ref[0], cand, window).keep, (32, 32))
     assert not coarse[8:16, 16:24].any() and coarse[expected].mean() > 0.9
 
 
 def test_window_selects_near_duplicates_closest_first():
     ref = torch.full((3, 16, 16), 0.5)
     cands = torch.stack([ref + 0.01, ref + 0.05, ref + 0.03, ref + 0.2, ref.clone()])
-    assert near_duplicates(ref, cands) == [2, 1]  # 0.01 and 0.0 below, 0.2 above the window
-    assert near_duplicates(ref, cands, MaskParams(rmse_min=0.0, rmse_max=0.5, max_dups=3)) == [4, 0, 2]
+    window = MaskParams(rule="window")
+    assert near_duplicates(ref, cands, window) == [2, 1]  # 0.01 and 0.0 below, 0.2 above the window
+    assert near_duplicates(ref, cands, MaskParams(rmse_min=0.0, rmse_max=0.5, max_dups=3, rule="window")) == [4, 0, 2]
+    # the region rule has no upper bound: what changes is judged instead (template_mask)
+    assert near_duplicates(ref, cands) == [2, 1, 3]
 
 
 def test_no_near_duplicate_or_too_little_kept_gives_no_mask():

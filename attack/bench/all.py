@@ -55,7 +55,8 @@ BENCHES: tuple[Bench, ...] = (
           ("attack", "bench", "detectors", "--json")),
     Bench("throughput", "batched vs the paper's per-caption DCS / ECS loop, demo model, CPU",
           ("attack", "bench", "throughput", "--json"), ("--repeat", "2")),
-    Bench("labels", "labels, masks and flags on the realistic fixture world, through the closed-model path",
+    Bench("labels", "labels, masks and flags on the development world (thresholds chosen there) and the held-out "
+                    "world, through the closed-model path",
           ("attack", "bench", "labels", "--json"), ("--size", "256")),
     Bench("scale", "streaming caption ingest, the store at that size, DCS local vs Ray",
           ("attack", "bench", "scale", "--json"),

@@ -28,7 +28,7 @@ from ..progress import Progress
 # siblings lie further apart than LAION's near-duplicates: the window is the paper code's SSE 1e2
 # up to RMSE 0.15, chosen so every planted variant gets a mask and no other demo image does
 # (tests/test_demo_build.py checks it; the per-sibling min_keep guards the rest).
-DEMO_MASKS = MaskParams(rmse_max=0.15)
+DEMO_MASKS = MaskParams(rule="window", rmse_max=0.15)
 ATTACK_LIST = Path(__file__).resolve().parent / "attack_list.txt"
 DEFAULT_STORE = DEMO_STORE
 
@@ -51,7 +51,7 @@ class DemoParams:
     by: str = "dcs"
     generate: GenerateParams = GenerateParams(top_k=112, seeds=(0, 1), steps=16, guidance=7.5)
     retrieve: RetrieveParams = field(default_factory=lambda: RetrieveParams(masks=DEMO_MASKS))
-    thresholds: str = "paper"
+    thresholds: str = "verbatim"
     batch_size: int = 32
 
 

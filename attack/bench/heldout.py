@@ -1,0 +1,549 @@
+"""The held-out world: a second fixture world built differently from attack/realworld.py (the
+development world the labeller's thresholds are chosen on), so `bench labels` can say how the
+labels do on data they were not tuned for.
+
+Nothing here comes from scikit-image's samples. Sources: scikit-learn's two bundled photos,
+procedural scenes (landscapes, skies, portraits, products on white, smooth gradients, rooms),
+text rendered with PIL, procedural textures (fabric, wood grain, noise) and studio backdrops.
+Every attack caption is one planted case:
+
+- copies (MV, or RV when the copy is of an image captioned otherwise): exact copies after JPEG,
+  colour-shifted copies, crops of 15-30% of the area, rescales onto a border, mirrors, 3-5 degree
+  rotations;
+- template (TV): five LAION-like families whose members differ in a large region: a T-shirt
+  mock-up with a different print, a phone case with a different back, a framed poster on a room
+  wall, a book cover whose title differs, a product in colour variants; the generation fills the
+  region with content no member has;
+- same-category negatives (N): the caption's own image and the generation are two different
+  pictures of one kind (landscapes, skies, portraits, products on white, smooth gradients);
+- textures and backdrops copied (MV + suspect:texture / suspect:background), another texture of
+  the same kind (N), and generations that copy nothing (N).
+
+Distractors fill the training set to 300 images, many of the same categories (products on a
+white surround share their background: no family). The truth is written as truth.json.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from ..realworld import Case, RealWorld
+
+FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
+COPY_KINDS = ("exact", "colour", "retrieval", "crop", "rescale", "mirror", "rotate")
+GEOMETRIC = ("crop", "rescale", "mirror", "rotate")
+NEGATIVE_CATEGORIES = ("landscape", "sky", "portrait", "product", "gradient")
+FAMILIES = ("tshirt", "phonecase", "poster", "bookcover", "colourway")
+COUNTS = {"exact": 8, "colour": 5, "retrieval": 5, "crop": 5, "rescale": 4, "mirror": 4, "rotate": 4,
+          "texture": 3, "backdrop": 3, "texture_other": 2, "unique": 8, "negative": 2}
+MEMBERS = 5
+TRAINING_IMAGES = 300
+WORDS = ("summer", "harbour", "quiet", "atlas", "north", "garden", "velvet", "orbit", "paper", "river", "amber",
+         "signal", "meadow", "copper", "echo", "lantern", "violet", "stone", "tide", "maple")
+
+
+# -- building blocks --------------------------------------------------------------------------------
+def fbm(rng: np.random.Generator, size: int, octaves: int = 5, base: int = 4, gain: float = 0.55) -> np.ndarray:
+    """Fractal value noise [size,size] in about [-1, 1]: random grids upsampled and summed."""
+    out, amp, total = np.zeros((size, size), np.float32), 1.0, 0.0
+    for o in range(octaves):
+        n = base * 2 ** o
+        grid = rng.uniform(-1, 1, (n + 1, n + 1)).astype(np.float32)
+        out += amp * np.asarray(Image.fromarray(grid).resize((size, size), Image.BICUBIC))
+        total += amp
+        amp *= gain
+    return out / total
+
+
+def fbm1(rng: np.random.Generator, size: int, octaves: int = 5, base: int = 3) -> np.ndarray:
+    """Fractal noise along one axis [size] in about [-1, 1] (a ridge line)."""
+    out, amp, total = np.zeros(size), 1.0, 0.0
+    for o in range(octaves):
+        n = base * 2 ** o
+        pts = rng.uniform(-1, 1, n + 1)
+        out += amp * np.interp(np.linspace(0, n, size), np.arange(n + 1), pts)
+        total += amp
+        amp *= 0.5
+    return out / total
+
+
+def _u8(a: np.ndarray) -> np.ndarray:
+    return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _grain(rng: np.random.Generator, a: np.ndarray, sigma: float = 0.01) -> np.ndarray:
+    return a + rng.normal(0, sigma, a.shape).astype(np.float32)
+
+
+def _soften(img: np.ndarray, radius: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius)))
+
+
+def _vgrad(size: int, top, bottom) -> np.ndarray:
+    t = np.linspace(0, 1, size, dtype=np.float32)[:, None, None]
+    return np.broadcast_to((1 - t) * np.asarray(top, np.float32) + t * np.asarray(bottom, np.float32),
+                           (size, size, 3)).copy()
+
+
+@lru_cache(maxsize=8)
+def _font(px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=px)
+
+
+@lru_cache(maxsize=1)
+def _sample_photos() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_sample_images
+
+    return tuple(np.asarray(i, np.uint8) for i in load_sample_images().images)
+
+
+# -- categories ------------------------------------------------------------------------------------
+def landscape(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth natural scene: sky gradient, two or three mountain ridges fading with distance, a field."""
+    sky_top, horizon = rng.uniform([0.2, 0.35, 0.6], [0.45, 0.6, 0.95]), rng.uniform([0.7, 0.7, 0.75], [0.95, 0.9, 0.95])
+    img = _vgrad(size, sky_top, horizon)
+    y = np.arange(size)[:, None]
+    ridges = int(rng.integers(2, 4))
+    for k in range(ridges):
+        line = size * (rng.uniform(0.3, 0.5) + 0.12 * k + rng.uniform(0.05, 0.12) * fbm1(rng, size))
+        colour = rng.uniform([0.15, 0.25, 0.2], [0.45, 0.5, 0.45]) * (0.7 + 0.3 * (ridges - k) / ridges)
+        shade = 1 + 0.12 * fbm(rng, size, 4, 6)[..., None]
+        below = (y >= line[None, :])[..., None]
+        img = np.where(below, colour * shade, img)
+    field = size * rng.uniform(0.72, 0.85)
+    ground = rng.uniform([0.3, 0.4, 0.1], [0.6, 0.65, 0.3]) * (1 + 0.15 * fbm(rng, size, 5, 8)[..., None])
+    img = np.where((y >= field + 8 * fbm1(rng, size)[None, :])[..., None], ground, img)
+    return _soften(_u8(_grain(rng, img, 0.006)), size / 400)
+
+
+def sky(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A sky: a gradient with soft clouds."""
+    img = _vgrad(size, rng.uniform([0.15, 0.3, 0.55], [0.4, 0.55, 0.9]), rng.uniform([0.6, 0.7, 0.8], [0.85, 0.9, 1.0]))
+    cloud = np.clip((fbm(rng, size, 5, 3) - rng.uniform(-0.1, 0.15)) * 2.5, 0, 1)[..., None]
+    img = img * (1 - 0.8 * cloud) + 0.95 * 0.8 * cloud
+    return _u8(_grain(rng, img, 0.004))
+
+
+def portrait(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A head-and-shoulders portrait on a studio backdrop."""
+    bg = rng.uniform(0.3, 0.8, 3)
+    im = Image.fromarray(_u8(_vgrad(size, bg, bg * rng.uniform(0.6, 0.9))))
+    d = ImageDraw.Draw(im)
+    s, cx = size, size * rng.uniform(0.42, 0.58)
+    skin = tuple(int(v) for v in rng.uniform([150, 100, 80], [240, 190, 160]))
+    cloth = tuple(int(v) for v in rng.integers(20, 200, 3))
+    hair = tuple(int(v) for v in rng.integers(10, 110, 3))
+    hw, hh, top = s * rng.uniform(0.16, 0.21), s * rng.uniform(0.21, 0.26), s * rng.uniform(0.15, 0.25)
+    d.ellipse([cx - s * 0.4, s * 0.75, cx + s * 0.4, s * 1.3], fill=cloth)
+    d.rectangle([cx - hw * 0.4, top + hh * 1.6, cx + hw * 0.4, s * 0.82], fill=skin)
+    d.ellipse([cx - hw * 1.08, top - hh * 0.12, cx + hw * 1.08, top + hh * 1.2], fill=hair)
+    d.ellipse([cx - hw, top, cx + hw, top + 2 * hh], fill=skin)
+    ey = top + hh * rng.uniform(0.8, 0.95)
+    for side in (-1, 1):
+        ex = cx + side * hw * 0.42
+        d.ellipse([ex - hw * 0.14, ey - hh * 0.06, ex + hw * 0.14, ey + hh * 0.06], fill=(245, 245, 245))
+        d.ellipse([ex - hw * 0.07, ey - hh * 0.06, ex + hw * 0.07, ey + hh * 0.06], fill=hair)
+        d.line([ex - hw * 0.18, ey - hh * 0.2, ex + hw * 0.18, ey - hh * 0.22], fill=hair, width=max(2, s // 120))
+    d.line([cx, ey + hh * 0.1, cx - hw * 0.08, ey + hh * 0.5], fill=tuple(int(v * 0.8) for v in skin), width=max(2, s // 160))
+    my = top + hh * rng.uniform(1.45, 1.6)
+    d.arc([cx - hw * 0.35, my - hh * 0.12, cx + hw * 0.35, my + hh * 0.12], 10, 170, fill=(150, 60, 60), width=max(2, s // 120))
+    img = np.asarray(im.filter(ImageFilter.GaussianBlur(size / 256)), np.float32) / 255
+    return _u8(_grain(rng, img * (1 + 0.05 * fbm(rng, size, 3, 4)[..., None]), 0.008))
+
+
+def product_on_white(rng: np.random.Generator, size: int, colour=None) -> np.ndarray:
+    """One product (bottle, box, mug or shoe) on a white studio surround with a soft shadow."""
+    im = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(238, 256, 1).repeat(3)))
+    d = ImageDraw.Draw(im)
+    s = size
+    cx, base = s * rng.uniform(0.4, 0.6), s * rng.uniform(0.7, 0.8)
+    w, h = s * rng.uniform(0.15, 0.3), s * rng.uniform(0.3, 0.5)
+    d.ellipse([cx - w * 0.9, base - s * 0.03, cx + w * 0.9, base + s * 0.03], fill=(205, 205, 205))
+    c = tuple(int(v) for v in (colour if colour is not None else rng.integers(20, 230, 3)))
+    dark = tuple(int(v * 0.7) for v in c)
+    kind = int(rng.integers(0, 4))
+    if kind == 0:      # bottle
+        d.rounded_rectangle([cx - w / 2, base - h, cx + w / 2, base], radius=int(w / 4), fill=c)
+        d.rectangle([cx - w / 6, base - h * 1.25, cx + w / 6, base - h], fill=dark)
+        d.rectangle([cx - w / 2, base - h * 0.6, cx + w / 2, base - h * 0.35], fill=(240, 240, 230))
+    elif kind == 1:    # box
+        d.polygon([(cx - w / 2, base), (cx + w / 2, base), (cx + w / 2, base - h * 0.7), (cx - w / 2, base - h * 0.7)], fill=c)
+        d.polygon([(cx + w / 2, base), (cx + w * 0.8, base - h * 0.1), (cx + w * 0.8, base - h * 0.8),
+                   (cx + w / 2, base - h * 0.7)], fill=dark)
+    elif kind == 2:    # mug
+        d.rectangle([cx - w / 2, base - h * 0.6, cx + w / 2, base], fill=c)
+        d.arc([cx + w * 0.3, base - h * 0.5, cx + w * 0.85, base - h * 0.1], 270, 90, fill=dark, width=max(3, s // 60))
+    else:              # shoe
+        d.ellipse([cx - w, base - h * 0.35, cx + w, base], fill=c)
+        d.polygon([(cx - w * 0.9, base - h * 0.2), (cx - w * 0.2, base - h * 0.6), (cx + w * 0.2, base - h * 0.55),
+                   (cx + w * 0.1, base - h * 0.2)], fill=dark)
+        d.line([cx - w, base - 2, cx + w, base - 2], fill=(240, 240, 240), width=max(3, s // 80))
+    return _u8(_grain(rng, np.asarray(im.filter(ImageFilter.GaussianBlur(size / 300)), np.float32) / 255, 0.004))
+
+
+def gradient(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth two- or three-colour gradient, linear or radial."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    if rng.random() < 0.5:
+        a = rng.uniform(0, 2 * np.pi)
+        t = (np.cos(a) * (xx - 0.5) + np.sin(a) * (yy - 0.5)) * 1.2 + 0.5
+    else:
+        cy, cx = rng.uniform(0.2, 0.8, 2)
+        t = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) * 1.4
+    t = np.clip(t, 0, 1)[..., None]
+    c0, c1, c2 = rng.uniform(0.05, 0.95, (3, 3))
+    img = np.where(t < 0.5, c0 + (c1 - c0) * 2 * t, c1 + (c2 - c1) * (2 * t - 1))
+    return _u8(_grain(rng, img, 0.003))
+
+
+def text_card(rng: np.random.Generator, size: int, words: int = 8) -> np.ndarray:
+    """A poster or sign: a coloured ground with lines of text in several sizes."""
+    bg = tuple(int(v) for v in rng.integers(0, 256, 3))
+    im = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(im)
+    y = size * rng.uniform(0.05, 0.15)
+    while y < size * 0.85:
+        px = int(size * rng.uniform(0.05, 0.13))
+        line = " ".join(rng.choice(WORDS, int(rng.integers(1, 3))))
+        fg = tuple(int((v + 128 + rng.integers(-60, 60)) % 256) for v in bg)
+        d.text((size * rng.uniform(0.04, 0.2), y), line, fill=fg, font=_font(px))
+        y += px * rng.uniform(1.2, 1.7)
+    return np.asarray(im)
+
+
+def photo(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A square crop of one of scikit-learn's bundled photos, flipped and tinted at random."""
+    src = _sample_photos()[int(rng.integers(0, 2))]
+    h, w = src.shape[:2]
+    s = int(rng.uniform(0.4, 0.8) * h)
+    y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+    crop = src[y:y + s, x:x + s]
+    crop = crop[:, ::-1] if rng.random() < 0.5 else crop
+    crop = (crop * rng.uniform(0.8, 1.0, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.LANCZOS))
+
+
+def fabric(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A woven fabric: crossing threads with slub noise, one colour."""
+    period = rng.uniform(5, 9) * size / 512
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    warp = np.sin(2 * np.pi * xx / period) * (np.sin(np.pi * yy / period) > 0)
+    weft = np.sin(2 * np.pi * yy / period) * (np.sin(np.pi * yy / period) <= 0)
+    v = 0.5 + 0.25 * (warp + weft) + 0.1 * fbm(rng, size, 4, 16)
+    colour = rng.uniform(0.2, 0.9, 3)
+    return _u8(_grain(rng, v[..., None] * colour, 0.02))
+
+
+def wood(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Wood grain: distorted rings, brown."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    rings = np.sin(2 * np.pi * (xx * rng.uniform(12, 20) + 3 * fbm(rng, size, 4, 3) + 0.3 * yy))
+    v = 0.55 + 0.2 * rings + 0.08 * fbm(rng, size, 5, 24)
+    colour = rng.uniform([0.55, 0.35, 0.15], [0.8, 0.55, 0.3])
+    return _u8(_grain(rng, v[..., None] * colour / 0.75, 0.01))
+
+
+def noise_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Fine coloured noise (sand, a speckled surface)."""
+    base = rng.uniform(0.3, 0.7, 3)
+    return _u8(base + rng.normal(0, rng.uniform(0.08, 0.15), (size, size, 3)).astype(np.float32))
+
+
+TEXTURES = {"fabric": fabric, "wood": wood, "noise": noise_texture}
+
+
+def backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Studio paper: one colour, a soft vignette, faint grain."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    vig = 1 - rng.uniform(0.03, 0.08) * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2) * 4
+    return _u8(_grain(rng, rng.uniform(0.15, 0.9, 3) * vig[..., None], 0.004))
+
+
+CATEGORIES = {"landscape": landscape, "sky": sky, "portrait": portrait, "product": product_on_white,
+              "gradient": gradient, "text": text_card, "photo": photo}
+
+
+# -- template families -------------------------------------------------------------------------------
+def _room(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A room: a textured wall, a floor, a sofa and a lamp."""
+    wall = rng.uniform(0.55, 0.9, 3) * (1 + 0.06 * fbm(rng, size, 5, 8)[..., None])
+    floor = rng.uniform([0.35, 0.25, 0.15], [0.6, 0.45, 0.3]) * (1 + 0.1 * fbm(rng, size, 5, 12)[..., None])
+    y = np.arange(size)[:, None, None]
+    img = np.where(y > size * 0.72, floor, wall)
+    im = Image.fromarray(_u8(img))
+    d = ImageDraw.Draw(im)
+    s = size
+    sofa = tuple(int(v) for v in rng.integers(30, 200, 3))
+    d.rounded_rectangle([s * 0.05, s * 0.6, s * 0.6, s * 0.82], radius=s // 30, fill=sofa)
+    d.rectangle([s * 0.08, s * 0.52, s * 0.57, s * 0.66], fill=tuple(int(v * 0.8) for v in sofa))
+    d.line([s * 0.8, s * 0.35, s * 0.8, s * 0.8], fill=(40, 40, 40), width=max(3, s // 100))
+    d.polygon([(s * 0.72, s * 0.35), (s * 0.88, s * 0.35), (s * 0.84, s * 0.25), (s * 0.76, s * 0.25)], fill=(235, 225, 190))
+    return np.asarray(im)
+
+
+def _fill(rng: np.random.Generator, size: int) -> np.ndarray:
+    """What a family member shows in its varying region: a print, a photo crop, text or a pattern."""
+    pick = int(rng.integers(0, 4))
+    if pick == 0:
+        return text_card(rng, size)
+    if pick == 1:
+        return photo(rng, size)
+    if pick == 2:
+        return landscape(rng, size)
+    c0, c1 = rng.integers(0, 256, (2, 3))
+    yy, xx = np.mgrid[0:size, 0:size]
+    stripes = ((xx + yy) // max(4, size // int(rng.integers(6, 14))) % 2).astype(bool)[..., None]
+    return np.where(stripes, c0, c1).astype(np.uint8)
+
+
+class Family:
+    """A template: a scene drawn once, and a varying region (a box, or a shape) each member fills
+    differently. member(rng) draws a new member; region is the truth (True: varies)."""
+
+    def __init__(self, kind: str, rng: np.random.Generator, size: int):
+        self.kind, self.size = kind, size
+        s = size
+        if kind == "tshirt":
+            base = Image.fromarray(_room(rng, s))
+            d = ImageDraw.Draw(base)
+            shirt = tuple(int(v) for v in rng.integers(40, 230, 3))
+            d.polygon([(s * .3, s * .18), (s * .42, s * .14), (s * .58, s * .14), (s * .7, s * .18), (s * .86, s * .32),
+                       (s * .76, s * .42), (s * .7, s * .36), (s * .7, s * .9), (s * .3, s * .9), (s * .3, s * .36),
+                       (s * .24, s * .42), (s * .14, s * .32)], fill=shirt)
+            d.arc([s * .42, s * .08, s * .58, s * .2], 0, 180, fill=tuple(int(v * .7) for v in shirt), width=s // 60)
+            self.box = (int(s * .38), int(s * .3), int(s * .62), int(s * .62))
+        elif kind == "phonecase":
+            base = Image.fromarray(wood(rng, s))
+            d = ImageDraw.Draw(base)
+            d.rounded_rectangle([s * .26, s * .06, s * .74, s * .94], radius=s // 14, fill=(25, 25, 28))
+            self.box = (int(s * .3), int(s * .1), int(s * .7), int(s * .9))
+        elif kind == "poster":
+            base = Image.fromarray(_room(rng, s))
+            d = ImageDraw.Draw(base)
+            d.rectangle([s * .22, s * .06, s * .66, s * .5], fill=tuple(int(v) for v in rng.integers(20, 90, 3)))
+            self.box = (int(s * .25), int(s * .09), int(s * .63), int(s * .47))
+        elif kind == "bookcover":
+            art = landscape(rng, s)
+            base = Image.fromarray(art)
+            d = ImageDraw.Draw(base)
+            band = tuple(int(v) for v in rng.integers(0, 256, 3))
+            d.rectangle([0, 0, s, s * .28], fill=band)
+            self.band = band
+            self.box = (int(s * .03), int(s * .03), int(s * .97), int(s * .26))
+        elif kind == "colourway":
+            base = Image.fromarray(_room(rng, s))
+            d = ImageDraw.Draw(base)
+            d.rectangle([s * .15, s * .62, s * .85, s * .68], fill=(90, 60, 40))          # a shelf
+            self.box = (int(s * .3), int(s * .3), int(s * .7), int(s * .62))
+        else:
+            raise ValueError(f"expected a family among {FAMILIES}, got {kind!r}")
+        self.base = np.asarray(base)
+        self.region = np.zeros((s, s), bool)
+        x0, y0, x1, y1 = self.box
+        self.region[y0:y1, x0:x1] = True
+        if kind == "colourway":     # only the sneaker's body and upper change colour
+            shape = Image.new("L", (s, s), 0)
+            self._sneaker(ImageDraw.Draw(shape), 255, 255, sole=0)
+            self.region = np.asarray(shape) > 127
+        if kind == "phonecase":     # the camera bump is the template's, not the print's
+            self.bump = (int(s * .34), int(s * .14), int(s * .5), int(s * .32))
+            bx0, by0, bx1, by1 = self.bump
+            self.region[by0:by1, bx0:bx1] = False
+
+    def member(self, rng: np.random.Generator) -> np.ndarray:
+        s, (x0, y0, x1, y1) = self.size, self.box
+        im = Image.fromarray(self.base.copy())
+        d = ImageDraw.Draw(im)
+        if self.kind == "bookcover":
+            d.rectangle([x0, y0, x1, y1], fill=self.band)
+            fg = tuple(int((v + 128) % 256) for v in self.band)
+            title = " ".join(rng.choice(WORDS, 2)).upper()
+            d.text((x0 + s * .03, y0 + s * .02), title, fill=fg, font=_font(int(s * .08)))
+            d.text((x0 + s * .03, y0 + s * .13), " ".join(rng.choice(WORDS, 3)), fill=fg, font=_font(int(s * .045)))
+        elif self.kind == "colourway":     # a sneaker in this member's colour
+            c = tuple(int(v) for v in rng.integers(10, 245, 3))
+            self._sneaker(d, c, tuple(int(v * .75) for v in c))
+        else:
+            fill = _fill(rng, max(x1 - x0, y1 - y0))[: y1 - y0, : x1 - x0]
+            im.paste(Image.fromarray(np.ascontiguousarray(fill)), (x0, y0))
+        if self.kind == "phonecase":
+            bx0, by0, bx1, by1 = self.bump
+            d.rounded_rectangle([bx0, by0, bx1, by1], radius=s // 40, fill=(35, 35, 40))
+            for cy in (by0 + (by1 - by0) * .3, by0 + (by1 - by0) * .72):
+                r = (bx1 - bx0) * .2
+                cx = (bx0 + bx1) / 2
+                d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(10, 10, 12), outline=(120, 120, 130), width=2)
+        return np.asarray(im)
+
+    def _sneaker(self, d: ImageDraw.ImageDraw, body, shade, sole=(245, 245, 245)) -> None:
+        x0, y0, x1, y1 = self.box
+        w, h = x1 - x0, y1 - y0
+        d.ellipse([x0, y0 + h * .35, x1, y1], fill=body)
+        d.polygon([(x0 + w * .05, y0 + h * .6), (x0 + w * .35, y0), (x0 + w * .6, y0 + h * .05),
+                   (x0 + w * .55, y0 + h * .6)], fill=shade)
+        d.line([x0, y1 - 3, x1, y1 - 3], fill=sole, width=max(3, self.size // 70))
+
+
+# -- copies --------------------------------------------------------------------------------------
+def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _noisy(a: np.ndarray, rng: np.random.Generator, sigma: float = 0.01) -> np.ndarray:
+    return _u8(a.astype(np.float32) / 255 + rng.normal(0, sigma, a.shape).astype(np.float32))
+
+
+def copy_of(img: np.ndarray, kind: str, rng: np.random.Generator, i: int) -> np.ndarray:
+    """A generation copying img as `kind` says (exact and retrieval: re-encoded with noise)."""
+    size = img.shape[0]
+    out = img
+    if kind == "colour":
+        gain, shift = rng.uniform(0.88, 1.1, 3), rng.uniform(-0.04, 0.04, 3)
+        out = _u8(img.astype(np.float32) / 255 * gain + shift)
+    elif kind == "crop":
+        area = (0.15, 0.2, 0.25, 0.3)[i % 4]
+        h = int(round(size * np.sqrt(1 - area)))
+        y, x = [(0, 0), (size - h, size - h), ((size - h) // 2, (size - h) // 2), (0, size - h)][i % 4]
+        out = np.asarray(Image.fromarray(np.ascontiguousarray(img[y:y + h, x:x + h])).resize((size, size), Image.BICUBIC))
+    elif kind == "rescale":
+        side = int(size * (0.75, 0.8, 0.85, 0.9)[i % 4])
+        canvas = np.full((size, size, 3), int(rng.choice([0, 255, 128])), np.uint8)
+        o = (size - side) // 2
+        canvas[o:o + side, o:o + side] = np.asarray(Image.fromarray(img).resize((side, side), Image.BICUBIC))
+        out = canvas
+    elif kind == "mirror":
+        out = np.ascontiguousarray(img[:, ::-1])
+    elif kind == "rotate":
+        angle = (3, -4, 5, -3.5)[i % 4]
+        rot = Image.fromarray(img).rotate(angle, Image.BICUBIC)
+        m = int(size * 0.06)       # cut the corners the rotation left black, zoom back
+        out = np.asarray(rot.crop((m, m, size - m, size - m)).resize((size, size), Image.BICUBIC))
+    return _jpeg(_noisy(out, rng), int(rng.integers(80, 95)))
+
+
+# -- the world -----------------------------------------------------------------------------------
+def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
+    """Write the held-out world under root (train/, closed-model/, captions.txt, truth.json)."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    train, gen = root / "train", root / "closed-model"
+    for d in (train, gen, root / "masks"):
+        d.mkdir(parents=True, exist_ok=True)
+    meta: list[dict] = []
+    mapping: list[tuple[str, int, int, str]] = []
+    cases: list[Case] = []
+    families: dict = {}
+
+    def save_train(img: np.ndarray, caption: str, jpg: bool = False, quality: int = 92) -> str:
+        name = f"{len(meta):05d}.{'jpg' if jpg else 'png'}"
+        Image.fromarray(img).save(train / name, **({"quality": quality} if jpg else {}))
+        meta.append({"file_name": name, "caption": caption, "url": f"https://stranger.example/{name}"})
+        return name
+
+    def add(kind: str, expected: str, caption: str, gens: list[np.ndarray], family: str | None = None,
+            target: str | None = None, flag: str | None = None) -> None:
+        cases.append(Case(caption, kind, expected, flag, family, target))
+        for s, img in enumerate(gens):
+            name = f"g{len(mapping):05d}.{'jpg' if len(mapping) % 2 else 'png'}"
+            Image.fromarray(img).save(gen / name, **({"quality": 95} if name.endswith("jpg") else {}))
+            mapping.append((caption, s, 50, name))
+
+    products: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def picture(category: str) -> np.ndarray:
+        """A new picture of a category. Products are drawn again when they would be the same product
+        as an earlier one: its silhouette (a colour variant of one shot is a family), or its colour
+        (the same bottle at another scale is a copy)."""
+        for _ in range(100):
+            img = CATEGORIES[category](rng, size)
+            if category != "product":
+                return img
+            small = np.asarray(Image.fromarray(img).resize((64, 64), Image.BILINEAR)).astype(np.float32)
+            sil = small.min(-1) < 200
+            colour = np.median(small[sil], 0) if sil.any() else np.zeros(3)
+            if all((sil & s).sum() < 0.7 * (sil | s).sum() and np.abs(colour - c).max() > 40 for s, c in products):
+                products.append((sil, colour))
+                return img
+        raise RuntimeError("expected a product unlike the earlier ones in 100 tries, got none")
+
+    def any_picture(photos: bool = False) -> np.ndarray:
+        # crops of the two bundled photos overlap: they are copy targets only, never a "unique"
+        names = ("landscape", "portrait", "product", "text", "sky") + (("photo",) if photos else ())
+        return picture(names[int(rng.integers(0, len(names)))])
+
+    for kind in COPY_KINDS:
+        for i in range(COUNTS[kind]):
+            img = any_picture(photos=True)
+            cap = f"{kind} listing {i}: {' '.join(rng.choice(WORDS, 3))}"
+            if kind == "retrieval":      # the copied image is captioned otherwise; the caption's own is another
+                target = save_train(img, f"stock photo {i} from another shop", jpg=True)
+                save_train(any_picture(), cap)
+            else:
+                target = save_train(img, cap, jpg=bool(i % 2))
+                if kind == "exact" and i % 2 == 0:      # LAION's re-encoded duplicates
+                    save_train(_jpeg(img, 70), cap, jpg=True, quality=70)
+            add(kind, "RV" if kind == "retrieval" else "MV", cap, [copy_of(img, kind, rng, 2 * i + s) for s in range(2)],
+                target=target)
+    for f, kind in enumerate(FAMILIES):
+        fam = Family(kind, rng, size)
+        name = f"{kind} family"
+        members = [save_train(fam.member(rng), f"{kind} mockup {f}: {WORDS[k]} edition {k}", jpg=bool(k % 2), quality=92)
+                   for k in range(MEMBERS)]
+        keep_file = f"masks/{kind}.png"
+        Image.fromarray((~fam.region).astype(np.uint8) * 255).save(root / keep_file)
+        families[name] = {"members": members, "keep": keep_file, "layout": kind}
+        for a in range(2):
+            cap = meta[[m["file_name"] for m in meta].index(members[a])]["caption"]
+            add("template", "TV", cap, [_jpeg(_noisy(fam.member(rng), rng), 92) for _ in range(2)], family=name,
+                target=members[a])
+    for category in NEGATIVE_CATEGORIES:
+        for i in range(COUNTS["negative"]):
+            cap = f"a {category} picture {i}: {' '.join(rng.choice(WORDS, 2))}"
+            save_train(picture(category), cap, jpg=bool(i % 2))
+            add(f"negative:{category}", "N", cap, [picture(category) for _ in range(2)])
+    for i in range(COUNTS["texture"]):
+        tname = tuple(TEXTURES)[i % len(TEXTURES)]
+        img = TEXTURES[tname](rng, size)
+        cap = f"seamless {tname} texture {i}"
+        add("texture", "MV", cap, [copy_of(img, "exact", rng, s) for s in range(2)], target=save_train(img, cap),
+            flag=FLAG["texture"])
+    for i in range(COUNTS["backdrop"]):
+        img = backdrop(rng, size)
+        cap = f"studio backdrop {i}"
+        add("backdrop", "MV", cap, [copy_of(img, "exact", rng, s) for s in range(2)], target=save_train(img, cap),
+            flag=FLAG["backdrop"])
+    for i in range(COUNTS["texture_other"]):
+        tname = ("wood", "fabric")[i % 2]
+        cap = f"{tname} sample {i}"
+        save_train(TEXTURES[tname](rng, size), cap)
+        add("texture_other", "N", cap, [TEXTURES[tname](rng, size) for _ in range(2)])
+    for i in range(COUNTS["unique"]):
+        cap = f"unique scene {i}: {' '.join(rng.choice(WORDS, 2))}"
+        save_train(any_picture(), cap, jpg=bool(i % 2))
+        add("unique", "N", cap, [any_picture() for _ in range(2)])
+    i = 0
+    while len(meta) < TRAINING_IMAGES:      # distractors, many of the hard categories
+        category = ("product", "landscape", "portrait", "sky", "gradient", "text")[i % 6]
+        save_train(picture(category), f"unrelated {category} {i}", jpg=bool(i % 2))
+        i += 1
+
+    (train / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
+    with open(gen / "mapping.csv", "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["caption", "seed", "steps", "path"])
+        w.writerows(mapping)
+    (root / "captions.txt").write_text("".join(c.caption + "\n" for c in cases), encoding="utf-8")
+    world = RealWorld(root, size, train, root / "captions.txt", gen, tuple(cases), families)
+    (root / "truth.json").write_text(json.dumps({"size": size, "seed": seed, "world": "held-out",
+                                                 "cases": [asdict(c) for c in cases], "families": families},
+                                                indent=1), encoding="utf-8")
+    return world
