@@ -6,10 +6,14 @@
 - RV: min over generations and retrieved training images of the RMSE <= delta_RV.
 Distances are RMSE at 256x256 in [0,1] (attack.metrics). Every distance, and which generation,
 training image and mask gave it, is stored with the label: a label is a proposal for a human.
+Under the default `verbatim` preset a pair under its delta must also agree structurally
+(attack.structure: two different smooth photos of one kind pass the RMSE at 512 px, not the
+structure); `paper` and `onestep-code` are the paper's rule alone. paper_label records what the
+paper's rule gives either way.
 
-Likely false positives are flagged, never dropped: `suspect:background` for plain or
-near-uniform images and `suspect:texture` for stationary textures (the paper pruned both by
-hand). A flag is computed on the training image the label rests on; an N rests on none and
+Likely false positives are flagged, never dropped (attack.flags): `suspect:background` for
+plain or near-uniform images and `suspect:texture` for stationary textures (the paper pruned
+both by hand). A flag is computed on the training image the label rests on; an N rests on none and
 carries no flag. A TV label names the siblings its mask was built from (tv_mask_siblings).
 
 No torch: distances, flags and alignment run on numpy (and scikit-image), so `python -m attack
@@ -21,16 +25,18 @@ retrieved pair are aligned by a similarity transform (mirroring included); when 
 generation covers at least min_overlap of the training image and the aligned RMSE on that
 overlap is under the label's delta, the label is MV (own) or RV (retrieved) with evidence kind
 `aligned`, the transform stored beside the plain distances. A training image flagged as a
-backdrop or a texture gives no aligned evidence: repeating or plain content aligns anywhere.
+texture gives no aligned evidence (repeating content aligns anywhere); under `verbatim` the
+aligned pair must also agree structurally, its inliers span the image and its detailed patches
+pass the delta, so a plain backdrop, with nothing to agree, gives none either (without the
+structural check a backdrop flag refuses it, as before).
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,10 +45,14 @@ from store import Store
 from .align import AlignParams, align, features, warp_onto
 from .compare import ComparePixels
 from .errors import AttackError
+from .flags import FlagParams, suspect_flags
 from .kinds import PRESET_NAMES
 from .metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
 from .progress import Progress
 from .structure import StructureParams, agreement, agrees, band, detail_patches, residual_shift
+
+if TYPE_CHECKING:      # attack.embed imports torch; the labeller does not, unless a second opinion is asked for
+    from .embed import Embedder
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 # part of every label's evidence: bump it when the labelling rules change, so stores relabel
@@ -83,107 +93,6 @@ def preset(name: str) -> Thresholds:
     if name not in PRESETS:
         raise LabelInputError(f"expected a threshold preset among {', '.join(PRESETS)}, got {name!r}")
     return PRESETS[name]
-
-
-@dataclass(frozen=True)
-class FlagParams:
-    """Heuristics for likely false positives, on a size x size luminance thumbnail (of the
-    256-px compare image). A tile has *detail* when its luminance std is at least detail_std.
-    background: at most background_detail of the background_tiles^2 tiles have detail (nothing
-    but backdrop; a photo on a plain surround keeps its photo's tiles, so it is no background).
-    texture: at least texture_detail of the texture_tiles^2 (coarser) tiles have detail and they
-    are alike: the spread of their stds relative to the mean std, and the spread of their means
-    relative to the global std, are both at most texture_spread (a photo's regions differ).
-    Chosen on the development world (attack/realworld.py): at the compare size its backdrops'
-    tiles vary by about 0.002 and its textures' by 0.067 or more; detail_std is about their
-    geometric mean, and the thumbnail is the full compare image, so a fine grain (sand, noise,
-    a weave) is not averaged away into a backdrop. See tests/test_realworld.py and `python -m
-    attack bench labels`, which reports flag precision and recall per kind on both worlds."""
-    size: int = 256
-    detail_std: float = 0.01
-    background_tiles: int = 8
-    background_detail: float = 0.1
-    texture_tiles: int = 4
-    texture_detail: float = 0.9
-    texture_spread: float = 0.25
-
-
-def _tile_stats(lum: np.ndarray, tiles: int) -> tuple[np.ndarray, np.ndarray]:
-    """(std, mean) of each of tiles x tiles tiles of lum [N,S,S]: two [N, tiles^2] arrays (std
-    with Bessel's correction, as torch.std)."""
-    n, s = lum.shape[0], lum.shape[-1] // tiles
-    t = lum.reshape(n, tiles, s, tiles, s).transpose(0, 1, 3, 2, 4).reshape(n, tiles * tiles, s * s)
-    return t.std(2, ddof=1), t.mean(2)
-
-
-@functools.lru_cache(maxsize=16)
-def _aa_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """(source index [n_out, taps], weight [n_out, taps]) of a bilinear resize with antialiasing
-    as torch's interpolate(mode="bilinear", antialias=True, align_corners=False) builds them: a
-    triangle filter widened by the scale when shrinking, cut at the border and renormalised."""
-    scale = n_in / n_out
-    support, inv = (scale, 1 / scale) if scale >= 1 else (1.0, 1.0)
-    taps = int(np.ceil(support)) * 2 + 1
-    index, weight = np.zeros((n_out, taps), np.int64), np.zeros((n_out, taps))
-    for i in range(n_out):
-        center = scale * (i + 0.5)
-        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
-        row = np.clip(1 - np.abs((np.arange(lo, hi) - center + 0.5) * inv), 0, None)
-        index[i, :hi - lo], weight[i, :hi - lo] = np.arange(lo, hi), row / row.sum() if row.sum() else row
-    return index, weight
-
-
-def _resize_aa(x: np.ndarray, size: int) -> np.ndarray:
-    """[N,C,H,W] -> [N,C,size,size]: columns, then rows (torch's order), float64."""
-    index, weight = _aa_taps(x.shape[3], size)
-    x = (x[..., index] * weight).sum(-1)
-    index, weight = _aa_taps(x.shape[2], size)
-    return (x[:, :, index] * weight[:, :, None]).sum(3)
-
-
-def _nearest(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each output pixel of torch's interpolate(mode="nearest") (float32 scale)."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64), n_in - 1)
-
-
-def _kept_tiles(keep: np.ndarray | None, n: int, size: int, tiles: int) -> np.ndarray:
-    """[n, tiles^2] bool: the tiles a keep-mask [n,H,W] (or [H,W]) mostly keeps; all without one."""
-    if keep is None:
-        return np.ones((n, tiles * tiles), dtype=bool)
-    k = np.asarray(keep, dtype=np.float64).reshape(-1, *np.shape(keep)[-2:])
-    k = k[:, _nearest(k.shape[1], size)][:, :, _nearest(k.shape[2], size)]
-    return _tile_stats(np.broadcast_to(k, (n, size, size)), tiles)[1] >= 0.5
-
-
-def _share(values: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Fraction of `where` tiles whose value is true, per row."""
-    return (values & where).sum(1) / np.maximum(where.sum(1), 1)
-
-
-def suspect_flags(images: Any, params: FlagParams = FlagParams(), keep: Any = None) -> list[tuple[str, ...]]:
-    """Flags per image [N,3,H,W] in [0,1] (a numpy array or a CPU tensor): () or one of
-    suspect:background, suspect:texture. keep: a template keep-mask; then only the tiles it keeps
-    are judged for a backdrop (a TV match rests on those pixels alone, so a plain kept region is
-    a backdrop match whatever the rest shows); texture is judged on the whole image. Computed in
-    float64 on a thumbnail resized as torch's antialiased bilinear interpolate resizes (_aa_taps)."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise LabelInputError(f"expected images [N,3,H,W], got {tuple(images.shape)}")
-    x = np.clip(images.astype(np.float32), 0, 1).astype(np.float64)
-    x = _resize_aa(x, params.size)
-    n = x.shape[0]
-    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    b_std, _ = _tile_stats(lum, params.background_tiles)
-    b_in = _kept_tiles(keep, n, params.size, params.background_tiles)
-    backdrop = _share(b_std >= params.detail_std, b_in) <= params.background_detail
-    t_std, t_mean = _tile_stats(lum, params.texture_tiles)
-    detailed = (t_std >= params.detail_std).mean(1) >= params.texture_detail
-    spread = np.maximum(t_std.std(1, ddof=1) / np.maximum(t_std.mean(1), 1e-6),
-                        t_mean.std(1, ddof=1) / np.maximum(lum.reshape(n, -1).std(1, ddof=1), 1e-6))
-    stationary = detailed & (spread <= params.texture_spread)
-    return [("suspect:background",) if bool(b) else ("suspect:texture",) if bool(t) else ()
-            for b, t in zip(backdrop, stationary)]
 
 
 def resolve(thresholds: Thresholds | str, structure: StructureParams | None,
@@ -408,7 +317,7 @@ def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any]
     return best
 
 
-def second_opinion_of(store: Store, images: ComparePixels, embedder: Any, generation_id: int,
+def second_opinion_of(store: Store, images: ComparePixels, embedder: Embedder, generation_id: int,
                       train_image_id: int, caption_id: int) -> dict:
     """A second embedder's cosine similarity (e.g. SSCD's) for the pair a label rests on, on the
     compare images; recorded for the reviewer, never deciding."""
@@ -424,7 +333,7 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
                   flag_params: FlagParams = FlagParams(), images: ComparePixels | None = None,
                   evidence: Evidence | None = None, align_params: AlignParams | None = AlignParams(),
                   align_cache: dict | None = None, structure: StructureParams | None = StructureParams(),
-                  check: StructureCheck | None = None, second_opinion: Any = None) -> CaptionLabel:
+                  check: StructureCheck | None = None, second_opinion: Embedder | None = None) -> CaptionLabel:
     """Compute and write one caption's auto label under run_id, with the evidence it rests on.
     align_params None: no aligned evidence for an N; structure None: the distances alone (with
     both None, the paper's rule). distances['paper_label'] is what the paper's rule gives."""
@@ -591,7 +500,7 @@ def label_stage(store: Store, thresholds: Thresholds | str = "verbatim", *, capt
                 flag_params: FlagParams = FlagParams(), recompute: bool = False,
                 progress: Progress | None = None, align_params: AlignParams | None = AlignParams(),
                 allow_stale: bool = False, structure: StructureParams | None = StructureParams(),
-                second_opinion: Any = None) -> LabelReport:
+                second_opinion: Embedder | None = None) -> LabelReport:
     """Auto-label every caption with generations (or those of caption_ids) whose evidence
     (neighbours, masks, own images, thresholds) differs from what its current label rests on;
     the others are skipped, so a killed run resumes. No label is written without evidence: with

@@ -218,6 +218,7 @@ def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParam
     if not picks:
         return None
     g_ref, g_cands = grid if grid is not None else (ref, candidates)
+    picture = g_ref                     # judged as drawn: a 3x3 mean would flatten a fine grain
     if g_cands.shape[0] != candidates.shape[0]:
         raise MaskInputError(f"expected the grid images to match the {candidates.shape[0]} candidates, got {g_cands.shape[0]}")
     g_cands = g_cands[picks]            # from here on, row j is candidate picks[j]
@@ -233,7 +234,7 @@ def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParam
     shared = (~changes).flatten(1).float().mean(1)
     ok = [i for i, f in enumerate(shared.tolist()) if f >= params.min_keep]
     if params.rule == "region" and ok:      # a family shares a picture, not a plain surround
-        detail = shared_detail(g_ref, changes[ok], params)
+        detail = shared_detail(picture, changes[ok], params)
         ok = [i for i, f in zip(ok, detail.tolist()) if f >= params.shared_detail]
     if not ok:
         return None

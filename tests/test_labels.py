@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from attack.flags import FlagInputError
 from attack.labels import (PRESETS, FlagParams, LabelInputError, Thresholds, decide, label_stage, preset, relabel,
                            suspect_flags)
 from attack.metrics import mask_to_compare, masked_rmse, rmse, to_compare
@@ -50,7 +51,7 @@ def test_flags_plain_backgrounds_and_textures_but_not_a_scene():
     flags = suspect_flags(torch.cat([plain, torch.nn.functional.interpolate(texture, size=32), scene[..., ::2, ::2]]))
     assert flags == [("suspect:background",), ("suspect:texture",), ()]
     assert suspect_flags(plain, FlagParams(background_detail=-0.01)) == [()]
-    with pytest.raises(LabelInputError, match=r"expected images \[N,3,H,W\], got \(3, 8, 8\)"):
+    with pytest.raises(FlagInputError, match=r"expected images \[N,3,H,W\], got \(3, 8, 8\)"):
         suspect_flags(torch.rand(3, 8, 8))
 
 
@@ -193,7 +194,7 @@ def _torch_flags(images: torch.Tensor, params: FlagParams = FlagParams(), keep: 
 
 
 def test_flags_equal_the_torch_reference_on_the_realistic_world_and_at_odd_sizes():
-    from attack.labels import _nearest, _resize_aa
+    from attack.flags import _nearest, _resize_aa
     from attack.realworld import backdrop, drawing, on_surround, texture
 
     rng = np.random.default_rng(3)

@@ -156,8 +156,10 @@ def test_a_jpeg_re_encoding_is_a_copy_not_a_template_sibling():
 def test_bench_labels_prints_one_json_object_last(tmp_path, capsys):
     from attack.bench import labels as bench_labels
 
-    assert bench_labels.main(["--size", "256", "--seed", "3", "--dir", str(tmp_path), "--json"]) == 0
+    assert bench_labels.main(["--size", "256", "--seed", "3", "--world", "dev", "--dir", str(tmp_path), "--json"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"precision", "recall", "flag_precision", "flag_recall", "mask_iou_median", "tv_attribution",
-            "ms_per_generation"} <= set(last)
-    assert set(last["precision"]) == {"MV", "TV", "RV"} and last["caches"].startswith("cold")
+    assert set(last) == {"dev", "caches", "thresholds", "embedder"} and last["caches"].startswith("cold")
+    dev = last["dev"]
+    assert {"precision", "recall", "copy_recall", "precision_all_proposals", "precision_unflagged", "flag_precision",
+            "flag_recall", "flags", "mask_iou_median", "families", "tv_attribution", "ms_per_generation"} <= set(dev)
+    assert set(dev["precision"]) == {"MV", "TV", "RV"} and dev["seed"] == 3

@@ -184,8 +184,11 @@ def bench_world(which: str, size: int = 512, seed: int | None = None, folder: Pa
             "world": "development (attack/realworld.py)" if which == "dev" else "held-out (attack/bench/heldout.py)"}
 
 
-def bench(size: int = 512, folder: Path | None = None, worlds: tuple[str, ...] = WORLDS, log=lambda s: None) -> dict:
-    out = {w: bench_world(w, size, folder=folder, log=log) for w in worlds}
+def bench(size: int = 512, folder: Path | None = None, worlds: tuple[str, ...] = WORLDS, log=lambda s: None,
+          seed: int | None = None) -> dict:
+    """Both worlds (or those named); seed: the dev world's (default 0), the test world takes seed + 1."""
+    seeds = {"dev": seed, "test": None if seed is None else seed + 1}
+    out = {w: bench_world(w, size, seeds[w], folder=folder, log=log) for w in worlds}
     return {**out, "caches": "cold: a new store per world, every image decoded once inside the timed stages",
             "thresholds": "chosen on dev only", "embedder": "pixel"}
 
@@ -194,11 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attack bench labels", description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
     ap.add_argument("--size", type=int, choices=(256, 512), default=512)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the dev world's seed (default 0); the test world's is this + 1 (default 1)")
     ap.add_argument("--world", choices=WORLDS, action="append",
                     help="only this world (repeatable; default: dev and test)")
     ap.add_argument("--dir", type=Path, default=None, help="keep the world and store here (default: a temporary folder)")
     a = ap.parse_args(argv)
-    out = bench(a.size, a.dir, tuple(a.world or WORLDS), log=lambda s: print(s, file=sys.stderr, flush=True))
+    out = bench(a.size, a.dir, tuple(a.world or WORLDS), log=lambda s: print(s, file=sys.stderr, flush=True),
+                seed=a.seed)
     if not a.json:
         for w in WORLDS:
             for k, v in out.get(w, {}).items():
