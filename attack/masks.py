@@ -5,8 +5,8 @@ Siblings of a training image are found among its index neighbours by one of two 
 - "window" (the paper's): the RMSE to it (256x256, Lanczos, [0,1]) lies in a window, SSE
   1e2..1e3 on 256x256x3 in the paper's code, i.e. RMSE 0.0226..0.0713;
 - "region" (the default): the neighbour leaves most of the picture unchanged and changes one
-  region, whatever the RMSE (a mock-up whose print changes differs by 0.15-0.3 RMSE overall
-  while most pixels are identical); what stays unchanged must carry detail, so a plain white
+  region, whatever the RMSE (a mock-up whose print changes lies far outside the paper's window
+  while most of its pixels are identical); what stays unchanged must carry detail, so a plain white
   surround shared by unrelated products is no family. A neighbour that is the same picture
   re-encoded is a copy, not a sibling, under both rules.
 The keep-mask keeps pixels whose channel-summed absolute difference to every near-duplicate is below
@@ -53,9 +53,9 @@ class MaskParams:
     consensus by at least this IoU are combined (see consistent_siblings). rule: "region" or
     "window" (see the module docstring); region rule: what a sibling leaves unchanged must be
     picture, not plain ground: the reference's luminance std over those pixels at least
-    shared_detail. Chosen on the development world (attack/realworld.py) at 256 and 512 px: its
-    families keep a std of 0.088 or more (a smooth gradient under a varying band included), two
-    images on one plain surround about 0, so shared_detail sits at about half the lowest family.
+    shared_detail. Chosen on the development world (attack/realworld.py) at 256 and 512 px: about
+    half the lowest std its families keep (a smooth gradient under a varying band included);
+    two images on one plain surround keep next to none.
     (Tile-level detail was tried first and refused that gradient family; closing the varying
     region or filling its holes, tried so a title varies as a block, lowered the mask IoU there.)"""
     rmse_min: float = DUP_RMSE_MIN

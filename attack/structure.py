@@ -11,9 +11,9 @@ move it: the correlation is normalised), two different photos near 0. An image p
 detailed patch (plain backdrops, smooth gradients) has no structure to witness: agreement None,
 and the RMSE decides alone (the suspect:background flag warns).
 
-Thresholds were chosen on the development world (attack/realworld.py) only: there the lowest
-copy pair agrees at about 0.96 and the highest pair of unrelated images at about 0.24, and
-min_agreement sits between them (`python -m attack bench labels` reports both worlds).
+Thresholds were chosen on the development world (attack/realworld.py): min_agreement sits
+half-way between the agreement of its least-agreeing copy pair and of its most-agreeing pair of
+unrelated images (`python -m attack bench labels` reports both worlds).
 """
 from __future__ import annotations
 
