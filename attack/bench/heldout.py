@@ -44,6 +44,7 @@ FAMILIES = ("tshirt", "phonecase", "poster", "bookcover", "colourway")
 COUNTS = {"exact": 8, "colour": 5, "retrieval": 5, "crop": 5, "rescale": 4, "mirror": 4, "rotate": 4,
           "texture": 3, "backdrop": 3, "texture_other": 2, "unique": 8, "negative": 2}
 MEMBERS = 5
+PNG = {"compress_level": 1}     # lossless either way; the default level spends most of a build compressing
 TRAINING_IMAGES = 300
 WORDS = ("summer", "harbour", "quiet", "atlas", "north", "garden", "velvet", "orbit", "paper", "river", "amber",
          "signal", "meadow", "copper", "echo", "lantern", "violet", "stone", "tide", "maple")
@@ -445,7 +446,7 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
 
     def save_train(img: np.ndarray, caption: str, jpg: bool = False, quality: int = 92) -> str:
         name = f"{len(meta):05d}.{'jpg' if jpg else 'png'}"
-        Image.fromarray(img).save(train / name, **({"quality": quality} if jpg else {}))
+        Image.fromarray(img).save(train / name, **({"quality": quality} if jpg else PNG))
         meta.append({"file_name": name, "caption": caption, "url": f"https://stranger.example/{name}"})
         return name
 
@@ -454,7 +455,7 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
         cases.append(Case(caption, kind, expected, flag, family, target))
         for s, img in enumerate(gens):
             name = f"g{len(mapping):05d}.{'jpg' if len(mapping) % 2 else 'png'}"
-            Image.fromarray(img).save(gen / name, **({"quality": 95} if name.endswith("jpg") else {}))
+            Image.fromarray(img).save(gen / name, **({"quality": 95} if name.endswith("jpg") else PNG))
             mapping.append((caption, s, 50, name))
 
     products: list[tuple[np.ndarray, np.ndarray]] = []
