@@ -384,8 +384,8 @@ def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "verba
     th, structure, align_params = resolve(thresholds, structure, align_params)
     store.get_caption(caption_id)  # NotFoundError for an unknown id, before any write
     run_id = store.start_run("relabel", "", {"thresholds": asdict(th), "flags": asdict(flag_params),
-                                             "align": _params_json(align_params),
-                                             "structure": _params_json(structure), "caption_id": caption_id})
+                                             "align": _align_json(align_params),
+                                             "structure": _align_json(structure), "caption_id": caption_id})
     with store.running(run_id):
         ev = caption_evidence(store, caption_id, th, flag_params, align_params, structure)
         out = label_caption(store, caption_id, run_id, th, flag_params, evidence=ev, align_params=align_params,
@@ -409,7 +409,7 @@ class Evidence:
                 "masks": {str(k): v for k, v in self.masks.items()}, "own": list(self.own)}
 
 
-def _params_json(params: AlignParams | StructureParams | None) -> dict | None:
+def _align_json(params: AlignParams | StructureParams | None) -> dict | None:
     return None if params is None else asdict(params)
 
 
@@ -432,8 +432,8 @@ def caption_evidence(store: Store, caption_id: int, thresholds: Thresholds,
                 m = store.current_mask(n.train_image_id)
                 masks[n.train_image_id] = None if m is None else m.id
     ev = {"neighbour_runs": sorted(runs.items()), "masks": sorted(masks.items()), "own": own,
-          "thresholds": asdict(thresholds), "flags": asdict(flag_params), "align": _params_json(align_params),
-          "structure": _params_json(structure), "labeller": LABELLER_VERSION,
+          "thresholds": asdict(thresholds), "flags": asdict(flag_params), "align": _align_json(align_params),
+          "structure": _align_json(structure), "labeller": LABELLER_VERSION,
           **({"second_opinion": second_opinion} if second_opinion else {})}
     return Evidence(runs, masks, own, hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest())
 
@@ -531,8 +531,8 @@ def label_stage(store: Store, thresholds: Thresholds | str = "verbatim", *, capt
     waiting = [c for c, e in evidence.items() if e is None]
     todo = [c for c, e in evidence.items()
             if e is not None and c not in held and (recompute or e.key != _labelled_with(store, c))]
-    params = {"thresholds": asdict(th), "flags": asdict(flag_params), "align": _params_json(align_params),
-              "structure": _params_json(structure), **({"second_opinion": opinion} if opinion else {})}
+    params = {"thresholds": asdict(th), "flags": asdict(flag_params), "align": _align_json(align_params),
+              "structure": _align_json(structure), **({"second_opinion": opinion} if opinion else {})}
     run = store.open_run("label", "", params)
     run_id, resumed = run.id, run.resumed
     notes = [n for n in (_stale_note(store, caption_ids, set(cands)),) if n]

@@ -23,7 +23,6 @@ and written as truth.json beside the files.
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -325,7 +324,9 @@ def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None 
     photos = Photos(rng, distinct)
     counts = {**COUNTS, **(counts or {})}
     root = Path(root)
-    train, gen = world_dirs(root)
+    train, gen = root / "train", root / "closed-model"
+    for d in (train, gen, root / "masks"):
+        d.mkdir(parents=True, exist_ok=True)
     meta: list[dict] = []
     mapping: list[tuple[str, int, int, str]] = []
     cases: list[Case] = []
@@ -421,28 +422,14 @@ def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None 
         save_train(photos(size) if i % 3 else photos.drawing(size), f"unrelated listing {i}",
                    "jpg" if i % 2 else "png")
 
-    return write_world(root, size, {"size": size, "seed": seed}, meta, mapping, cases, families)
-
-
-def world_dirs(root: Path) -> tuple[Path, Path]:
-    """(train/, closed-model/) under root, made with masks/ beside them."""
-    train, gen = root / "train", root / "closed-model"
-    for d in (train, gen, root / "masks"):
-        d.mkdir(parents=True, exist_ok=True)
-    return train, gen
-
-
-def write_world(root: Path, size: int, truth: dict, meta: list[dict], mapping: list[tuple[str, int, int, str]],
-                cases: list[Case], families: dict) -> RealWorld:
-    """A built world's index files: train/metadata.jsonl, closed-model/mapping.csv, captions.txt
-    and truth.json (truth's keys first, then the cases and families); returns the world."""
-    train, gen = root / "train", root / "closed-model"
     (train / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
     with open(gen / "mapping.csv", "w", encoding="utf-8", newline="") as f:
+        import csv
         w = csv.writer(f)
         w.writerow(["caption", "seed", "steps", "path"])
         w.writerows(mapping)
     (root / "captions.txt").write_text("".join(c.caption + "\n" for c in cases), encoding="utf-8")
-    (root / "truth.json").write_text(json.dumps({**truth, "cases": [asdict(c) for c in cases], "families": families},
-                                                indent=1), encoding="utf-8")
-    return RealWorld(root, size, train, root / "captions.txt", gen, tuple(cases), families)
+    world = RealWorld(root, size, train, root / "captions.txt", gen, tuple(cases), families)
+    (root / "truth.json").write_text(json.dumps({"size": size, "seed": seed, "cases": [asdict(c) for c in cases],
+                                                 "families": families}, indent=1), encoding="utf-8")
+    return world

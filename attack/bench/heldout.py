@@ -24,13 +24,17 @@ white surround share their background: no family). The truth is written as truth
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..realworld import Case, RealWorld, _jpeg, world_dirs, write_world
+from ..realworld import Case, RealWorld
 
 FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
 COPY_KINDS = ("exact", "colour", "retrieval", "crop", "rescale", "mirror", "rotate")
@@ -389,6 +393,12 @@ class Family:
 
 
 # -- copies --------------------------------------------------------------------------------------
+def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
 def _noisy(a: np.ndarray, rng: np.random.Generator, sigma: float = 0.01) -> np.ndarray:
     return _u8(a.astype(np.float32) / 255 + rng.normal(0, sigma, a.shape).astype(np.float32))
 
@@ -426,7 +436,9 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
     """Write the held-out world under root (train/, closed-model/, captions.txt, truth.json)."""
     rng = np.random.default_rng(seed)
     root = Path(root)
-    train, gen = world_dirs(root)
+    train, gen = root / "train", root / "closed-model"
+    for d in (train, gen, root / "masks"):
+        d.mkdir(parents=True, exist_ok=True)
     meta: list[dict] = []
     mapping: list[tuple[str, int, int, str]] = []
     cases: list[Case] = []
@@ -525,4 +537,14 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
         save_train(picture(category), f"unrelated {category} {i}", jpg=bool(i % 2))
         i += 1
 
-    return write_world(root, size, {"size": size, "seed": seed, "world": "held-out"}, meta, mapping, cases, families)
+    (train / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
+    with open(gen / "mapping.csv", "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["caption", "seed", "steps", "path"])
+        w.writerows(mapping)
+    (root / "captions.txt").write_text("".join(c.caption + "\n" for c in cases), encoding="utf-8")
+    world = RealWorld(root, size, train, root / "captions.txt", gen, tuple(cases), families)
+    (root / "truth.json").write_text(json.dumps({"size": size, "seed": seed, "world": "held-out",
+                                                 "cases": [asdict(c) for c in cases], "families": families},
+                                                indent=1), encoding="utf-8")
+    return world
