@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AttackError
+from attack.errors import AttackError
 
 
 class AlignError(AttackError):

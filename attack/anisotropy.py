@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .models.base import TextToImageModel
-from .scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
+from attack.models.base import TextToImageModel
+from attack.scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 # sigma of DDIM timestep 41 on Stable Diffusion v1's training schedule (scaled_linear betas
 # 0.00085..0.012, 1000 steps): sqrt((1 - abar_41) / abar_41)

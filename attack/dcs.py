@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .models.base import TextToImageModel
-from .sampling import karras_sigmas, sample_heun
-from .scores import ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
+from attack.models.base import TextToImageModel
+from attack.sampling import karras_sigmas, sample_heun
+from attack.scores import ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import AttackError
+from attack.errors import AttackError
 
 
 class EmbedderError(AttackError):

@@ -27,8 +27,8 @@ from typing import Any, Optional
 
 from store import Store
 
-from .errors import AttackError
-from .ray_cluster import LOG, quiet_shutdown, ray_output_to, reap, record
+from attack.errors import AttackError
+from attack.ray_cluster import LOG, quiet_shutdown, ray_output_to, reap, record
 
 SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
 CRASH_ONCE_ENV = "VERBATIM_RAY_CRASH_ONCE"   # tests: a file whose presence makes one actor die once
@@ -64,7 +64,7 @@ class ModelSpec:
     variant: Optional[str] = None
 
     def __call__(self, device: str) -> Any:
-        from .models import load_model
+        from attack.models import load_model
 
         return load_model(self.spec, device, dtype=self.dtype, config=self.config, variant=self.variant)
 
@@ -75,7 +75,7 @@ class EmbedderSpec:
     spec: str
 
     def __call__(self, device: str) -> Any:
-        from .embed import load_embedder
+        from attack.embed import load_embedder
 
         return load_embedder(self.spec, device)
 
@@ -292,7 +292,7 @@ class ScoreWork:
     params: Any
 
     def __call__(self, model: Any, rows: list[dict]) -> list[dict]:
-        from .pipeline import score_spec
+        from attack.pipeline import score_spec
 
         fn = score_spec(self.kind)[0]
         res = fn(model, [str(r["text"]) for r in rows], self.params, batch_size=len(rows))
@@ -322,7 +322,7 @@ class EmbedWork:
     def __call__(self, embedder: Any, rows: list[dict]) -> list[dict]:
         from store.images import ImageFiles
 
-        from .index import embed_tensors, file_tensor
+        from attack.index import embed_tensors, file_tensor
 
         files = ImageFiles(Path(self.store_path) / "images")
         vectors = embed_tensors(embedder, [file_tensor(files, str(r["sha"])) for r in rows], len(rows))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AttackError
+from attack.errors import AttackError
 
 
 class FlagInputError(AttackError):

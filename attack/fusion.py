@@ -9,7 +9,7 @@ import numpy as np
 
 from store import Store
 
-from .errors import AttackError
+from attack.errors import AttackError
 
 
 class FusionError(AttackError):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .models.base import TextToImageModel
-from .scores import ScoreInputError, check_batch_size, check_captions
+from attack.models.base import TextToImageModel
+from attack.scores import ScoreInputError, check_batch_size, check_captions
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ import torch
 
 from store import Store
 
-from .embed import Embedder
-from .errors import AttackError
-from .metrics import COMPARE_SIZE
-from .paths import inside
-from .progress import Progress
+from attack.embed import Embedder
+from attack.errors import AttackError
+from attack.metrics import COMPARE_SIZE
+from attack.paths import inside
+from attack.progress import Progress
 
 if TYPE_CHECKING:
     from store.images import ImageFiles
@@ -158,7 +158,7 @@ def build_store_index(store: Store, embedder: Embedder, factory: str = "Flat", *
     if not rows:
         raise RetrievalError(f"{store.path}: expected training images to index (ingest --images), got none")
     if engine is not None:
-        from .engine import embed_images
+        from attack.engine import embed_images
 
         key = hashlib.sha256(json.dumps([embedder.spec, _coverage(store)], sort_keys=True).encode()).hexdigest()
         vectors = embed_images(engine, store, embedder.spec, rows, batch_size, key[:16])

@@ -42,8 +42,8 @@ from PIL import Image
 from store import CaptionRow, IngestError, Store, StoreError
 from store.canon import unicode_text as store_text
 
-from .paths import display_path, inside, resolve_inside, walk_files
-from .progress import no_progress
+from attack.paths import display_path, inside, resolve_inside, walk_files
+from attack.progress import no_progress
 
 MAX_CAPTION_CHARS = 10_000
 MAX_NESTING = 32          # extra columns: deeper JSON is refused (no real list nests so deep)
@@ -843,7 +843,7 @@ def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
     streamed = open_caption_stream(Path(file), fmt) if file is not None and stream else None
     parsed = parse_caption_file(Path(file), fmt) if file is not None and streamed is None else None
     scan = scan_images(Path(images), Path(metadata) if metadata else None) if images is not None else None
-    from .shards import scan_shards
+    from attack.shards import scan_shards
 
     tars = scan_shards(Path(shards)) if shards is not None else None
     return PreparedIngest(None if file is None else Path(file), parsed, scan,
@@ -966,7 +966,7 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
 
 def _decode_shards(store: Store, tars, warn, created: list[str], progress=no_progress) -> tuple[list, list]:
     """_decode_each over webdataset shards: each image decoded from the tar stream, never unpacked."""
-    from .shards import decode_bytes, stream_images
+    from attack.shards import decode_bytes, stream_images
 
     n = len(tars.samples) if tars else 0
     return _decode_each(store, stream_images(tars) if tars else (), n, decode_bytes, warn, created, progress)

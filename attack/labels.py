@@ -42,17 +42,17 @@ import numpy as np
 
 from store import Store
 
-from .align import AlignParams, align, features, warp_onto
-from .compare import ComparePixels
-from .errors import AttackError
-from .flags import FlagParams, suspect_flags
-from .kinds import PRESET_NAMES
-from .metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
-from .progress import Progress
-from .structure import StructureParams, agreement, agrees, band, detail_patches, residual_shift
+from attack.align import AlignParams, align, features, warp_onto
+from attack.compare import ComparePixels
+from attack.errors import AttackError
+from attack.flags import FlagParams, suspect_flags
+from attack.kinds import PRESET_NAMES
+from attack.metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
+from attack.progress import Progress
+from attack.structure import StructureParams, agreement, agrees, band, detail_patches, residual_shift
 
 if TYPE_CHECKING:      # attack.embed imports torch; the labeller does not, unless a second opinion is asked for
-    from .embed import Embedder
+    from attack.embed import Embedder
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 # part of every label's evidence: bump it when the labelling rules change, so stores relabel

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from .errors import AttackError
+from attack.errors import AttackError
 
 if TYPE_CHECKING:
     import torch

@@ -22,18 +22,18 @@ from typing import Any
 
 from store import Store
 
-from .carlini import CarliniParams, carlini
-from .dcs import DCSParams, dcs
-from .ecs import ECSParams, ecs
-from .generate import GenerateParams, top_k
-from .kinds import MULTI_SEED, SCORE_NAMES, split_kind
-from .models.base import TextToImageModel
-from .progress import Progress, no_progress
-from .scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
-from .selection import Selection, select_captions
-from .anisotropy import AnisotropyParams, anisotropy
-from .sharpness import SharpnessParams, sharpness
-from .wen import WenParams, wen
+from attack.carlini import CarliniParams, carlini
+from attack.dcs import DCSParams, dcs
+from attack.ecs import ECSParams, ecs
+from attack.generate import GenerateParams, top_k
+from attack.kinds import MULTI_SEED, SCORE_NAMES, split_kind
+from attack.models.base import TextToImageModel
+from attack.progress import Progress, no_progress
+from attack.scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
+from attack.selection import Selection, select_captions
+from attack.anisotropy import AnisotropyParams, anisotropy
+from attack.sharpness import SharpnessParams, sharpness
+from attack.wen import WenParams, wen
 
 # score kind -> (batched score function, default params, needs the denoiser)
 SCORES: dict[str, tuple[Callable[..., ScoreResult], Any, bool]] = {
@@ -253,7 +253,7 @@ def rank_captions(store: Store, captions: Selection, by: str | None, model_id: s
         items = list(zip(captions.ids, captions.texts))[: k or None]
         return [Ranked(r, cid, t, None) for r, (cid, t) in enumerate(items)]
     if "+" in by:   # a rank fusion of stored scores (attack.fusion): computed now, no network call
-        from .fusion import fuse
+        from attack.fusion import fuse
         fuse(store, by, model_id, label)
         scores = store.latest_scores(by, store.model_fingerprint(model_id) or model_id, "fuse")
     else:

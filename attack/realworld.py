@@ -76,7 +76,7 @@ class RealWorld:
 def _photos() -> dict[str, np.ndarray]:
     import skimage.data as d
 
-    from .demo.world import rgb
+    from attack.demo.world import rgb
 
     names = ("astronaut", "coffee", "chelsea", "rocket", "retina", "colorwheel", "camera", "coins", "moon",
              "clock", "horse")

@@ -16,13 +16,13 @@ import torch
 
 from store import Neighbour, Store
 
-from .compare import ComparePixels
-from .embed import Embedder, load_embedder
-from .index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
-from .masks import MaskParams, mask_grid, resize_mask, template_mask
-from .metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
-from .paths import resolve_inside
-from .progress import Progress
+from attack.compare import ComparePixels
+from attack.embed import Embedder, load_embedder
+from attack.index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
+from attack.masks import MaskParams, mask_grid, resize_mask, template_mask
+from attack.metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
+from attack.paths import resolve_inside
+from attack.progress import Progress
 
 
 
@@ -134,7 +134,7 @@ def _training_set(store: Store, external: Path | None) -> dict:
     """What the neighbours are searched among: the store's training images (their count and
     highest id change whenever images are added) or an external index's files."""
     if external is not None:
-        from .models.fingerprint import file_digest
+        from attack.models.fingerprint import file_digest
 
         folder = Path(external)
         return {"external": str(folder.resolve()),

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .errors import ScoreInputError
-from .models.base import ModelError, TextToImageModel
+from attack.errors import ScoreInputError
+from attack.models.base import ModelError, TextToImageModel
 
 
 @dataclass(frozen=True)

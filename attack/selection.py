@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from store import Store, StoreError
 
-from .errors import ScoreInputError
+from attack.errors import ScoreInputError
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .models.base import TextToImageModel
-from .scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
+from attack.models.base import TextToImageModel
+from attack.scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 
 @dataclass(frozen=True)

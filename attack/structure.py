@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AttackError
+from attack.errors import AttackError
 
 
 class StructureInputError(AttackError):

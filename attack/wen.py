@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .models.base import TextToImageModel
-from .sampling import karras_sigmas
-from .scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
+from attack.models.base import TextToImageModel
+from attack.sampling import karras_sigmas
+from attack.scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 
 @dataclass(frozen=True)

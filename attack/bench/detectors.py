@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .ranking import FALSE_POSITIVE_KINDS, POSITIVE, TRUTH, auc, tpr_at_fpr
+from attack.bench.ranking import FALSE_POSITIVE_KINDS, POSITIVE, TRUTH, auc, tpr_at_fpr
 
 SCORES = ("dcs", "ecs", "wen", "wen4", "sharpness", "sharpness4", "anisotropy", "anisotropy4")
 FUSIONS = ("dcs+anisotropy", "wen+anisotropy", "dcs+ecs", "wen4+ecs", "anisotropy+ecs", "sharpness+anisotropy")
@@ -40,10 +40,10 @@ def run(scores=SCORES, fusions=FUSIONS, batch_size: int = 32, log=lambda s: None
 
     from store import CaptionRow, Store
 
-    from ..demo.build import attack_captions
-    from ..fusion import fusion_kinds, fuse
-    from ..models import load_model
-    from ..pipeline import score_spec, score_stage, select_captions
+    from attack.demo.build import attack_captions
+    from attack.fusion import fusion_kinds, fuse
+    from attack.models import load_model
+    from attack.pipeline import score_spec, score_stage, select_captions
 
     torch.set_flush_denormal(True)
     truth = json.loads(TRUTH.read_text(encoding="utf-8"))

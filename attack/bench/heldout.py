@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..realworld import Case, RealWorld
+from attack.realworld import Case, RealWorld
 
 FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
 COPY_KINDS = ("exact", "colour", "retrieval", "crop", "rescale", "mirror", "rotate")

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 
-from ..realworld import KNOWN_MISSES, RealWorld, build_world
+from attack.realworld import KNOWN_MISSES, RealWorld, build_world
 
 LABELS = ("MV", "TV", "RV")
 
@@ -41,12 +41,12 @@ def run_world(world: RealWorld, store_dir: Path, progress=None) -> dict:
     """Ingest the world, generate from its closed model, retrieve and label; returns the timings."""
     from store import Store
 
-    from ..generate import GenerateParams
-    from ..ingest import ingest
-    from ..labels import label_stage
-    from ..models import load_model
-    from ..pipeline import generate_stage, select_captions
-    from ..retrieve import RetrieveParams, retrieve_stage
+    from attack.generate import GenerateParams
+    from attack.ingest import ingest
+    from attack.labels import label_stage
+    from attack.models import load_model
+    from attack.pipeline import generate_stage, select_captions
+    from attack.retrieve import RetrieveParams, retrieve_stage
 
     model = load_model(f"images:{world.model_dir}")
     with Store.open(store_dir) as store:
@@ -166,7 +166,7 @@ def bench_world(which: str, size: int = 512, seed: int | None = None, folder: Pa
     held-out world, attack/bench/heldout.py, built from other sources and generators)."""
     from store import Store
 
-    from .heldout import GEOMETRIC, build_heldout
+    from attack.bench.heldout import GEOMETRIC, build_heldout
 
     if which not in WORLDS:
         raise ValueError(f"expected a world among {', '.join(WORLDS)}, got {which!r}")

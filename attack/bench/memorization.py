@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..demo.net import WEIGHTS_DIR
-from ..demo.world import AttackCaption, World, build_world
-from ..metrics import mask_to_compare, masked_rmse, rmse, to_compare
-from ..models.demo import DemoModel
+from attack.demo.net import WEIGHTS_DIR
+from attack.demo.world import AttackCaption, World, build_world
+from attack.metrics import mask_to_compare, masked_rmse, rmse, to_compare
+from attack.models.demo import DemoModel
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..demo.build import DEFAULT_STORE, DemoParams, build_demo_store
+from attack.demo.build import DEFAULT_STORE, DemoParams, build_demo_store
 
 TRUTH = Path(__file__).resolve().parent.parent / "demo" / "truth.json"
 POSITIVE = {"exact": "MV", "template": "TV", "retrieval": "RV"}
@@ -83,7 +83,7 @@ def _run_evals(store, kind: str) -> tuple[float, int]:
 
 def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
     """(the benchmark's JSON object, extra figures) for an opened demo store."""
-    from ..pipeline import latest_scores
+    from attack.pipeline import latest_scores
 
     attack = truth["attack"]
     ids = {a["caption"]: store.caption_id(a["caption"]) for a in attack}

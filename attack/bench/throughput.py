@@ -23,12 +23,12 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ..dcs import DCSParams, dcs
-from ..ecs import ECSParams, ecs
-from ..models import load_model
-from ..models.base import TextToImageModel
-from ..sampling import karras_sigmas, sample_heun
-from ..wen import WenParams, wen
+from attack.dcs import DCSParams, dcs
+from attack.ecs import ECSParams, ecs
+from attack.models import load_model
+from attack.models.base import TextToImageModel
+from attack.sampling import karras_sigmas, sample_heun
+from attack.wen import WenParams, wen
 
 ATTACK_LIST = Path(__file__).resolve().parents[1] / "demo" / "attack_list.txt"
 
@@ -44,9 +44,9 @@ def demo_architecture(captions: Sequence[str], device: str = "cpu", seed: int = 
                       channels: tuple[int, ...] | None = None, text_dim: int | None = None) -> TextToImageModel:
     """The demo model's network with random weights (its default sizes unless given), with a
     vocabulary built from `captions`."""
-    from ..demo.net import DemoConfig, DemoNet
-    from ..demo.text import WordTokenizer
-    from ..models.demo import DemoModel
+    from attack.demo.net import DemoConfig, DemoNet
+    from attack.demo.text import WordTokenizer
+    from attack.models.demo import DemoModel
 
     kw = {"vocab": tuple(WordTokenizer.from_captions(captions).vocab)}
     if channels is not None:
@@ -61,7 +61,7 @@ def demo_architecture(captions: Sequence[str], device: str = "cpu", seed: int = 
 
 def _model(spec: str, device: str, dtype: str | None, captions: Sequence[str]) -> tuple[TextToImageModel, str]:
     if spec == "demo":
-        from ..demo.net import WEIGHTS_DIR
+        from attack.demo.net import WEIGHTS_DIR
 
         if not (WEIGHTS_DIR / "model.safetensors").is_file():
             return demo_architecture(captions, device), "random (demo architecture; trained weights not found)"
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    from ..errors import AttackError
+    from attack.errors import AttackError
 
     try:
         out = run(a.model, a.device, a.dtype, a.captions, min(a.loop_captions, a.captions), a.batch_size,

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from store import Store
 
-from ..errors import AttackError
-from ..kinds import DEMO_STORE
-from ..generate import GenerateParams
-from ..labels import label_stage
-from ..masks import MaskParams
-from ..retrieve import RetrieveParams, retrieve_stage
-from .ingest import ingest_world
-from ..progress import Progress
+from attack.errors import AttackError
+from attack.kinds import DEMO_STORE
+from attack.generate import GenerateParams
+from attack.labels import label_stage
+from attack.masks import MaskParams
+from attack.retrieve import RetrieveParams, retrieve_stage
+from attack.demo.ingest import ingest_world
+from attack.progress import Progress
 
 # The demo's template variants repaint a whole region of a 32x32 image (floor, wall, sofa...), so
 # siblings lie further apart than LAION's near-duplicates: the window is the paper code's SSE 1e2
@@ -67,9 +67,9 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
     progress(stage, done, total) is called as each stage advances."""
     import torch
 
-    from ..models import load_model
-    from ..fusion import fuse
-    from ..pipeline import generate_stage, score_stage, select_captions
+    from attack.models import load_model
+    from attack.fusion import fuse
+    from attack.pipeline import generate_stage, score_stage, select_captions
 
     torch.set_flush_denormal(True)  # subnormal activations slow CPU inference several-fold
     say = progress or (lambda stage, done, total: None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from store import CaptionRow, Store
 
-from .world import World, build_world
+from attack.demo.world import World, build_world
 
 # planted kind -> the reference label a published list would carry
 REFERENCE = {"exact": "MV", "template": "TV", "retrieval": "RV", "texture": "N", "unique": "N"}

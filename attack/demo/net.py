@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
-from .text import CaptionEncoder, WordTokenizer
+from attack.demo.text import CaptionEncoder, WordTokenizer
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 

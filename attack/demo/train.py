@@ -20,9 +20,9 @@ import torch
 from store.command import run_command
 from store.outputs import check_output
 
-from .net import WEIGHTS_DIR, DemoConfig, DemoNet
-from .text import WordTokenizer
-from .world import build_world
+from attack.demo.net import WEIGHTS_DIR, DemoConfig, DemoNet
+from attack.demo.text import WordTokenizer
+from attack.demo.world import build_world
 
 
 def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: float = 5e-4,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .base import ModelError, Samples, TextToImageModel
+from attack.models.base import ModelError, Samples, TextToImageModel
 
 
 @dataclass(frozen=True)
@@ -102,27 +102,27 @@ def load_model(spec: str, device: str = "cpu", *, dtype: str | None = None, conf
 
 @register("demo", "the embedded tiny text-to-image model")
 def _demo(arg: str, device: str) -> TextToImageModel:
-    from .demo import DemoModel
+    from attack.models.demo import DemoModel
     return DemoModel.load(device=device)
 
 
 @register("sd:", "Stable Diffusion 1.x/2.x: a diffusers folder, a hub id in the local cache, or a "
                  ".safetensors/.ckpt file (with --config <diffusers folder>)")
 def _sd(arg: str, device: str, opts: LoadOptions) -> TextToImageModel:
-    from .sd import load_sd
+    from attack.models.sd import load_sd
     return load_sd(arg, device, opts.dtype, opts.config, opts.variant)
 
 
 @register("sd-random", "a Stable-Diffusion-1.5-sized model with random weights, for speed measurements")
 def _sd_random(arg: str, device: str, opts: LoadOptions) -> TextToImageModel:
-    from .sd_random import build_sd_random
+    from attack.models.sd_random import build_sd_random
     return build_sd_random(device, opts.dtype)
 
 
 @register("images:", "images generated elsewhere (closed models): a folder with mapping.csv/.jsonl of "
                      "caption, seed, steps, path; blackbox scores only")
 def _images(arg: str, device: str, opts: LoadOptions) -> TextToImageModel:
-    from .images import ImagesModel
+    from attack.models.images import ImagesModel
     return ImagesModel.load(arg)
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import AttackError
-from ..sampling import caption_noise, heun_evals, karras_sigmas, sample_heun
+from attack.errors import AttackError
+from attack.sampling import caption_noise, heun_evals, karras_sigmas, sample_heun
 
 
 class ModelError(AttackError):
@@ -49,7 +49,7 @@ class TextToImageModel(ABC):
         """What identifies this model's outputs (weights, configs, dtype): subclasses that know
         their files say so (hashing them through `cache`, a fingerprint.DigestCache); the default
         hashes every parameter of the torch modules it holds."""
-        from .fingerprint import module_digest
+        from attack.models.fingerprint import module_digest
 
         modules = [v for _, v in sorted(vars(self).items()) if isinstance(v, torch.nn.Module)]
         return {"name": self.name, "parameters": module_digest(*modules), "dtype": str(self.dtype)}
@@ -65,7 +65,7 @@ class TextToImageModel(ABC):
         the same weights under two paths are one model. `cache` keeps file digests across processes
         (the store's: Store.digest_cache())."""
         if self._fingerprint is None:
-            from .fingerprint import combine
+            from attack.models.fingerprint import combine
 
             self._fingerprint = combine(self.identity(cache))
         return self._fingerprint

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ..demo.net import WEIGHTS_DIR, DemoNet
-from .base import ModelError, TextToImageModel
-from .fingerprint import files_digest
+from attack.demo.net import WEIGHTS_DIR, DemoNet
+from attack.models.base import ModelError, TextToImageModel
+from attack.models.fingerprint import files_digest
 
 
 class DemoModel(TextToImageModel):

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..metrics import to_compare
-from ..paths import resolve_inside
-from .base import ModelError, Samples, TextToImageModel
+from attack.metrics import to_compare
+from attack.paths import resolve_inside
+from attack.models.base import ModelError, Samples, TextToImageModel
 
 MAPPING_NAMES = ("mapping.csv", "mapping.jsonl")
 COLUMNS = ("caption", "seed", "steps", "path")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .base import ModelError, TextToImageModel
-from .fingerprint import digest_tree, files_by_name
+from attack.models.base import ModelError, TextToImageModel
+from attack.models.fingerprint import digest_tree, files_by_name
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,

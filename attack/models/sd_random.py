@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .sd import StableDiffusionModel, resolve_dtype
+from attack.models.sd import StableDiffusionModel, resolve_dtype
 
 # SD v1.5's component configs (diffusers layout), written out so nothing is fetched.
 UNET_CONFIG = dict(
