@@ -22,7 +22,7 @@ from attack.progress import progress_bars, say
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from attack.ingest import apply_ingest, prepare_ingest
+    from attack.ingest.run import apply_ingest, prepare_ingest
 
     def warn(msg: str) -> None:
         say(f"warning: {msg}")
@@ -42,7 +42,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 
 def add_ingest(sub: argparse._SubParsersAction) -> None:
-    from attack.ingest import FORMATS
+    from attack.ingest.run import FORMATS
     p = sub.add_parser("ingest", help="add a caption list and/or a folder of training images",
                        description="Caption lists: parquet, CSV, JSONL or text; the paper's, Wen et al.'s, "
                                    "NeMo's and MemBench's layouts are recognised. Bad input changes nothing.")
@@ -114,7 +114,7 @@ def _open_existing(path: Path) -> Store:
 
 
 def _selection(store: Store, args: argparse.Namespace):
-    from attack.ingest import parse_caption_file
+    from attack.ingest.run import parse_caption_file
     from attack.selection import select_captions
 
     texts = None
@@ -188,7 +188,7 @@ def _engine(args: argparse.Namespace, model=None, device: Optional[str] = None):
 
     import torch
 
-    from attack.engine import RayEngine, RayOptions, as_model_spec
+    from attack.engine.ray import RayEngine, RayOptions, as_model_spec
 
     device = str(model.device) if model is not None else device
     default = max(torch.cuda.device_count(), 1) if device.startswith("cuda") else (os.cpu_count() or 1)
@@ -213,7 +213,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
 def _gen_params(args: argparse.Namespace, model=None):
     """J seeds x S steps from the flags; a closed model (images:) not told otherwise takes the
     seeds its mapping holds and its largest steps (its full generations)."""
-    from attack.generate import GenerateParams
+    from attack.stages.generate import GenerateParams
 
     closed = model is not None and not model.whitebox
     steps = args.steps if args.steps is not None else (max(model.steps_held) if closed else 16)
@@ -245,7 +245,7 @@ def _run_scores(args: argparse.Namespace, model) -> tuple[str, ...]:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from attack.pipeline import score_stage
+    from attack.stages.score import score_stage
 
     kinds = tuple(f"{k}{args.seeds}" if args.seeds and args.seeds > 1 and k in MULTI_SEED else k for k in args.scores)
     model = _load(args)
@@ -263,7 +263,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from attack.pipeline import generate_stage
+    from attack.stages.score import generate_stage
 
     model = _load(args)
     params = _gen_params(args, model)
@@ -282,8 +282,8 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_carlini(args: argparse.Namespace) -> int:
-    from attack.carlini import CarliniParams
-    from attack.pipeline import carlini_stage
+    from attack.scores.carlini import CarliniParams
+    from attack.stages.score import carlini_stage
 
     params = CarliniParams(n=args.n, steps=args.steps, guidance=args.guidance)
     model = _load(args)
@@ -301,9 +301,9 @@ def _run_carlini(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from attack.ingest import apply_ingest, prepare_ingest
-    from attack.pipeline import generate_stage, score_stage, select_captions, shard
-    from attack.scores import ScoreInputError
+    from attack.ingest.run import apply_ingest, prepare_ingest
+    from attack.stages.score import generate_stage, score_stage, select_captions, shard
+    from attack.scores.base import ScoreInputError
 
     prepared = prepare_ingest(args.captions, None, None, args.format)  # bad input fails before any write
     for line in prepared.parsed.recognised():
@@ -311,8 +311,8 @@ def _run_all(args: argparse.Namespace) -> int:
     texts = list(dict.fromkeys(r.text for r in prepared.parsed.rows))
     shard(texts, args.offset, args.limit)  # an empty shard fails before any write
     if not args.no_generate:
-        from attack.embed import load_embedder
-        from attack.labels import preset
+        from attack.images.embed import load_embedder
+        from attack.stages.labels import preset
 
         preset(args.preset)
         embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
@@ -357,8 +357,8 @@ def _run_all(args: argparse.Namespace) -> int:
                 echo("retrieve, label: skipped, the store holds no training images to compare with "
                       "(add them with `ingest --images`, or pass --index)")
             elif not args.no_generate:
-                from attack.labels import label_stage
-                from attack.retrieve import retrieve_stage
+                from attack.stages.labels import label_stage
+                from attack.stages.retrieve import retrieve_stage
 
                 ret = retrieve_stage(store, _retrieve_params(args), caption_ids=list(sel.ids), external=args.index,
                                      embedder=embedder, batch_size=args.batch_size, recompute=args.recompute,
@@ -398,7 +398,7 @@ def _retrieve_args(p: argparse.ArgumentParser) -> None:
 def _embed_device(device: Optional[str]) -> str:
     import torch
 
-    from attack.embed import EmbedderError
+    from attack.images.embed import EmbedderError
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -407,8 +407,8 @@ def _embed_device(device: Optional[str]) -> str:
 
 
 def _retrieve_params(args: argparse.Namespace):
-    from attack.masks import MaskParams
-    from attack.retrieve import RetrieveParams
+    from attack.stages.masks import MaskParams
+    from attack.stages.retrieve import RetrieveParams
 
     lo, hi = args.dup_rmse
     return RetrieveParams(embedder=args.embedder, k=args.k, factory=args.factory,
@@ -420,8 +420,8 @@ def _caption_ids(store: Store, args: argparse.Namespace) -> Optional[list[int]]:
 
 
 def _run_retrieve(args: argparse.Namespace) -> int:
-    from attack.embed import load_embedder
-    from attack.retrieve import retrieve_stage
+    from attack.images.embed import load_embedder
+    from attack.stages.retrieve import retrieve_stage
 
     params = _retrieve_params(args)
     # a missing checkpoint or CUDA fails before the store is touched
@@ -440,13 +440,13 @@ def _run_retrieve(args: argparse.Namespace) -> int:
 
 
 def _run_label(args: argparse.Namespace) -> int:
-    from attack.align import AlignParams
-    from attack.labels import label_stage, preset
+    from attack.stages.align import AlignParams
+    from attack.stages.labels import label_stage, preset
 
     preset(args.preset)
     second = None
     if args.second_opinion:
-        from attack.embed import load_embedder
+        from attack.images.embed import load_embedder
 
         second = load_embedder(args.second_opinion)      # a missing file fails before any write
     with _open_existing(args.store) as store:
@@ -583,7 +583,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fuse(args: argparse.Namespace) -> int:
-    from attack.fusion import fuse, fusion_kinds
+    from attack.scores.fusion import fuse, fusion_kinds
 
     fusion_kinds(args.fusion)       # a malformed name answers before the store is opened
     with _open_existing(args.store) as store:

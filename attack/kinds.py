@@ -1,7 +1,7 @@
 """Names and defaults the command line needs, torch-free, so it checks a typo (and answers --help)
-before loading anything: score kinds (attack.pipeline maps each name to its batched function,
-pipeline.SCORES), label presets (attack.labels.PRESETS), the template masks' near-duplicate window
-(attack.masks.MaskParams) and the demo store's folder."""
+before loading anything: score kinds (attack.stages.score maps each name to its batched function,
+pipeline.SCORES), label presets (attack.stages.labels.PRESETS), the template masks' near-duplicate window
+(attack.stages.masks.MaskParams) and the demo store's folder."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,7 @@ def split_kind(kind: object) -> tuple[str, int | None] | None:
     return (m[1], int(m[2])) if m else None
 
 
-# label threshold presets; attack.labels.PRESETS holds their values
+# label threshold presets; attack.stages.labels.PRESETS holds their values
 PRESET_NAMES = ("onestep-code", "paper", "verbatim")
 # near-duplicate RMSE window of template masks: the paper code's SSE 1e2..1e3 on 256x256x3
 DUP_RMSE_MIN = math.sqrt(1e2 / (3 * 256 * 256))

@@ -90,7 +90,7 @@ class OtherPair:
 
 @dataclass(frozen=True)
 class AlignedItem:
-    """The automatic label's crop / rescale / mirror check (attack.align): the generation warped
+    """The automatic label's crop / rescale / mirror check (attack.stages.align): the generation warped
     onto the training image by the stored transform, with what the check measured."""
     generation: Generation
     generation_picture: Picture
@@ -264,7 +264,7 @@ def _others(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation], ma
 
 def _aligned(load: _Loader, auto: Optional[AutoLabel], gens: list[Generation]) -> Optional[AlignedItem]:
     """The aligned pair of the automatic label's evidence, warped at the training image's size."""
-    from attack.align import warp_onto
+    from attack.stages.align import warp_onto
 
     ev = (auto.distances.get("aligned") if auto is not None else None) or None
     by_id = {g.id: g for g in gens}

@@ -1,9 +1,9 @@
 """Why an automatic label is what it is, in sentences, from its stored distances alone.
 
-The labeller (attack/labels.py) checks TV, then MV, then RV, and the first distance at or under
+The labeller (attack/stages/labels.py) checks TV, then MV, then RV, and the first distance at or under
 its delta wins (the paper's public code); an N left by the distances may still be MV or RV on
 aligned evidence (a crop, rescale or mirror). Under the default rule a pair under its delta must
-also agree structurally (attack/structure.py: band-passed patches correlate), so two different
+also agree structurally (attack/images/structure.py: band-passed patches correlate), so two different
 photos with close colours stay N; the paper's rule alone is kept as paper_label. A reviewer
 needs which distance decided, why a smaller-looking one elsewhere did not, and where the
 structural check overruled the paper's rule."""

@@ -1,5 +1,5 @@
 """Recompute a caption's automatic label from its current masks, right after a mask edit:
-attack.labels.relabel does it (and writes it as a new auto label); this keeps what the view shows."""
+attack.stages.labels.relabel does it (and writes it as a new auto label); this keeps what the view shows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ class Relabel:
 
 
 def relabel(store: Store, caption_id: int) -> Relabel:
-    from attack.labels import relabel as attack_relabel  # imported when a mask is saved (alignment, scikit-image)
+    from attack.stages.labels import relabel as attack_relabel  # imported when a mask is saved (alignment, scikit-image)
 
     r = attack_relabel(store, caption_id)   # writes the new auto label (a 'relabel' run)
     return Relabel(r.label, {k: r.distances.get(k) for k in SHOWN})

@@ -37,7 +37,7 @@ def _noisy(rng: np.random.Generator, base: np.ndarray, amount: float) -> np.ndar
 
 
 def _distances(rows: list, tid: int, mask_id) -> dict:
-    """The automatic label's distances in the labeller's shape (attack.labels): the best TV / MV /
+    """The automatic label's distances in the labeller's shape (attack.stages.labels): the best TV / MV /
     RV pair with its generation and training image, every own pair, the thresholds."""
     g_mv, d_mv, _ = min(rows, key=lambda r: r[1])
     out = {"mv": d_mv, "mv_generation_id": g_mv, "mv_train_image_id": tid,

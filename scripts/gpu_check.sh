@@ -23,7 +23,7 @@ if not torch.cuda.is_available():
                                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})"}))
     sys.exit(2)
 
-from attack.dcs import DCSParams, dcs
+from attack.scores.dcs import DCSParams, dcs
 from attack.models import load_model
 
 LIMIT = 1200.0          # H100/H200 fp16 UNet forwards/s at 64x64 (989 TFLOP/s / ~0.82 TFLOP)

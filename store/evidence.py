@@ -134,7 +134,7 @@ def get_run(store: "Store", run_id: int) -> Run:
     return _run(row)
 
 
-# a run's model identity: the content fingerprint its params carry (attack.pipeline adds it), so
+# a run's model identity: the content fingerprint its params carry (attack.stages.score adds it), so
 # one model under two paths is one model and new weights at one path are another
 _FINGERPRINT = "json_extract(params, '$.model_fingerprint')"
 

@@ -1,4 +1,4 @@
-"""Copies under a crop, a rescale or a mirror (attack.align) and the labels, view and export
+"""Copies under a crop, a rescale or a mirror (attack.stages.align) and the labels, view and export
 built on them: found on real photos, refused on unrelated pairs, each rule shown to matter."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from attack.align import AlignError, AlignParams, align, fit_similarity, warp_onto
+from attack.stages.align import AlignError, AlignParams, align, fit_similarity, warp_onto
 from attack.bench.labels import evaluate, run_world
-from attack.labels import label_stage
-from attack.realworld import COUNTS, Case, RealWorld, _noisy, build_world, geometric_copy
+from attack.stages.labels import label_stage
+from attack.bench.realworld import COUNTS, Case, RealWorld, _noisy, build_world, geometric_copy
 from store import Store
 
 DELTA = 0.12

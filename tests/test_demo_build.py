@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from attack.demo.build import DemoBuildError, DemoParams, attack_captions, build_demo_store
-from attack.generate import GenerateParams
-from attack.metrics import rmse, to_compare
+from attack.stages.generate import GenerateParams
+from attack.images.metrics import rmse, to_compare
 from store import Store
 
 TRUTH = json.loads((Path(__file__).resolve().parent.parent / "attack" / "demo" / "truth.json").read_text())

@@ -143,7 +143,7 @@ def test_committed_demo_model_loads_offline_copies_two_planted_captions_and_not_
     import numpy as np
 
     from attack.demo.world import build_world
-    from attack.metrics import rmse, to_compare
+    from attack.images.metrics import rmse, to_compare
 
     model = load_model("demo")
     assert model.latent_shape == (12, 16, 16) and model.sigma_max == pytest.approx(14.6146, abs=1e-3)

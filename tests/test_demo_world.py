@@ -122,7 +122,7 @@ def test_committed_attack_list_and_truth_match_the_code(world):
 
 def test_memorization_bench_scores_a_copy_as_a_copy_and_a_stranger_as_not(world):
     from attack.bench.memorization import best_distance
-    from attack.metrics import mask_to_compare, to_compare
+    from attack.images.metrics import mask_to_compare, to_compare
 
     refs = to_compare(np.stack(world.images))
     masks = {g: mask_to_compare(m) for g, m in world.masks.items()}

@@ -9,13 +9,13 @@ import torch
 import torch.nn.attention
 import torch.nn.functional as F
 
-from attack.anisotropy import AnisotropyParams, anisotropy
+from attack.scores.anisotropy import AnisotropyParams, anisotropy
 from attack.models import load_model
 from attack.models.demo import DemoModel
-from attack.pipeline import score_spec
-from attack.scores import ScoreInputError
-from attack.sharpness import SharpnessParams, sharpness
-from attack.wen import WenParams, wen
+from attack.stages.score import score_spec
+from attack.scores.base import ScoreInputError
+from attack.scores.sharpness import SharpnessParams, sharpness
+from attack.scores.wen import WenParams, wen
 from tests.test_demo_model import tiny_net
 
 CAPTIONS = ["red brick wall", "orange cat close up", "blue carpet in a living room", "moon photo", "a living room"]
@@ -177,7 +177,7 @@ def _reference_fusion(*scores: dict) -> dict:
 
 
 def test_fusion_is_the_mean_rank_percentile_of_stored_scores(scored):
-    from attack.fusion import fuse
+    from attack.scores.fusion import fuse
 
     s, ids, dcs, ani = scored
     rep = fuse(s, "dcs+anisotropy", "m")          # no model at all: no network call can happen
@@ -191,7 +191,7 @@ def test_fusion_is_the_mean_rank_percentile_of_stored_scores(scored):
 
 
 def test_bad_fusions_name_what_is_missing(scored):
-    from attack.fusion import FusionError, fuse
+    from attack.scores.fusion import FusionError, fuse
 
     s, *_ = scored
     for bad in ("dcs", "dcs+dcs", "dcs+", "+ecs"):
@@ -202,7 +202,7 @@ def test_bad_fusions_name_what_is_missing(scored):
 
 
 def test_the_queue_and_the_stats_curve_rank_by_new_scores_and_fusions(scored):
-    from attack.fusion import fuse
+    from attack.scores.fusion import fuse
     from review import queries
     from review.views import QueueFilter, queue_view
 

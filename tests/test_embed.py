@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from attack.embed import ClipEmbedder, EmbedderError, PixelEmbedder, load_embedder
+from attack.images.embed import ClipEmbedder, EmbedderError, PixelEmbedder, load_embedder
 
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
@@ -133,12 +133,12 @@ def test_sscd_spec_loads_a_local_torchscript_file_and_gives_unit_descriptors(tmp
     (tmp_path / "bad.pt").write_bytes(b"not a module")
     with pytest.raises(EmbedderError, match="expected a TorchScript module, got a file torch.jit cannot load"):
         load_embedder(f"sscd:{tmp_path / 'bad.pt'}")
-    assert any(s.startswith("sscd (") for s in __import__("attack.embed", fromlist=["x"]).embedder_specs())
+    assert any(s.startswith("sscd (") for s in __import__("attack.images.embed", fromlist=["x"]).embedder_specs())
 
 
 def test_sscd_retrieves_and_gives_labels_a_second_opinion(tmp_path):
-    from attack.labels import label_stage
-    from attack.retrieve import RetrieveParams, retrieve_stage
+    from attack.stages.labels import label_stage
+    from attack.stages.retrieve import RetrieveParams, retrieve_stage
     from store import CaptionRow, Store
 
     spec = f"sscd:{_tiny_sscd(tmp_path / 'sscd.pt')}"

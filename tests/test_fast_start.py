@@ -55,7 +55,7 @@ def _label_store(path: Path) -> dict:
     unrelated picture (N); neighbours from the pixel retrieval."""
     import numpy as np
 
-    from attack.retrieve import RetrieveParams, retrieve_stage
+    from attack.stages.retrieve import RetrieveParams, retrieve_stage
     from store import CaptionRow, Store
     from tests.conftest import tiny_image
 
@@ -75,14 +75,14 @@ def _label_store(path: Path) -> dict:
 
 
 def test_label_imports_no_torch_and_writes_the_torch_distances(tmp_path):
-    """`label` computes its distances without torch; they are the torch ones (attack.metrics on tensors) as the
+    """`label` computes its distances without torch; they are the torch ones (attack.images.metrics on tensors) as the
     label stores them (6 decimals), its labels and flags those of the same store labelled in process."""
     import shutil
 
     import torch
 
-    from attack.labels import label_stage
-    from attack.metrics import mask_to_compare, masked_rmse, rmse
+    from attack.stages.labels import label_stage
+    from attack.images.metrics import mask_to_compare, masked_rmse, rmse
     from store import Store
 
     path = tmp_path / "s"

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from attack.bench import heldout
-from attack.labels import FlagParams, label_stage, suspect_flags
-from attack.masks import MaskParams, template_mask
-from attack.metrics import pixel_rmse, to_compare
-from attack.structure import StructureInputError, StructureParams, agreement, agrees, band
+from attack.stages.labels import FlagParams, label_stage, suspect_flags
+from attack.stages.masks import MaskParams, template_mask
+from attack.images.metrics import pixel_rmse, to_compare
+from attack.images.structure import StructureInputError, StructureParams, agreement, agrees, band
 from review.explain import explain
 from store import CaptionRow, Neighbour, Store
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from attack.embed import load_embedder
-from attack.index import (RetrievalError, build_store_index, index_folder, load_autofaiss, load_index,
+from attack.images.embed import load_embedder
+from attack.images.index import (RetrievalError, build_store_index, index_folder, load_autofaiss, load_index,
                           new_faiss_index, save_index, store_index)
-from attack.metrics import rmse, to_compare
-from attack.retrieve import RetrieveParams, retrieve_stage
+from attack.images.metrics import rmse, to_compare
+from attack.stages.retrieve import RetrieveParams, retrieve_stage
 from store import CaptionRow, Store
 
 from .conftest import snapshot

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attack import ingest as ingest_mod
+from attack.ingest import run as ingest_mod
 from attack.cli import main
-from attack.ingest import apply_ingest, open_caption_stream, parse_caption_file, prepare_ingest, read_table
+from attack.ingest.run import apply_ingest, open_caption_stream, parse_caption_file, prepare_ingest, read_table
 from store import IngestError, Store
 
 from .conftest import snapshot

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from attack.flags import FlagInputError
-from attack.labels import (PRESETS, FlagParams, LabelInputError, Thresholds, decide, label_stage, preset, relabel,
+from attack.images.flags import FlagInputError
+from attack.stages.labels import (PRESETS, FlagParams, LabelInputError, Thresholds, decide, label_stage, preset, relabel,
                            suspect_flags)
-from attack.metrics import mask_to_compare, masked_rmse, rmse, to_compare
+from attack.images.metrics import mask_to_compare, masked_rmse, rmse, to_compare
 from store import CaptionRow, Neighbour, NotFoundError, Store
 
 from .conftest import snapshot
@@ -194,8 +194,8 @@ def _torch_flags(images: torch.Tensor, params: FlagParams = FlagParams(), keep: 
 
 
 def test_flags_equal_the_torch_reference_on_the_realistic_world_and_at_odd_sizes():
-    from attack.flags import _nearest, _resize_aa
-    from attack.realworld import backdrop, drawing, on_surround, texture
+    from attack.images.flags import _nearest, _resize_aa
+    from attack.bench.realworld import backdrop, drawing, on_surround, texture
 
     rng = np.random.default_rng(3)
     for h, w in ((256, 256), (512, 384), (32, 32), (17, 129)):     # the thumbnail: torch's antialiased resize
@@ -219,7 +219,7 @@ def test_flags_equal_the_torch_reference_on_the_realistic_world_and_at_odd_sizes
 
 
 def test_pixel_distances_agree_with_the_torch_ones_to_float32_rounding():
-    from attack.metrics import DistanceInputError, pixel_masked_rmse, pixel_rmse
+    from attack.images.metrics import DistanceInputError, pixel_masked_rmse, pixel_rmse
 
     rng = np.random.default_rng(4)
     for i in range(40):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from attack.masks import (MaskInputError, MaskParams, keep_mask, mask_grid, near_duplicates, resize_mask,
+from attack.stages.masks import (MaskInputError, MaskParams, keep_mask, mask_grid, near_duplicates, resize_mask,
                           template_mask)
-from attack.metrics import to_compare
+from attack.images.metrics import to_compare
 from store import CaptionRow, MaskError, NotFoundError, Store
 
 from .conftest import snapshot

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attack.dcs import dcs
-from attack.ecs import ECSParams, ecs
+from attack.scores.dcs import dcs
+from attack.scores.ecs import ECSParams, ecs
 from attack.models import ModelError, load_model
 from attack.models.images import ImagesModel
-from attack.wen import wen
+from attack.scores.wen import wen
 
 
 

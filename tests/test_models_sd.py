@@ -210,7 +210,7 @@ def single_file(tmp_path_factory):
 
 
 def test_single_safetensors_with_local_config_equals_the_folder(single_file):
-    from attack.dcs import dcs
+    from attack.scores.dcs import dcs
 
     m = load_model(f"sd:{single_file / 'tiny.safetensors'}", config=str(single_file / "folder"))
     ref = load_model(f"sd:{single_file / 'folder'}")

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from attack import cli
-from attack.generate import GenerateParams
-from attack.labels import label_stage
+from attack.stages.generate import GenerateParams
+from attack.stages.labels import label_stage
 from attack.models import ModelError, load_model
-from attack.pipeline import generate_stage, score_stage
-from attack.retrieve import RetrieveParams, retrieve_stage
+from attack.stages.score import generate_stage, score_stage
+from attack.stages.retrieve import RetrieveParams, retrieve_stage
 from store import CaptionRow, Store
 from tests.assets.tiny_sd import save_tiny_sd, tiny_pipeline
 from tests.conftest import REPO, subprocess_env, tiny_image

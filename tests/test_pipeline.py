@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from attack import cli
-from attack.carlini import CarliniParams
-from attack.dcs import DCSParams, dcs
-from attack.ecs import ECSParams
-from attack.generate import GenerateParams
+from attack.scores.carlini import CarliniParams
+from attack.scores.dcs import DCSParams, dcs
+from attack.scores.ecs import ECSParams
+from attack.stages.generate import GenerateParams
 from attack.models import _REGISTRY, register
 from attack.models.demo import DemoModel
-from attack.pipeline import (CARLINI_FLAG, carlini_stage, generate_stage, latest_scores, score_stage,
+from attack.stages.score import (CARLINI_FLAG, carlini_stage, generate_stage, latest_scores, score_stage,
                              select_captions)
-from attack.scores import ScoreInputError
+from attack.scores.base import ScoreInputError
 from store import CaptionRow, NotFoundError, Store, StoreError
 from tests.conftest import REPO, snapshot, subprocess_env
 from tests.test_demo_model import tiny_net

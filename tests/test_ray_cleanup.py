@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from attack.ray_cluster import start_time
+from attack.engine.cluster import start_time
 from store import CaptionRow, Store
 
 from .conftest import REPO, subprocess_env

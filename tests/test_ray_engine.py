@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from attack.dcs import DCSParams
-from attack.engine import CRASH_ONCE_ENV, RayEngine, RayOptions, as_model_spec, runtime_env, work_dir
-from attack.generate import GenerateParams
+from attack.scores.dcs import DCSParams
+from attack.engine.ray import CRASH_ONCE_ENV, RayEngine, RayOptions, as_model_spec, runtime_env, work_dir
+from attack.stages.generate import GenerateParams
 from attack.models import load_model
-from attack.pipeline import generate_stage, score_stage, select_captions
+from attack.stages.score import generate_stage, score_stage, select_captions
 from store import CaptionRow, Store
 
 from .conftest import subprocess_env
@@ -122,8 +122,8 @@ def test_a_rerun_after_the_driver_is_killed_merges_its_shards(cluster, demo, tmp
 def test_training_images_embedded_on_ray_equal_the_local_index(cluster, tmp_path):
     import numpy as np
 
-    from attack.embed import load_embedder
-    from attack.index import build_store_index
+    from attack.images.embed import load_embedder
+    from attack.images.index import build_store_index
 
     from .conftest import tiny_image
 

@@ -1,4 +1,4 @@
-"""Labels, masks and flags at real resolution: the realistic fixture world (attack/realworld.py)
+"""Labels, masks and flags at real resolution: the realistic fixture world (attack/bench/realworld.py)
 through the closed-model path, and the heuristics' thresholds shown to matter."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from attack.bench.labels import evaluate, run_world
-from attack.labels import FlagParams, suspect_flags
-from attack.masks import MaskParams, template_mask
-from attack.realworld import build_world, region
+from attack.stages.labels import FlagParams, suspect_flags
+from attack.stages.masks import MaskParams, template_mask
+from attack.bench.realworld import build_world, region
 from store import Store
 
 TARGETS = {"precision": 0.95, "recall": 0.9, "flags": 0.9, "mask_iou": 0.9}

@@ -67,7 +67,7 @@ def test_every_distance_shown_is_the_stored_one_and_neighbours_are_numbered_once
 
 
 def test_the_labellers_own_pairs_are_what_the_view_shows(sample):
-    from attack.labels import relabel
+    from attack.stages.labels import relabel
 
     s, ids = sample
     cid = ids[7]                                           # a template: TV under the auto mask

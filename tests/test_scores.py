@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from attack.bench.throughput import demo_architecture
-from attack.carlini import CarliniParams, carlini, carlini_from_images, largest_clique, tiled_rmse
-from attack.dcs import DCSParams, dcs
-from attack.ecs import ECSParams, ecs, ecs_from_images, edge_maps, sobel_magnitude
+from attack.scores.carlini import CarliniParams, carlini, carlini_from_images, largest_clique, tiled_rmse
+from attack.scores.dcs import DCSParams, dcs
+from attack.scores.ecs import ECSParams, ecs, ecs_from_images, edge_maps, sobel_magnitude
 from attack.models import load_model
-from attack.scores import ScoreInputError, params_json
-from attack.wen import WenParams, wen
+from attack.scores.base import ScoreInputError, params_json
+from attack.scores.wen import WenParams, wen
 from tests.assets.tiny_sd import tiny_sd_folder
 
 
@@ -171,7 +171,7 @@ def test_ecs_batch_and_order_invariance_and_evals(which, request):
 
 
 def test_one_step_generations_equal_the_models_own_sampler(sd):
-    from attack.ecs import one_step_generations
+    from attack.scores.ecs import one_step_generations
 
     caps, seeds = CAPTIONS[:3], (0, 2)
     shared = one_step_generations(sd, caps, seeds)

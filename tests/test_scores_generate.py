@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from attack.bench import throughput
-from attack.generate import GenerateParams, generate_top_k, iter_generations, top_k
+from attack.stages.generate import GenerateParams, generate_top_k, iter_generations, top_k
 from attack.models import ModelError, load_model
-from attack.scores import ScoreInputError
+from attack.scores.base import ScoreInputError
 from tests.assets.tiny_sd import tiny_sd_folder
 
 

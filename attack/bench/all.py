@@ -233,7 +233,7 @@ def detectors_table(result: dict) -> list[str]:
 def cost_table(result: dict) -> list[str]:
     """What an audit costs per caption, from the throughput bench: guided UNet calls (counted,
     a cond + uncond pair is one) and captions/s of this run's model and device."""
-    from attack.generate import GenerateParams
+    from attack.stages.generate import GenerateParams
     from attack.sampling import heun_evals
 
     g = GenerateParams()

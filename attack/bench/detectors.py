@@ -41,9 +41,9 @@ def run(scores=SCORES, fusions=FUSIONS, batch_size: int = 32, log=lambda s: None
     from store import CaptionRow, Store
 
     from attack.demo.build import attack_captions
-    from attack.fusion import fusion_kinds, fuse
+    from attack.scores.fusion import fusion_kinds, fuse
     from attack.models import load_model
-    from attack.pipeline import score_spec, score_stage, select_captions
+    from attack.stages.score import score_spec, score_stage, select_captions
 
     torch.set_flush_denormal(True)
     truth = json.loads(TRUTH.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""The held-out world: a second fixture world built differently from attack/realworld.py (the
+"""The held-out world: a second fixture world built differently from attack/bench/realworld.py (the
 development world the labeller's thresholds are chosen on), so `bench labels` can say how the
 labels do on data they were not tuned for.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from attack.realworld import Case, RealWorld
+from attack.bench.realworld import Case, RealWorld
 
 FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
 COPY_KINDS = ("exact", "colour", "retrieval", "crop", "rescale", "mirror", "rotate")

@@ -1,6 +1,6 @@
 """`python -m attack bench labels --json`: automatic labels, masks and flags through the
 closed-model path on two worlds at 256 or 512 px: `dev`, the development world
-(attack/realworld.py: scikit-image's photos and textures, procedural drawings), where every
+(attack/bench/realworld.py: scikit-image's photos and textures, procedural drawings), where every
 threshold is chosen, and `test`, the held-out world (attack/bench/heldout.py: other photos,
 procedural scenes, rendered text, mock-up families, same-category hard negatives), where they
 are only measured.
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 
-from attack.realworld import KNOWN_MISSES, RealWorld, build_world
+from attack.bench.realworld import KNOWN_MISSES, RealWorld, build_world
 
 LABELS = ("MV", "TV", "RV")
 
@@ -41,12 +41,12 @@ def run_world(world: RealWorld, store_dir: Path, progress=None) -> dict:
     """Ingest the world, generate from its closed model, retrieve and label; returns the timings."""
     from store import Store
 
-    from attack.generate import GenerateParams
-    from attack.ingest import ingest
-    from attack.labels import label_stage
+    from attack.stages.generate import GenerateParams
+    from attack.ingest.run import ingest
+    from attack.stages.labels import label_stage
     from attack.models import load_model
-    from attack.pipeline import generate_stage, select_captions
-    from attack.retrieve import RetrieveParams, retrieve_stage
+    from attack.stages.score import generate_stage, select_captions
+    from attack.stages.retrieve import RetrieveParams, retrieve_stage
 
     model = load_model(f"images:{world.model_dir}")
     with Store.open(store_dir) as store:
@@ -162,7 +162,7 @@ WORLDS = ("dev", "test")
 
 def bench_world(which: str, size: int = 512, seed: int | None = None, folder: Path | None = None,
                 log=lambda s: None) -> dict:
-    """One world's figures: dev (attack/realworld.py, where thresholds are chosen) or test (the
+    """One world's figures: dev (attack/bench/realworld.py, where thresholds are chosen) or test (the
     held-out world, attack/bench/heldout.py, built from other sources and generators)."""
     from store import Store
 
@@ -181,7 +181,7 @@ def bench_world(which: str, size: int = 512, seed: int | None = None, folder: Pa
         with Store.open(root / "store", readonly=True) as store:
             figures = evaluate(store, world, KNOWN_MISSES if which == "dev" else GEOMETRIC)
     return {**figures, **timings, "size": size, "seed": seed, "captions": len(world.cases),
-            "world": "development (attack/realworld.py)" if which == "dev" else "held-out (attack/bench/heldout.py)"}
+            "world": "development (attack/bench/realworld.py)" if which == "dev" else "held-out (attack/bench/heldout.py)"}
 
 
 def bench(size: int = 512, folder: Path | None = None, worlds: tuple[str, ...] = WORLDS, log=lambda s: None,

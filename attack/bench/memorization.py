@@ -22,7 +22,7 @@ import torch
 
 from attack.demo.net import WEIGHTS_DIR
 from attack.demo.world import AttackCaption, World, build_world
-from attack.metrics import mask_to_compare, masked_rmse, rmse, to_compare
+from attack.images.metrics import mask_to_compare, masked_rmse, rmse, to_compare
 from attack.models.demo import DemoModel
 
 

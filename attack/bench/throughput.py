@@ -23,12 +23,12 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from attack.dcs import DCSParams, dcs
-from attack.ecs import ECSParams, ecs
+from attack.scores.dcs import DCSParams, dcs
+from attack.scores.ecs import ECSParams, ecs
 from attack.models import load_model
 from attack.models.base import TextToImageModel
 from attack.sampling import karras_sigmas, sample_heun
-from attack.wen import WenParams, wen
+from attack.scores.wen import WenParams, wen
 
 ATTACK_LIST = Path(__file__).resolve().parents[1] / "demo" / "attack_list.txt"
 
@@ -153,7 +153,7 @@ def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_cap
         "dcs_batched_per_s": round(dcs_b, 3), "dcs_loop_per_s": round(dcs_l, 3), "dcs_speedup": round(dcs_b / dcs_l, 2),
         "ecs_batched_per_s": round(ecs_b, 3), "ecs_loop_per_s": round(ecs_l, 3), "ecs_speedup": round(ecs_b / ecs_l, 2),
         # guided-call equivalents (a cond + uncond pair of network rows = 1) per caption; batched
-        # runs share the unconditional row of each seed across the batch (attack.scores)
+        # runs share the unconditional row of each seed across the batch (attack.scores.base)
         "evals_per_caption": {"dcs": round(db.evals_per_caption, 4), "ecs": round(eb.evals_per_caption, 4),
                               "wen": round(w.evals_per_caption, 4)},
         "evals_per_caption_loop": {"dcs": 1.0, "ecs": float(len(ep.seeds))},

@@ -17,10 +17,10 @@ from store import Store
 
 from attack.errors import AttackError
 from attack.kinds import DEMO_STORE
-from attack.generate import GenerateParams
-from attack.labels import label_stage
-from attack.masks import MaskParams
-from attack.retrieve import RetrieveParams, retrieve_stage
+from attack.stages.generate import GenerateParams
+from attack.stages.labels import label_stage
+from attack.stages.masks import MaskParams
+from attack.stages.retrieve import RetrieveParams, retrieve_stage
 from attack.demo.ingest import ingest_world
 from attack.progress import Progress
 
@@ -68,8 +68,8 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
     import torch
 
     from attack.models import load_model
-    from attack.fusion import fuse
-    from attack.pipeline import generate_stage, score_stage, select_captions
+    from attack.scores.fusion import fuse
+    from attack.stages.score import generate_stage, score_stage, select_captions
 
     torch.set_flush_denormal(True)  # subnormal activations slow CPU inference several-fold
     say = progress or (lambda stage, done, total: None)

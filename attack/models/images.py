@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from attack.metrics import to_compare
+from attack.images.metrics import to_compare
 from attack.paths import resolve_inside
 from attack.models.base import ModelError, Samples, TextToImageModel
 

@@ -8,7 +8,7 @@ import torch
 
 from attack.models.base import TextToImageModel
 from attack.sampling import karras_sigmas, sample_heun
-from attack.scores import ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
+from attack.scores.base import ScoreResult, check_batch_size, check_captions, chunks, require_whitebox
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import torch
 
 from store import Neighbour, Store
 
-from attack.compare import ComparePixels
-from attack.embed import Embedder, load_embedder
-from attack.index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
-from attack.masks import MaskParams, mask_grid, resize_mask, template_mask
-from attack.metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
+from attack.images.compare import ComparePixels
+from attack.images.embed import Embedder, load_embedder
+from attack.images.index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
+from attack.stages.masks import MaskParams, mask_grid, resize_mask, template_mask
+from attack.images.metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
 from attack.paths import resolve_inside
 from attack.progress import Progress
 
@@ -28,7 +28,7 @@ from attack.progress import Progress
 
 @dataclass(frozen=True)
 class RetrieveParams:
-    """embedder: spec (attack.embed); k: neighbours per generation; factory / nprobe: the faiss
+    """embedder: spec (attack.images.embed); k: neighbours per generation; factory / nprobe: the faiss
     index over the store's training images; masks: near-duplicate window and mask morphology."""
     embedder: str = "pixel"
     k: int = 10
@@ -213,7 +213,7 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
         if not store.training_set_version().count:
             raise RetrievalError(f"{store.path}: expected training images to search (add them with `python -m "
                                  f"attack ingest --images DIR`, or pass --index), got none")
-        # engine (attack.engine.RayEngine): the training images, the bulk of the work, embed on Ray actors
+        # engine (attack.engine.ray.RayEngine): the training images, the bulk of the work, embed on Ray actors
         idx = store_index(store, embedder, params.factory, nprobe=params.nprobe, progress=progress, engine=engine)
     if idx.index.d != embedder.dim:
         raise RetrievalError(f"expected an index of {embedder.dim}-d vectors ({embedder.spec}), got {idx.index.d}-d")

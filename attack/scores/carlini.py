@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import networkx as nx
 import torch
 
-from attack.metrics import to_compare
+from attack.images.metrics import to_compare
 from attack.models.base import TextToImageModel
-from attack.scores import ScoreInputError, check_captions
+from attack.scores.base import ScoreInputError, check_captions
 
 
 @dataclass(frozen=True)

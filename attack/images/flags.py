@@ -26,7 +26,7 @@ class FlagParams:
     texture: at least texture_detail of the texture_tiles^2 (coarser) tiles have detail and they
     are alike: the spread of their stds relative to the mean std, and the spread of their means
     relative to the global std, are both at most texture_spread (a photo's regions differ).
-    Chosen on the development world (attack/realworld.py): detail_std sits near the geometric
+    Chosen on the development world (attack/bench/realworld.py): detail_std sits near the geometric
     mean of the tile stds of its backdrops and of its textures at the compare size, and the
     thumbnail is the full compare image, so a fine grain (sand, noise, a weave) is not averaged
     away into a backdrop. See tests/test_realworld.py and `python -m

@@ -28,7 +28,7 @@ from PIL import Image
 
 from attack.errors import AttackError
 from attack.kinds import DUP_RMSE_MAX, DUP_RMSE_MIN
-from attack.metrics import COMPARE_SIZE
+from attack.images.metrics import COMPARE_SIZE
 
 SSE_TO_RMSE = 1.0 / (3 * COMPARE_SIZE * COMPARE_SIZE)
 assert abs(DUP_RMSE_MIN - (1e2 * SSE_TO_RMSE) ** 0.5) < 1e-12, "attack.kinds: the window on the compare grid"
@@ -53,7 +53,7 @@ class MaskParams:
     consensus by at least this IoU are combined (see consistent_siblings). rule: "region" or
     "window" (see the module docstring); region rule: what a sibling leaves unchanged must be
     picture, not plain ground: the reference's luminance std over those pixels at least
-    shared_detail. Chosen on the development world (attack/realworld.py) at 256 and 512 px: about
+    shared_detail. Chosen on the development world (attack/bench/realworld.py) at 256 and 512 px: about
     half the lowest std its families keep (a smooth gradient under a varying band included);
     two images on one plain surround keep next to none.
     (Tile-level detail was tried first and refused that gradient family; closing the varying

@@ -11,7 +11,7 @@ move it: the correlation is normalised), two different photos near 0. An image p
 detailed patch (plain backdrops, smooth gradients) has no structure to witness: agreement None,
 and the RMSE decides alone (the suspect:background flag warns).
 
-Thresholds were chosen on the development world (attack/realworld.py): min_agreement sits
+Thresholds were chosen on the development world (attack/bench/realworld.py): min_agreement sits
 half-way between the agreement of its least-agreeing copy pair and of its most-agreeing pair of
 unrelated images (`python -m attack bench labels` reports both worlds).
 """

@@ -28,7 +28,7 @@ from typing import Any, Optional
 from store import Store
 
 from attack.errors import AttackError
-from attack.ray_cluster import LOG, quiet_shutdown, ray_output_to, reap, record
+from attack.engine.cluster import LOG, quiet_shutdown, ray_output_to, reap, record
 
 SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
 CRASH_ONCE_ENV = "VERBATIM_RAY_CRASH_ONCE"   # tests: a file whose presence makes one actor die once
@@ -71,11 +71,11 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class EmbedderSpec:
-    """How an actor loads the retrieval embedder (attack.embed.load_embedder)."""
+    """How an actor loads the retrieval embedder (attack.images.embed.load_embedder)."""
     spec: str
 
     def __call__(self, device: str) -> Any:
-        from attack.embed import load_embedder
+        from attack.images.embed import load_embedder
 
         return load_embedder(self.spec, device)
 
@@ -83,7 +83,7 @@ class EmbedderSpec:
 def connect(opts: RayOptions, folder: Path) -> None:
     """Join --address, or start a local cluster; a cluster this process already joined is reused.
     folder (STORE/logs): a local start first reaps what a killed driver on this store left behind,
-    then records its own processes there; Ray's log lines go to folder/ray.log (attack.ray_cluster)."""
+    then records its own processes there; Ray's log lines go to folder/ray.log (attack.engine.cluster)."""
     try:
         import ray
     except ImportError as e:
@@ -292,7 +292,7 @@ class ScoreWork:
     params: Any
 
     def __call__(self, model: Any, rows: list[dict]) -> list[dict]:
-        from attack.pipeline import score_spec
+        from attack.stages.score import score_spec
 
         fn = score_spec(self.kind)[0]
         res = fn(model, [str(r["text"]) for r in rows], self.params, batch_size=len(rows))
@@ -316,13 +316,13 @@ class GenerateWork:
 @dataclass(frozen=True)
 class EmbedWork:
     """Unit vectors of training images read from the store's image files (no database: a store
-    on storage every node sees), at the size retrieval compares them (attack.index.file_tensor)."""
+    on storage every node sees), at the size retrieval compares them (attack.images.index.file_tensor)."""
     store_path: str
 
     def __call__(self, embedder: Any, rows: list[dict]) -> list[dict]:
         from store.images import ImageFiles
 
-        from attack.index import embed_tensors, file_tensor
+        from attack.images.index import embed_tensors, file_tensor
 
         files = ImageFiles(Path(self.store_path) / "images")
         vectors = embed_tensors(embedder, [file_tensor(files, str(r["sha"])) for r in rows], len(rows))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from attack.models.base import TextToImageModel
-from attack.scores import ScoreInputError, check_batch_size, check_captions
+from attack.scores.base import ScoreInputError, check_batch_size, check_captions
 
 
 @dataclass(frozen=True)

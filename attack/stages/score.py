@@ -22,18 +22,18 @@ from typing import Any
 
 from store import Store
 
-from attack.carlini import CarliniParams, carlini
-from attack.dcs import DCSParams, dcs
-from attack.ecs import ECSParams, ecs
-from attack.generate import GenerateParams, top_k
+from attack.scores.carlini import CarliniParams, carlini
+from attack.scores.dcs import DCSParams, dcs
+from attack.scores.ecs import ECSParams, ecs
+from attack.stages.generate import GenerateParams, top_k
 from attack.kinds import MULTI_SEED, SCORE_NAMES, split_kind
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
-from attack.scores import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
+from attack.scores.base import ScoreInputError, ScoreResult, check_batch_size, require_whitebox
 from attack.selection import Selection, select_captions
-from attack.anisotropy import AnisotropyParams, anisotropy
-from attack.sharpness import SharpnessParams, sharpness
-from attack.wen import WenParams, wen
+from attack.scores.anisotropy import AnisotropyParams, anisotropy
+from attack.scores.sharpness import SharpnessParams, sharpness
+from attack.scores.wen import WenParams, wen
 
 # score kind -> (batched score function, default params, needs the denoiser)
 SCORES: dict[str, tuple[Callable[..., ScoreResult], Any, bool]] = {
@@ -183,7 +183,7 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
                 engine: Any = None) -> list[StageReport]:
     """Score captions[offset:offset+limit] with each kind, one run per kind; captions already
     scored in a run with identical params are skipped. `params` maps kind -> params dataclass.
-    engine: None (this process) or an attack.engine.RayEngine (actors on a Ray cluster)."""
+    engine: None (this process) or an attack.engine.ray.RayEngine (actors on a Ray cluster)."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     params = dict(params or {})
     if not kinds:
@@ -252,8 +252,8 @@ def rank_captions(store: Store, captions: Selection, by: str | None, model_id: s
     if by is None:
         items = list(zip(captions.ids, captions.texts))[: k or None]
         return [Ranked(r, cid, t, None) for r, (cid, t) in enumerate(items)]
-    if "+" in by:   # a rank fusion of stored scores (attack.fusion): computed now, no network call
-        from attack.fusion import fuse
+    if "+" in by:   # a rank fusion of stored scores (attack.scores.fusion): computed now, no network call
+        from attack.scores.fusion import fuse
         fuse(store, by, model_id, label)
         scores = store.latest_scores(by, store.model_fingerprint(model_id) or model_id, "fuse")
     else:

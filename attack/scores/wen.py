@@ -19,7 +19,7 @@ import torch
 
 from attack.models.base import TextToImageModel
 from attack.sampling import karras_sigmas
-from attack.scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
+from attack.scores.base import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 
 @dataclass(frozen=True)

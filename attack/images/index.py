@@ -27,9 +27,9 @@ import torch
 
 from store import Store
 
-from attack.embed import Embedder
+from attack.images.embed import Embedder
 from attack.errors import AttackError
-from attack.metrics import COMPARE_SIZE
+from attack.images.metrics import COMPARE_SIZE
 from attack.paths import inside
 from attack.progress import Progress
 
@@ -153,12 +153,12 @@ def new_faiss_index(dim: int, factory: str, vectors: np.ndarray, nprobe: int = 1
 def build_store_index(store: Store, embedder: Embedder, factory: str = "Flat", *, nprobe: int = 16,
                       batch_size: int = 256, progress: Progress | None = None, engine: Any = None) -> TrainIndex:
     """Embed every distinct training image of the store and index it; engine: an
-    attack.engine.RayEngine embeds on Ray actors instead (the same batches, the same vectors)."""
+    attack.engine.ray.RayEngine embeds on Ray actors instead (the same batches, the same vectors)."""
     rows = distinct_images(store)
     if not rows:
         raise RetrievalError(f"{store.path}: expected training images to index (ingest --images), got none")
     if engine is not None:
-        from attack.engine import embed_images
+        from attack.engine.ray import embed_images
 
         key = hashlib.sha256(json.dumps([embedder.spec, _coverage(store)], sort_keys=True).encode()).hexdigest()
         vectors = embed_images(engine, store, embedder.spec, rows, batch_size, key[:16])

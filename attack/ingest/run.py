@@ -812,7 +812,7 @@ class PreparedIngest:
     scan: Optional[ImageScan]
     images_sha256: str = ""   # of the metadata file and every image file (names and bytes)
     stream: Optional[CaptionStream] = None   # a caption list read in batches (parsed is then None)
-    shards: Any = None        # an attack.shards.ShardScan: img2dataset webdataset shards, streamed
+    shards: Any = None        # an attack.ingest.shards.ShardScan: img2dataset webdataset shards, streamed
 
     @property
     def captions(self) -> "Optional[ParsedList | CaptionStream]":
@@ -843,7 +843,7 @@ def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
     streamed = open_caption_stream(Path(file), fmt) if file is not None and stream else None
     parsed = parse_caption_file(Path(file), fmt) if file is not None and streamed is None else None
     scan = scan_images(Path(images), Path(metadata) if metadata else None) if images is not None else None
-    from attack.shards import scan_shards
+    from attack.ingest.shards import scan_shards
 
     tars = scan_shards(Path(shards)) if shards is not None else None
     return PreparedIngest(None if file is None else Path(file), parsed, scan,
@@ -966,7 +966,7 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
 
 def _decode_shards(store: Store, tars, warn, created: list[str], progress=no_progress) -> tuple[list, list]:
     """_decode_each over webdataset shards: each image decoded from the tar stream, never unpacked."""
-    from attack.shards import decode_bytes, stream_images
+    from attack.ingest.shards import decode_bytes, stream_images
 
     n = len(tars.samples) if tars else 0
     return _decode_each(store, stream_images(tars) if tars else (), n, decode_bytes, warn, created, progress)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attack.metrics import resize_u8, u8_to_float
+from attack.images.metrics import resize_u8, u8_to_float
 from attack.models.base import TextToImageModel
 from attack.sampling import karras_sigmas, sample_heun
-from attack.scores import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks
+from attack.scores.base import ScoreInputError, ScoreResult, check_batch_size, check_captions, chunks
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from attack.models.base import TextToImageModel
-from attack.scores import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
+from attack.scores.base import ScoreInputError, ScoreResult, check_seeded, chunks, seed_rows
 
 # sigma of DDIM timestep 41 on Stable Diffusion v1's training schedule (scaled_linear betas
 # 0.00085..0.012, 1000 steps): sqrt((1 - abar_41) / abar_41)

@@ -4,23 +4,23 @@
   of the masked RMSE (kept pixels only) <= delta_TV;
 - MV: min over generations and the caption's own training images of the RMSE <= delta_V;
 - RV: min over generations and retrieved training images of the RMSE <= delta_RV.
-Distances are RMSE at 256x256 in [0,1] (attack.metrics). Every distance, and which generation,
+Distances are RMSE at 256x256 in [0,1] (attack.images.metrics). Every distance, and which generation,
 training image and mask gave it, is stored with the label: a label is a proposal for a human.
 Under the default `verbatim` preset a pair under its delta must also agree structurally
-(attack.structure: two different smooth photos of one kind pass the RMSE at 512 px, not the
+(attack.images.structure: two different smooth photos of one kind pass the RMSE at 512 px, not the
 structure); `paper` and `onestep-code` are the paper's rule alone. paper_label records what the
 paper's rule gives either way.
 
-Likely false positives are flagged, never dropped (attack.flags): `suspect:background` for
+Likely false positives are flagged, never dropped (attack.images.flags): `suspect:background` for
 plain or near-uniform images and `suspect:texture` for stationary textures (the paper pruned
 both by hand). A flag is computed on the training image the label rests on; an N rests on none and
 carries no flag. A TV label names the siblings its mask was built from (tv_mask_siblings).
 
 No torch: distances, flags and alignment run on numpy (and scikit-image), so `python -m attack
-label` starts fast; attack.metrics says how its distances agree with the torch ones.
+label` starts fast; attack.images.metrics says how its distances agree with the torch ones.
 
 Beyond the paper (its section 5.4 miss): a caption the distances leave at N is checked for a copy
-under a crop, a rescale or a mirror (attack.align). The closest own pair and the closest
+under a crop, a rescale or a mirror (attack.stages.align). The closest own pair and the closest
 retrieved pair are aligned by a similarity transform (mirroring included); when the warped
 generation covers at least min_overlap of the training image and the aligned RMSE on that
 overlap is under the label's delta, the label is MV (own) or RV (retrieved) with evidence kind
@@ -42,21 +42,21 @@ import numpy as np
 
 from store import Store
 
-from attack.align import AlignParams, align, features, warp_onto
-from attack.compare import ComparePixels
+from attack.stages.align import AlignParams, align, features, warp_onto
+from attack.images.compare import ComparePixels
 from attack.errors import AttackError
-from attack.flags import FlagParams, suspect_flags
+from attack.images.flags import FlagParams, suspect_flags
 from attack.kinds import PRESET_NAMES
-from attack.metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
+from attack.images.metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
 from attack.progress import Progress
-from attack.structure import StructureParams, agreement, agrees, band, detail_patches, residual_shift
+from attack.images.structure import StructureParams, agreement, agrees, band, detail_patches, residual_shift
 
-if TYPE_CHECKING:      # attack.embed imports torch; the labeller does not, unless a second opinion is asked for
-    from attack.embed import Embedder
+if TYPE_CHECKING:      # attack.images.embed imports torch; the labeller does not, unless a second opinion is asked for
+    from attack.images.embed import Embedder
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 # part of every label's evidence: bump it when the labelling rules change, so stores relabel
-LABELLER_VERSION = 6   # 6: the structural check (attack.structure) and the alignment's inlier spread
+LABELLER_VERSION = 6   # 6: the structural check (attack.images.structure) and the alignment's inlier spread
 
 
 class LabelInputError(AttackError):
@@ -188,7 +188,7 @@ def _distances(pairs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class StructureCheck:
-    """Structural agreement of a caption's pairs (attack.structure), band-passed images kept by
+    """Structural agreement of a caption's pairs (attack.images.structure), band-passed images kept by
     sha (the most recent max_items)."""
 
     def __init__(self, store: Store, images: ComparePixels, params: StructureParams, max_items: int = 2048):
@@ -510,7 +510,7 @@ def label_stage(store: Store, thresholds: Thresholds | str = "verbatim", *, capt
     training images than the store holds is held back, and the report names it and the command
     to run (allow_stale labels them as they are, and says so). A preset named "paper" or
     "onestep-code" is the paper's rule alone (no structural check, no aligned evidence).
-    second_opinion: an embedder (attack.embed) whose similarity for each copy label's pair is
+    second_opinion: an embedder (attack.images.embed) whose similarity for each copy label's pair is
     recorded beside it."""
     th, structure, align_params = resolve(thresholds, structure, align_params)
     cands = store.candidate_ids()

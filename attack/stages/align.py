@@ -6,7 +6,7 @@ For a generation and a candidate training image, both at the compare size: ORB k
 generation is warped into the training image's frame and compared where it lands: the aligned
 RMSE over the overlap, the overlap as a fraction of the training image, the transform. An
 alignment needs min_inliers agreeing matches and min_overlap of the training image covered;
-attack.labels then asks for the aligned RMSE under the label's delta on an unflagged training
+attack.stages.labels then asks for the aligned RMSE under the label's delta on an unflagged training
 image, which is what unrelated pairs fail (tests/test_align.py, bench labels' aligned_false).
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A store's images at the compare size (256x256 Lanczos) for the distances of attack.metrics,
-as uint8 arrays in a bounded LRU; no torch (attack.retrieve.CompareImages adds tensors)."""
+"""A store's images at the compare size (256x256 Lanczos) for the distances of attack.images.metrics,
+as uint8 arrays in a bounded LRU; no torch (attack.stages.retrieve.CompareImages adds tensors)."""
 from __future__ import annotations
 
 from collections import OrderedDict
