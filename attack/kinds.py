@@ -1,28 +1,11 @@
 """Names and defaults the command line needs, torch-free, so it checks a typo (and answers --help)
-before loading anything: score kinds (attack.stages.score maps each name to its batched function,
-pipeline.SCORES), label presets (attack.stages.labels.PRESETS), the template masks' near-duplicate window
-(attack.stages.masks.MaskParams) and the demo store's folder."""
+before loading anything: label presets (attack.stages.labels.PRESETS), the template masks'
+near-duplicate window (attack.stages.masks.MaskParams) and the demo store's folder. Score kinds
+live in their registry, attack.scores."""
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
-
-SCORE_NAMES = ("dcs", "ecs", "wen", "sharpness", "anisotropy")
-# these also come with n generations each, as '<kind><n>': wen4 is Wen et al. with four seeds
-MULTI_SEED = ("wen", "sharpness", "anisotropy")
-_WITH_N = re.compile(r"(%s)([1-9][0-9]?)" % "|".join(MULTI_SEED))
-
-
-def split_kind(kind: object) -> tuple[str, int | None] | None:
-    """'wen4' -> ('wen', 4), 'dcs' -> ('dcs', None); None for a name no score has."""
-    if not isinstance(kind, str):
-        return None
-    if kind in SCORE_NAMES:
-        return kind, None
-    m = _WITH_N.fullmatch(kind)
-    return (m[1], int(m[2])) if m else None
-
 
 # label threshold presets; attack.stages.labels.PRESETS holds their values
 PRESET_NAMES = ("onestep-code", "paper", "verbatim")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from attack.scores.anisotropy import AnisotropyParams, anisotropy
 from attack.models import load_model
 from attack.models.demo import DemoModel
-from attack.stages.score import score_spec
+from attack.scores import score_spec
 from attack.scores.base import ScoreInputError
 from attack.scores.sharpness import SharpnessParams, sharpness
 from attack.scores.wen import WenParams, wen

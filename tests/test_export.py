@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from attack.ingest.run import ingest
+from attack.ingest import ingest
 from store import CaptionRow, ExportError, Neighbour, OutputError, PageQuery, Store
 from store.export import BASE_COLUMNS, export, safe_member_name
 from tests.conftest import FIXTURES, tiny_image

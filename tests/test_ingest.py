@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from attack.ingest.run import ingest
+from attack.ingest import ingest
 from store import IngestError, Store
 from tests.conftest import FIXTURES, REPO, snapshot, subprocess_env, tiny_image
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attack.ingest import run as ingest_mod
+from attack.ingest import formats as ingest_formats
 from attack.cli import main
-from attack.ingest.run import apply_ingest, open_caption_stream, parse_caption_file, prepare_ingest, read_table
+from attack.ingest import apply_ingest, open_caption_stream, parse_caption_file, prepare_ingest, read_table
 from store import IngestError, Store
 
 from .conftest import snapshot
@@ -37,7 +37,7 @@ def _captions(store: Store) -> list:
 
 
 def test_streamed_parquet_equals_the_whole_file_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest_mod, "STREAM_ROWS", 10)     # 95 rows: ten batches, the last one short
+    monkeypatch.setattr(ingest_formats, "STREAM_ROWS", 10)     # 95 rows: ten batches, the last one short
     src = tmp_path / "list.parquet"
     _paper_list(src, 95)
     streamed = prepare_ingest(src, stream=True)
@@ -54,7 +54,7 @@ def test_streamed_parquet_equals_the_whole_file_path(tmp_path, monkeypatch):
 
 
 def test_a_bad_row_in_a_late_batch_changes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest_mod, "STREAM_ROWS", 10)
+    monkeypatch.setattr(ingest_formats, "STREAM_ROWS", 10)
     good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
     _paper_list(good, 5)
     _paper_list(bad, 95, bad_row=93)
@@ -109,7 +109,7 @@ def _text_list(path, fmt: str, n: int, bad_row: int | None = None) -> None:
 
 @pytest.mark.parametrize("fmt, name", [("csv", "list.csv"), ("jsonl", "list.jsonl"), ("text", "list.txt")])
 def test_streamed_text_lists_equal_the_whole_file_parse(tmp_path, monkeypatch, fmt, name):
-    monkeypatch.setattr(ingest_mod, "STREAM_ROWS", 10)     # 95 rows: ten batches, the last one short
+    monkeypatch.setattr(ingest_formats, "STREAM_ROWS", 10)     # 95 rows: ten batches, the last one short
     src = tmp_path / name
     _text_list(src, fmt, 95)
     streamed = prepare_ingest(src, stream=True)
@@ -142,7 +142,7 @@ def test_streamed_text_lists_equal_the_whole_file_parse(tmp_path, monkeypatch, f
     ("text", "bad.txt", r"bad\.txt, line 185, column 'caption': expected a caption of at most 10000 characters"),
 ])
 def test_a_bad_text_row_in_a_late_batch_changes_nothing(tmp_path, monkeypatch, fmt, name, message):
-    monkeypatch.setattr(ingest_mod, "STREAM_ROWS", 10)
+    monkeypatch.setattr(ingest_formats, "STREAM_ROWS", 10)
     good, bad = tmp_path / f"good.{fmt}", tmp_path / name
     _text_list(good, fmt, 5)
     _text_list(bad, fmt, 95, bad_row=93)
@@ -159,7 +159,7 @@ def test_a_bad_text_row_in_a_late_batch_changes_nothing(tmp_path, monkeypatch, f
 
 
 def test_cli_streams_csv_and_a_broken_late_line_fails_before_the_store_is_made(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ingest_mod, "STREAM_ROWS", 10)
+    monkeypatch.setattr(ingest_formats, "STREAM_ROWS", 10)
     src = tmp_path / "list.csv"
     _text_list(src, "csv", 30)
     assert main(["ingest", "--store", str(tmp_path / "s"), str(src)]) == 0

@@ -15,7 +15,8 @@ from attack import cli
 from attack.stages.generate import GenerateParams
 from attack.stages.labels import label_stage
 from attack.models import ModelError, load_model
-from attack.stages.score import generate_stage, score_stage
+from attack.stages.generate import generate_stage
+from attack.stages.score import score_stage
 from attack.stages.retrieve import RetrieveParams, retrieve_stage
 from store import CaptionRow, Store
 from tests.assets.tiny_sd import save_tiny_sd, tiny_pipeline

@@ -19,8 +19,11 @@ from attack.scores.ecs import ECSParams
 from attack.stages.generate import GenerateParams
 from attack.models import _REGISTRY, register
 from attack.models.demo import DemoModel
-from attack.stages.score import (CARLINI_FLAG, carlini_stage, generate_stage, latest_scores, score_stage,
-                             select_captions)
+from attack.selection import select_captions
+from attack.stages.carlini import CARLINI_FLAG, carlini_stage
+from attack.stages.generate import generate_stage
+from attack.stages.rank import latest_scores
+from attack.stages.score import score_stage
 from attack.scores.base import ScoreInputError
 from store import CaptionRow, NotFoundError, Store, StoreError
 from tests.conftest import REPO, snapshot, subprocess_env

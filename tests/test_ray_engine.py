@@ -15,7 +15,9 @@ from attack.scores.dcs import DCSParams
 from attack.engine.ray import CRASH_ONCE_ENV, RayEngine, RayOptions, as_model_spec, runtime_env, work_dir
 from attack.stages.generate import GenerateParams
 from attack.models import load_model
-from attack.stages.score import generate_stage, score_stage, select_captions
+from attack.selection import select_captions
+from attack.stages.generate import generate_stage
+from attack.stages.score import score_stage
 from store import CaptionRow, Store
 
 from .conftest import subprocess_env

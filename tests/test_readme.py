@@ -130,7 +130,7 @@ def test_help_texts_quote_no_measured_figure():
 
 
 def test_help_lists_every_score_kind_from_the_registry():
-    from attack.kinds import SCORE_NAMES
+    from attack.scores import SCORE_NAMES
 
     texts = _all_help()
     for prog in ("attack score", "attack run"):

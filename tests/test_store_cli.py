@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from attack.ingest.run import ingest
+from attack.ingest import ingest
 from store import Store
 from tests.conftest import FIXTURES, REPO, add_candidate, snapshot, subprocess_env
 

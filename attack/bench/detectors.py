@@ -43,7 +43,9 @@ def run(scores=SCORES, fusions=FUSIONS, batch_size: int = 32, log=lambda s: None
     from attack.demo.build import attack_captions
     from attack.scores.fusion import fusion_kinds, fuse
     from attack.models import load_model
-    from attack.stages.score import score_spec, score_stage, select_captions
+    from attack.scores import score_spec
+    from attack.selection import select_captions
+    from attack.stages.score import score_stage
 
     torch.set_flush_denormal(True)
     truth = json.loads(TRUTH.read_text(encoding="utf-8"))

@@ -42,10 +42,11 @@ def run_world(world: RealWorld, store_dir: Path, progress=None) -> dict:
     from store import Store
 
     from attack.stages.generate import GenerateParams
-    from attack.ingest.run import ingest
+    from attack.ingest import ingest
     from attack.stages.labels import label_stage
     from attack.models import load_model
-    from attack.stages.score import generate_stage, select_captions
+    from attack.selection import select_captions
+    from attack.stages.generate import generate_stage
     from attack.stages.retrieve import RetrieveParams, retrieve_stage
 
     model = load_model(f"images:{world.model_dir}")

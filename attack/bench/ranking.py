@@ -83,7 +83,7 @@ def _run_evals(store, kind: str) -> tuple[float, int]:
 
 def evaluate(store, truth: dict, prefilter: int) -> tuple[dict, dict]:
     """(the benchmark's JSON object, extra figures) for an opened demo store."""
-    from attack.stages.score import latest_scores
+    from attack.stages.rank import latest_scores
 
     attack = truth["attack"]
     ids = {a["caption"]: store.caption_id(a["caption"]) for a in attack}

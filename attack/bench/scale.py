@@ -153,7 +153,8 @@ def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8) -> di
     from attack.engine.ray import RayEngine, RayOptions, as_model_spec, connect
     from attack.engine.cluster import ray_output_to
     from attack.models import load_model
-    from attack.stages.score import score_stage, select_captions
+    from attack.selection import select_captions
+    from attack.stages.score import score_stage
 
     torch.set_num_threads(1)     # the local engine on one thread too: the same work per caption
     model = load_model("demo", "cpu")

@@ -18,9 +18,9 @@ from store import Store
 from attack.errors import AttackError
 from attack.kinds import DEMO_STORE
 from attack.stages.generate import GenerateParams
-from attack.stages.labels import label_stage
 from attack.stages.masks import MaskParams
-from attack.stages.retrieve import RetrieveParams, retrieve_stage
+from attack.stages.retrieve import RetrieveParams
+from attack.selection import select_captions
 from attack.demo.ingest import ingest_world
 from attack.progress import Progress
 
@@ -68,8 +68,7 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
     import torch
 
     from attack.models import load_model
-    from attack.scores.fusion import fuse
-    from attack.stages.score import generate_stage, score_stage, select_captions
+    from attack.pipeline import Pipeline, PipelineParams
 
     torch.set_flush_denormal(True)  # subnormal activations slow CPU inference several-fold
     say = progress or (lambda stage, done, total: None)
@@ -81,6 +80,8 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
         got = "none" if not texts else f"{len(unknown)} other captions, e.g. {unknown[0]!r}"
         raise DemoBuildError(f"expected captions of the demo attack list ({ATTACK_LIST.name}), got {got}")
     model = load_model("demo", "cpu")  # before the store: a missing model or bad input changes nothing
+    plan = PipelineParams(scores=params.scores, fusions=params.fusions, by=params.by, generate=params.generate,
+                          retrieve=params.retrieve, preset=params.thresholds, batch_size=params.batch_size)
     with Store.open(Path(store_dir)) as store:
         say("ingest", 0, 1)
         ing = ingest_world(store)
@@ -88,26 +89,20 @@ def build_demo_store(store_dir: Path, *, progress: Progress | None = None,
         run_id = store.open_run("demo", "demo", {"demo": asdict(params), "captions": len(texts)}).id
         with store.running(run_id):
             sel = select_captions(store, texts)
-            scored = score_stage(store, model, sel, params.scores, model_id="demo", batch_size=params.batch_size,
-                                 progress=say)
-            fused = [fuse(store, name, "demo") for name in params.fusions]
-            gen = generate_stage(store, model, sel, params.generate, by=params.by, model_id="demo",
-                                 batch_size=params.batch_size, progress=say)
-            ret = retrieve_stage(store, params.retrieve, caption_ids=list(sel.ids), progress=say)
-            lab = label_stage(store, params.thresholds, caption_ids=list(sel.ids), progress=say)
+            out = Pipeline(store, model, plan, model_id="demo", progress=say).run(sel)
         store.finish_run(run_id, 0, "done")
+    gen, ret, lab = out.generate, out.retrieve, out.label
     return {
         "store": str(store_dir),
         "captions": len(sel),
         "training_images": ing.training_images,
         "ingested": not ing.already_present,
-        "scores": {r.kind: {"run_id": r.run_id, "computed": r.computed, "evals": r.evals} for r in scored},
+        "scores": {r.kind: {"run_id": r.run_id, "computed": r.computed, "evals": r.evals} for r in out.scores},
         "generate": {"run_id": gen.run_id, "computed": gen.computed, "skipped": gen.skipped},
         "retrieve": {"run_id": ret.run_id, "computed": ret.computed, "neighbours": ret.neighbours,
                      "masks_built": ret.masks_built},
         "labels": {"run_id": lab.run_id, "labelled": lab.labelled, "counts": lab.counts, "flagged": lab.flagged},
-        "summaries": ([r.summary() for r in scored] + [f.summary() for f in fused]
-                      + [gen.summary(), ret.summary(), lab.summary()]),
+        "summaries": out.lines,
         "seconds": round(time.perf_counter() - t0, 1),
         "params": asdict(params),
     }

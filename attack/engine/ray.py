@@ -292,7 +292,7 @@ class ScoreWork:
     params: Any
 
     def __call__(self, model: Any, rows: list[dict]) -> list[dict]:
-        from attack.stages.score import score_spec
+        from attack.scores import score_spec
 
         fn = score_spec(self.kind)[0]
         res = fn(model, [str(r["text"]) for r in rows], self.params, batch_size=len(rows))
@@ -374,6 +374,10 @@ class RayEngine:
 
         return run_sharded(store, folder, missing, merge, self.model, self.options, batch_size,
                            ScoreWork(kind, params), self.warn)
+
+    def embed(self, store: Store, spec: str, rows: Sequence[tuple[int, str]], batch_size: int, key: str) -> Any:
+        """Training images' vectors, embedded on the actors (see embed_images)."""
+        return embed_images(self, store, spec, rows, batch_size, key)
 
     def generate(self, store: Store, run_id: int, sampler: str, todo: Sequence[tuple[Any, int]], steps: int,
                  guidance: float, meta: Callable[[dict], dict], batch_size: int) -> ShardRun:

@@ -158,10 +158,8 @@ def build_store_index(store: Store, embedder: Embedder, factory: str = "Flat", *
     if not rows:
         raise RetrievalError(f"{store.path}: expected training images to index (ingest --images), got none")
     if engine is not None:
-        from attack.engine.ray import embed_images
-
         key = hashlib.sha256(json.dumps([embedder.spec, _coverage(store)], sort_keys=True).encode()).hexdigest()
-        vectors = embed_images(engine, store, embedder.spec, rows, batch_size, key[:16])
+        vectors = engine.embed(store, embedder.spec, rows, batch_size, key[:16])
     else:
         parts = []
         for b in range(0, len(rows), batch_size):

@@ -106,7 +106,7 @@ def _why(m: tarfile.TarInfo) -> str:
 
 def iter_samples(shard: Path, source: Path, skipped: list, with_bytes: bool = False) -> Iterator[tuple]:
     """(ShardSample, image bytes or None) per image member, sidecar files joined by key."""
-    from attack.ingest.run import _caption_text, _json_value, _optional_str
+    from attack.ingest.captions import _caption_text, _json_value, _optional_str
 
     side = _sidecar(shard, source)
     pending: dict[str, dict] = {}

@@ -1,19 +1,24 @@
-"""Candidate generation (store-independent): the top-K captions by a score, J seeds x S steps each.
+"""Candidate generation: the top-K captions by a score, J seeds x S steps each.
 
 The paper generates for the captions its attack ranks highest and builds the ground truth only
 for those (section 4, "Evaluation"). This module picks them and yields the generations batch by
 batch, so a caller (the store's writer) can persist them as they come and resume by skipping
-what it already has.
+what it already has; `generate_stage` is that writer for a store.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import torch
 
+from store import Store
+
 from attack.models.base import TextToImageModel
+from attack.progress import Progress, no_progress
+from attack.stages.rank import Ranked, rank_captions, top_k
+from attack.stages.runs import Captions, EvalMeter, StageReport, as_selection, model_id_of, open_run, shard
 from attack.scores.base import ScoreInputError, check_batch_size, check_captions
 
 
@@ -39,15 +44,6 @@ class Generation:
     guidance: float
     image: torch.Tensor
     evals: int  # guided denoiser calls spent on this image (0 for stored images)
-
-
-def top_k(scores: Sequence[float] | torch.Tensor, k: int) -> list[int]:
-    """Indices of the k highest scores, highest first; ties keep list order, NaN ranks last."""
-    vals = [float(s) for s in (scores.tolist() if isinstance(scores, torch.Tensor) else scores)]
-    if k < 0:
-        raise ScoreInputError(f"expected top_k >= 0, got {k}")
-    order = sorted(range(len(vals)), key=lambda i: (math.isnan(vals[i]), -vals[i] if not math.isnan(vals[i]) else 0.0, i))
-    return order[: k or len(order)]
 
 
 def iter_generations(model: TextToImageModel, captions: Sequence[str], scores: Sequence[float] | torch.Tensor,
@@ -78,3 +74,77 @@ def generate_top_k(model: TextToImageModel, captions: Sequence[str], scores: Seq
                    params: GenerateParams = GenerateParams(), *, batch_size: int = 16) -> list[Generation]:
     """All generations of `iter_generations`, in rank then seed order."""
     return [g for batch in iter_generations(model, captions, scores, params, batch_size=batch_size) for g in batch]
+
+
+SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
+
+
+# -- the stage: generations written to the store, resumable ---------------------------------------
+def generate_params(params: GenerateParams, sampler: str = SAMPLER) -> dict[str, Any]:
+    """A generation run's identity: what makes an image (sampler, steps, guidance; the model's
+    fingerprint is added by _open_run), not which captions or seeds were asked for, so growing
+    --top-k or --seeds adds to the same run and generates only what is missing."""
+    return {"sampler": sampler, "steps": params.steps, "guidance": params.guidance}
+
+
+def _jobs(model: TextToImageModel, ranked: Sequence[Ranked], params: GenerateParams) -> list[tuple[Ranked, int]]:
+    """(caption, seed) pairs to generate: every seed of params, or (seeds=()) the seeds the model
+    holds images for, per caption."""
+    if params.seeds:
+        return [(r, int(s)) for r in ranked for s in params.seeds]
+    out = []
+    for r in ranked:
+        held = model.seeds_for(r.text, params.steps)
+        if held is None:
+            raise ScoreInputError(f"expected seeds for {model.spec or model.name} (it can generate any), got none")
+        out += [(r, s) for s in held]
+    return out
+
+
+def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
+                   params: GenerateParams = GenerateParams(), *, by: str = "dcs", score_model: str | None = None,
+                   model_id: str | None = None, batch_size: int = 16, offset: int = 0, limit: int | None = None,
+                   progress: Progress = no_progress, engine: Any = None) -> StageReport:
+    """J seeds x S Heun steps for the top-K captions by their stored `by` score (of `score_model`,
+    default this model; by=None: the captions in their own order); offset/limit shard the ranked
+    top-K list. Images are stored at the model's native resolution (a closed model's files as
+    they are) as lossless PNG; (caption, seed) pairs the run holds are skipped."""
+    if params.steps < 1 or (not params.seeds and model.whitebox):
+        raise ScoreInputError(f"expected at least one seed and one step, got seeds={params.seeds}, steps={params.steps}")
+    if len(set(params.seeds)) != len(params.seeds):
+        raise ScoreInputError(f"expected distinct seeds, got {params.seeds}")
+    batch_size = check_batch_size(batch_size)
+    mid = model_id_of(model, model_id)
+    captions = as_selection(store, captions)
+    key = score_model or model.fingerprint(store.digest_cache())    # this model's scores, whatever their path
+    ranked = shard(rank_captions(store, captions, by, key, params.top_k, label=score_model or mid), offset, limit)
+    run = open_run(store, "generate", model, mid, generate_params(params, model.sampler))
+    run_id, resumed = run.id, run.resumed
+    with store.running(run_id):
+        have = store.generated_pairs(run_id)
+        jobs = _jobs(model, ranked, params)
+        todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
+        meter = EvalMeter(store, model, run_id)
+        progress("generate", 0, len(todo))
+        guidance = params.guidance if model.whitebox else None   # unknown for a closed model
+        if engine is not None:   # Ray actors generate, this process merges their shards
+            def meta(row: dict) -> dict:
+                return {"guidance": guidance, "rank": int(row["rank"]), "score_kind": by, "score": row["score"]}
+            computed = engine.generate(store, run_id, model.sampler, todo, params.steps, params.guidance, meta,
+                                       batch_size).computed
+            todo = todo[:computed]   # for the report: generations this call computed
+            progress("generate", len(todo), len(todo))
+        for b in range(0, len(todo) if engine is None else 0, batch_size):
+            chunk = todo[b:b + batch_size]
+            start = model.evals
+            images = model.images([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
+                                  guidance=params.guidance)
+            shas = [store.put_image(img) for img in images]  # files first: harmless if orphaned
+            with store.transaction():
+                for (r, s), sha in zip(chunk, shas):
+                    store.add_generation(r.caption_id, run_id, s, params.steps, model.sampler, sha,
+                                         {"guidance": guidance, "rank": r.rank, "score_kind": by, "score": r.score})
+                meter.commit(start)
+            progress("generate", b + len(chunk), len(todo))
+        return StageReport("generate", model.sampler, run_id, resumed, len(todo), len(jobs) - len(todo),
+                           meter.finish(), run.note)

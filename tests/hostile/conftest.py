@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attack.ingest.run import ingest
+from attack.ingest import ingest
 from store import Store
 from tests.conftest import FIXTURES, REPO, subprocess_env, tiny_image
 

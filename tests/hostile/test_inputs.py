@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attack.ingest.run import parse_caption_file
+from attack.ingest import parse_caption_file
 from attack.models import load_model
 from attack.models.base import ModelError
 from store import Store
@@ -132,7 +132,7 @@ def test_hostile_caption_lists_exit_2_with_one_line(populated, tmp_path, name, d
 def test_a_failed_write_removes_the_image_files_it_made(populated, tmp_path, monkeypatch):
     """If the rows cannot be written (here: a constraint the parser cannot see), the files the
     ingest created are removed again."""
-    from attack.ingest import run as ingest_mod
+    from attack import ingest as ingest_mod
     with Store.open(populated) as s:
         before = picture(populated)
         folder = _images(tmp_path / "imgs", size=20)

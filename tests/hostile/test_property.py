@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attack.ingest.run import ingest
+from attack.ingest import ingest
 from store import IngestError, Store
 from tests.hostile.conftest import picture
 

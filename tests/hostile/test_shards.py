@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from attack.cli import main
-from attack.ingest.run import apply_ingest, prepare_ingest
+from attack.ingest import apply_ingest, prepare_ingest
 from store import Store
 from tests.conftest import snapshot, tiny_image
 

@@ -1,0 +1,113 @@
+"""Training images: the files under a folder, optionally described by an imagefolder-style
+metadata file (file_name, caption/text, url), and how one is decoded."""
+from __future__ import annotations
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+from PIL import Image
+from store import IngestError
+from attack.paths import display_path, inside, resolve_inside, walk_files
+from attack.ingest.captions import _caption_text, _find, _json_value, _optional_str, unicode_text
+from attack.ingest.formats import CAPTION_COLUMNS, detect_format, read_table
+
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    rel_path: str
+    abs_path: Path
+    caption: Optional[str] = None
+    url: Optional[str] = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    folder: Path
+    metadata: Optional[Path]
+    entries: tuple          # of ImageEntry
+    skipped: tuple = ()     # (relative path, why): files under the folder that are not read
+
+
+# -- training images -------------------------------------------------------------------------------
+def _find_metadata(folder: Path, metadata: Optional[Path]) -> Optional[Path]:
+    if metadata is not None:
+        if not metadata.is_file():
+            raise IngestError(f"--metadata {metadata}: expected a metadata file, got "
+                              f"{'something else' if metadata.exists() else 'no such file'}")
+        return metadata
+    found = [folder / n for n in METADATA_NAMES if (folder / n).is_file() or (folder / n).is_symlink()]
+    if len(found) > 1:
+        raise IngestError(f"{folder}: expected at most one metadata file, got {[p.name for p in found]}; "
+                          f"choose one with --metadata")
+    if found and not inside(folder, found[0]):
+        raise IngestError(f"{found[0]}: expected a metadata file inside {folder}, got a symlink to "
+                          f"{found[0].resolve()} (name it with --metadata if it is meant)")
+    if found and not found[0].is_file():
+        raise IngestError(f"{found[0]}: expected a metadata file, got a broken symlink or a special file")
+    return found[0] if found else None
+
+
+def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
+    """List image files and join them with metadata rows; no image is decoded here."""
+    if not folder.is_dir():
+        raise IngestError(f"--images {folder}: expected a folder of images, got "
+                          f"{'a file' if folder.exists() else 'no such folder'}")
+    meta_path = _find_metadata(folder, metadata)
+    described: dict[Path, dict] = {}
+    if meta_path is not None:
+        fmt = detect_format(meta_path)
+        if fmt == "text":
+            raise IngestError(f"{meta_path}: expected metadata as JSONL, CSV or parquet, got plain text")
+        table = read_table(meta_path, fmt)
+        name_col = _find(table.columns, ("file_name",))
+        if name_col is None:
+            raise IngestError(f"{meta_path}, row 1 (header), column file_name: expected a file_name column, "
+                              f"got columns {list(table.columns)}")
+        caption_col = _find(table.columns, CAPTION_COLUMNS)
+        url_col = _find(table.columns, ("url",))
+        for record, loc in zip(table.records, table.locations):
+            def where(col: str) -> str:
+                return f"{meta_path}, {loc}, column {col!r}"
+            rel = record.get(name_col)
+            target = resolve_inside(folder, rel) if isinstance(rel, str) else None
+            if target is None:
+                raise IngestError(f"{where(name_col)}: expected a relative path inside {folder}, got {rel!r}")
+            if not target.is_file():
+                raise IngestError(f"{where(name_col)}: expected an existing image file, got no file {rel!r}")
+            if target in described:
+                raise IngestError(f"{where(name_col)}: expected each file once, got {rel!r} again")
+            caption = record.get(caption_col) if caption_col else None
+            described[target] = {
+                "caption": None if caption in (None, "") else _caption_text(caption, where(caption_col)),
+                "url": _optional_str(record.get(url_col), where(url_col)) if url_col else None,
+                "meta": {unicode_text(str(k), where(k)): _json_value(v, where(k))
+                         for k, v in record.items() if k not in (name_col, caption_col, url_col)},
+            }
+    root = folder.resolve()
+    walked, skipped = walk_files(root, IMAGE_EXTENSIONS)
+    files = set(described) | {p.resolve() if p.is_symlink() else p for p in walked}
+    if meta_path is not None:
+        files.discard(meta_path.resolve())
+    if not files:
+        raise IngestError(f"--images {folder}: expected at least one image file "
+                          f"({', '.join(sorted(IMAGE_EXTENSIONS))}), got none"
+                          + (f" it may read ({len(skipped)} skipped: {skipped[0][0]}, {skipped[0][1]})" if skipped else ""))
+    entries = []
+    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        d = described.get(p, {})
+        entries.append(ImageEntry(display_path(p.relative_to(root).as_posix()), p, d.get("caption"), d.get("url"),
+                                  d.get("meta", {})))
+    return ImageScan(folder, meta_path, tuple(entries), tuple(skipped))
+
+
+def decode_image(path: Path) -> Image.Image:
+    """Fully decode (a truncated file fails here, not later); raises on any problem."""
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")
