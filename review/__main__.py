@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(a: argparse.Namespace) -> int:
-    from store.export import open_for_export
+    from store.store import open_for_export
 
     from .evidence import export_evidence
 

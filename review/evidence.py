@@ -22,8 +22,7 @@ import numpy as np
 
 from store import ExportError, PageQuery, Store
 from store.export import (
-    BASE_COLUMNS, DEFAULT_LABELS, ExportResult, check_labels, collect_rows, empty_export_warning,
-    record_export, write_csv, zip_add,
+    BASE_COLUMNS, DEFAULT_LABELS, ExportResult, check_labels, write_csv, zip_add,
 )
 from store.images import encode_png
 from store.outputs import check_output, write_output
@@ -250,7 +249,7 @@ def build_evidence(store: Store, labels: Sequence[str] = DEFAULT_LABELS,
                    query: Optional[PageQuery] = None) -> tuple[bytes, int, Optional[str]]:
     """(zip bytes, rows, warning) of the evidence export."""
     labels = check_labels(labels)
-    rows, kinds = collect_rows(store, labels, query)
+    rows, kinds = store.collect_rows(labels, query)
     entries, all_files = [], {}
     for row in rows:
         data = candidate_data(store, row["caption_id"])
@@ -261,7 +260,7 @@ def build_evidence(store: Store, labels: Sequence[str] = DEFAULT_LABELS,
         all_files.update(files.files)
         all_files[paths["page"]] = EvidenceFile(paths["page"], page_html(row, data, files, paths).encode(), (0, 0))
         entries.append((paths["page"], row, data))
-    warning = None if rows else empty_export_warning(store, labels, query)
+    warning = None if rows else store.empty_export_warning(labels, query)
     columns = list(BASE_COLUMNS) + [f"score_{k}" for k in kinds] + list(PATH_COLUMNS)
     all_files["index.html"] = EvidenceFile("index.html", index_html(entries, labels, warning, query).encode(), (0, 0))
     all_files["verbatims.csv"] = EvidenceFile("verbatims.csv", write_csv(rows, columns), (0, 0))
@@ -291,4 +290,4 @@ def export_evidence(store: Store, out: Union[str, Path], labels: Sequence[str] =
     data, n, warning = build_evidence(store, labels, query)
     write_output(out, data)
     sha = hashlib.sha256(data).hexdigest()
-    return ExportResult(out, FORMAT, n, sha, record_export(store, FORMAT, out, labels, query, n, sha), (), warning)
+    return ExportResult(out, FORMAT, n, sha, store.record_export(FORMAT, out, labels, query, n, sha), (), warning)

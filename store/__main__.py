@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 from .bench import BenchConfig, result_json, run_bench
 from .command import run_command
 from .errors import ExportError, StoreError
-from .export import DEFAULT_LABELS, FORMATS, export, open_for_export
+from .export import DEFAULT_LABELS, FORMATS
+from .store import open_for_export
 from .store import Store
 from .terminal import echo
 
@@ -42,7 +43,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "evidence":
         return _evidence(args)
     with open_for_export(args.store) as store:
-        result = export(store, args.out, args.format, labels=labels, make_parents=args.parents, force=args.force,
+        result = store.export(args.out, args.format, labels=labels, make_parents=args.parents, force=args.force,
                         raw_csv=args.raw_csv, auto=args.auto)
     skipped = f", {len(result.skipped_without_image)} without a generated image left out of the zip" \
         if result.skipped_without_image else ""

@@ -44,131 +44,122 @@ def _caption_params(i: int, row: CaptionRow) -> tuple:
     return (row.text, row.url, dup, row.reference_label, row.source, _meta(row.extra, f"{what} extra"))
 
 
-def add_captions(store: "Store", rows: Iterable[CaptionRow]) -> list[int]:
-    """Insert or merge captions (identical text: count += 1, fill missing fields).
-
-    Fields already set on a caption win over later ones, except dup_count which
-    keeps the maximum. Returns the caption id of each row, in order.
-    """
-    params = [_caption_params(i, row) for i, row in enumerate(rows)]
-    ids = []
-    with store.transaction() as conn, integrity("add_captions"):
-        # new rows get ids above the current max; index them in one statement (see schema V2)
-        max_before = conn.execute("SELECT coalesce(max(id), 0) FROM captions").fetchone()[0]
-        conn.execute("INSERT INTO meta (key, value) VALUES ('fts_bulk_insert', '1')")
-        for p in params:
-            ids.append(conn.execute(_MERGE_CAPTION, p).fetchone()[0])
-        conn.execute("INSERT INTO captions_fts (rowid, text) SELECT id, text FROM captions WHERE id > ?",
-                     (max_before,))
-        conn.execute("DELETE FROM meta WHERE key = 'fts_bulk_insert'")
-    return ids
-
-
-def caption_id(store: "Store", text: str) -> Optional[int]:
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT id FROM captions WHERE text = ?", (text,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def caption_ids(store: "Store", texts: Sequence[str]) -> list[Optional[int]]:
-    """The id of each caption text (None where the store has no such caption), in one snapshot."""
-    with store.snapshot() as conn:
-        out = []
-        for t in texts:
-            row = conn.execute("SELECT id FROM captions WHERE text = ?", (t,)).fetchone()
-            out.append(None if row is None else int(row[0]))
-    return out
-
-
-def caption_refs(store: "Store") -> list[CaptionRef]:
-    """Every caption's id and text, by id."""
-    with store.snapshot() as conn:
-        return [CaptionRef(int(i), t) for i, t in conn.execute("SELECT id, text FROM captions ORDER BY id")]
-
-
-def caption_count(store: "Store", source: Optional[str] = None) -> int:
-    """Captions in the store (of one source, when given)."""
-    with store.snapshot() as conn:
-        if source is None:
-            return int(conn.execute("SELECT count(*) FROM captions").fetchone()[0])
-        return int(conn.execute("SELECT count(*) FROM captions WHERE source = ?", (source,)).fetchone()[0])
-
-
-def get_caption(store: "Store", caption_id: int) -> Caption:
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT id, text, url, dup_count, count, reference_label, source, extra "
-                           "FROM captions WHERE id = ?", (caption_id,)).fetchone()
-    if row is None:
-        raise NotFoundError(f"get_caption: expected an existing caption id, got {caption_id!r}")
-    return Caption(*row[:7], load_json(row[7], {}))
-
-
-# -- training images -------------------------------------------------------------------
-def add_training_image(store: "Store", sha: str, caption_id: Optional[int] = None,
-                       path_or_url: Optional[str] = None,
-                       meta: Optional[Mapping[str, Any]] = None) -> int:
-    """Idempotent: the same (sha, caption, path) returns the existing id."""
-    store.images.require(check_sha(sha))
-    _optional_text(path_or_url, "add_training_image path_or_url")
-    meta_json = _meta(meta, "add_training_image meta")
-    with store.transaction() as conn:
-        if caption_id is not None:
-            _require_row(conn, "captions", caption_id, "add_training_image")
-        row = conn.execute(
-            "SELECT id FROM training_images WHERE sha256 = ? AND caption_id IS ? AND path_or_url IS ?",
-            (sha, caption_id, path_or_url)).fetchone()
-        if row is not None:
-            return int(row[0])
-        cur = conn.execute(
-            "INSERT INTO training_images (sha256, caption_id, path_or_url, meta) VALUES (?, ?, ?, ?)",
-            (sha, caption_id, path_or_url, meta_json))
-        return int(cur.lastrowid)
-
-
 def _training_image(row: tuple) -> TrainingImage:
     return TrainingImage(row[0], row[1], row[2], row[3], load_json(row[4], {}))
 
 
-def get_training_image(store: "Store", train_image_id: int) -> TrainingImage:
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
-                           "WHERE id = ?", (train_image_id,)).fetchone()
-    if row is None:
-        raise NotFoundError(f"get_training_image: expected an existing training image id, got {train_image_id!r}")
-    return _training_image(row)
+class Catalog:
+    """Captions and training images. Methods of Store (store/store.py), which holds the connection."""
 
+    def add_captions(self, rows: Iterable[CaptionRow]) -> list[int]:
+        """Insert or merge captions (identical text: count += 1, fill missing fields).
 
-def training_set_version(store: "Store") -> TrainingSetVersion:
-    with store.snapshot() as conn:
-        n, hi = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM training_images").fetchone()
-    return TrainingSetVersion(int(n), int(hi))
+        Fields already set on a caption win over later ones, except dup_count which
+        keeps the maximum. Returns the caption id of each row, in order.
+        """
+        params = [_caption_params(i, row) for i, row in enumerate(rows)]
+        ids = []
+        with self.transaction() as conn, integrity("add_captions"):
+            # new rows get ids above the current max; index them in one statement (see schema V2)
+            max_before = conn.execute("SELECT coalesce(max(id), 0) FROM captions").fetchone()[0]
+            conn.execute("INSERT INTO meta (key, value) VALUES ('fts_bulk_insert', '1')")
+            for p in params:
+                ids.append(conn.execute(_MERGE_CAPTION, p).fetchone()[0])
+            conn.execute("INSERT INTO captions_fts (rowid, text) SELECT id, text FROM captions WHERE id > ?",
+                         (max_before,))
+            conn.execute("DELETE FROM meta WHERE key = 'fts_bulk_insert'")
+        return ids
 
+    def caption_id(self, text: str) -> Optional[int]:
+        with self.snapshot() as conn:
+            row = conn.execute("SELECT id FROM captions WHERE text = ?", (text,)).fetchone()
+        return None if row is None else int(row[0])
 
-def distinct_training_images(store: "Store") -> list[tuple[int, str]]:
-    """(lowest training image id, sha256) per distinct image, by id."""
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT min(id), sha256 FROM training_images GROUP BY sha256 ORDER BY 1").fetchall()
-    return [(int(i), s) for i, s in rows]
+    def caption_ids(self, texts: Sequence[str]) -> list[Optional[int]]:
+        """The id of each caption text (None where the store has no such caption), in one snapshot."""
+        with self.snapshot() as conn:
+            out = []
+            for t in texts:
+                row = conn.execute("SELECT id FROM captions WHERE text = ?", (t,)).fetchone()
+                out.append(None if row is None else int(row[0]))
+        return out
 
+    def caption_refs(self) -> list[CaptionRef]:
+        """Every caption's id and text, by id."""
+        with self.snapshot() as conn:
+            return [CaptionRef(int(i), t) for i, t in conn.execute("SELECT id, text FROM captions ORDER BY id")]
 
-def training_image_at(store: "Store", path_or_url: str) -> Optional[TrainingImage]:
-    """The first training image recorded with this path or URL, if any."""
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
-                           "WHERE path_or_url = ? ORDER BY id LIMIT 1", (path_or_url,)).fetchone()
-    return None if row is None else _training_image(row)
+    def caption_count(self, source: Optional[str] = None) -> int:
+        """Captions in the store (of one source, when given)."""
+        with self.snapshot() as conn:
+            if source is None:
+                return int(conn.execute("SELECT count(*) FROM captions").fetchone()[0])
+            return int(conn.execute("SELECT count(*) FROM captions WHERE source = ?", (source,)).fetchone()[0])
 
+    def get_caption(self, caption_id: int) -> Caption:
+        with self.snapshot() as conn:
+            row = conn.execute("SELECT id, text, url, dup_count, count, reference_label, source, extra "
+                               "FROM captions WHERE id = ?", (caption_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"get_caption: expected an existing caption id, got {caption_id!r}")
+        return Caption(*row[:7], load_json(row[7], {}))
 
-def masked_training_images(store: "Store") -> list[TrainingImage]:
-    """Training images that have at least one mask version, by id."""
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images t "
-                            "WHERE EXISTS (SELECT 1 FROM masks m WHERE m.train_image_id = t.id) ORDER BY id").fetchall()
-    return [_training_image(r) for r in rows]
+    # -- training images -------------------------------------------------------------------
+    def add_training_image(self, sha: str, caption_id: Optional[int] = None,
+                           path_or_url: Optional[str] = None,
+                           meta: Optional[Mapping[str, Any]] = None) -> int:
+        """Idempotent: the same (sha, caption, path) returns the existing id."""
+        self.images.require(check_sha(sha))
+        _optional_text(path_or_url, "add_training_image path_or_url")
+        meta_json = _meta(meta, "add_training_image meta")
+        with self.transaction() as conn:
+            if caption_id is not None:
+                _require_row(conn, "captions", caption_id, "add_training_image")
+            row = conn.execute(
+                "SELECT id FROM training_images WHERE sha256 = ? AND caption_id IS ? AND path_or_url IS ?",
+                (sha, caption_id, path_or_url)).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = conn.execute(
+                "INSERT INTO training_images (sha256, caption_id, path_or_url, meta) VALUES (?, ?, ?, ?)",
+                (sha, caption_id, path_or_url, meta_json))
+            return int(cur.lastrowid)
 
+    def get_training_image(self, train_image_id: int) -> TrainingImage:
+        with self.snapshot() as conn:
+            row = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
+                               "WHERE id = ?", (train_image_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"get_training_image: expected an existing training image id, got {train_image_id!r}")
+        return _training_image(row)
 
-def training_images_for(store: "Store", caption_id: int) -> list[TrainingImage]:
-    with store.snapshot() as conn:
-        rows = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
-                            "WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
-    return [_training_image(r) for r in rows]
+    def training_set_version(self) -> TrainingSetVersion:
+        with self.snapshot() as conn:
+            n, hi = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM training_images").fetchone()
+        return TrainingSetVersion(int(n), int(hi))
+
+    def distinct_training_images(self) -> list[tuple[int, str]]:
+        """(lowest training image id, sha256) per distinct image, by id."""
+        with self.snapshot() as conn:
+            rows = conn.execute("SELECT min(id), sha256 FROM training_images GROUP BY sha256 ORDER BY 1").fetchall()
+        return [(int(i), s) for i, s in rows]
+
+    def training_image_at(self, path_or_url: str) -> Optional[TrainingImage]:
+        """The first training image recorded with this path or URL, if any."""
+        with self.snapshot() as conn:
+            row = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
+                               "WHERE path_or_url = ? ORDER BY id LIMIT 1", (path_or_url,)).fetchone()
+        return None if row is None else _training_image(row)
+
+    def masked_training_images(self) -> list[TrainingImage]:
+        """Training images that have at least one mask version, by id."""
+        with self.snapshot() as conn:
+            rows = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images t "
+                                "WHERE EXISTS (SELECT 1 FROM masks m WHERE m.train_image_id = t.id) ORDER BY id").fetchall()
+        return [_training_image(r) for r in rows]
+
+    def training_images_for(self, caption_id: int) -> list[TrainingImage]:
+        with self.snapshot() as conn:
+            rows = conn.execute("SELECT id, sha256, caption_id, path_or_url, meta FROM training_images "
+                                "WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
+        return [_training_image(r) for r in rows]

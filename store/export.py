@@ -25,7 +25,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -41,8 +41,6 @@ from .records import LabelEntry, PageQuery
 from .schema import HUMAN_LABELS
 from .version import __version__
 
-if TYPE_CHECKING:
-    from .store import Store
 
 FORMATS = ("zip", "parquet", "csv", "jsonl")
 DEFAULT_LABELS = ("MV", "TV", "RV")
@@ -77,16 +75,6 @@ def safe_member_name(name: str) -> str:
     if not parts:
         raise ExportError(f"zip member name: expected a non-empty safe name, got {name!r}")
     return "/".join(parts)
-
-
-def open_for_export(path: Union[str, Path]) -> "Store":
-    """Writable when the user may write the store (the export is recorded in it), else read-only."""
-    from .errors import ReadOnlyStoreError
-    from .store import Store
-    try:
-        return Store.open(path, create=False)
-    except ReadOnlyStoreError:
-        return Store.open(path, readonly=True)
 
 
 def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
@@ -178,87 +166,6 @@ def _review_columns(conn, caption_id: int, k: int) -> dict:
         return {"reviewer": e.reviewer, "label": e.label, "labelled_at": e.created_at, "note": e.note}
     return {"reviews": [one(e) for _, e in sorted(r.votes.items())],
             "adjudication": one(r.adjudication) if r.adjudication else None, "review_state": r.state}
-
-
-def collect_rows(store: "Store", labels: Sequence[str] = DEFAULT_LABELS,
-                 query: Optional[PageQuery] = None, auto: bool = False) -> tuple[list[dict], list[str]]:
-    """(rows, score kinds) for an export; reusable by the review app for previews.
-
-    auto: every candidate (the whole ranking), human-labelled or not, with its automatic label,
-    flags and distances (AUTO_COLUMNS) beside the human label; ``labels`` is then ignored."""
-    labels = check_labels(labels)
-    marks = ", ".join("?" * len(labels))
-    with store.snapshot() as conn:
-        cols = "caption_id, label, label_entry_id, reviewer, labelled_at, auto_label, flags, auto_run_id"
-        state = conn.execute(
-            f"SELECT {cols} FROM caption_state WHERE n_generations > 0 ORDER BY caption_id" if auto else
-            f"SELECT {cols} FROM caption_state WHERE label IN ({marks}) ORDER BY caption_id",
-            () if auto else labels).fetchall()
-        if query is not None:
-            allowed = set(matching_caption_ids(conn, query))
-            state = [s for s in state if s[0] in allowed]
-        rows = []
-        kinds: set[str] = set()
-        k = reviews.reviews_per_candidate(conn)
-        for caption_id, human, entry_id, reviewer, labelled_at, auto_label, flags, auto_run in state:
-            label = human if human is not None else (auto_label or "N")   # what the evidence is picked for
-            text, url, dup_count = conn.execute(
-                "SELECT text, url, dup_count FROM captions WHERE id = ?", (caption_id,)).fetchone()
-            note = conn.execute("SELECT note FROM labels WHERE id = ?", (entry_id,)).fetchone()[0] \
-                if entry_id is not None else ""
-            scores = dict(conn.execute("SELECT kind, value FROM scores WHERE caption_id = ? ORDER BY kind, run_id",
-                                       (caption_id,)).fetchall())  # later runs win
-            kinds.update(scores)
-            evidence = _evidence(conn, caption_id)
-            hit, match_kind = _pick(label, caption_id, evidence)
-            gen = hit or (evidence[0] if evidence else None)
-            row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
-            row.update(caption=text, overfit_type=human, url=url, caption_id=caption_id, dup_count=dup_count,
-                       reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[],
-                       **_review_columns(conn, caption_id, k))
-            d = {}
-            if auto_run is not None:
-                d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",
-                                           (caption_id, auto_run)).fetchone()[0], {})
-            if auto:
-                row.update(auto_label=auto_label, auto_flags=load_json(flags, []), auto_tv=d.get("tv"),
-                           auto_mv=d.get("mv"), auto_rv=d.get("rv"))
-            aligned = d.get("aligned") if d.get("evidence_kind") == "aligned" and auto_label == label else None
-            if isinstance(aligned, dict):   # the label rests on a crop / rescale / mirror alignment
-                hit, match_kind = _aligned_hit(conn, aligned), "aligned"
-                gen = hit or gen
-                row["alignment"] = {k: aligned.get(k) for k in ("transform", "overlap", "mirrored", "scale", "inliers")}
-            if gen is not None:
-                run = conn.execute("SELECT model FROM runs WHERE id = ?", (gen["run_id"],)).fetchone()
-                seeds = sorted({e["seed"] for e in evidence if e["run_id"] == gen["run_id"]})
-                retrieved = [_retrieved_url(e["train_path_or_url"], e["train_meta"]) for e in evidence
-                             if e["generation_id"] == gen["generation_id"] and e["rank"] is not None]
-                row.update(gen_seeds=seeds, retrieved_urls=retrieved, model=run[0] if run else None,
-                           run_id=gen["run_id"], seed=gen["seed"], generated_sha=gen["generated_sha"])
-            if hit is not None:
-                distance = {"masked_rmse": hit["masked_rmse"],
-                            "aligned": hit.get("aligned_rmse")}.get(match_kind, hit["rmse"])
-                row.update(match_kind=match_kind, match_distance=distance, mse_real_gen=distance * distance,
-                           similarity=hit["similarity"], train_image_sha=hit["train_image_sha"],
-                           train_image_id=hit["train_image_id"], train_path_or_url=hit["train_path_or_url"])
-                if label == "TV":
-                    mask = conn.execute("SELECT id, image_sha, version FROM masks WHERE train_image_id = ? "
-                                        "ORDER BY version DESC LIMIT 1", (hit["train_image_id"],)).fetchone()
-                    if mask is None and hit["mask_id"] is not None:
-                        mask = conn.execute("SELECT id, image_sha, version FROM masks WHERE id = ?",
-                                            (hit["mask_id"],)).fetchone()
-                    if mask is not None:
-                        row.update(mask_sha=mask[1], mask_version=mask[2])
-            row["_scores"] = scores
-            rows.append(row)
-    kind_list = sorted(kinds)
-    for row in rows:
-        scores = row.pop("_scores")
-        for k in kind_list:
-            row[f"score_{k}"] = scores.get(k)
-        if row["mask_sha"] is not None:
-            row["mask_rle"] = mask_rle(store.load_mask(row["mask_sha"]))
-    return rows, kind_list
 
 
 def mask_rle(mask: np.ndarray) -> dict:
@@ -354,83 +261,6 @@ def zip_add(zf: zipfile.ZipFile, name: str, data: bytes, files: dict[str, str]) 
     files[name] = hashlib.sha256(data).hexdigest()
 
 
-def write_zip(store: "Store", rows: list[dict], columns: list[str], labels: Sequence[str]) -> tuple[bytes, tuple]:
-    """Hugging Face imagefolder: metadata.jsonl keyed by file_name (the generated image)."""
-    buf = io.BytesIO()
-    files: dict[str, str] = {}
-    skipped, lines = [], []
-    with zipfile.ZipFile(buf, "w") as zf:
-        for row in rows:
-            if row["generated_sha"] is None:
-                skipped.append(row["caption_id"])
-                continue
-            meta = {"file_name": safe_member_name(f"generated/{row['generated_sha']}.png")}
-            zip_add(zf, meta["file_name"], store.image_path(row["generated_sha"]).read_bytes(), files)
-            meta["train_file_name"] = meta["mask_file_name"] = None
-            if row["train_image_sha"] is not None:
-                meta["train_file_name"] = safe_member_name(f"train/{row['train_image_sha']}.png")
-                zip_add(zf, meta["train_file_name"], store.image_path(row["train_image_sha"]).read_bytes(), files)
-            if row["mask_sha"] is not None:
-                png = encode_png(store.load_mask(row["mask_sha"]).astype(np.uint8) * 255)
-                meta["mask_file_name"] = safe_member_name(f"mask/{hashlib.sha256(png).hexdigest()}.png")
-                zip_add(zf, meta["mask_file_name"], png, files)
-            meta.update({c: row[c] for c in columns})
-            lines.append(json.dumps(meta, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
-        zip_add(zf, "metadata.jsonl", "".join(line + "\n" for line in lines).encode("utf-8"), files)
-        manifest = {
-            "tool": "verbatim", "version": __version__, "layout": "huggingface-imagefolder",
-            "rows": len(lines), "labels": list(labels), "columns": ["file_name", "train_file_name",
-                                                                  "mask_file_name"] + list(columns),
-            "skipped_without_image": skipped, "files": dict(sorted(files.items())),
-        }
-        zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
-    return buf.getvalue(), tuple(skipped)
-
-
-def export(store: "Store", out: Union[str, Path], fmt: Optional[str] = None,
-           labels: Sequence[str] = DEFAULT_LABELS, query: Optional[PageQuery] = None,
-           make_parents: bool = False, force: bool = False, raw_csv: bool = False,
-           auto: bool = False) -> ExportResult:
-    """Write the confirmed set to ``out`` (format from ``fmt`` or the extension), under the
-    output rules of store/outputs.py (never inside a store, never over a file unless force).
-    CSV cells that a spreadsheet would run as a formula are neutralised unless raw_csv.
-    On a read-only store the file is written but not recorded (export_id None)."""
-    out = Path(out)
-    fmt = _format_for(out, fmt)
-    labels = check_labels(labels)
-    out = check_output(out, force=force, make_parents=make_parents)
-    rows, kinds = collect_rows(store, labels, query, auto)
-    columns = list(BASE_COLUMNS) + (list(AUTO_COLUMNS) if auto else []) + [f"score_{k}" for k in kinds]
-    skipped: tuple = ()
-    if fmt == "csv":
-        data = write_csv(rows, columns, neutralise=not raw_csv)
-    elif fmt == "jsonl":
-        data = write_jsonl(rows, columns)
-    elif fmt == "parquet":
-        data = write_parquet(rows, columns, kinds)
-    else:
-        data, skipped = write_zip(store, rows, columns, labels)
-    write_output(out, data)
-    sha = hashlib.sha256(data).hexdigest()
-    warning = empty_export_warning(store, labels, query, auto) if not rows else None
-    return ExportResult(out, fmt, len(rows), sha, record_export(store, fmt, out, labels, query, len(rows), sha),
-                        skipped, warning)
-
-
-def record_export(store: "Store", fmt: str, out: Path, labels: Sequence[str], query: Optional[PageQuery],
-                  rows: int, sha: str) -> Optional[int]:
-    """The export's row in the store's exports table; None on a read-only store (not recorded)."""
-    if store.readonly:
-        return None
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO exports (created_at, format, path, labels, query, rows, sha256, tool_version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (utc_now(), fmt, str(Path(out).resolve()), canonical_json(list(labels)),
-             None if query is None else canonical_json(query.to_json()), rows, sha, __version__))
-        return int(cur.lastrowid)
-
-
 # PageQuery filters an export can carry, with how a warning names them
 _FILTERS = (("search", "the queue search {!r}"), ("auto_label", "the automatic label filter {}"),
             ("human_label", "the human label state {}"), ("flags", "the flag filter {}"),
@@ -442,33 +272,190 @@ def _shown(value: Any) -> Any:
     return ",".join(value) if isinstance(value, (tuple, list)) else value
 
 
-def empty_export_warning(store: "Store", labels: Sequence[str], query: Optional[PageQuery] = None,
-                         auto: bool = False) -> str:
-    """Why an export holds 0 rows: each active filter and how many captions it leaves on its own."""
-    labels = check_labels(labels)
-    with store.snapshot() as conn:
-        if auto:
-            base = {r[0] for r in conn.execute("SELECT caption_id FROM caption_state WHERE n_generations > 0")}
-            parts = [f"the store holds {len(base)} candidates"]
-        else:
-            marks = ", ".join("?" * len(labels))
-            base = {r[0] for r in conn.execute(f"SELECT caption_id FROM caption_state WHERE label IN ({marks})",
-                                               labels)}
-            parts = [f"the label filter {','.join(labels)} matches {len(base)} captions"]
-            if not base:
-                counts = conn.execute("SELECT coalesce(label, 'unlabelled'), count(*) FROM caption_state "
-                                      "WHERE n_generations > 0 GROUP BY 1 ORDER BY 1").fetchall()
-                parts[0] += " (candidates by current human label: " + \
-                    (", ".join(f"{k} {n}" for k, n in counts) or "none") + ")"
-        if query is not None and base:
-            for field, name in _FILTERS:
-                value = getattr(query, field)
-                if value is None:
+class Exports:
+    """Exports of confirmed labels with their evidence. Methods of Store (store/store.py), which holds the connection."""
+
+    def collect_rows(self, labels: Sequence[str] = DEFAULT_LABELS,
+                     query: Optional[PageQuery] = None, auto: bool = False) -> tuple[list[dict], list[str]]:
+        """(rows, score kinds) for an export; reusable by the review app for previews.
+
+        auto: every candidate (the whole ranking), human-labelled or not, with its automatic label,
+        flags and distances (AUTO_COLUMNS) beside the human label; ``labels`` is then ignored."""
+        labels = check_labels(labels)
+        marks = ", ".join("?" * len(labels))
+        with self.snapshot() as conn:
+            cols = "caption_id, label, label_entry_id, reviewer, labelled_at, auto_label, flags, auto_run_id"
+            state = conn.execute(
+                f"SELECT {cols} FROM caption_state WHERE n_generations > 0 ORDER BY caption_id" if auto else
+                f"SELECT {cols} FROM caption_state WHERE label IN ({marks}) ORDER BY caption_id",
+                () if auto else labels).fetchall()
+            if query is not None:
+                allowed = set(matching_caption_ids(conn, query))
+                state = [s for s in state if s[0] in allowed]
+            rows = []
+            kinds: set[str] = set()
+            k = reviews.reviews_per_candidate(conn)
+            for caption_id, human, entry_id, reviewer, labelled_at, auto_label, flags, auto_run in state:
+                label = human if human is not None else (auto_label or "N")   # what the evidence is picked for
+                text, url, dup_count = conn.execute(
+                    "SELECT text, url, dup_count FROM captions WHERE id = ?", (caption_id,)).fetchone()
+                note = conn.execute("SELECT note FROM labels WHERE id = ?", (entry_id,)).fetchone()[0]\
+                    if entry_id is not None else ""
+                scores = dict(conn.execute("SELECT kind, value FROM scores WHERE caption_id = ? ORDER BY kind, run_id",
+                                           (caption_id,)).fetchall())  # later runs win
+                kinds.update(scores)
+                evidence = _evidence(conn, caption_id)
+                hit, match_kind = _pick(label, caption_id, evidence)
+                gen = hit or (evidence[0] if evidence else None)
+                row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
+                row.update(caption=text, overfit_type=human, url=url, caption_id=caption_id, dup_count=dup_count,
+                           reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[],
+                           **_review_columns(conn, caption_id, k))
+                d = {}
+                if auto_run is not None:
+                    d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",
+                                               (caption_id, auto_run)).fetchone()[0], {})
+                if auto:
+                    row.update(auto_label=auto_label, auto_flags=load_json(flags, []), auto_tv=d.get("tv"),
+                               auto_mv=d.get("mv"), auto_rv=d.get("rv"))
+                aligned = d.get("aligned") if d.get("evidence_kind") == "aligned" and auto_label == label else None
+                if isinstance(aligned, dict):   # the label rests on a crop / rescale / mirror alignment
+                    hit, match_kind = _aligned_hit(conn, aligned), "aligned"
+                    gen = hit or gen
+                    row["alignment"] = {k: aligned.get(k) for k in ("transform", "overlap", "mirrored", "scale", "inliers")}
+                if gen is not None:
+                    run = conn.execute("SELECT model FROM runs WHERE id = ?", (gen["run_id"],)).fetchone()
+                    seeds = sorted({e["seed"] for e in evidence if e["run_id"] == gen["run_id"]})
+                    retrieved = [_retrieved_url(e["train_path_or_url"], e["train_meta"]) for e in evidence
+                                 if e["generation_id"] == gen["generation_id"] and e["rank"] is not None]
+                    row.update(gen_seeds=seeds, retrieved_urls=retrieved, model=run[0] if run else None,
+                               run_id=gen["run_id"], seed=gen["seed"], generated_sha=gen["generated_sha"])
+                if hit is not None:
+                    distance = {"masked_rmse": hit["masked_rmse"],
+                                "aligned": hit.get("aligned_rmse")}.get(match_kind, hit["rmse"])
+                    row.update(match_kind=match_kind, match_distance=distance, mse_real_gen=distance * distance,
+                               similarity=hit["similarity"], train_image_sha=hit["train_image_sha"],
+                               train_image_id=hit["train_image_id"], train_path_or_url=hit["train_path_or_url"])
+                    if label == "TV":
+                        mask = conn.execute("SELECT id, image_sha, version FROM masks WHERE train_image_id = ? "
+                                            "ORDER BY version DESC LIMIT 1", (hit["train_image_id"],)).fetchone()
+                        if mask is None and hit["mask_id"] is not None:
+                            mask = conn.execute("SELECT id, image_sha, version FROM masks WHERE id = ?",
+                                                (hit["mask_id"],)).fetchone()
+                        if mask is not None:
+                            row.update(mask_sha=mask[1], mask_version=mask[2])
+                row["_scores"] = scores
+                rows.append(row)
+        kind_list = sorted(kinds)
+        for row in rows:
+            scores = row.pop("_scores")
+            for k in kind_list:
+                row[f"score_{k}"] = scores.get(k)
+            if row["mask_sha"] is not None:
+                row["mask_rle"] = mask_rle(self.load_mask(row["mask_sha"]))
+        return rows, kind_list
+
+    def write_zip(self, rows: list[dict], columns: list[str], labels: Sequence[str]) -> tuple[bytes, tuple]:
+        """Hugging Face imagefolder: metadata.jsonl keyed by file_name (the generated image)."""
+        buf = io.BytesIO()
+        files: dict[str, str] = {}
+        skipped, lines = [], []
+        with zipfile.ZipFile(buf, "w") as zf:
+            for row in rows:
+                if row["generated_sha"] is None:
+                    skipped.append(row["caption_id"])
                     continue
-                alone = PageQuery(order_by=query.order_by, **{field: value})
-                left = len(base & set(matching_caption_ids(conn, alone)))
-                parts.append(f"{name.format(_shown(value), order=query.order_by)} leaves {left} of them")
-            if len(parts) == 1:
-                left = len(base & set(matching_caption_ids(conn, query)))
-                parts.append(f"the queue's ranking by {query.order_by} (candidates only) leaves {left} of them")
-    return "0 rows: " + "; ".join(parts)
+                meta = {"file_name": safe_member_name(f"generated/{row['generated_sha']}.png")}
+                zip_add(zf, meta["file_name"], self.image_path(row["generated_sha"]).read_bytes(), files)
+                meta["train_file_name"] = meta["mask_file_name"] = None
+                if row["train_image_sha"] is not None:
+                    meta["train_file_name"] = safe_member_name(f"train/{row['train_image_sha']}.png")
+                    zip_add(zf, meta["train_file_name"], self.image_path(row["train_image_sha"]).read_bytes(), files)
+                if row["mask_sha"] is not None:
+                    png = encode_png(self.load_mask(row["mask_sha"]).astype(np.uint8) * 255)
+                    meta["mask_file_name"] = safe_member_name(f"mask/{hashlib.sha256(png).hexdigest()}.png")
+                    zip_add(zf, meta["mask_file_name"], png, files)
+                meta.update({c: row[c] for c in columns})
+                lines.append(json.dumps(meta, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+            zip_add(zf, "metadata.jsonl", "".join(line + "\n" for line in lines).encode("utf-8"), files)
+            manifest = {
+                "tool": "verbatim", "version": __version__, "layout": "huggingface-imagefolder",
+                "rows": len(lines), "labels": list(labels), "columns": ["file_name", "train_file_name",
+                                                                      "mask_file_name"] + list(columns),
+                "skipped_without_image": skipped, "files": dict(sorted(files.items())),
+            }
+            zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
+        return buf.getvalue(), tuple(skipped)
+
+    def export(self, out: Union[str, Path], fmt: Optional[str] = None,
+               labels: Sequence[str] = DEFAULT_LABELS, query: Optional[PageQuery] = None,
+               make_parents: bool = False, force: bool = False, raw_csv: bool = False,
+               auto: bool = False) -> ExportResult:
+        """Write the confirmed set to ``out`` (format from ``fmt`` or the extension), under the
+        output rules of store/outputs.py (never inside a store, never over a file unless force).
+        CSV cells that a spreadsheet would run as a formula are neutralised unless raw_csv.
+        On a read-only store the file is written but not recorded (export_id None)."""
+        out = Path(out)
+        fmt = _format_for(out, fmt)
+        labels = check_labels(labels)
+        out = check_output(out, force=force, make_parents=make_parents)
+        rows, kinds = self.collect_rows(labels, query, auto)
+        columns = list(BASE_COLUMNS) + (list(AUTO_COLUMNS) if auto else []) + [f"score_{k}" for k in kinds]
+        skipped: tuple = ()
+        if fmt == "csv":
+            data = write_csv(rows, columns, neutralise=not raw_csv)
+        elif fmt == "jsonl":
+            data = write_jsonl(rows, columns)
+        elif fmt == "parquet":
+            data = write_parquet(rows, columns, kinds)
+        else:
+            data, skipped = self.write_zip(rows, columns, labels)
+        write_output(out, data)
+        sha = hashlib.sha256(data).hexdigest()
+        warning = self.empty_export_warning(labels, query, auto) if not rows else None
+        return ExportResult(out, fmt, len(rows), sha, self.record_export(fmt, out, labels, query, len(rows), sha),
+                            skipped, warning)
+
+    def record_export(self, fmt: str, out: Path, labels: Sequence[str], query: Optional[PageQuery],
+                      rows: int, sha: str) -> Optional[int]:
+        """The export's row in the store's exports table; None on a read-only store (not recorded)."""
+        if self.readonly:
+            return None
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO exports (created_at, format, path, labels, query, rows, sha256, tool_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (utc_now(), fmt, str(Path(out).resolve()), canonical_json(list(labels)),
+                 None if query is None else canonical_json(query.to_json()), rows, sha, __version__))
+            return int(cur.lastrowid)
+
+    def empty_export_warning(self, labels: Sequence[str], query: Optional[PageQuery] = None,
+                             auto: bool = False) -> str:
+        """Why an export holds 0 rows: each active filter and how many captions it leaves on its own."""
+        labels = check_labels(labels)
+        with self.snapshot() as conn:
+            if auto:
+                base = {r[0] for r in conn.execute("SELECT caption_id FROM caption_state WHERE n_generations > 0")}
+                parts = [f"the store holds {len(base)} candidates"]
+            else:
+                marks = ", ".join("?" * len(labels))
+                base = {r[0] for r in conn.execute(f"SELECT caption_id FROM caption_state WHERE label IN ({marks})",
+                                                   labels)}
+                parts = [f"the label filter {','.join(labels)} matches {len(base)} captions"]
+                if not base:
+                    counts = conn.execute("SELECT coalesce(label, 'unlabelled'), count(*) FROM caption_state "
+                                          "WHERE n_generations > 0 GROUP BY 1 ORDER BY 1").fetchall()
+                    parts[0] += " (candidates by current human label: " +\
+                        (", ".join(f"{k} {n}" for k, n in counts) or "none") + ")"
+            if query is not None and base:
+                for field, name in _FILTERS:
+                    value = getattr(query, field)
+                    if value is None:
+                        continue
+                    alone = PageQuery(order_by=query.order_by, **{field: value})
+                    left = len(base & set(matching_caption_ids(conn, alone)))
+                    parts.append(f"{name.format(_shown(value), order=query.order_by)} leaves {left} of them")
+                if len(parts) == 1:
+                    left = len(base & set(matching_caption_ids(conn, query)))
+                    parts.append(f"the queue's ranking by {query.order_by} (candidates only) leaves {left} of them")
+        return "0 rows: " + "; ".join(parts)

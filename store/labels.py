@@ -16,29 +16,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from .canon import unicode_text
 from .db import utc_now
 from . import reviews
 from .errors import LabelConflictError, LabelError, NotFoundError, NotYourLabelError
 from .records import LabelEntry
-from .reviews import reviews_per_candidate, sync_state
+from .reviews import check_reviewer, reviews_per_candidate, sync_state
 from .schema import HUMAN_LABELS
 
-if TYPE_CHECKING:
-    from .store import Store
 
 MAX_NOTE_CHARS = 10_000
 _COLS = reviews.COLS
 MAX_BATCH = 10_000
 ANY = object()      # add_label's expect_latest default: no check
-
-
-def check_reviewer(reviewer: object) -> str:
-    if not isinstance(reviewer, str) or not reviewer.strip():
-        raise LabelError(f"reviewer: expected a non-empty name, got {reviewer!r}")
-    return unicode_text(reviewer, "reviewer")
 
 
 def _append(conn, caption_id: int, label: Optional[str], reviewer: str, note: str,
@@ -92,112 +84,109 @@ def _check_entry(caption_id: object, label: str, reviewer: str, note: str) -> No
     unicode_text(note, f"note for caption {caption_id}")
 
 
-def add_label(store: "Store", caption_id: int, label: str, reviewer: str, note: str = "",
-              expect_latest: object = ANY) -> LabelEntry:
-    """Append one entry; returns once it is durably committed. ``expect_latest``: the id of the
-    newest entry the reviewer saw (None: none); when another reviewer's newer entry is there
-    (with blind reviews: only for an adjudication) LabelConflictError carries it and nothing is
-    written."""
-    _check_entry(caption_id, label, reviewer, note)
-    with store.transaction() as conn:
-        _require_caption(conn, caption_id)
-        k = reviews_per_candidate(conn)
-        role = _role(conn, caption_id, reviewer, k) if k > 1 else None
-        latest = _latest(conn, caption_id) if expect_latest is not ANY and (k <= 1 or role) else None
-        if latest is not None and latest.id != expect_latest and latest.reviewer != reviewer:
-            raise LabelConflictError(
-                f"label for caption {caption_id}: expected the label you saw, got {_describe(latest)} given "
-                "since you opened it (keep it, or override it with yours)", latest)
-        return _append(conn, caption_id, label, reviewer, note, None, role=role, k=k)
+class Labels:
+    """Human labels: append-only, each entry checked against the caption's review state. Methods of Store (store/store.py), which holds the connection."""
 
+    def add_label(self, caption_id: int, label: str, reviewer: str, note: str = "",
+                  expect_latest: object = ANY) -> LabelEntry:
+        """Append one entry; returns once it is durably committed. ``expect_latest``: the id of the
+        newest entry the reviewer saw (None: none); when another reviewer's newer entry is there
+        (with blind reviews: only for an adjudication) LabelConflictError carries it and nothing is
+        written."""
+        _check_entry(caption_id, label, reviewer, note)
+        with self.transaction() as conn:
+            _require_caption(conn, caption_id)
+            k = reviews_per_candidate(conn)
+            role = _role(conn, caption_id, reviewer, k) if k > 1 else None
+            latest = _latest(conn, caption_id) if expect_latest is not ANY and (k <= 1 or role) else None
+            if latest is not None and latest.id != expect_latest and latest.reviewer != reviewer:
+                raise LabelConflictError(
+                    f"label for caption {caption_id}: expected the label you saw, got {_describe(latest)} given "
+                    "since you opened it (keep it, or override it with yours)", latest)
+            return _append(conn, caption_id, label, reviewer, note, None, role=role, k=k)
 
-def add_labels(store: "Store", caption_ids: Sequence[int], label: str, reviewer: str,
-               note: str = "") -> list[LabelEntry]:
-    """One label for many captions: one transaction (all or none), one history entry per caption,
-    all sharing a new batch id (``undo_batch`` takes them back together)."""
-    ids = list(dict.fromkeys(caption_ids))        # a caption selected twice is labelled once
-    if not ids or len(ids) > MAX_BATCH:
-        raise LabelError(f"bulk label: expected 1 to {MAX_BATCH:,} captions, got {len(ids):,}")
-    _check_entry(ids[0], label, reviewer, note)
-    batch = uuid.uuid4().hex
-    with store.transaction() as conn:
-        for cid in ids:
-            _require_caption(conn, cid)
-        k = reviews_per_candidate(conn)
-        return [_append(conn, cid, label, reviewer, note, None, batch, _role(conn, cid, reviewer, k), k)
-                for cid in ids]
+    def add_labels(self, caption_ids: Sequence[int], label: str, reviewer: str,
+                   note: str = "") -> list[LabelEntry]:
+        """One label for many captions: one transaction (all or none), one history entry per caption,
+        all sharing a new batch id (``undo_batch`` takes them back together)."""
+        ids = list(dict.fromkeys(caption_ids))        # a caption selected twice is labelled once
+        if not ids or len(ids) > MAX_BATCH:
+            raise LabelError(f"bulk label: expected 1 to {MAX_BATCH:,} captions, got {len(ids):,}")
+        _check_entry(ids[0], label, reviewer, note)
+        batch = uuid.uuid4().hex
+        with self.transaction() as conn:
+            for cid in ids:
+                _require_caption(conn, cid)
+            k = reviews_per_candidate(conn)
+            return [_append(conn, cid, label, reviewer, note, None, batch, _role(conn, cid, reviewer, k), k)
+                    for cid in ids]
 
+    def undo_batch(self, batch: str, reviewer: str) -> list[LabelEntry]:
+        """Undo a bulk label as a unit: for each of its captions whose latest entry is still the
+        batch's, an entry restoring the label before it (sharing a new batch id). A caption
+        relabelled since keeps its newer label. One transaction."""
+        check_reviewer(reviewer)
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT id, caption_id, reviewer FROM labels WHERE batch = ? AND undoes IS NULL "
+                                "ORDER BY id", (batch,)).fetchall()
+            if not rows:
+                raise LabelError(f"undo bulk label: expected the batch id of a bulk label, got {batch!r}")
+            if rows[0][2] != reviewer:
+                raise NotYourLabelError(f"undo bulk label: expected a bulk label of yours ({reviewer}), got one by "
+                                        f"{rows[0][2]} (only its author can undo it)")
+            undo_id, out, k = uuid.uuid4().hex, [], reviews_per_candidate(conn)
+            for entry_id, cid, _ in rows:
+                latest = conn.execute("SELECT id FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
+                                      (cid,)).fetchone()[0]
+                if latest != entry_id:
+                    continue
+                before = conn.execute("SELECT label FROM labels WHERE caption_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
+                                      (cid, entry_id)).fetchone()
+                out.append(_append(conn, cid, before[0] if before else None, reviewer, "", entry_id, undo_id, k=k))
+            return out
 
-def undo_batch(store: "Store", batch: str, reviewer: str) -> list[LabelEntry]:
-    """Undo a bulk label as a unit: for each of its captions whose latest entry is still the
-    batch's, an entry restoring the label before it (sharing a new batch id). A caption
-    relabelled since keeps its newer label. One transaction."""
-    check_reviewer(reviewer)
-    with store.transaction() as conn:
-        rows = conn.execute("SELECT id, caption_id, reviewer FROM labels WHERE batch = ? AND undoes IS NULL "
-                            "ORDER BY id", (batch,)).fetchall()
-        if not rows:
-            raise LabelError(f"undo bulk label: expected the batch id of a bulk label, got {batch!r}")
-        if rows[0][2] != reviewer:
-            raise NotYourLabelError(f"undo bulk label: expected a bulk label of yours ({reviewer}), got one by "
-                                    f"{rows[0][2]} (only its author can undo it)")
-        undo_id, out, k = uuid.uuid4().hex, [], reviews_per_candidate(conn)
-        for entry_id, cid, _ in rows:
-            latest = conn.execute("SELECT id FROM labels WHERE caption_id = ? ORDER BY id DESC LIMIT 1",
-                                  (cid,)).fetchone()[0]
-            if latest != entry_id:
-                continue
-            before = conn.execute("SELECT label FROM labels WHERE caption_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
-                                  (cid, entry_id)).fetchone()
-            out.append(_append(conn, cid, before[0] if before else None, reviewer, "", entry_id, undo_id, k=k))
-        return out
+    def undo_label(self, caption_id: int, reviewer: str) -> LabelEntry:
+        """Append an entry taking back the reviewer's own latest entry still in force. With one
+        review per candidate that must be the caption's latest (another reviewer's newer label is
+        theirs to undo: NotYourLabelError) and the label before it is restored; with blind reviews
+        the reviewer's own vote (or adjudication) before it is."""
+        reviewer = check_reviewer(reviewer)
+        with self.transaction() as conn:
+            _require_caption(conn, caption_id)
+            k = reviews_per_candidate(conn)
+            entries = reviews.history(conn, caption_id)
+            live = reviews.effective(entries)
+            mine = [e for e in live if e.reviewer == reviewer]
+            if not live:
+                raise LabelError(f"undo for caption {caption_id}: expected a label entry to undo, got "
+                                 f"{'none' if not entries else 'only undos and undone entries'}")
+            if not mine:
+                raise NotYourLabelError(f"undo for caption {caption_id}: expected a label entry of yours ({reviewer}) to "
+                                        f"undo, got only others' labels, the latest {_describe(live[-1])}")
+            target = mine[-1]
+            if k <= 1 and live[-1].id != target.id:
+                raise NotYourLabelError(f"undo for caption {caption_id}: expected your label to be the latest, got "
+                                        f"{_describe(live[-1])} after it (only its author can undo it)")
+            if k <= 1:
+                before = [e for e in entries if e.id < target.id]
+                restored = before[-1].label if before else None
+            else:
+                prior = [e for e in mine if e.id < target.id and e.role == target.role]
+                restored = prior[-1].label if prior else None
+            return _append(conn, caption_id, restored, reviewer, "", target.id, role=target.role, k=k)
 
+    def current_label_entry(self, caption_id: int) -> Optional[LabelEntry]:
+        with self.snapshot() as conn:
+            return _latest(conn, caption_id)
 
-def undo_label(store: "Store", caption_id: int, reviewer: str) -> LabelEntry:
-    """Append an entry taking back the reviewer's own latest entry still in force. With one
-    review per candidate that must be the caption's latest (another reviewer's newer label is
-    theirs to undo: NotYourLabelError) and the label before it is restored; with blind reviews
-    the reviewer's own vote (or adjudication) before it is."""
-    reviewer = check_reviewer(reviewer)
-    with store.transaction() as conn:
-        _require_caption(conn, caption_id)
-        k = reviews_per_candidate(conn)
-        entries = reviews.history(conn, caption_id)
-        live = reviews.effective(entries)
-        mine = [e for e in live if e.reviewer == reviewer]
-        if not live:
-            raise LabelError(f"undo for caption {caption_id}: expected a label entry to undo, got "
-                             f"{'none' if not entries else 'only undos and undone entries'}")
-        if not mine:
-            raise NotYourLabelError(f"undo for caption {caption_id}: expected a label entry of yours ({reviewer}) to "
-                                    f"undo, got only others' labels, the latest {_describe(live[-1])}")
-        target = mine[-1]
-        if k <= 1 and live[-1].id != target.id:
-            raise NotYourLabelError(f"undo for caption {caption_id}: expected your label to be the latest, got "
-                                    f"{_describe(live[-1])} after it (only its author can undo it)")
-        if k <= 1:
-            before = [e for e in entries if e.id < target.id]
-            restored = before[-1].label if before else None
-        else:
-            prior = [e for e in mine if e.id < target.id and e.role == target.role]
-            restored = prior[-1].label if prior else None
-        return _append(conn, caption_id, restored, reviewer, "", target.id, role=target.role, k=k)
+    def current_label(self, caption_id: int) -> Optional[str]:
+        """The caption's label now; None when never labelled or undone back to unlabelled."""
+        with self.snapshot() as conn:
+            row = conn.execute("SELECT label FROM caption_state WHERE caption_id = ?", (caption_id,)).fetchone()
+        return None if row is None else row[0]
 
-
-def current_label_entry(store: "Store", caption_id: int) -> Optional[LabelEntry]:
-    with store.snapshot() as conn:
-        return _latest(conn, caption_id)
-
-
-def current_label(store: "Store", caption_id: int) -> Optional[str]:
-    """The caption's label now; None when never labelled or undone back to unlabelled."""
-    with store.snapshot() as conn:
-        row = conn.execute("SELECT label FROM caption_state WHERE caption_id = ?", (caption_id,)).fetchone()
-    return None if row is None else row[0]
-
-
-def label_history(store: "Store", caption_id: int) -> list[LabelEntry]:
-    with store.snapshot() as conn:
-        rows = conn.execute(f"SELECT {_COLS} FROM labels WHERE caption_id = ? ORDER BY id",
-                            (caption_id,)).fetchall()
-    return [LabelEntry(*r) for r in rows]
+    def label_history(self, caption_id: int) -> list[LabelEntry]:
+        with self.snapshot() as conn:
+            rows = conn.execute(f"SELECT {_COLS} FROM labels WHERE caption_id = ? ORDER BY id",
+                                (caption_id,)).fetchall()
+        return [LabelEntry(*r) for r in rows]

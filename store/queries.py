@@ -11,18 +11,15 @@ The forced join order (CROSS JOIN, INDEXED BY) keeps SQLite from guessing.
 """
 from __future__ import annotations
 
+import sqlite3
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from .canon import load_json
 from .errors import StoreError
 from .records import COLUMN_ORDERS, Page, PageQuery, PageRow, SearchHit
 from .schema import HUMAN_LABELS
 
-if TYPE_CHECKING:
-    import sqlite3
-
-    from .store import Store
 
 SMALL_SET = 5_000
 MAX_SEARCH_LIMIT = 1_000
@@ -207,80 +204,82 @@ def _check_order(conn: "sqlite3.Connection", q: PageQuery) -> None:
                          f"{', '.join(COLUMN_ORDERS)}, got {q.order_by!r}")
 
 
-def page(store: "Store", q: PageQuery) -> Page:
-    with store.snapshot() as conn:
-        _check_order(conn, q)
-        ids, total = _page_ids(conn, q)
-        if not ids:
-            return Page((), total, q)
-        id_list = [i for i, _ in ids]
-        marks = ", ".join("?" * len(id_list))
-        details = {r[0]: r for r in conn.execute(
-            f"SELECT c.id, c.text, c.url, st.label, st.reviewer, st.labelled_at, st.auto_label, st.flags, "
-            f"st.n_generations FROM captions c JOIN caption_state st ON st.caption_id = c.id "
-            f"WHERE c.id IN ({marks})", id_list)}
-        scores: dict[int, dict] = {i: {} for i in id_list}
-        for cid, kind, value in conn.execute(
-                f"SELECT caption_id, kind, value FROM candidate_scores WHERE caption_id IN ({marks}) "
-                f"AND is_latest = 1 ORDER BY caption_id, kind", id_list):
-            scores[cid][kind] = value
-    rows = []
-    for cid, value in ids:
-        d = details[cid]
-        rows.append(PageRow(caption_id=cid, text=d[1], url=d[2], score=value, scores=scores[cid],
-                            human_label=d[3], reviewer=d[4], labelled_at=d[5], auto_label=d[6],
-                            flags=tuple(load_json(d[7], [])), n_generations=d[8]))
-    return Page(tuple(rows), total, q)
-
-
-def search(store: "Store", text: str, limit: int = 20) -> list[SearchHit]:
-    """Captions containing every word of ``text``, best bm25 match first.
-
-    When more than SEARCH_RANK_WINDOW captions match, only that many (lowest
-    ids) are ranked: refine the words to reach the others.
-    """
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
-        raise StoreError(f"search limit: expected an int in 1..{MAX_SEARCH_LIMIT}, got {limit!r}")
-    match = fts_query(text)
-    if match is None:
-        return []
-    with store.snapshot() as conn:
-        # bm25 is computed per match, so rank at most SEARCH_RANK_WINDOW matches (the
-        # lowest caption ids); a query of very common words stays fast, rare words rank fully
-        rows = conn.execute(
-            "SELECT c.id, c.text, c.url, m.rank FROM (SELECT rowid, rank FROM captions_fts "
-            "WHERE captions_fts MATCH ? LIMIT ?) m JOIN captions c ON c.id = m.rowid "
-            "ORDER BY m.rank, c.id LIMIT ?", (match, SEARCH_RANK_WINDOW, limit)).fetchall()
-    return [SearchHit(*r) for r in rows]
-
-
 COUNTED_TABLES = ("runs", "captions", "training_images", "scores", "generations", "neighbours",
                   "masks", "auto_labels", "labels", "exports")
 
 
-def info(store: "Store") -> dict:
-    """Counts per table and per current human label (candidates and all captions)."""
-    from .reviews import reviews_per_candidate
-    from .schema import SCHEMA_VERSION
-    with store.snapshot() as conn:
-        tables = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED_TABLES}
-        candidates = conn.execute("SELECT count(*) FROM caption_state WHERE n_generations > 0").fetchone()[0]
-        by_label = dict(conn.execute(
-            "SELECT coalesce(label, 'unlabelled'), count(*) FROM caption_state "
-            "WHERE label IS NOT NULL OR n_generations > 0 GROUP BY 1 ORDER BY 1").fetchall())
-        by_auto = dict(conn.execute(
-            "SELECT auto_label, count(*) FROM caption_state WHERE auto_label IS NOT NULL "
-            "GROUP BY 1 ORDER BY 1").fetchall())
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        k = reviews_per_candidate(conn)
-        review_states = dict(conn.execute("SELECT review, count(*) FROM caption_state WHERE review IS NOT NULL "
-                                          "GROUP BY 1 ORDER BY 1").fetchall())
-    n_files = sum(1 for sub in store.images.root.iterdir() if sub.is_dir()
-                  for f in sub.iterdir() if f.suffix == ".png")
-    return {
-        "path": str(store.path), "schema_version": version, "code_schema_version": SCHEMA_VERSION,
-        "tables": tables, "candidates": candidates,
-        "labels": {label: by_label.get(label, 0) for label in HUMAN_LABELS + ("unlabelled",)},
-        "auto_labels": by_auto, "image_files": n_files,
-        "reviews_per_candidate": k, "review_states": review_states,
-    }
+class Queries:
+    """Pages of candidates, full-text search and the store's counts. Methods of Store (store/store.py), which holds the connection."""
+
+    def page(self, query: Optional[PageQuery] = None) -> Page:
+        q = query or PageQuery()
+        with self.snapshot() as conn:
+            _check_order(conn, q)
+            ids, total = _page_ids(conn, q)
+            if not ids:
+                return Page((), total, q)
+            id_list = [i for i, _ in ids]
+            marks = ", ".join("?" * len(id_list))
+            details = {r[0]: r for r in conn.execute(
+                f"SELECT c.id, c.text, c.url, st.label, st.reviewer, st.labelled_at, st.auto_label, st.flags, "
+                f"st.n_generations FROM captions c JOIN caption_state st ON st.caption_id = c.id "
+                f"WHERE c.id IN ({marks})", id_list)}
+            scores: dict[int, dict] = {i: {} for i in id_list}
+            for cid, kind, value in conn.execute(
+                    f"SELECT caption_id, kind, value FROM candidate_scores WHERE caption_id IN ({marks}) "
+                    f"AND is_latest = 1 ORDER BY caption_id, kind", id_list):
+                scores[cid][kind] = value
+        rows = []
+        for cid, value in ids:
+            d = details[cid]
+            rows.append(PageRow(caption_id=cid, text=d[1], url=d[2], score=value, scores=scores[cid],
+                                human_label=d[3], reviewer=d[4], labelled_at=d[5], auto_label=d[6],
+                                flags=tuple(load_json(d[7], [])), n_generations=d[8]))
+        return Page(tuple(rows), total, q)
+
+    def search(self, text: str, limit: int = 20) -> list[SearchHit]:
+        """Captions containing every word of ``text``, best bm25 match first.
+
+        When more than SEARCH_RANK_WINDOW captions match, only that many (lowest
+        ids) are ranked: refine the words to reach the others.
+        """
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+            raise StoreError(f"search limit: expected an int in 1..{MAX_SEARCH_LIMIT}, got {limit!r}")
+        match = fts_query(text)
+        if match is None:
+            return []
+        with self.snapshot() as conn:
+            # bm25 is computed per match, so rank at most SEARCH_RANK_WINDOW matches (the
+            # lowest caption ids); a query of very common words stays fast, rare words rank fully
+            rows = conn.execute(
+                "SELECT c.id, c.text, c.url, m.rank FROM (SELECT rowid, rank FROM captions_fts "
+                "WHERE captions_fts MATCH ? LIMIT ?) m JOIN captions c ON c.id = m.rowid "
+                "ORDER BY m.rank, c.id LIMIT ?", (match, SEARCH_RANK_WINDOW, limit)).fetchall()
+        return [SearchHit(*r) for r in rows]
+
+    def info(self) -> dict:
+        """Counts per table and per current human label (candidates and all captions)."""
+        from .reviews import reviews_per_candidate
+        from .schema import SCHEMA_VERSION
+        with self.snapshot() as conn:
+            tables = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED_TABLES}
+            candidates = conn.execute("SELECT count(*) FROM caption_state WHERE n_generations > 0").fetchone()[0]
+            by_label = dict(conn.execute(
+                "SELECT coalesce(label, 'unlabelled'), count(*) FROM caption_state "
+                "WHERE label IS NOT NULL OR n_generations > 0 GROUP BY 1 ORDER BY 1").fetchall())
+            by_auto = dict(conn.execute(
+                "SELECT auto_label, count(*) FROM caption_state WHERE auto_label IS NOT NULL "
+                "GROUP BY 1 ORDER BY 1").fetchall())
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            k = reviews_per_candidate(conn)
+            review_states = dict(conn.execute("SELECT review, count(*) FROM caption_state WHERE review IS NOT NULL "
+                                              "GROUP BY 1 ORDER BY 1").fetchall())
+        n_files = sum(1 for sub in self.images.root.iterdir() if sub.is_dir()
+                      for f in sub.iterdir() if f.suffix == ".png")
+        return {
+            "path": str(self.path), "schema_version": version, "code_schema_version": SCHEMA_VERSION,
+            "tables": tables, "candidates": candidates,
+            "labels": {label: by_label.get(label, 0) for label in HUMAN_LABELS + ("unlabelled",)},
+            "auto_labels": by_auto, "image_files": n_files,
+            "reviews_per_candidate": k, "review_states": review_states,
+        }

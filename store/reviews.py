@@ -16,13 +16,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from .canon import unicode_text
 from .errors import LabelError
 from .records import CaptionReviews, LabelEntry, Lease
 
-if TYPE_CHECKING:
-    from .store import Store
 
 LEASE_SECONDS = 300.0
 MAX_REVIEWS = 5
@@ -78,24 +77,6 @@ def sync_state(conn: sqlite3.Connection, caption_id: int, k: Optional[int] = Non
     return r
 
 
-def set_reviews_per_candidate(store: "Store", k: int) -> int:
-    """Set how many blind reviews a candidate needs (1 = one review, the newest label counts) and
-    recompute every labelled caption's final label in one transaction. Returns the captions updated."""
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_REVIEWS:
-        raise LabelError(f"reviews per candidate: expected an integer from 1 to {MAX_REVIEWS}, got {k!r}")
-    with store.transaction() as conn:
-        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
-                     "excluded.value", (_SETTING, str(k)))
-        ids = [r[0] for r in conn.execute("SELECT DISTINCT caption_id FROM labels ORDER BY caption_id")]
-        for cid in ids:
-            if k > 1:
-                sync_state(conn, cid, k)
-            else:       # back to one review: the newest entry, as the trigger keeps it
-                conn.execute("UPDATE caption_state SET review = NULL, label = (SELECT label FROM labels WHERE "
-                             "caption_id = ? ORDER BY id DESC LIMIT 1) WHERE caption_id = ?", (cid, cid))
-        return len(ids)
-
-
 def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[int], params: Sequence = ()) -> list[tuple]:
     """sql's rows for ids, asked 500 at a time (SQLite's bound-parameter limit); ``{ids}`` in sql
     is the placeholder list, ``params`` go before the ids."""
@@ -104,21 +85,6 @@ def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[int], params: Seq
         chunk = list(ids[i:i + 500])
         out += conn.execute(sql.format(ids=", ".join("?" * len(chunk))), [*params, *chunk]).fetchall()
     return out
-
-
-def reviews_of(store: "Store", caption_ids: Optional[Sequence[int]] = None) -> list[CaptionReviews]:
-    """Every labelled caption's reviews (or those of ``caption_ids``), by caption id."""
-    with store.snapshot() as conn:
-        k = reviews_per_candidate(conn)
-        if caption_ids is None:
-            rows = conn.execute(f"SELECT {COLS} FROM labels ORDER BY caption_id, id").fetchall()
-        else:
-            rows = _rows_in(conn, f"SELECT {COLS} FROM labels WHERE caption_id IN ({{ids}}) ORDER BY caption_id, id",
-                            list(dict.fromkeys(int(c) for c in caption_ids)))
-    by: dict[int, list[LabelEntry]] = {}
-    for r in rows:
-        by.setdefault(r[1], []).append(LabelEntry(*r))
-    return [caption_reviews(cid, entries, k) for cid, entries in sorted(by.items())]
 
 
 # -- leases -------------------------------------------------------------------------------------
@@ -163,46 +129,91 @@ def _take(conn: sqlite3.Connection, caption_id: int, reviewer: str, now: float, 
     return lease
 
 
-def lease_first(store: "Store", caption_ids: Sequence[int], reviewer: str, now: Optional[float] = None,
-                seconds: float = LEASE_SECONDS) -> Optional[int]:
-    """Lease the first of ``caption_ids`` still open to ``reviewer`` (see _first_open) and return
-    it; None when none is. One write transaction, so two reviewers asking at once get two candidates."""
-    now = time.time() if now is None else now
-    with store.transaction() as conn:
-        for i in range(0, len(caption_ids), 200):      # the usual case: found in the first 200
-            cid = _first_open(conn, caption_ids[i:i + 200], reviewer, now)
-            if cid is not None:
-                _take(conn, cid, reviewer, now, seconds)
-                return cid
-    return None
-
-
-def lease(store: "Store", caption_id: int, reviewer: str, now: Optional[float] = None,
-          seconds: float = LEASE_SECONDS) -> list[Lease]:
-    """The reviewer opened ``caption_id``: it becomes their lease (renewed if it was). Returns the
-    other reviewers' live leases on it (they have it open too), oldest first."""
-    now, cid = (time.time() if now is None else now), int(caption_id)
-
-    def others(conn: sqlite3.Connection) -> list[Lease]:
-        return sorted((h for h in _holders(conn, [cid], now).get(cid, []) if h.reviewer != reviewer),
-                      key=lambda h: h.expires)
-
-    with store.snapshot() as conn:      # held with most of its time left (just handed out): no write
-        held = conn.execute("SELECT caption_id, expires FROM leases WHERE reviewer = ?", (reviewer,)).fetchone()
-        if held is not None and held[0] == cid and held[1] - now > seconds / 2:
-            return others(conn)
-    with store.transaction() as conn:
-        _take(conn, cid, reviewer, now, seconds)
-        return others(conn)
-
-
 def release(conn: sqlite3.Connection, caption_id: int, reviewer: str) -> None:
     """The reviewer labelled it: their lease on it ends (in the label's transaction)."""
     conn.execute("DELETE FROM leases WHERE reviewer = ? AND caption_id = ?", (reviewer, caption_id))
 
 
-def live_leases(store: "Store", now: Optional[float] = None) -> list[Lease]:
-    now = time.time() if now is None else now
-    with store.snapshot() as conn:
-        return [Lease(*r) for r in conn.execute(
-            "SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? ORDER BY caption_id, reviewer", (now,))]
+def check_reviewer(reviewer: object) -> str:
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise LabelError(f"reviewer: expected a non-empty name, got {reviewer!r}")
+    return unicode_text(reviewer, "reviewer")
+
+
+class Reviews:
+    """Several reviewers: votes per candidate and leases. Methods of Store (store/store.py), which holds the connection."""
+
+    def set_reviews_per_candidate(self, k: int) -> int:
+        """Set how many blind reviews a candidate needs (1 = one review, the newest label counts) and
+        recompute every labelled caption's final label in one transaction. Returns the captions updated."""
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_REVIEWS:
+            raise LabelError(f"reviews per candidate: expected an integer from 1 to {MAX_REVIEWS}, got {k!r}")
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                         "excluded.value", (_SETTING, str(k)))
+            ids = [r[0] for r in conn.execute("SELECT DISTINCT caption_id FROM labels ORDER BY caption_id")]
+            for cid in ids:
+                if k > 1:
+                    sync_state(conn, cid, k)
+                else:       # back to one review: the newest entry, as the trigger keeps it
+                    conn.execute("UPDATE caption_state SET review = NULL, label = (SELECT label FROM labels WHERE "
+                                 "caption_id = ? ORDER BY id DESC LIMIT 1) WHERE caption_id = ?", (cid, cid))
+            return len(ids)
+
+    def reviews_per_candidate(self) -> int:
+        """How many blind reviews a candidate needs (1: the newest label counts)."""
+        with self.snapshot() as conn:
+            return reviews_per_candidate(conn)
+
+    def caption_reviews(self, caption_ids: Optional[Sequence[int]] = None) -> list[CaptionReviews]:
+        """Every labelled caption's reviews (or those of ``caption_ids``), by caption id."""
+        with self.snapshot() as conn:
+            k = reviews_per_candidate(conn)
+            if caption_ids is None:
+                rows = conn.execute(f"SELECT {COLS} FROM labels ORDER BY caption_id, id").fetchall()
+            else:
+                rows = _rows_in(conn, f"SELECT {COLS} FROM labels WHERE caption_id IN ({{ids}}) ORDER BY caption_id, id",
+                                list(dict.fromkeys(int(c) for c in caption_ids)))
+        by: dict[int, list[LabelEntry]] = {}
+        for r in rows:
+            by.setdefault(r[1], []).append(LabelEntry(*r))
+        return [caption_reviews(cid, entries, k) for cid, entries in sorted(by.items())]
+
+    def lease_first(self, caption_ids: Sequence[int], reviewer: str, now: Optional[float] = None,
+                    seconds: float = LEASE_SECONDS) -> Optional[int]:
+        """Lease the first of ``caption_ids`` still open to ``reviewer`` (see _first_open) and return
+        it; None when none is. One write transaction, so two reviewers asking at once get two candidates."""
+        reviewer = check_reviewer(reviewer)
+        now = time.time() if now is None else now
+        with self.transaction() as conn:
+            for i in range(0, len(caption_ids), 200):      # the usual case: found in the first 200
+                cid = _first_open(conn, caption_ids[i:i + 200], reviewer, now)
+                if cid is not None:
+                    _take(conn, cid, reviewer, now, seconds)
+                    return cid
+        return None
+
+    def lease(self, caption_id: int, reviewer: str, now: Optional[float] = None,
+              seconds: float = LEASE_SECONDS) -> list[Lease]:
+        """The reviewer opened ``caption_id``: it becomes their lease (renewed if it was). Returns the
+        other reviewers' live leases on it (they have it open too), oldest first."""
+        reviewer = check_reviewer(reviewer)
+        now, cid = (time.time() if now is None else now), int(caption_id)
+
+        def others(conn: sqlite3.Connection) -> list[Lease]:
+            return sorted((h for h in _holders(conn, [cid], now).get(cid, []) if h.reviewer != reviewer),
+                          key=lambda h: h.expires)
+
+        with self.snapshot() as conn:      # held with most of its time left (just handed out): no write
+            held = conn.execute("SELECT caption_id, expires FROM leases WHERE reviewer = ?", (reviewer,)).fetchone()
+            if held is not None and held[0] == cid and held[1] - now > seconds / 2:
+                return others(conn)
+        with self.transaction() as conn:
+            _take(conn, cid, reviewer, now, seconds)
+            return others(conn)
+
+    def leases(self, now: Optional[float] = None) -> list[Lease]:
+        now = time.time() if now is None else now
+        with self.snapshot() as conn:
+            return [Lease(*r) for r in conn.execute(
+                "SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? ORDER BY caption_id, reviewer", (now,))]

@@ -1,8 +1,9 @@
 """The Store: one folder holding store.db (SQLite) and images/ (content-addressed PNG).
 
-This class owns the connection, the lock and transactions; the table logic
-lives in evidence.py, labels.py and queries.py and is exposed here as thin
-methods so callers only ever need ``Store``.
+This class owns the connection, the lock, transactions and the image files. The table logic is
+its methods directly: each table module (runs.py, catalog.py, evidence.py, masks.py, labels.py,
+reviews.py, stats.py, queries.py, export.py) defines one class of methods that Store inherits,
+so callers only ever need ``Store`` and no method is a hand-written forward.
 """
 from __future__ import annotations
 
@@ -13,21 +14,24 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 import sqlite_utils
 from PIL import Image
 
-from . import evidence, labels, queries, reviews, stats
+from .catalog import Catalog
+from .evidence import Evidence
+from .export import Exports
+from .labels import Labels
+from .masks import Masks
+from .queries import Queries
+from .reviews import Reviews
+from .runs import Runs
+from .stats import Stats
 from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
 from .errors import ReadOnlyStoreError, StoreError
 from .images import ImageFiles
-from .records import (
-    AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionReviews, CaptionRow, Generation, GenerationRef,
-    LabelEntry, Lease, Mask, Neighbour, Page, PageQuery, ReviewerActivity, Run, RunHandle, RunLabelCount, ScoreRank,
-    SearchHit, TrainingImage, TrainingSetVersion,
-)
 
 DB_NAME = "store.db"
 IMAGES_DIR = "images"
@@ -50,7 +54,7 @@ class DigestCache:
             self.store.set_meta(self.PREFIX + key, digest)
 
 
-class Store:
+class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exports):
     """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
 
     Thread safety: one connection guarded by a re-entrant lock, so a Store may
@@ -230,10 +234,6 @@ class Store:
         self._writable()
         return self.images.put_image(img, created)
 
-    def remove_unreferenced_images(self, shas: Sequence[str]) -> int:
-        """Delete the files of these images that no row refers to (what an ingest that failed
-        had written); returns how many were removed."""
-        return evidence.remove_unreferenced_images(self, shas)
 
     def put_mask(self, mask: Union[Image.Image, np.ndarray]) -> str:
         self._writable()
@@ -257,243 +257,7 @@ class Store:
         """The image at the compare size (256x256x3 uint8, Lanczos), decoded once per store and
         cached in cache/ (not on a read-only store)."""
         return self.images.compare_pixels(sha, write=not self.readonly)
-
-    # -- runs ------------------------------------------------------------------
-    def start_run(self, stage: str, model: str, params: Mapping[str, Any]) -> int:
-        return evidence.start_run(self, stage, model, params)
-
-    def finish_run(self, run_id: int, evals: int, status: str = "done", reason: Optional[str] = None) -> None:
-        evidence.finish_run(self, run_id, evals, status, reason)
-
-    def running(self, run_id: int):
-        """Context manager: a failure or signal inside marks the run 'failed' / 'interrupted'."""
-        return evidence.running(self, run_id)
-
-    def get_run(self, run_id: int) -> Run:
-        return evidence.get_run(self, run_id)
-
-    def open_run(self, stage: str, model: str, params: Mapping[str, Any]) -> RunHandle:
-        """The newest run with this stage, model and params (to resume), or a new one."""
-        return evidence.open_run(self, stage, model, params)
-
-    def runs(self, stage: Optional[str] = None, model: Optional[str] = None,
-             fingerprint: Optional[str] = None) -> list[Run]:
-        return evidence.runs(self, stage, model, fingerprint)
-
-    def model_fingerprint(self, model: str, stage: str = "score") -> Optional[str]:
-        return evidence.model_fingerprint(self, model, stage)
-
-    def models(self) -> list[str]:
-        return stats.models(self)
-
-    # -- captions ----------------------------------------------------------------
-    def add_captions(self, rows: Iterable[CaptionRow]) -> list[int]:
-        return evidence.add_captions(self, rows)
-
-    def caption_id(self, text: str) -> Optional[int]:
-        return evidence.caption_id(self, text)
-
-    def get_caption(self, caption_id: int) -> Caption:
-        return evidence.get_caption(self, caption_id)
-
-    def caption_ids(self, texts: Sequence[str]) -> list[Optional[int]]:
-        return evidence.caption_ids(self, texts)
-
-    def caption_refs(self) -> list[CaptionRef]:
-        return evidence.caption_refs(self)
-
-    def caption_count(self, source: Optional[str] = None) -> int:
-        return evidence.caption_count(self, source)
-
-    # -- training images -------------------------------------------------------------
-    def add_training_image(self, sha: str, caption_id: Optional[int] = None,
-                           path_or_url: Optional[str] = None,
-                           meta: Optional[Mapping[str, Any]] = None) -> int:
-        return evidence.add_training_image(self, sha, caption_id, path_or_url, meta)
-
-    def get_training_image(self, train_image_id: int) -> TrainingImage:
-        return evidence.get_training_image(self, train_image_id)
-
-    def training_images_for(self, caption_id: int) -> list[TrainingImage]:
-        return evidence.training_images_for(self, caption_id)
-
-    def training_set_version(self) -> TrainingSetVersion:
-        return evidence.training_set_version(self)
-
-    def distinct_training_images(self) -> list[tuple[int, str]]:
-        return evidence.distinct_training_images(self)
-
-    def training_image_at(self, path_or_url: str) -> Optional[TrainingImage]:
-        return evidence.training_image_at(self, path_or_url)
-
-    def masked_training_images(self) -> list[TrainingImage]:
-        return evidence.masked_training_images(self)
-
-    # -- scores ------------------------------------------------------------------------
-    def add_scores(self, run_id: int, kind: str, values: Iterable[tuple[int, float]]) -> int:
-        return evidence.add_scores(self, run_id, kind, values)
-
-    def scores_for(self, caption_id: int) -> dict[str, float]:
-        return evidence.scores_for(self, caption_id)
-
-    def scored_caption_ids(self, run_id: int, kind: str) -> set[int]:
-        return evidence.scored_caption_ids(self, run_id, kind)
-
-    def score_count(self, run_id: int, kind: str) -> int:
-        return evidence.score_count(self, run_id, kind)
-
-    def latest_scores(self, kind: str, model: str, stage: str = "score") -> dict[int, float]:
-        return evidence.latest_scores(self, kind, model, stage)
-
-    def score_kinds(self) -> list[str]:
-        return stats.score_kinds(self)
-
-    def score_ranks(self, scores: Mapping[str, float]) -> dict[str, ScoreRank]:
-        return stats.score_ranks(self, scores)
-
-    # -- generations and neighbours -----------------------------------------------------------
-    def add_generation(self, caption_id: int, run_id: Optional[int], seed: int, steps: int,
-                       sampler: str, image_sha: str,
-                       meta: Optional[Mapping[str, Any]] = None) -> int:
-        return evidence.add_generation(self, caption_id, run_id, seed, steps, sampler, image_sha, meta)
-
-    def generations(self, caption_id: int) -> list[Generation]:
-        return evidence.generations(self, caption_id)
-
-    def add_neighbours(self, generation_id: int, neighbours: Sequence[Neighbour], run_id: int = 0) -> None:
-        evidence.add_neighbours(self, generation_id, neighbours, run_id)
-
-    def neighbours(self, generation_id: int) -> list[Neighbour]:
-        """The generation's current neighbours (its newest retrieval's), by rank."""
-        return evidence.neighbours(self, generation_id)
-
-    def neighbour_run(self, generation_id: int) -> Optional[int]:
-        return evidence.neighbour_run(self, generation_id)
-
-    def generated_pairs(self, run_id: int) -> set[tuple[int, int]]:
-        return evidence.generated_pairs(self, run_id)
-
-    def generation_refs(self, caption_ids: Optional[Sequence[int]] = None,
-                        retrieve_run: Optional[int] = None) -> list[GenerationRef]:
-        return evidence.generation_refs(self, caption_ids, retrieve_run)
-
-    def candidate_ids(self) -> list[int]:
-        """Captions with at least one generation, by id."""
-        return evidence.generated_caption_ids(self)
-
-    def candidate_count(self) -> int:
-        return stats.candidate_count(self)
-
-    # -- masks -------------------------------------------------------------------------------
-    def add_mask(self, train_image_id: int, image_sha: str, source: str = "auto",
-                 author: Optional[str] = None, parent_id: Optional[int] = None,
-                 meta: Optional[Mapping[str, Any]] = None) -> int:
-        return evidence.add_mask(self, train_image_id, image_sha, source, author, parent_id, meta)
-
-    def save_mask(self, train_image_id: int, mask: Union[Image.Image, np.ndarray], source: str = "auto",
-                  author: Optional[str] = None, parent_id: Optional[int] = None,
-                  meta: Optional[Mapping[str, Any]] = None) -> int:
-        """Size-checked put_mask + add_mask: a wrong size raises MaskError and writes nothing."""
-        return evidence.save_mask(self, train_image_id, mask, source, author, parent_id, meta)
-
-    def set_neighbour_mask(self, generation_id: int, rank: int, masked_rmse: Optional[float],
-                           mask_id: Optional[int]) -> None:
-        evidence.set_neighbour_mask(self, generation_id, rank, masked_rmse, mask_id)
-
-    def current_mask(self, train_image_id: int) -> Optional[Mask]:
-        return evidence.current_mask(self, train_image_id)
-
-    def mask_versions(self, train_image_id: int) -> list[Mask]:
-        return evidence.mask_versions(self, train_image_id)
-
-    def get_mask(self, mask_id: int) -> Mask:
-        return evidence.get_mask(self, mask_id)
-
-    # -- auto labels -----------------------------------------------------------------------------
-    def add_auto_label(self, caption_id: int, run_id: int, label: str,
-                       distances: Mapping[str, Any], flags: Sequence[str] = ()) -> int:
-        return evidence.add_auto_label(self, caption_id, run_id, label, distances, flags)
-
-    def auto_labels(self, caption_id: int) -> list[AutoLabel]:
-        return evidence.auto_labels(self, caption_id)
-
-    def auto_labelled_ids(self, run_id: int) -> set[int]:
-        return evidence.auto_labelled_ids(self, run_id)
-
-    def auto_label_states(self) -> list[AutoLabelState]:
-        return evidence.auto_label_states(self)
-
-    def flags(self) -> list[str]:
-        return stats.flags(self)
-
-    # -- human labels ---------------------------------------------------------------------------
-    def add_label(self, caption_id: int, label: str, reviewer: str, note: str = "",
-                  expect_latest: object = labels.ANY) -> LabelEntry:
-        return labels.add_label(self, caption_id, label, reviewer, note, expect_latest)
-
-    def undo_label(self, caption_id: int, reviewer: str) -> LabelEntry:
-        return labels.undo_label(self, caption_id, reviewer)
-
-    def add_labels(self, caption_ids: Sequence[int], label: str, reviewer: str, note: str = "") -> list[LabelEntry]:
-        return labels.add_labels(self, caption_ids, label, reviewer, note)
-
-    def undo_batch(self, batch: str, reviewer: str) -> list[LabelEntry]:
-        return labels.undo_batch(self, batch, reviewer)
-
-    def current_label(self, caption_id: int) -> Optional[str]:
-        return labels.current_label(self, caption_id)
-
-    def current_label_entry(self, caption_id: int) -> Optional[LabelEntry]:
-        return labels.current_label_entry(self, caption_id)
-
-    def label_history(self, caption_id: int) -> list[LabelEntry]:
-        return labels.label_history(self, caption_id)
-
-    # -- several reviewers ---------------------------------------------------------------------
-    def reviews_per_candidate(self) -> int:
-        with self.snapshot() as conn:
-            return reviews.reviews_per_candidate(conn)
-
-    def set_reviews_per_candidate(self, k: int) -> int:
-        return reviews.set_reviews_per_candidate(self, k)
-
-    def caption_reviews(self, caption_ids: Optional[Sequence[int]] = None) -> list[CaptionReviews]:
-        return reviews.reviews_of(self, caption_ids)
-
-    def lease(self, caption_id: int, reviewer: str, now: Optional[float] = None) -> list[Lease]:
-        return reviews.lease(self, caption_id, labels.check_reviewer(reviewer), now)
-
-    def lease_first(self, caption_ids: Sequence[int], reviewer: str, now: Optional[float] = None) -> Optional[int]:
-        return reviews.lease_first(self, caption_ids, labels.check_reviewer(reviewer), now)
-
-    def leases(self, now: Optional[float] = None) -> list[Lease]:
-        return reviews.live_leases(self, now)
-
-    def unlabelled_among(self, caption_ids: Sequence[int]) -> set[int]:
-        return stats.unlabelled_among(self, caption_ids)
-
-    def label_totals(self) -> dict[str, int]:
-        return stats.label_totals(self)
-
-    def decided_labels_by_score(self, kind: str) -> list[str]:
-        return stats.decided_labels_by_score(self, kind)
-
-    def label_counts_by_run(self) -> list[RunLabelCount]:
-        return stats.label_counts_by_run(self)
-
-    def candidate_dup_counts(self) -> list[CandidateDup]:
-        return stats.candidate_dup_counts(self)
-
-    def reviewer_activity(self) -> list[ReviewerActivity]:
-        return stats.reviewer_activity(self)
-
-    # -- queries ------------------------------------------------------------------------------------
-    def page(self, query: Optional[PageQuery] = None) -> Page:
-        return queries.page(self, query or PageQuery())
-
-    def search(self, text: str, limit: int = 20) -> list[SearchHit]:
-        return queries.search(self, text, limit)
-
+    # -- backups and meta -----------------------------------------------------------------------
     def backup_to(self, path: Union[str, Path]) -> None:
         """A consistent copy of the database at ``path`` (SQLite's online backup), even while
         others write; the image files are the caller's to copy (they are never rewritten)."""
@@ -506,23 +270,18 @@ class Store:
         finally:
             dst.close()
 
-    def info(self) -> dict:
-        return queries.info(self)
 
-    def get_meta(self, key: str) -> Optional[str]:
-        return evidence.get_meta(self, key)
 
-    def set_meta(self, key: str, value: str) -> None:
-        evidence.set_meta(self, key, value)
 
     def digest_cache(self) -> "DigestCache":
         """Weight-file digests kept in the store (meta rows), keyed by path, size, mtime and inode,
         so a model's whole-content fingerprint reads an unchanged file once per store."""
         return DigestCache(self)
 
-    def export(self, out: Union[str, Path], fmt: Optional[str] = None,
-               labels: Sequence[str] = ("MV", "TV", "RV"), query: Optional[PageQuery] = None,
-               make_parents: bool = False, force: bool = False, raw_csv: bool = False):
-        from .export import export
-        return export(self, out, fmt, labels=labels, query=query, make_parents=make_parents, force=force,
-                      raw_csv=raw_csv)
+
+def open_for_export(path: Union[str, Path]) -> Store:
+    """Writable when the user may write the store (the export is recorded in it), else read-only."""
+    try:
+        return Store.open(path, create=False)
+    except ReadOnlyStoreError:
+        return Store.open(path, readonly=True)

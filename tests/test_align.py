@@ -190,11 +190,10 @@ def test_the_candidate_view_shows_the_aligned_pair(geo):
 
 
 def test_the_export_names_the_alignment_it_rests_on(geo, tmp_path):
-    from store.export import collect_rows
 
     world, store_dir = geo
     with Store.open(store_dir, readonly=True) as s:
-        rows, _ = collect_rows(s, auto=True)
+        rows, _ = s.collect_rows(auto=True)
         by_caption = {r["caption"]: r for r in rows}
     for case in world.cases:
         row = by_caption[case.caption]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from attack.ingest import ingest
 from store import CaptionRow, ExportError, Neighbour, OutputError, PageQuery, Store
-from store.export import BASE_COLUMNS, export, safe_member_name
+from store.export import BASE_COLUMNS, safe_member_name
 from tests.conftest import FIXTURES, tiny_image
 
 FORMATS = ("csv", "jsonl", "parquet", "zip")
@@ -94,7 +94,7 @@ def _read(path, fmt):
 
 def test_round_trip_all_formats(labelled, tmp_path):
     s, expected, ids, _ = labelled
-    results = {fmt: export(s, tmp_path / f"out.{fmt}") for fmt in FORMATS}
+    results = {fmt: s.export(tmp_path / f"out.{fmt}") for fmt in FORMATS}
     tables = {fmt: _read(r.path, fmt) for fmt, r in results.items()}
     exported = [r["caption_id"] for r in tables["jsonl"]]
     assert exported == sorted([ids[0], ids[1], ids[2], ids[5], ids[6]])
@@ -140,7 +140,7 @@ def test_round_trip_all_formats(labelled, tmp_path):
 
 def test_zip_is_an_imagefolder_with_manifest(labelled, tmp_path):
     s, expected, ids, _ = labelled
-    path = export(s, tmp_path / "set.zip").path
+    path = s.export(tmp_path / "set.zip").path
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         manifest = json.loads(z.read("manifest.json"))
@@ -166,8 +166,8 @@ def test_exports_are_byte_identical_and_recorded(labelled, tmp_path):
     s, _, _, _ = labelled
     before = s.conn.execute("SELECT count(*) FROM exports").fetchone()[0]
     for fmt in FORMATS:
-        a = export(s, tmp_path / f"a.{fmt}")
-        b = export(s, tmp_path / f"b.{fmt}")
+        a = s.export(tmp_path / f"a.{fmt}")
+        b = s.export(tmp_path / f"b.{fmt}")
         assert a.path.read_bytes() == b.path.read_bytes(), fmt
         assert a.sha256 == b.sha256 == hashlib.sha256(a.path.read_bytes()).hexdigest()
     rows = s.conn.execute("SELECT format, rows, sha256, labels FROM exports ORDER BY id").fetchall()
@@ -177,33 +177,33 @@ def test_exports_are_byte_identical_and_recorded(labelled, tmp_path):
 
 def test_labels_and_query_filters(labelled, tmp_path):
     s, _, ids, _ = labelled
-    r = export(s, tmp_path / "n.jsonl", labels=["N", "FP:texture"])
+    r = s.export(tmp_path / "n.jsonl", labels=["N", "FP:texture"])
     assert [x["overfit_type"] for x in _read(r.path, "jsonl")] == ["N", "FP:texture"]
-    r = export(s, tmp_path / "q.jsonl", query=PageQuery(search="Shaw Floors"))
+    r = s.export(tmp_path / "q.jsonl", query=PageQuery(search="Shaw Floors"))
     assert [x["caption_id"] for x in _read(r.path, "jsonl")] == [s.caption_id(
         "Shaw Floors Value Collection Sandy Hollow Cl II Net 12' Sea Mist")]
     with pytest.raises(ExportError, match="labels: expected each of MV, .* got 'XX'"):
-        export(s, tmp_path / "x.csv", labels=["XX"])
+        s.export(tmp_path / "x.csv", labels=["XX"])
 
 
 def test_output_path_rules(labelled, tmp_path):
     s, _, _, _ = labelled
     (tmp_path / "adir").mkdir()
     with pytest.raises(OutputError, match="expected a file path, got an existing directory"):
-        export(s, tmp_path / "adir", "csv")
+        s.export(tmp_path / "adir", "csv")
     with pytest.raises(OutputError, match=r"expected an existing folder .*missing, got none \(create it, or pass --parents\)"):
-        export(s, tmp_path / "missing" / "out.csv")
-    assert export(s, tmp_path / "made" / "deep" / "out.csv", make_parents=True).path.is_file()
+        s.export(tmp_path / "missing" / "out.csv")
+    assert s.export(tmp_path / "made" / "deep" / "out.csv", make_parents=True).path.is_file()
     with pytest.raises(ExportError, match=r"expected extension .zip for format zip, got .csv"):
-        export(s, tmp_path / "out2.csv", "zip")
+        s.export(tmp_path / "out2.csv", "zip")
     with pytest.raises(ExportError, match=r"expected --format or an extension among .zip, .parquet, .csv, .jsonl, got .txt"):
-        export(s, tmp_path / "out.txt")
-    assert export(s, tmp_path / "out.data", "jsonl").path.name == "out.data"
+        s.export(tmp_path / "out.txt")
+    assert s.export(tmp_path / "out.data", "jsonl").path.name == "out.data"
     (tmp_path / "old.csv").write_text("stale")
     with pytest.raises(OutputError, match=r"expected a new file, got an existing one \(pass --force to replace it\)"):
-        export(s, tmp_path / "old.csv")
+        s.export(tmp_path / "old.csv")
     assert (tmp_path / "old.csv").read_text() == "stale"
-    export(s, tmp_path / "old.csv", force=True)  # replaced atomically
+    s.export(tmp_path / "old.csv", force=True)  # replaced atomically
     assert (tmp_path / "old.csv").read_text().startswith("caption,")
 
 
@@ -220,6 +220,6 @@ def test_empty_export_is_valid(tmp_path):
     with Store.open(tmp_path / "s") as s:
         s.add_captions([CaptionRow("x")])
         for fmt in FORMATS:
-            r = export(s, tmp_path / f"e.{fmt}")
+            r = s.export(tmp_path / f"e.{fmt}")
             assert r.rows == 0
         assert pq.read_table(tmp_path / "e.parquet").num_rows == 0
