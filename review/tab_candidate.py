@@ -14,7 +14,7 @@ import gradio as gr
 
 from store import LabelConflictError, LabelEntry, Store
 
-from . import render, views
+from . import mask_views, render, views
 from .session import gradio_errors, reviewer_name, typed_reviewer
 
 # wires the compare tile (swipe / onion skin) of whatever the view renders (event delegation)
@@ -35,7 +35,7 @@ def button_id(label: str) -> str:
 @dataclass
 class CandidateTab:
     nav: gr.State
-    mask_target: gr.State    # views.MaskTarget of the current candidate's match (None: none)
+    mask_target: gr.State    # mask_views.MaskTarget of the current candidate's match (None: none)
     mask_choices: gr.State   # ((label, training image id), ...) the editor can switch to
     head: gr.HTML
     view: gr.HTML
@@ -114,7 +114,7 @@ def build(store: Store, reviewer: gr.Textbox) -> CandidateTab:
         status = gr.Markdown(elem_id="vb-status")
     view = gr.HTML(elem_id="vb-view", js_on_load=COMPARE_JS)
 
-    def show(n: views.Nav, message: str = "", mask_target: Optional[views.MaskTarget] = None,
+    def show(n: views.Nav, message: str = "", mask_target: Optional[mask_views.MaskTarget] = None,
              prompt: Optional[tuple[str, dict]] = None):
         """The outputs for candidate n (the mask editor is left to the Mask tab); ``mask_target``
         overrides the view's (after a save the editor stays on the image just saved). Opening a

@@ -18,7 +18,7 @@ import gradio as gr
 
 from store import Store
 
-from . import views
+from . import mask_views, views
 from .session import gradio_errors, reviewer_name, warn_errors
 from .tab_candidate import CandidateTab
 
@@ -58,33 +58,33 @@ def build() -> MaskPanel:
     return MaskPanel(info, image, editor, save, effect, versions, restore, load, gr.State(None), gr.State({}))
 
 
-def _loaded(store: Store, caption_id: Optional[int], m: views.MaskTarget, value: dict, choices, drafts: dict,
+def _loaded(store: Store, caption_id: Optional[int], m: mask_views.MaskTarget, value: dict, choices, drafts: dict,
             note: str = "") -> tuple:
     """Outputs after the editor was given ``value`` for target ``m``."""
     return (value, gr.update(choices=list(choices or ()), value=m.train_image_id),
             gr.update(choices=list(m.versions), value=m.current_id),
-            views.mask_info_html(store, caption_id, m, note), m, drafts)
+            mask_views.mask_info_html(store, caption_id, m, note), m, drafts)
 
 
 def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbox) -> None:
     loaded = [panel.editor, panel.image, panel.versions, panel.info, panel.shown, panel.drafts]
 
-    def switch_to(n: views.Nav, tid: int, choices, held: Optional[views.MaskTarget], value, drafts: dict):
-        drafts, kept = views.keep_draft(store, drafts or {}, held, value)
-        m, v = views.mask_editor(store, tid, draft=(drafts or {}).get(tid))
+    def switch_to(n: views.Nav, tid: int, choices, held: Optional[mask_views.MaskTarget], value, drafts: dict):
+        drafts, kept = mask_views.keep_draft(store, drafts or {}, held, value)
+        m, v = mask_views.mask_editor(store, tid, draft=(drafts or {}).get(tid))
         note = (f"Your unsaved strokes on training image {held.train_image_id} are kept: switch back to it to "
                 f"continue or save them." if kept else "")
         return _loaded(store, n.current, m, v, choices, drafts, note)
 
     @warn_errors(len(loaded))
-    def load_editor(n: views.Nav, target: Optional[views.MaskTarget], choices, held: Optional[views.MaskTarget],
+    def load_editor(n: views.Nav, target: Optional[mask_views.MaskTarget], choices, held: Optional[mask_views.MaskTarget],
                     value, drafts: dict):
         if target is None:
             return (gr.update(), gr.update(choices=[], value=None), gr.update(choices=[], value=None),
-                    views.mask_info_html(store, n.current, None), held, drafts)
+                    mask_views.mask_info_html(store, n.current, None), held, drafts)
         if held is not None and held.train_image_id == target.train_image_id and held.current_id == target.current_id:
             return (gr.update(), gr.update(choices=list(choices or ()), value=held.train_image_id), gr.update(),
-                    views.mask_info_html(store, n.current, held), held, drafts)
+                    mask_views.mask_info_html(store, n.current, held), held, drafts)
         return switch_to(n, target.train_image_id, choices, held, value, drafts)
 
     panel.load.click(load_editor, [cand.nav, cand.mask_target, cand.mask_choices, panel.shown, panel.editor,
@@ -101,7 +101,7 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
                                      panel.drafts], loaded, api_name="mask_image", concurrency_id="triage")
 
     @gradio_errors
-    def save(n: views.Nav, held: Optional[views.MaskTarget], value: Optional[dict], drafts: dict, typed: str,
+    def save(n: views.Nav, held: Optional[mask_views.MaskTarget], value: Optional[dict], drafts: dict, typed: str,
              request: gr.Request):
         if n.current is None or held is None:
             raise views.ViewError("save mask: expected a candidate with a training image in the editor, got none")
@@ -110,14 +110,14 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
             raise views.ViewError("save mask: expected the editor's mask layer, got none")
         if value.get("background") is None:
             raise views.ViewError("save mask: expected the editor's image with its mask layer, got no image")
-        saved = views.save_mask(store, n.current, held, layers[0], reviewer_name(request, typed),
+        saved = mask_views.save_mask(store, n.current, held, layers[0], reviewer_name(request, typed),
                                 background=value["background"])
-        m, _ = views.mask_editor(store, held.train_image_id)
+        m, _ = mask_views.mask_editor(store, held.train_image_id)
         drafts = {k: v for k, v in (drafts or {}).items() if k != held.train_image_id}
         # the editor stays on the image just saved, whatever the new match
         out = cand.show(n, f"Saved mask v{saved.version} of training image {held.train_image_id}.", m)
-        return out + (gr.update(choices=list(m.versions), value=m.current_id), views.relabel_html(saved),
-                      views.mask_info_html(store, n.current, m), m, drafts)
+        return out + (gr.update(choices=list(m.versions), value=m.current_id), mask_views.relabel_html(saved),
+                      mask_views.mask_info_html(store, n.current, m), m, drafts)
 
     # the editor is no output of a save: it already shows what was saved, and an error keeps it
     panel.save.click(save, [cand.nav, panel.shown, panel.editor, panel.drafts, reviewer],
@@ -125,15 +125,15 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
                      api_name="save_mask", concurrency_id="triage")
 
     @warn_errors(len(cand.outputs) + 7)
-    def restore(n: views.Nav, held: Optional[views.MaskTarget], mask_id, choices, drafts: dict, typed: str,
+    def restore(n: views.Nav, held: Optional[mask_views.MaskTarget], mask_id, choices, drafts: dict, typed: str,
                 request: gr.Request):
         if n.current is None or held is None or mask_id in (None, ""):
             raise views.ViewError("restore mask: expected a mask version to restore, got none")
-        saved = views.restore_mask(store, n.current, held, int(mask_id), reviewer_name(request, typed))
-        m, v = views.mask_editor(store, held.train_image_id)
+        saved = mask_views.restore_mask(store, n.current, held, int(mask_id), reviewer_name(request, typed))
+        m, v = mask_views.mask_editor(store, held.train_image_id)
         drafts = {k: d for k, d in (drafts or {}).items() if k != held.train_image_id}
         return (cand.show(n, f"Restored as mask v{saved.version}.", m)
-                + _loaded(store, n.current, m, v, choices, drafts) + (views.relabel_html(saved),))
+                + _loaded(store, n.current, m, v, choices, drafts) + (mask_views.relabel_html(saved),))
 
     panel.restore.click(restore, [cand.nav, panel.shown, panel.versions, cand.mask_choices, panel.drafts, reviewer],
                         cand.outputs + loaded + [panel.effect], api_name="restore_mask", concurrency_id="triage")

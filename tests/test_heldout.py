@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from attack.bench import heldout
-from attack.stages.labels import FlagParams, label_stage, suspect_flags
+from attack.images.flags import FlagParams, suspect_flags
+from attack.stages.labels import label_stage
 from attack.stages.masks import MaskParams, template_mask
 from attack.images.metrics import pixel_rmse, to_compare
 from attack.images.structure import StructureInputError, StructureParams, agreement, agrees, band

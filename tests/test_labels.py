@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from attack.images.flags import FlagInputError
-from attack.stages.labels import (PRESETS, FlagParams, LabelInputError, Thresholds, decide, label_stage, preset, relabel,
-                           suspect_flags)
+from attack.images.flags import FlagParams, suspect_flags
+from attack.stages.labels import label_stage, relabel
+from attack.stages.rules import PRESETS, LabelInputError, Thresholds, decide, preset
 from attack.images.metrics import mask_to_compare, masked_rmse, rmse, to_compare
 from store import CaptionRow, Neighbour, NotFoundError, Store
 

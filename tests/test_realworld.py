@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from attack.bench.labels import evaluate, run_world
-from attack.stages.labels import FlagParams, suspect_flags
+from attack.images.flags import FlagParams, suspect_flags
 from attack.stages.masks import MaskParams, template_mask
 from attack.bench.realworld import build_world, region
 from store import Store

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from review import imaging, queries, render, views
+from review import imaging, mask_views, queries, render, views
 from review.imaging import MaskShapeError
 from review.sample import SCRIPT_CAPTION, build_sample_store
 from review.tab_export import run_export
@@ -188,21 +188,21 @@ def test_mask_save_and_restore_recompute_the_label(sample):
     # keep only the bottom half, where the generations differ from the training image
     layer[:, :, 3] = 0
     layer[16 * target.scale:, :, 3] = imaging.MASK_ALPHA        # the editor shows the image x16
-    saved = views.save_mask(s, cid, target, layer, "ann")
+    saved = mask_views.save_mask(s, cid, target, layer, "ann")
     m = s.current_mask(target.train_image_id)
     assert (m.id, m.version, m.source, m.author) == (saved.mask_id, 2, "edited", "ann")
     assert s.load_mask(m.image_sha)[16:].all() and not s.load_mask(m.image_sha)[:16].any()
     assert saved.kept == pytest.approx(0.5)
     assert saved.relabel.label == "N" and saved.relabel.distances["tv"] > 0.12
-    assert "masked RMSE (TV)" in views.relabel_html(saved)
+    assert "masked RMSE (TV)" in mask_views.relabel_html(saved)
     first = views.candidate_view(s, cid).mask.versions[0][1]
-    back = views.restore_mask(s, cid, views.candidate_view(s, cid).mask, first, "bob")
+    back = mask_views.restore_mask(s, cid, views.candidate_view(s, cid).mask, first, "bob")
     m3 = s.current_mask(target.train_image_id)
     assert (m3.version, m3.source, m3.author, m3.parent_id) == (3, "edited", "bob", first)
     assert m3.image_sha == s.get_mask(first).image_sha
     assert back.relabel.label == "TV" and back.relabel.distances["tv"] <= 0.12
     with pytest.raises(MaskShapeError, match="expected 512x512"):
-        views.save_mask(s, cid, target, np.zeros((16, 16, 4), np.uint8), "ann")
+        mask_views.save_mask(s, cid, target, np.zeros((16, 16, 4), np.uint8), "ann")
     assert s.current_mask(target.train_image_id).version == 3
 
 
@@ -217,12 +217,12 @@ def test_a_save_from_an_editor_showing_another_image_or_an_unchanged_mask_writes
     layer = np.asarray(Image.open(v.editor["layers"][0])).copy()
     before = s.mask_versions(tid)
     with pytest.raises(views.ViewError, match=f"expected the editor to show training image {tid}, got another"):
-        views.save_mask(s, ids[7], target, layer, "ann", background=other)
+        mask_views.save_mask(s, ids[7], target, layer, "ann", background=other)
     with pytest.raises(views.ViewError, match="expected a change, got the same mask as v1"):
-        views.save_mask(s, ids[7], target, layer, "ann", background=own)
+        mask_views.save_mask(s, ids[7], target, layer, "ann", background=own)
     assert s.mask_versions(tid) == before
     layer[:4 * k, :, 3] = 0
-    saved = views.save_mask(s, ids[7], target, layer, "ann", background=own)
+    saved = mask_views.save_mask(s, ids[7], target, layer, "ann", background=own)
     assert saved.version == 2 and not s.load_mask(s.current_mask(tid).image_sha)[:4].any()
 
 
@@ -291,14 +291,14 @@ def test_any_shown_training_image_can_be_masked(sample):
     own = s.training_images_for(ids[1])[0].id
     assert tids[0] == own and len(tids) == 3 and "(own, the match)" in v.mask_choices[0][0]
     other = tids[1]
-    target, value = views.mask_editor(s, other)
+    target, value = mask_views.mask_editor(s, other)
     assert target.train_image_id == other and target.versions == () and target.current_id is None
     layer = np.asarray(Image.open(value["layers"][0])).copy()
     assert (layer[:, :, 3] >= imaging.KEEP_ALPHA).all()       # starts from keep-everything
     layer[:10 * target.scale, :, 3] = 0
-    saved = views.save_mask(s, ids[1], target, layer, "ann")
+    saved = mask_views.save_mask(s, ids[1], target, layer, "ann")
     assert saved.version == 1 and s.current_mask(other).source == "edited"
-    target, value = views.mask_editor(s, other)
+    target, value = mask_views.mask_editor(s, other)
     assert target.current_id == saved.mask_id and len(target.versions) == 1
     assert not (np.asarray(Image.open(value["layers"][0]))[:10 * target.scale, :, 3]).any()
 

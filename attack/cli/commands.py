@@ -179,7 +179,7 @@ def run_all(args: argparse.Namespace) -> int:
     embedder = None
     if not args.no_generate:
         from attack.images.embed import load_embedder
-        from attack.stages.labels import preset
+        from attack.stages.rules import preset
 
         preset(args.preset)
         embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
@@ -249,7 +249,8 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
 def run_label(args: argparse.Namespace) -> int:
     from attack.stages.align import AlignParams
-    from attack.stages.labels import label_stage, preset
+    from attack.stages.labels import label_stage
+    from attack.stages.rules import preset
 
     preset(args.preset)
     second = None
