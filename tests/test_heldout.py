@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attack.bench import heldout
+from attack.bench import heldout, pictures
 from attack.images.flags import FlagParams, suspect_flags
 from attack.stages.labels import label_stage
 from attack.stages.masks import MaskParams, template_mask
@@ -34,7 +34,7 @@ def _agree(a: np.ndarray, b: np.ndarray) -> float | None:
 
 @pytest.mark.parametrize("category", ["landscape", "sky", "portrait", "product"])
 def test_two_pictures_of_one_kind_disagree_while_a_shifted_reencoded_copy_agrees(category):
-    make = heldout.CATEGORIES[category]
+    make = pictures.CATEGORIES[category]
     p = StructureParams()
     for seed in range(4):
         rng = np.random.default_rng(seed)
@@ -46,7 +46,7 @@ def test_two_pictures_of_one_kind_disagree_while_a_shifted_reencoded_copy_agrees
 
 def test_plain_images_have_no_structure_to_witness_and_bad_input_is_named():
     rng = np.random.default_rng(0)
-    assert _agree(heldout.backdrop(rng, SIZE), heldout.backdrop(rng, SIZE)) is None
+    assert _agree(pictures.backdrop(rng, SIZE), pictures.backdrop(rng, SIZE)) is None
     assert agrees(None)
     with pytest.raises(StructureInputError, match=r"expected an image \[S,S,3\], got \(4, 4\)"):
         band(np.zeros((4, 4)))
@@ -58,7 +58,7 @@ def _landscape_pair() -> tuple[np.ndarray, np.ndarray]:
     """Two different landscapes whose plain RMSE passes the paper's delta."""
     for seed in range(200):
         rng = np.random.default_rng(seed)
-        a, b = heldout.landscape(rng, SIZE), heldout.landscape(rng, SIZE)
+        a, b = pictures.landscape(rng, SIZE), pictures.landscape(rng, SIZE)
         if pixel_rmse(a, b) < 0.1:
             return a, b
     raise AssertionError("expected two landscapes within RMSE 0.1 among 200 seeds, got none")
@@ -132,8 +132,8 @@ def test_products_sharing_a_white_surround_are_no_family():
 
 def test_flags_tell_fine_textures_from_backdrops():
     rng = np.random.default_rng(2)
-    images = [heldout.noise_texture(rng, SIZE), heldout.fabric(rng, SIZE), heldout.wood(rng, SIZE),
-              heldout.backdrop(rng, SIZE), heldout.landscape(rng, SIZE)]
+    images = [pictures.noise_texture(rng, SIZE), pictures.fabric(rng, SIZE), pictures.wood(rng, SIZE),
+              pictures.backdrop(rng, SIZE), pictures.landscape(rng, SIZE)]
     x = np.stack([i.astype(np.float32) / 255 for i in images]).transpose(0, 3, 1, 2)
     assert suspect_flags(x) == [("suspect:texture",)] * 3 + [("suspect:background",), ()]
     # on the old half-size thumbnail a fine grain averages away into a backdrop
