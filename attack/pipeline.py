@@ -18,14 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from store import Store
-
 from attack.errors import ScoreInputError
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
 from attack.stages.generate import GenerateParams
 from attack.stages.retrieve import RetrieveParams
 from attack.stages.runs import Captions, StageReport, as_selection, model_id_of, shard
+from store import Store
 
 STAGES = ("score", "fuse", "generate", "retrieve", "label")
 

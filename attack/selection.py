@@ -4,9 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from store import Store, StoreError
-
 from attack.errors import ScoreInputError
+from store import Store, StoreError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """What every view refuses: ViewError (a StoreError the app shows as it is) and an empty reviewer name."""
 from __future__ import annotations
+
 from typing import Optional
+
 from store import (
     StoreError,
 )

@@ -1,16 +1,20 @@
 """The mask editor's views: which mask a candidate edits, the editor's layers, drafts kept across
 image switches, saving and restoring a version, and the panel that says what a save relabelled."""
 from __future__ import annotations
+
 import hashlib
 from dataclasses import dataclass
 from typing import Optional
+
 import numpy as np
+
 from store import (
     Store,
 )
+
 from . import imaging, render
-from .relabel import Relabel, relabel
 from .checks import ViewError, check_reviewer
+from .relabel import Relabel, relabel
 
 
 # -- candidate --------------------------------------------------------------------------------

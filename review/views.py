@@ -1,17 +1,27 @@
 """Pure view functions: store data in, display-ready values out. Tests and the benchmark call
 these directly; the Gradio callbacks in the tab modules only wrap them."""
 from __future__ import annotations
+
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
+
 from store import (
-    HUMAN_LABELS, REFERENCE_LABELS, LabelEntry, LabelError, NotYourLabelError, Page, PageQuery, Store, StoreError,
+    HUMAN_LABELS,
+    REFERENCE_LABELS,
+    LabelEntry,
+    LabelError,
+    NotYourLabelError,
+    Page,
+    PageQuery,
+    Store,
+    StoreError,
 )
+
 from . import queries, render
 from .candidate import candidate_data
-from .templates import candidate_html, head_html
 from .checks import ViewError, check_reviewer
 from .mask_views import MaskTarget, _mask_target, mask_editor
-
+from .templates import candidate_html, head_html
 
 QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
 

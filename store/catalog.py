@@ -1,15 +1,21 @@
 """Captions and training images: what an audit attacks and what it compares with."""
 from __future__ import annotations
+
 from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from store.checks import _int, _meta, _optional_text, _require_row, _text, integrity
+
 from .canon import load_json
 from .errors import NotFoundError, StoreError
 from .images import check_sha
 from .records import (
-    Caption, CaptionRef, CaptionRow, TrainingImage, TrainingSetVersion,
+    Caption,
+    CaptionRef,
+    CaptionRow,
+    TrainingImage,
+    TrainingSetVersion,
 )
 from .schema import REFERENCE_LABELS
-from store.checks import _int, _meta, _optional_text, _require_row, _text, integrity
-
 
 # -- captions -------------------------------------------------------------------
 _MERGE_CAPTION = """

@@ -1,9 +1,12 @@
 """Checks every write makes before SQL, so an error names the offending value, not a constraint."""
 from __future__ import annotations
+
 import sqlite3
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional
+
 import numpy as np
+
 from .canon import canonical_json, unicode_text
 from .errors import NotFoundError, StoreError
 

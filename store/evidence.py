@@ -4,18 +4,24 @@ Every write is one transaction (or a savepoint inside the caller's). Inputs
 are checked before SQL so errors name the offending value, not a constraint.
 """
 from __future__ import annotations
+
 import sqlite3
 from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from store.checks import _int, _meta, _require_row, _text, integrity
+
 from .canon import canonical_json, finite_float, load_json, optional_float
 from .db import utc_now
 from .errors import NotFoundError, StoreError
 from .images import check_sha
 from .records import (
-    AutoLabel, AutoLabelState, Generation, GenerationRef, Neighbour,
+    AutoLabel,
+    AutoLabelState,
+    Generation,
+    GenerationRef,
+    Neighbour,
 )
 from .schema import REFERENCE_LABELS
-from store.checks import _int, _meta, _require_row, _text, integrity
-
 
 # a generation's current neighbours are the newest retrieval's set
 CURRENT_NEIGHBOURS = "n.run_id = (SELECT max(n2.run_id) FROM neighbours n2 WHERE n2.generation_id = n.generation_id)"

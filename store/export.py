@@ -41,7 +41,6 @@ from .records import LabelEntry, PageQuery
 from .schema import HUMAN_LABELS
 from .version import __version__
 
-
 FORMATS = ("zip", "parquet", "csv", "jsonl")
 DEFAULT_LABELS = ("MV", "TV", "RV")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -18,14 +18,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Optional
 
+from . import reviews
 from .canon import unicode_text
 from .db import utc_now
-from . import reviews
 from .errors import LabelConflictError, LabelError, NotFoundError, NotYourLabelError
 from .records import LabelEntry
 from .reviews import check_reviewer, reviews_per_candidate, sync_state
 from .schema import HUMAN_LABELS
-
 
 MAX_NOTE_CHARS = 10_000
 _COLS = reviews.COLS

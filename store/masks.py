@@ -1,8 +1,14 @@
 """Template masks of training images: versioned, auto or edited, each a binary PNG of the image's size."""
 from __future__ import annotations
+
 import sqlite3
 from typing import Any, Mapping, Optional
+
 import numpy as np
+
+from store.checks import _meta, _require_row
+from store.evidence import CURRENT_NEIGHBOURS
+
 from .canon import load_json, optional_float
 from .db import utc_now
 from .errors import MaskError, NotFoundError, StoreError
@@ -10,9 +16,6 @@ from .images import check_sha
 from .records import (
     Mask,
 )
-from store.checks import _meta, _require_row
-from store.evidence import CURRENT_NEIGHBOURS
-
 
 MASK_SOURCES = ("auto", "edited")
 

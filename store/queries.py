@@ -11,15 +11,14 @@ The forced join order (CROSS JOIN, INDEXED BY) keeps SQLite from guessing.
 """
 from __future__ import annotations
 
-import sqlite3
 import re
+import sqlite3
 from typing import Optional
 
 from .canon import load_json
 from .errors import StoreError
 from .records import COLUMN_ORDERS, Page, PageQuery, PageRow, SearchHit
 from .schema import HUMAN_LABELS
-
 
 SMALL_SET = 5_000
 MAX_SEARCH_LIMIT = 1_000

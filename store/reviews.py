@@ -22,7 +22,6 @@ from .canon import unicode_text
 from .errors import LabelError
 from .records import CaptionReviews, LabelEntry, Lease
 
-
 LEASE_SECONDS = 300.0
 MAX_REVIEWS = 5
 _SETTING = "reviews_per_candidate"

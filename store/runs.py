@@ -1,15 +1,19 @@
 """Runs (one per stage call, keyed by stage, model and params) and the store's meta rows."""
 from __future__ import annotations
+
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional
+
+from store.checks import _int, _meta, _require_row, _text
+
 from .canon import load_json
 from .db import utc_now
 from .errors import Interrupted, NotFoundError, StoreError
 from .records import (
-    RUN_STATUSES, Run, RunHandle,
+    RUN_STATUSES,
+    Run,
+    RunHandle,
 )
-from store.checks import _int, _meta, _require_row, _text
-
 
 _RUN_COLS = "id, stage, model, params, status, evals, started_at, finished_at, reason"
 

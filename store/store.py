@@ -21,17 +21,17 @@ import sqlite_utils
 from PIL import Image
 
 from .catalog import Catalog
+from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
+from .errors import ReadOnlyStoreError, StoreError
 from .evidence import Evidence
 from .export import Exports
+from .images import ImageFiles
 from .labels import Labels
 from .masks import Masks
 from .queries import Queries
 from .reviews import Reviews
 from .runs import Runs
 from .stats import Stats
-from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
-from .errors import ReadOnlyStoreError, StoreError
-from .images import ImageFiles
 
 DB_NAME = "store.db"
 IMAGES_DIR = "images"

@@ -233,8 +233,8 @@ def detectors_table(result: dict) -> list[str]:
 def cost_table(result: dict) -> list[str]:
     """What an audit costs per caption, from the throughput bench: guided UNet calls (counted,
     a cond + uncond pair is one) and captions/s of this run's model and device."""
-    from attack.stages.generate import GenerateParams
     from attack.sampling import heun_evals
+    from attack.stages.generate import GenerateParams
 
     g = GenerateParams()
     per_gen = heun_evals(g.steps) * len(g.seeds)

@@ -38,14 +38,13 @@ MAX_EVALS = 4
 def run(scores=SCORES, fusions=FUSIONS, batch_size: int = 32, log=lambda s: None) -> dict:
     import torch
 
-    from store import CaptionRow, Store
-
     from attack.demo.build import attack_captions
-    from attack.scores.fusion import fusion_kinds, fuse
     from attack.models import load_model
     from attack.scores import score_spec
+    from attack.scores.fusion import fuse, fusion_kinds
     from attack.selection import select_captions
     from attack.stages.score import score_stage
+    from store import CaptionRow, Store
 
     torch.set_flush_denormal(True)
     truth = json.loads(TRUTH.read_text(encoding="utf-8"))

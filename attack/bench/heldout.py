@@ -23,16 +23,30 @@ Distractors fill the training set to 300 images, many of the same categories (pr
 white surround share their background: no family). The truth is written as truth.json.
 """
 from __future__ import annotations
+
 import csv
 import io
 import json
 from dataclasses import asdict
 from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageDraw
-from attack.bench.realworld import Case, RealWorld
-from attack.bench.pictures import CATEGORIES, TEXTURES, WORDS, _font, _u8, backdrop, fbm, landscape, photo, text_card, wood
 
+from attack.bench.pictures import (
+    CATEGORIES,
+    TEXTURES,
+    WORDS,
+    _font,
+    _u8,
+    backdrop,
+    fbm,
+    landscape,
+    photo,
+    text_card,
+    wood,
+)
+from attack.bench.realworld import Case, RealWorld
 
 FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
 

@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from attack.bench.realworld import KNOWN_MISSES, RealWorld, build_world
 
 LABELS = ("MV", "TV", "RV")
@@ -39,15 +38,13 @@ LABELS = ("MV", "TV", "RV")
 
 def run_world(world: RealWorld, store_dir: Path, progress=None) -> dict:
     """Ingest the world, generate from its closed model, retrieve and label; returns the timings."""
-    from store import Store
-
-    from attack.stages.generate import GenerateParams
     from attack.ingest import ingest
-    from attack.stages.labels import label_stage
     from attack.models import load_model
     from attack.selection import select_captions
-    from attack.stages.generate import generate_stage
+    from attack.stages.generate import GenerateParams, generate_stage
+    from attack.stages.labels import label_stage
     from attack.stages.retrieve import RetrieveParams, retrieve_stage
+    from store import Store
 
     model = load_model(f"images:{world.model_dir}")
     with Store.open(store_dir) as store:
@@ -165,9 +162,8 @@ def bench_world(which: str, size: int = 512, seed: int | None = None, folder: Pa
                 log=lambda s: None) -> dict:
     """One world's figures: dev (attack/bench/realworld.py, where thresholds are chosen) or test (the
     held-out world, attack/bench/heldout.py, built from other sources and generators)."""
-    from store import Store
-
     from attack.bench.heldout import GEOMETRIC, build_heldout
+    from store import Store
 
     if which not in WORLDS:
         raise ValueError(f"expected a world among {', '.join(WORLDS)}, got {which!r}")

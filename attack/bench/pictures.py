@@ -2,10 +2,11 @@
 products on white, gradients, rendered text, scikit-learn's two photos, textures and backdrops,
 each a pure function of a seeded generator and a size."""
 from __future__ import annotations
+
 from functools import lru_cache
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
 
 WORDS = ("summer", "harbour", "quiet", "atlas", "north", "garden", "velvet", "orbit", "paper", "river", "amber",
          "signal", "meadow", "copper", "echo", "lantern", "violet", "stone", "tide", "maple")

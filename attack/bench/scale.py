@@ -148,13 +148,12 @@ def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8) -> di
     """DCS captions/s: local engine, Ray with 1 and with 2 single-thread actors; identical values?"""
     import torch
 
-    from store import CaptionRow, Store
-
-    from attack.engine.ray import RayEngine, RayOptions, as_model_spec, connect
     from attack.engine.cluster import ray_output_to
+    from attack.engine.ray import RayEngine, RayOptions, as_model_spec, connect
     from attack.models import load_model
     from attack.selection import select_captions
     from attack.stages.score import score_stage
+    from store import CaptionRow, Store
 
     torch.set_num_threads(1)     # the local engine on one thread too: the same work per caption
     model = load_model("demo", "cpu")

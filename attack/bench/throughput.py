@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from attack.scores.dcs import DCSParams, dcs
-from attack.scores.ecs import ECSParams, ecs
 from attack.models import load_model
 from attack.models.base import TextToImageModel
 from attack.sampling import karras_sigmas, sample_heun
+from attack.scores.dcs import DCSParams, dcs
+from attack.scores.ecs import ECSParams, ecs
 from attack.scores.wen import WenParams, wen
 
 ATTACK_LIST = Path(__file__).resolve().parents[1] / "demo" / "attack_list.txt"

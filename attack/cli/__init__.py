@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Callable, Optional, Sequence
 
-from store import StoreError
-from store.command import run_command
-
 from attack.cli import parsers
 from attack.cli.commands import RESUMABLE
 from attack.errors import AttackError
+from store import StoreError
+from store.command import run_command
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     parsers.add_ingest, parsers.add_score, parsers.add_fuse, parsers.add_generate, parsers.add_carlini,

@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from store import Store
-from store.terminal import echo, terminal_safe
-
 from attack.progress import progress_bars, say
 from attack.scores import MULTI_SEED
-
+from store import Store
+from store.terminal import echo, terminal_safe
 
 UNCHANGED = "nothing was written, the store is as it was"
 

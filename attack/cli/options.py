@@ -8,7 +8,6 @@ from typing import Callable
 from attack.kinds import DUP_RMSE_MAX, DUP_RMSE_MIN
 from attack.scores import MULTI_SEED, SCORE_NAMES, split_kind
 
-
 SCORE_HELP = (f"comma-separated among {', '.join(SCORE_NAMES)}; {', '.join(MULTI_SEED)} take n generations as a "
               f"suffix (wen4); default dcs")
 

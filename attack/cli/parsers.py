@@ -5,11 +5,19 @@ import argparse
 from pathlib import Path
 
 from attack.cli import commands as run
-from attack.cli.options import (PRESET_HELP, SCORE_HELP, engine_args, generate_args, model_args, non_negative,
-                                positive, retrieve_args, score_kinds)
+from attack.cli.options import (
+    PRESET_HELP,
+    SCORE_HELP,
+    engine_args,
+    generate_args,
+    model_args,
+    non_negative,
+    positive,
+    retrieve_args,
+    score_kinds,
+)
 from attack.kinds import DEMO_STORE, PRESET_NAMES
 from attack.scores import SCORE_NAMES
-
 
 
 def add_ingest(sub: argparse._SubParsersAction) -> None:

@@ -13,16 +13,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from store import Store
-
+from attack.demo.ingest import ingest_world
 from attack.errors import AttackError
 from attack.kinds import DEMO_STORE
+from attack.progress import Progress
+from attack.selection import select_captions
 from attack.stages.generate import GenerateParams
 from attack.stages.masks import MaskParams
 from attack.stages.retrieve import RetrieveParams
-from attack.selection import select_captions
-from attack.demo.ingest import ingest_world
-from attack.progress import Progress
+from store import Store
 
 # The demo's template variants repaint a whole region of a 32x32 image (floor, wall, sofa...), so
 # siblings lie further apart than LAION's near-duplicates: the window is the paper code's SSE 1e2

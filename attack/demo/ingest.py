@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from store import CaptionRow, Store
-
 from attack.demo.world import World, build_world
+from store import CaptionRow, Store
 
 # planted kind -> the reference label a published list would carry
 REFERENCE = {"exact": "MV", "template": "TV", "retrieval": "RV", "texture": "N", "unique": "N"}

@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from store.command import run_command
-from store.outputs import check_output
-
 from attack.demo.net import WEIGHTS_DIR, DemoConfig, DemoNet
 from attack.demo.text import WordTokenizer
 from attack.demo.world import build_world
+from store.command import run_command
+from store.outputs import check_output
 
 
 def train(minutes: float, out: Path, seed: int = 0, batch_size: int = 64, lr: float = 5e-4,

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from store import Store
-
-from attack.errors import AttackError
 from attack.engine.cluster import LOG, quiet_shutdown, ray_output_to, reap, record
+from attack.errors import AttackError
+from store import Store
 
 SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
 CRASH_ONCE_ENV = "VERBATIM_RAY_CRASH_ONCE"   # tests: a file whose presence makes one actor die once
@@ -320,9 +319,8 @@ class EmbedWork:
     store_path: str
 
     def __call__(self, embedder: Any, rows: list[dict]) -> list[dict]:
-        from store.images import ImageFiles
-
         from attack.images.index import embed_tensors, file_tensor
+        from store.images import ImageFiles
 
         files = ImageFiles(Path(self.store_path) / "images")
         vectors = embed_tensors(embedder, [file_tensor(files, str(r["sha"])) for r in rows], len(rows))

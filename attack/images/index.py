@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from store import Store
-
-from attack.images.embed import Embedder
 from attack.errors import AttackError
+from attack.images.embed import Embedder
 from attack.images.metrics import COMPARE_SIZE
 from attack.paths import inside
 from attack.progress import Progress
+from store import Store
 
 if TYPE_CHECKING:
     from store.images import ImageFiles

@@ -1,20 +1,34 @@
 """Caption lists: the column layouts of the community's published lists recognised from their
 headers (see attack.ingest.run), each row checked into a CaptionRow, read whole or streamed in batches."""
 from __future__ import annotations
+
 import ast
 import itertools
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 from typing import Any, Iterable, Optional
+
+from attack.ingest import formats
+from attack.ingest.formats import (
+    CAPTION_COLUMNS,
+    DUP_COLUMNS,
+    LAYOUT_FORMATS,
+    Source,
+    Table,
+    _file_sha256,
+    _first_line,
+    _parquet_records,
+    detect_format,
+    looks_like_header,
+    open_source,
+    read_table,
+)
 from store import CaptionRow, IngestError, StoreError
 from store.canon import unicode_text as store_text
-from attack.ingest import formats
-from attack.ingest.formats import CAPTION_COLUMNS, DUP_COLUMNS, LAYOUT_FORMATS, Source, Table, _file_sha256, _first_line, _parquet_records, detect_format, looks_like_header, open_source, read_table
-
 
 MAX_CAPTION_CHARS = 10_000
 

@@ -1,17 +1,18 @@
 """Reading caption files: their format (parquet, CSV, JSONL, text) and their records, streamed,
 with a clear error naming the file and the place for anything unreadable."""
 from __future__ import annotations
+
 import codecs
 import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 from typing import Any, Optional
-from store import IngestError
 
+from store import IngestError
 
 FILE_FORMATS = ("parquet", "jsonl", "csv", "text")
 

@@ -1,15 +1,17 @@
 """Training images: the files under a folder, optionally described by an imagefolder-style
 metadata file (file_name, caption/text, url), and how one is decoded."""
 from __future__ import annotations
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
 from PIL import Image
-from store import IngestError
-from attack.paths import display_path, inside, resolve_inside, walk_files
+
 from attack.ingest.captions import _caption_text, _find, _json_value, _optional_str, unicode_text
 from attack.ingest.formats import CAPTION_COLUMNS, detect_format, read_table
-
+from attack.paths import display_path, inside, resolve_inside, walk_files
+from store import IngestError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 

@@ -22,15 +22,17 @@ line streams a caption list (CaptionStream): its structure is checked by a first
 pass that keeps no row, its cells batch by batch inside that one transaction.
 """
 from __future__ import annotations
+
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
-from store import CaptionRow, IngestError, Store
-from attack.progress import no_progress
+
 from attack.ingest.captions import CaptionStream, ParsedList, open_caption_stream, parse_caption_file
 from attack.ingest.formats import _file_sha256
 from attack.ingest.images import ImageScan, decode_image, scan_images
+from attack.progress import no_progress
+from store import CaptionRow, IngestError, Store
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from store import IngestError
-
 from attack.paths import display_path, inside, walk_files
+from store import IngestError
 
 SHARD_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 

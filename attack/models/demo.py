@@ -1,10 +1,9 @@
 """The `demo` model: the embedded tiny text-to-image network behind the adapter interface."""
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 

@@ -7,22 +7,21 @@ images, Carlini, generation lookups) run on it; anything that needs the denoiser
 """
 from __future__ import annotations
 
-from typing import Any
-
 import csv
 import hashlib
 import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from attack.images.metrics import to_compare
-from attack.paths import resolve_inside
 from attack.models.base import ModelError, Samples, TextToImageModel
+from attack.paths import resolve_inside
 
 MAPPING_NAMES = ("mapping.csv", "mapping.jsonl")
 COLUMNS = ("caption", "seed", "steps", "path")

@@ -11,11 +11,10 @@ Hugging Face cache only, and a single checkpoint file needs a local diffusers co
 """
 from __future__ import annotations
 
-from typing import Any
-
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import Store
-
 from attack.errors import AttackError
+from store import Store
 
 
 class FusionError(AttackError):

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from store import Store
-
 from attack.errors import ScoreInputError
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
@@ -12,6 +10,7 @@ from attack.scores.base import check_batch_size
 from attack.scores.carlini import CarliniParams, carlini
 from attack.stages.rank import rank_captions
 from attack.stages.runs import Captions, EvalMeter, StageReport, as_selection, model_id_of, open_run, shard
+from store import Store
 
 CARLINI_FLAG = "carlini_flag"  # 1.0 when the largest clique reaches min_clique, else 0.0
 

@@ -8,18 +8,17 @@ what it already has; `generate_stage` is that writer for a store.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from store import Store
-
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
+from attack.scores.base import ScoreInputError, check_batch_size, check_captions
 from attack.stages.rank import Ranked, rank_captions, top_k
 from attack.stages.runs import Captions, EvalMeter, StageReport, as_selection, model_id_of, open_run, shard
-from attack.scores.base import ScoreInputError, check_batch_size, check_captions
+from store import Store
 
 
 @dataclass(frozen=True)

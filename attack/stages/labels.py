@@ -32,23 +32,34 @@ structural check a backdrop flag refuses it, as before).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from store import Store
-from attack.stages.align import AlignParams
+from typing import TYPE_CHECKING
+
 from attack.images.compare import ComparePixels
 from attack.images.flags import FlagParams, suspect_flags
 from attack.images.metrics import compare_mask
-from attack.progress import Progress
 from attack.images.structure import StructureParams
+from attack.progress import Progress
+from attack.stages.align import AlignParams
+from store import Store
+
 if TYPE_CHECKING:      # attack.images.embed imports torch; the labeller does not, unless a second opinion is asked for
     from attack.images.embed import Embedder
 
 from attack.stages.rules import LABELLER_VERSION, LabelInputError, Thresholds, decide, resolve
-from attack.stages.witness import CaptionLabel, StructureCheck, _chw, _distances, aligned_distance, caption_pairs, second_opinion_of, structural_decide
+from attack.stages.witness import (
+    CaptionLabel,
+    StructureCheck,
+    _chw,
+    _distances,
+    aligned_distance,
+    caption_pairs,
+    second_opinion_of,
+    structural_decide,
+)
 
 
 def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresholds = Thresholds(),

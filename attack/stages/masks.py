@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from attack.errors import AttackError
-from attack.kinds import DUP_RMSE_MAX, DUP_RMSE_MIN
 from attack.images.metrics import COMPARE_SIZE
+from attack.kinds import DUP_RMSE_MAX, DUP_RMSE_MIN
 
 SSE_TO_RMSE = 1.0 / (3 * COMPARE_SIZE * COMPARE_SIZE)
 assert abs(DUP_RMSE_MIN - (1e2 * SSE_TO_RMSE) ** 0.5) < 1e-12, "attack.kinds: the window on the compare grid"

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from store import Store
-
 from attack.errors import ScoreInputError
 from attack.selection import Selection
+from store import Store
 
 
 def top_k(scores: Sequence[float] | torch.Tensor, k: int) -> list[int]:

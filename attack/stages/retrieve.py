@@ -8,22 +8,20 @@ neighbour row carries the masked distance under the mask version it was computed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-
-from store import Neighbour, Store
 
 from attack.images.compare import ComparePixels
 from attack.images.embed import Embedder, load_embedder
 from attack.images.index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
-from attack.stages.masks import MaskParams, mask_grid, resize_mask, template_mask
 from attack.images.metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
 from attack.paths import resolve_inside
 from attack.progress import Progress
-
+from attack.stages.masks import MaskParams, mask_grid, resize_mask, template_mask
+from store import Neighbour, Store
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The label rule: its order (TV, MV, RV), thresholds and their presets, and the decision on distances."""
 from __future__ import annotations
+
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-from attack.stages.align import AlignParams
-from attack.errors import AttackError
-from attack.kinds import PRESET_NAMES
-from attack.images.structure import StructureParams
 
+from attack.errors import AttackError
+from attack.images.structure import StructureParams
+from attack.kinds import PRESET_NAMES
+from attack.stages.align import AlignParams
 
 ORDER = ("TV", "MV", "RV")  # the public code's order: the first label whose distance passes wins
 

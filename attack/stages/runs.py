@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from store import Store
-
 from attack.errors import ScoreInputError
 from attack.models.base import TextToImageModel
 from attack.selection import Selection, select_captions
+from store import Store
+
 
 @dataclass(frozen=True)
 class StageReport:

@@ -5,14 +5,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from store import Store
-
 from attack.errors import ScoreInputError
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
 from attack.scores import SCORE_NAMES, score_spec
 from attack.scores.base import check_batch_size, require_whitebox
 from attack.stages.runs import Captions, EvalMeter, StageReport, as_selection, model_id_of, open_run, shard
+from store import Store
+
 
 # -- scores -------------------------------------------------------------------------------------
 def score_params(kind: str, params: Any) -> dict[str, Any]:

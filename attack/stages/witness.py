@@ -3,16 +3,20 @@ witnesses a pair under its delta needs under the `verbatim` preset: structural a
 (attack.images.structure), alignment for crops, rescales and mirrors (attack.stages.align), and
 an optional second embedder's opinion."""
 from __future__ import annotations
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
 import numpy as np
-from store import Store
-from attack.stages.align import AlignParams, align, features, warp_onto
+
 from attack.images.compare import ComparePixels
 from attack.images.flags import FlagParams, suspect_flags
 from attack.images.metrics import compare_mask, pixel_masked_rmse, pixel_rmse, unit_float
 from attack.images.structure import StructureParams, agreement, agrees, band, detail_patches, residual_shift
+from attack.stages.align import AlignParams, align, features, warp_onto
+from store import Store
+
 if TYPE_CHECKING:      # attack.images.embed imports torch; the labeller does not, unless a second opinion is asked for
     from attack.images.embed import Embedder
 
