@@ -7,10 +7,13 @@ training images) and progress. Every stage resumes on its own (attack.stages.run
 the same pipeline again continues where a killed one stopped.
 
     from store import Store
+    from attack.ingest import ingest
     from attack.models import load_model
     from attack.pipeline import Pipeline
     with Store.open("data/mine") as store:
-        report = Pipeline(store, load_model("demo", "cpu")).run(["a caption", "another caption"])
+        ingest(store, "captions.txt", images="training_images/")
+        report = Pipeline(store, load_model("demo", "cpu")).run()   # every caption of the store
+    print("\n".join(report.lines))
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Any, Optional
 from attack.errors import ScoreInputError
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
+from attack.selection import select_captions
 from attack.stages.generate import GenerateParams
 from attack.stages.retrieve import RetrieveParams
 from attack.stages.runs import Captions, StageReport, as_selection, model_id_of, shard
@@ -134,12 +138,12 @@ class Pipeline:
     def by(self) -> Optional[str]:
         return planned_by(self.model, self.params)
 
-    def run(self, captions: Captions, stages: Sequence[str] = STAGES, *, offset: int = 0,
+    def run(self, captions: Optional[Captions] = None, stages: Sequence[str] = STAGES, *, offset: int = 0,
             limit: Optional[int] = None) -> PipelineReport:
-        """Run `stages` (in the pipeline's order) on the captions; offset/limit shard the scored
-        list, and a shard stops after scoring."""
+        """Run `stages` (in the pipeline's order) on the captions (default: every caption of the
+        store, by id); offset/limit shard the scored list, and a shard stops after scoring."""
         check_plan(self.model, self.params, stages)
-        sel = as_selection(self.store, captions)
+        sel = select_captions(self.store) if captions is None else as_selection(self.store, captions)
         shard(list(sel.ids), offset, limit)            # an empty shard fails before any write
         out = PipelineReport()
         if "score" in stages:

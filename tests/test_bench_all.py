@@ -57,7 +57,7 @@ def test_an_unknown_section_is_refused(tmp_path, fake_benches, capsys):
 
 
 def test_the_real_list_names_every_registered_bench():
-    from attack.cli import BENCHES
+    from attack.cli.commands import BENCHES
 
     assert {b.name for b in bench_all.BENCHES} >= set(BENCHES) - {"all"}
 

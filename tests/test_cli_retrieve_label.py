@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attack.cli import BENCHES, build_parser, main
+from attack.cli import build_parser, main
+from attack.cli.commands import BENCHES
 from store import CaptionRow, Store
 
 from .conftest import snapshot
