@@ -14,9 +14,8 @@ from attack.scores import MULTI_SEED
 from store import Store
 from store.terminal import echo, terminal_safe
 
+# what an interrupted command leaves: ingest writes in one transaction, the others batch by batch
 UNCHANGED = "nothing was written, the store is as it was"
-
-
 RESUMABLE = "what was computed is kept and the run is marked interrupted; run the same command again to resume"
 
 
@@ -40,6 +39,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+# benchmark name -> module under attack.bench exposing main(argv) -> int
 BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels",
            "detectors": "detectors", "scale": "scale", "all": "all"}
 
