@@ -34,7 +34,7 @@ def _mask_versions(store: Store, train_image_id: int) -> tuple:
                  for m in store.mask_versions(train_image_id))
 
 
-def _mask_target(store: Store, train_image_id: int, size: tuple, cur, draft: bool = False) -> MaskTarget:
+def target_for(store: Store, train_image_id: int, size: tuple, cur, draft: bool = False) -> MaskTarget:
     return MaskTarget(train_image_id, size, _mask_versions(store, train_image_id), None if cur is None else cur.id,
                       imaging.editor_scale(size), draft)
 
@@ -57,7 +57,7 @@ def mask_editor(store: Store, train_image_id: int, image=None, cur=None, mask=No
         layer = imaging.layer_file(mask, cur.image_sha, k)
     else:       # no usable mask yet: start from one that keeps every pixel
         layer = imaging.layer_file(np.ones((h, w), bool), f"all-{w}x{h}", k)
-    target = _mask_target(store, t.id, (w, h), cur, draft is not None and draft.shape == (h, w))
+    target = target_for(store, t.id, (w, h), cur, draft is not None and draft.shape == (h, w))
     background = imaging.background_file(image, t.sha256, k) if k > 1 else store.image_path(t.sha256)
     return target, {"background": str(background), "layers": [str(layer)], "composite": None}
 

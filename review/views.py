@@ -20,7 +20,7 @@ from store import (
 from . import queries, render
 from .candidate import candidate_data
 from .checks import ViewError, check_reviewer
-from .mask_views import MaskTarget, _mask_target, mask_editor
+from .mask_views import MaskTarget, target_for, mask_editor
 from .templates import candidate_html, head_html
 
 QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
@@ -253,7 +253,7 @@ def candidate_view(store: Store, caption_id: int, position: str = "", with_edito
         if with_editor:
             mask_target, editor = mask_editor(store, e.train_image_id, e.image, e.mask, e.keep)
         else:
-            mask_target = _mask_target(store, e.train_image_id, e.image.size, e.mask)
+            mask_target = target_for(store, e.train_image_id, e.image.size, e.mask)
     return CandidateView(caption_id, candidate_html(data), head_html(data, position), data.label, mask_target,
                          editor, data.mask_choices, data.latest_entry)
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from store.checks import _int, _meta, _optional_text, _require_row, _text, integrity
-
 from .canon import load_json
+from .checks import check_int, check_optional_text, check_text, integrity, json_or_none, require_row
 from .errors import NotFoundError, StoreError
 from .images import check_sha
 from .records import (
@@ -40,14 +39,14 @@ def _caption_params(i: int, row: CaptionRow) -> tuple:
     what = f"add_captions row {i}"
     if not isinstance(row, CaptionRow):
         raise StoreError(f"{what}: expected a CaptionRow, got {type(row).__name__}")
-    _text(row.text, f"{what} text")
-    _optional_text(row.url, f"{what} url")
-    _optional_text(row.source, f"{what} source")
-    dup = None if row.dup_count is None else _int(row.dup_count, f"{what} dup_count")
+    check_text(row.text, f"{what} text")
+    check_optional_text(row.url, f"{what} url")
+    check_optional_text(row.source, f"{what} source")
+    dup = None if row.dup_count is None else check_int(row.dup_count, f"{what} dup_count")
     if row.reference_label is not None and row.reference_label not in REFERENCE_LABELS:
         raise StoreError(f"{what} reference_label: expected one of {', '.join(REFERENCE_LABELS)} "
                          f"or None, got {row.reference_label!r}")
-    return (row.text, row.url, dup, row.reference_label, row.source, _meta(row.extra, f"{what} extra"))
+    return (row.text, row.url, dup, row.reference_label, row.source, json_or_none(row.extra, f"{what} extra"))
 
 
 def _training_image(row: tuple) -> TrainingImage:
@@ -116,11 +115,11 @@ class Catalog:
                            meta: Optional[Mapping[str, Any]] = None) -> int:
         """Idempotent: the same (sha, caption, path) returns the existing id."""
         self.images.require(check_sha(sha))
-        _optional_text(path_or_url, "add_training_image path_or_url")
-        meta_json = _meta(meta, "add_training_image meta")
+        check_optional_text(path_or_url, "add_training_image path_or_url")
+        meta_json = json_or_none(meta, "add_training_image meta")
         with self.transaction() as conn:
             if caption_id is not None:
-                _require_row(conn, "captions", caption_id, "add_training_image")
+                require_row(conn, "captions", caption_id, "add_training_image")
             row = conn.execute(
                 "SELECT id FROM training_images WHERE sha256 = ? AND caption_id IS ? AND path_or_url IS ?",
                 (sha, caption_id, path_or_url)).fetchone()

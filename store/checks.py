@@ -20,20 +20,20 @@ def integrity(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: expected rows that satisfy the store's constraints, got {e}") from e
 
 
-def _require_row(conn: sqlite3.Connection, table: str, row_id: Any, what: str) -> None:
+def require_row(conn: sqlite3.Connection, table: str, row_id: Any, what: str) -> None:
     if not isinstance(row_id, int) or isinstance(row_id, bool):
         raise StoreError(f"{what}: expected an integer {table} id, got {row_id!r}")
     if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
         raise NotFoundError(f"{what}: expected an existing {table} id, got {row_id}")
 
 
-def _text(value: Any, what: str, allow_empty: bool = False) -> str:
+def check_text(value: Any, what: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise StoreError(f"{what}: expected a non-empty string, got {value!r}")
     return unicode_text(value, what)
 
 
-def _optional_text(value: Any, what: str) -> Optional[str]:
+def check_optional_text(value: Any, what: str) -> Optional[str]:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -41,13 +41,13 @@ def _optional_text(value: Any, what: str) -> Optional[str]:
     return unicode_text(value, what)
 
 
-def _int(value: Any, what: str) -> int:
+def check_int(value: Any, what: str) -> int:
     if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
         raise StoreError(f"{what}: expected an integer, got {value!r}")
     return int(value)
 
 
-def _meta(meta: Optional[Mapping[str, Any]], what: str) -> Optional[str]:
+def json_or_none(meta: Optional[Mapping[str, Any]], what: str) -> Optional[str]:
     if meta is None:
         return None
     if not isinstance(meta, Mapping):

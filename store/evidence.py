@@ -8,9 +8,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from store.checks import _int, _meta, _require_row, _text, integrity
-
 from .canon import canonical_json, finite_float, load_json, optional_float
+from .checks import check_int, check_text, integrity, json_or_none, require_row
 from .db import utc_now
 from .errors import NotFoundError, StoreError
 from .images import check_sha
@@ -36,17 +35,17 @@ class Evidence:
 
         Returns the number of rows written.
         """
-        _text(kind, "add_scores kind")
+        check_text(kind, "add_scores kind")
         rows = []
         for i, pair in enumerate(values):
             try:
                 cid, value = pair
             except (TypeError, ValueError):
                 raise StoreError(f"add_scores item {i}: expected a (caption_id, value) pair, got {pair!r}") from None
-            rows.append((_int(cid, f"add_scores item {i} caption_id"), kind, run_id,
+            rows.append((check_int(cid, f"add_scores item {i} caption_id"), kind, run_id,
                          finite_float(value, f"add_scores item {i} (caption {cid}) value")))
         with self.transaction() as conn:
-            _require_row(conn, "runs", run_id, "add_scores")
+            require_row(conn, "runs", run_id, "add_scores")
             conn.execute("INSERT OR IGNORE INTO score_kinds (kind) VALUES (?)", (kind,))
             try:
                 conn.executemany("INSERT INTO scores (caption_id, kind, run_id, value) VALUES (?, ?, ?, ?) "
@@ -89,15 +88,15 @@ class Evidence:
     # -- generations ------------------------------------------------------------------------
     def add_generation(self, caption_id: int, run_id: Optional[int], seed: int, steps: int,
                        sampler: str, image_sha: str, meta: Optional[Mapping[str, Any]] = None) -> int:
-        seed = _int(seed, "add_generation seed")
-        steps = _int(steps, "add_generation steps")
-        _text(sampler, "add_generation sampler")
+        seed = check_int(seed, "add_generation seed")
+        steps = check_int(steps, "add_generation steps")
+        check_text(sampler, "add_generation sampler")
         self.images.require(check_sha(image_sha))
-        meta_json = _meta(meta, "add_generation meta")
+        meta_json = json_or_none(meta, "add_generation meta")
         with self.transaction() as conn:
-            _require_row(conn, "captions", caption_id, "add_generation")
+            require_row(conn, "captions", caption_id, "add_generation")
             if run_id is not None:
-                _require_row(conn, "runs", run_id, "add_generation")
+                require_row(conn, "runs", run_id, "add_generation")
             if run_id is not None:
                 # one generation per (run, caption, seed): asking again (a second shard process) returns the first
                 have = conn.execute("SELECT id FROM generations WHERE run_id = ? AND caption_id = ? AND seed = ?",
@@ -149,24 +148,24 @@ class Evidence:
             what = f"add_neighbours generation {generation_id} item {i}"
             if not isinstance(n, Neighbour):
                 raise StoreError(f"{what}: expected a Neighbour, got {type(n).__name__}")
-            rank = _int(n.rank, f"{what} rank")
+            rank = check_int(n.rank, f"{what} rank")
             if rank in ranks:
                 raise StoreError(f"{what}: expected unique ranks, got rank {rank} twice")
             ranks.add(rank)
-            rows.append((generation_id, rank, _int(n.train_image_id, f"{what} train_image_id"),
+            rows.append((generation_id, rank, check_int(n.train_image_id, f"{what} train_image_id"),
                          optional_float(n.similarity, f"{what} similarity"),
                          optional_float(n.rmse, f"{what} rmse"),
                          optional_float(n.masked_rmse, f"{what} masked_rmse"),
-                         None if n.mask_id is None else _int(n.mask_id, f"{what} mask_id")))
-        run_id = _int(run_id, "add_neighbours run_id")
+                         None if n.mask_id is None else check_int(n.mask_id, f"{what} mask_id")))
+        run_id = check_int(run_id, "add_neighbours run_id")
         with self.transaction() as conn:
-            _require_row(conn, "generations", generation_id, "add_neighbours")
+            require_row(conn, "generations", generation_id, "add_neighbours")
             if run_id:
-                _require_row(conn, "runs", run_id, "add_neighbours")
+                require_row(conn, "runs", run_id, "add_neighbours")
             for r in rows:
-                _require_row(conn, "training_images", r[2], f"add_neighbours generation {generation_id} rank {r[1]}")
+                require_row(conn, "training_images", r[2], f"add_neighbours generation {generation_id} rank {r[1]}")
                 if r[6] is not None:
-                    _require_row(conn, "masks", r[6], f"add_neighbours generation {generation_id} rank {r[1]}")
+                    require_row(conn, "masks", r[6], f"add_neighbours generation {generation_id} rank {r[1]}")
             with integrity(f"add_neighbours generation {generation_id}"):
                 conn.executemany(
                     "INSERT INTO neighbours (generation_id, run_id, rank, train_image_id, similarity, rmse, masked_rmse, "
@@ -194,11 +193,11 @@ class Evidence:
             raise StoreError(f"add_auto_label label: expected one of {', '.join(REFERENCE_LABELS)}, got {label!r}")
         if isinstance(flags, str) or not all(isinstance(f, str) and f for f in flags):
             raise StoreError(f"add_auto_label flags: expected a list of non-empty strings, got {flags!r}")
-        distances_json = _meta(distances, "add_auto_label distances") or "{}"
+        distances_json = json_or_none(distances, "add_auto_label distances") or "{}"
         flags_json = canonical_json(sorted(set(flags)))
         with self.transaction() as conn:
-            _require_row(conn, "captions", caption_id, "add_auto_label")
-            _require_row(conn, "runs", run_id, "add_auto_label")
+            require_row(conn, "captions", caption_id, "add_auto_label")
+            require_row(conn, "runs", run_id, "add_auto_label")
             with integrity(f"add_auto_label caption {caption_id} run {run_id}"):
                 cur = conn.execute(
                     "INSERT INTO auto_labels (caption_id, run_id, label, distances, flags, created_at) "

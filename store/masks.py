@@ -6,12 +6,11 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from store.checks import _meta, _require_row
-from store.evidence import CURRENT_NEIGHBOURS
-
 from .canon import load_json, optional_float
+from .checks import json_or_none, require_row
 from .db import utc_now
 from .errors import MaskError, NotFoundError, StoreError
+from .evidence import CURRENT_NEIGHBOURS
 from .images import check_sha
 from .records import (
     Mask,
@@ -38,7 +37,7 @@ class Masks:
 
     def _check_mask_size(self, conn: sqlite3.Connection, train_image_id: int, size: tuple[int, int]) -> None:
         """A mask covers its training image pixel for pixel: same width and height."""
-        _require_row(conn, "training_images", train_image_id, "add_mask")
+        require_row(conn, "training_images", train_image_id, "add_mask")
         (train_sha,) = conn.execute("SELECT sha256 FROM training_images WHERE id = ?", (train_image_id,)).fetchone()
         want = self._image_size(train_sha)
         if tuple(size) != want:
@@ -79,7 +78,7 @@ class Masks:
             cur = conn.execute(
                 "INSERT INTO masks (train_image_id, version, image_sha, source, author, parent_id, created_at, meta) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (train_image_id, version, image_sha, source, author, parent_id, utc_now(), _meta(meta, "add_mask meta")))
+                (train_image_id, version, image_sha, source, author, parent_id, utc_now(), json_or_none(meta, "add_mask meta")))
             return int(cur.lastrowid)
 
     def save_mask(self, train_image_id: int, mask: Any, source: str = "auto",
@@ -99,7 +98,7 @@ class Masks:
         value = optional_float(masked_rmse, f"set_neighbour_mask generation {generation_id} rank {rank} masked_rmse")
         with self.transaction() as conn:
             if mask_id is not None:
-                _require_row(conn, "masks", mask_id, f"set_neighbour_mask generation {generation_id} rank {rank}")
+                require_row(conn, "masks", mask_id, f"set_neighbour_mask generation {generation_id} rank {rank}")
             cur = conn.execute("UPDATE neighbours AS n SET masked_rmse = ?, mask_id = ? WHERE generation_id = ? AND rank = ? "
                                f"AND {CURRENT_NEIGHBOURS}", (value, mask_id, generation_id, rank))
             if cur.rowcount != 1:

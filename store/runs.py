@@ -4,9 +4,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional
 
-from store.checks import _int, _meta, _require_row, _text
-
 from .canon import load_json
+from .checks import check_int, check_text, json_or_none, require_row
 from .db import utc_now
 from .errors import Interrupted, NotFoundError, StoreError
 from .records import (
@@ -32,9 +31,9 @@ class Runs:
 
     # -- runs -----------------------------------------------------------------------
     def start_run(self, stage: str, model: str, params: Mapping[str, Any]) -> int:
-        _text(stage, "start_run stage")
-        _text(model, "start_run model", allow_empty=True)
-        params_json = _meta(params, "start_run params") or "{}"
+        check_text(stage, "start_run stage")
+        check_text(model, "start_run model", allow_empty=True)
+        params_json = json_or_none(params, "start_run params") or "{}"
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO runs (stage, model, params, status, evals, started_at) VALUES (?, ?, ?, 'running', 0, ?)",
@@ -44,15 +43,15 @@ class Runs:
     def finish_run(self, run_id: int, evals: int, status: str = "done", reason: Optional[str] = None) -> None:
         """Set a run's eval count and status; 'running' (a batch written) clears the end time,
         'failed' and 'interrupted' keep the reason."""
-        evals = _int(evals, "finish_run evals")
+        evals = check_int(evals, "finish_run evals")
         if evals < 0:
             raise StoreError(f"finish_run evals: expected >= 0, got {evals}")
         if status not in RUN_STATUSES:
             raise StoreError(f"finish_run status: expected one of {', '.join(RUN_STATUSES)}, got {status!r}")
         if reason is not None:
-            reason = _text(reason, "finish_run reason")[:2000]
+            reason = check_text(reason, "finish_run reason")[:2000]
         with self.transaction() as conn:
-            _require_row(conn, "runs", run_id, "finish_run")
+            require_row(conn, "runs", run_id, "finish_run")
             conn.execute("UPDATE runs SET evals = ?, status = ?, finished_at = ?, reason = ? WHERE id = ?",
                          (evals, status, None if status == "running" else utc_now(),
                           reason if status in ("failed", "interrupted") else None, run_id))
@@ -86,8 +85,8 @@ class Runs:
         created in one write transaction, so two shard processes starting together share one run.
         When params carry a model_fingerprint, that is the model: a run made under another path (the
         same weights elsewhere, another machine's mount) is resumed, keeping its first path as label."""
-        _text(stage, "open_run stage")
-        canon = _meta(params, f"{stage} params") or "{}"
+        check_text(stage, "open_run stage")
+        canon = json_or_none(params, f"{stage} params") or "{}"
         keyed = isinstance(params, Mapping) and params.get("model_fingerprint") is not None
         with self.transaction() as conn:
             if keyed:
@@ -131,8 +130,8 @@ class Runs:
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        _text(key, "set_meta key")
-        _text(value, "set_meta value", allow_empty=True)
+        check_text(key, "set_meta key")
+        check_text(value, "set_meta value", allow_empty=True)
         with self.transaction() as conn:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                          (key, value))

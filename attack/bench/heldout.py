@@ -37,13 +37,13 @@ from attack.bench.pictures import (
     CATEGORIES,
     TEXTURES,
     WORDS,
-    _font,
-    _u8,
     backdrop,
     fbm,
     landscape,
     photo,
     text_card,
+    text_font,
+    to_u8,
     wood,
 )
 from attack.bench.realworld import Case, RealWorld
@@ -83,7 +83,7 @@ def _room(rng: np.random.Generator, size: int) -> np.ndarray:
     floor = rng.uniform([0.35, 0.25, 0.15], [0.6, 0.45, 0.3]) * (1 + 0.1 * fbm(rng, size, 5, 12)[..., None])
     y = np.arange(size)[:, None, None]
     img = np.where(y > size * 0.72, floor, wall)
-    im = Image.fromarray(_u8(img))
+    im = Image.fromarray(to_u8(img))
     d = ImageDraw.Draw(im)
     s = size
     sofa = tuple(int(v) for v in rng.integers(30, 200, 3))
@@ -171,8 +171,8 @@ class Family:
             d.rectangle([x0, y0, x1, y1], fill=self.band)
             fg = tuple(int((v + 128) % 256) for v in self.band)
             title = " ".join(rng.choice(WORDS, 2)).upper()
-            d.text((x0 + s * .03, y0 + s * .02), title, fill=fg, font=_font(int(s * .08)))
-            d.text((x0 + s * .03, y0 + s * .13), " ".join(rng.choice(WORDS, 3)), fill=fg, font=_font(int(s * .045)))
+            d.text((x0 + s * .03, y0 + s * .02), title, fill=fg, font=text_font(int(s * .08)))
+            d.text((x0 + s * .03, y0 + s * .13), " ".join(rng.choice(WORDS, 3)), fill=fg, font=text_font(int(s * .045)))
         elif self.kind == "colourway":     # a sneaker in this member's colour
             c = tuple(int(v) for v in rng.integers(10, 245, 3))
             self._sneaker(d, c, tuple(int(v * .75) for v in c))
@@ -205,7 +205,7 @@ def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _noisy(a: np.ndarray, rng: np.random.Generator, sigma: float = 0.01) -> np.ndarray:
-    return _u8(a.astype(np.float32) / 255 + rng.normal(0, sigma, a.shape).astype(np.float32))
+    return to_u8(a.astype(np.float32) / 255 + rng.normal(0, sigma, a.shape).astype(np.float32))
 
 
 def copy_of(img: np.ndarray, kind: str, rng: np.random.Generator, i: int) -> np.ndarray:
@@ -214,7 +214,7 @@ def copy_of(img: np.ndarray, kind: str, rng: np.random.Generator, i: int) -> np.
     out = img
     if kind == "colour":
         gain, shift = rng.uniform(0.88, 1.1, 3), rng.uniform(-0.04, 0.04, 3)
-        out = _u8(img.astype(np.float32) / 255 * gain + shift)
+        out = to_u8(img.astype(np.float32) / 255 * gain + shift)
     elif kind == "crop":
         area = (0.15, 0.2, 0.25, 0.3)[i % 4]
         h = int(round(size * np.sqrt(1 - area)))

@@ -37,7 +37,7 @@ def fbm1(rng: np.random.Generator, size: int, octaves: int = 5, base: int = 3) -
     return out / total
 
 
-def _u8(a: np.ndarray) -> np.ndarray:
+def to_u8(a: np.ndarray) -> np.ndarray:
     return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -56,7 +56,7 @@ def _vgrad(size: int, top, bottom) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _font(px: int) -> ImageFont.FreeTypeFont:
+def text_font(px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=px)
 
 
@@ -83,7 +83,7 @@ def landscape(rng: np.random.Generator, size: int) -> np.ndarray:
     field = size * rng.uniform(0.72, 0.85)
     ground = rng.uniform([0.3, 0.4, 0.1], [0.6, 0.65, 0.3]) * (1 + 0.15 * fbm(rng, size, 5, 8)[..., None])
     img = np.where((y >= field + 8 * fbm1(rng, size)[None, :])[..., None], ground, img)
-    return _soften(_u8(_grain(rng, img, 0.006)), size / 400)
+    return _soften(to_u8(_grain(rng, img, 0.006)), size / 400)
 
 
 def sky(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -91,13 +91,13 @@ def sky(rng: np.random.Generator, size: int) -> np.ndarray:
     img = _vgrad(size, rng.uniform([0.15, 0.3, 0.55], [0.4, 0.55, 0.9]), rng.uniform([0.6, 0.7, 0.8], [0.85, 0.9, 1.0]))
     cloud = np.clip((fbm(rng, size, 5, 3) - rng.uniform(-0.1, 0.15)) * 2.5, 0, 1)[..., None]
     img = img * (1 - 0.8 * cloud) + 0.95 * 0.8 * cloud
-    return _u8(_grain(rng, img, 0.004))
+    return to_u8(_grain(rng, img, 0.004))
 
 
 def portrait(rng: np.random.Generator, size: int) -> np.ndarray:
     """A head-and-shoulders portrait on a studio backdrop."""
     bg = rng.uniform(0.3, 0.8, 3)
-    im = Image.fromarray(_u8(_vgrad(size, bg, bg * rng.uniform(0.6, 0.9))))
+    im = Image.fromarray(to_u8(_vgrad(size, bg, bg * rng.uniform(0.6, 0.9))))
     d = ImageDraw.Draw(im)
     s, cx = size, size * rng.uniform(0.42, 0.58)
     skin = tuple(int(v) for v in rng.uniform([150, 100, 80], [240, 190, 160]))
@@ -118,7 +118,7 @@ def portrait(rng: np.random.Generator, size: int) -> np.ndarray:
     my = top + hh * rng.uniform(1.45, 1.6)
     d.arc([cx - hw * 0.35, my - hh * 0.12, cx + hw * 0.35, my + hh * 0.12], 10, 170, fill=(150, 60, 60), width=max(2, s // 120))
     img = np.asarray(im.filter(ImageFilter.GaussianBlur(size / 256)), np.float32) / 255
-    return _u8(_grain(rng, img * (1 + 0.05 * fbm(rng, size, 3, 4)[..., None]), 0.008))
+    return to_u8(_grain(rng, img * (1 + 0.05 * fbm(rng, size, 3, 4)[..., None]), 0.008))
 
 
 def product_on_white(rng: np.random.Generator, size: int, colour=None) -> np.ndarray:
@@ -148,7 +148,7 @@ def product_on_white(rng: np.random.Generator, size: int, colour=None) -> np.nda
         d.polygon([(cx - w * 0.9, base - h * 0.2), (cx - w * 0.2, base - h * 0.6), (cx + w * 0.2, base - h * 0.55),
                    (cx + w * 0.1, base - h * 0.2)], fill=dark)
         d.line([cx - w, base - 2, cx + w, base - 2], fill=(240, 240, 240), width=max(3, s // 80))
-    return _u8(_grain(rng, np.asarray(im.filter(ImageFilter.GaussianBlur(size / 300)), np.float32) / 255, 0.004))
+    return to_u8(_grain(rng, np.asarray(im.filter(ImageFilter.GaussianBlur(size / 300)), np.float32) / 255, 0.004))
 
 
 def gradient(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -163,7 +163,7 @@ def gradient(rng: np.random.Generator, size: int) -> np.ndarray:
     t = np.clip(t, 0, 1)[..., None]
     c0, c1, c2 = rng.uniform(0.05, 0.95, (3, 3))
     img = np.where(t < 0.5, c0 + (c1 - c0) * 2 * t, c1 + (c2 - c1) * (2 * t - 1))
-    return _u8(_grain(rng, img, 0.003))
+    return to_u8(_grain(rng, img, 0.003))
 
 
 def text_card(rng: np.random.Generator, size: int, words: int = 8) -> np.ndarray:
@@ -176,7 +176,7 @@ def text_card(rng: np.random.Generator, size: int, words: int = 8) -> np.ndarray
         px = int(size * rng.uniform(0.05, 0.13))
         line = " ".join(rng.choice(WORDS, int(rng.integers(1, 3))))
         fg = tuple(int((v + 128 + rng.integers(-60, 60)) % 256) for v in bg)
-        d.text((size * rng.uniform(0.04, 0.2), y), line, fill=fg, font=_font(px))
+        d.text((size * rng.uniform(0.04, 0.2), y), line, fill=fg, font=text_font(px))
         y += px * rng.uniform(1.2, 1.7)
     return np.asarray(im)
 
@@ -201,7 +201,7 @@ def fabric(rng: np.random.Generator, size: int) -> np.ndarray:
     weft = np.sin(2 * np.pi * yy / period) * (np.sin(np.pi * yy / period) <= 0)
     v = 0.5 + 0.25 * (warp + weft) + 0.1 * fbm(rng, size, 4, 16)
     colour = rng.uniform(0.2, 0.9, 3)
-    return _u8(_grain(rng, v[..., None] * colour, 0.02))
+    return to_u8(_grain(rng, v[..., None] * colour, 0.02))
 
 
 def wood(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -210,13 +210,13 @@ def wood(rng: np.random.Generator, size: int) -> np.ndarray:
     rings = np.sin(2 * np.pi * (xx * rng.uniform(12, 20) + 3 * fbm(rng, size, 4, 3) + 0.3 * yy))
     v = 0.55 + 0.2 * rings + 0.08 * fbm(rng, size, 5, 24)
     colour = rng.uniform([0.55, 0.35, 0.15], [0.8, 0.55, 0.3])
-    return _u8(_grain(rng, v[..., None] * colour / 0.75, 0.01))
+    return to_u8(_grain(rng, v[..., None] * colour / 0.75, 0.01))
 
 
 def noise_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     """Fine coloured noise (sand, a speckled surface)."""
     base = rng.uniform(0.3, 0.7, 3)
-    return _u8(base + rng.normal(0, rng.uniform(0.08, 0.15), (size, size, 3)).astype(np.float32))
+    return to_u8(base + rng.normal(0, rng.uniform(0.08, 0.15), (size, size, 3)).astype(np.float32))
 
 
 TEXTURES = {"fabric": fabric, "wood": wood, "noise": noise_texture}
@@ -226,7 +226,7 @@ def backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
     """Studio paper: one colour, a soft vignette, faint grain."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     vig = 1 - rng.uniform(0.03, 0.08) * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2) * 4
-    return _u8(_grain(rng, rng.uniform(0.15, 0.9, 3) * vig[..., None], 0.004))
+    return to_u8(_grain(rng, rng.uniform(0.15, 0.9, 3) * vig[..., None], 0.004))
 
 
 CATEGORIES = {"landscape": landscape, "sky": sky, "portrait": portrait, "product": product_on_white,

@@ -19,13 +19,13 @@ from attack.ingest.formats import (
     LAYOUT_FORMATS,
     Source,
     Table,
-    _file_sha256,
-    _first_line,
-    _parquet_records,
     detect_format,
+    first_line,
     looks_like_header,
     open_source,
+    parquet_records,
     read_table,
+    sha256_of_file,
 )
 from store import CaptionRow, IngestError, StoreError
 from store.canon import unicode_text as store_text
@@ -82,7 +82,7 @@ def _recognised(path: Path, layout: str, fmt: str, delimiter: Optional[str], n_r
 
 
 # -- interpreting columns ------------------------------------------------------------------------
-def _find(columns: Iterable[str], names: Iterable[str]) -> Optional[str]:
+def find_column(columns: Iterable[str], names: Iterable[str]) -> Optional[str]:
     lower = {c.lower().strip(): c for c in columns}
     return next((lower[n] for n in names if n in lower), None)
 
@@ -113,7 +113,7 @@ def unicode_text(value: str, where: str) -> str:
     return value
 
 
-def _json_value(v: Any, where: str = "value", depth: int = 0) -> Any:
+def json_value(v: Any, where: str = "value", depth: int = 0) -> Any:
     """Parquet cells can be numpy/decimal/bytes/dates: keep JSON-able, stringify the rest;
     strings must be valid Unicode and nesting at most MAX_NESTING deep."""
     if depth > MAX_NESTING:
@@ -125,9 +125,9 @@ def _json_value(v: Any, where: str = "value", depth: int = 0) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, (list, tuple)):
-        return [_json_value(x, where, depth + 1) for x in v]
+        return [json_value(x, where, depth + 1) for x in v]
     if isinstance(v, dict):
-        return {unicode_text(str(k), where): _json_value(x, where, depth + 1) for k, x in v.items()}
+        return {unicode_text(str(k), where): json_value(x, where, depth + 1) for k, x in v.items()}
     return unicode_text(str(v), where)
 
 
@@ -153,7 +153,7 @@ def _parse_urls(value: Any, where: str) -> list[str]:
     return [unicode_text(u, where).strip() for u in items if u.strip()]
 
 
-def _caption_text(value: Any, where: str) -> str:
+def caption_text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise IngestError(f"{where}: expected caption text, got {'nothing' if value is None else type(value).__name__}")
     text = unicode_text(value, where).strip()
@@ -165,7 +165,7 @@ def _caption_text(value: Any, where: str) -> str:
     return text
 
 
-def _optional_str(value: Any, where: str) -> Optional[str]:
+def optional_str(value: Any, where: str) -> Optional[str]:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -175,15 +175,15 @@ def _optional_str(value: Any, where: str) -> Optional[str]:
 
 def column_roles(table: Table, layout: str) -> dict[str, Optional[str]]:
     """Which column of the table plays which role (caption, url, urls, reference label, dup_count)."""
-    caption_col = _find(table.columns, ("prompt",) if layout == "membench" else CAPTION_COLUMNS)
+    caption_col = find_column(table.columns, ("prompt",) if layout == "membench" else CAPTION_COLUMNS)
     if caption_col is None:
         raise IngestError(f"{table.path}, row 1 (header), column caption: expected a caption column "
                           f"(one of {', '.join(CAPTION_COLUMNS)}), got columns {list(table.columns)}")
-    url_col = _find(table.columns, ("url",))
+    url_col = find_column(table.columns, ("url",))
     return {"caption": caption_col, "url": url_col,
-            "urls": _find(table.columns, ("urls",)) if url_col is None else None,
-            "reference label": _find(table.columns, ("type",) if layout == "nemo" else ("overfit_type",)),
-            "dup_count": _find(table.columns, DUP_COLUMNS)}
+            "urls": find_column(table.columns, ("urls",)) if url_col is None else None,
+            "reference label": find_column(table.columns, ("type",) if layout == "nemo" else ("overfit_type",)),
+            "dup_count": find_column(table.columns, DUP_COLUMNS)}
 
 
 def to_caption_rows(table: Table, layout: str, source: str) -> tuple:
@@ -196,9 +196,9 @@ def to_caption_rows(table: Table, layout: str, source: str) -> tuple:
     for record, loc in zip(table.records, table.locations):
         def where(col: str) -> str:
             return f"{table.path}, {loc}, column {col!r}"
-        text = _caption_text(record.get(caption_col), where(caption_col))
-        url = _optional_str(record.get(url_col), where(url_col)) if url_col else None
-        extra = {unicode_text(str(k), where(k)): _json_value(v, where(k)) for k, v in record.items() if k not in used}
+        text = caption_text(record.get(caption_col), where(caption_col))
+        url = optional_str(record.get(url_col), where(url_col)) if url_col else None
+        extra = {unicode_text(str(k), where(k)): json_value(v, where(k)) for k, v in record.items() if k not in used}
         if urls_col:
             urls = _parse_urls(record.get(urls_col), where(urls_col))
             url = urls[0] if urls else None
@@ -232,7 +232,7 @@ def _caption_format(path: Path, fmt: Optional[str]) -> tuple[str, bool]:
     caption-list header is read as CSV (``--format text`` keeps it as lines)."""
     forced = fmt
     fmt = detect_format(path, fmt)
-    sniffed = forced is None and fmt == "text" and path.is_file() and looks_like_header(_first_line(path))
+    sniffed = forced is None and fmt == "text" and path.is_file() and looks_like_header(first_line(path))
     return ("csv" if sniffed else fmt), sniffed
 
 
@@ -254,7 +254,7 @@ def parse_caption_file(path: Path, fmt: Optional[str] = None) -> ParsedList:
     return ParsedList(path, LAYOUT_FORMATS.get(fmt, fmt), layout, rows,
                       roles=tuple((r, c) for r, c in roles.items() if c),
                       extra_columns=tuple(c for c in table.columns if c not in used),
-                      delimiter=table.delimiter, sniffed=sniffed, sha256=_file_sha256(path))
+                      delimiter=table.delimiter, sniffed=sniffed, sha256=sha256_of_file(path))
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def _first_pass(source: Source) -> tuple[int, tuple, dict]:
     columns = dict.fromkeys(source.columns or ())
     if source.format == "parquet":
         wanted = [c for c in columns if c.lower().strip() in LABEL_COLUMNS]
-        records = _parquet_records(source.path, formats.STREAM_ROWS, wanted) if wanted else iter(())
+        records = parquet_records(source.path, formats.STREAM_ROWS, wanted) if wanted else iter(())
     else:
         records = source.records()
     counts: dict[str, Counter] = {}
@@ -333,5 +333,5 @@ def open_caption_stream(path: Path, fmt: Optional[str] = None) -> Optional[Capti
     labels = counts.get(roles.get("reference label"), Counter())
     used = {c for c in roles.values() if c} if layout != "text" else set(columns)   # text: its one column is the caption
     return CaptionStream(path, layout, columns, n_rows, source, tuple((r, c) for r, c in roles.items() if c),
-                         tuple(c for c in columns if c not in used), _file_sha256(path), source.format,
+                         tuple(c for c in columns if c not in used), sha256_of_file(path), source.format,
                          source.delimiter, sniffed, tuple(sorted(labels.items())))

@@ -227,7 +227,7 @@ def _text_records(path: Path) -> Iterator[tuple[dict, str]]:
             yield {"caption": line}, f"line {lineno}"
 
 
-def _parquet_records(path: Path, batch_rows: int, columns: Optional[list[str]] = None) -> Iterator[tuple[dict, str]]:
+def parquet_records(path: Path, batch_rows: int, columns: Optional[list[str]] = None) -> Iterator[tuple[dict, str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -268,7 +268,7 @@ class Source:
             return _json_array_records(self.path)
         if self.format == "text":
             return _text_records(self.path)
-        return _parquet_records(self.path, batch_rows or STREAM_ROWS)
+        return parquet_records(self.path, batch_rows or STREAM_ROWS)
 
     def check_rows(self, n: int) -> None:
         """An IngestError when a read found no caption rows where the format needs some."""
@@ -340,7 +340,7 @@ def read_table(path: Path, fmt: str) -> Table:
     return Table(path, tuple(columns), tuple(records), tuple(locations), source.delimiter)
 
 
-def _first_line(path: Path) -> str:
+def first_line(path: Path) -> str:
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -352,7 +352,7 @@ def _first_line(path: Path) -> str:
 STREAM_ROWS = 20_000     # rows per batch of a streamed ingest: memory stays flat whatever the file
 
 
-def _file_sha256(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -8,7 +8,7 @@ from typing import Optional
 
 from PIL import Image
 
-from attack.ingest.captions import _caption_text, _find, _json_value, _optional_str, unicode_text
+from attack.ingest.captions import caption_text, find_column, json_value, optional_str, unicode_text
 from attack.ingest.formats import CAPTION_COLUMNS, detect_format, read_table
 from attack.paths import display_path, inside, resolve_inside, walk_files
 from store import IngestError
@@ -67,12 +67,12 @@ def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
         if fmt == "text":
             raise IngestError(f"{meta_path}: expected metadata as JSONL, CSV or parquet, got plain text")
         table = read_table(meta_path, fmt)
-        name_col = _find(table.columns, ("file_name",))
+        name_col = find_column(table.columns, ("file_name",))
         if name_col is None:
             raise IngestError(f"{meta_path}, row 1 (header), column file_name: expected a file_name column, "
                               f"got columns {list(table.columns)}")
-        caption_col = _find(table.columns, CAPTION_COLUMNS)
-        url_col = _find(table.columns, ("url",))
+        caption_col = find_column(table.columns, CAPTION_COLUMNS)
+        url_col = find_column(table.columns, ("url",))
         for record, loc in zip(table.records, table.locations):
             def where(col: str) -> str:
                 return f"{meta_path}, {loc}, column {col!r}"
@@ -86,9 +86,9 @@ def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
                 raise IngestError(f"{where(name_col)}: expected each file once, got {rel!r} again")
             caption = record.get(caption_col) if caption_col else None
             described[target] = {
-                "caption": None if caption in (None, "") else _caption_text(caption, where(caption_col)),
-                "url": _optional_str(record.get(url_col), where(url_col)) if url_col else None,
-                "meta": {unicode_text(str(k), where(k)): _json_value(v, where(k))
+                "caption": None if caption in (None, "") else caption_text(caption, where(caption_col)),
+                "url": optional_str(record.get(url_col), where(url_col)) if url_col else None,
+                "meta": {unicode_text(str(k), where(k)): json_value(v, where(k))
                          for k, v in record.items() if k not in (name_col, caption_col, url_col)},
             }
     root = folder.resolve()

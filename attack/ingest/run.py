@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from attack.ingest.captions import CaptionStream, ParsedList, open_caption_stream, parse_caption_file
-from attack.ingest.formats import _file_sha256
+from attack.ingest.formats import sha256_of_file
 from attack.ingest.images import ImageScan, decode_image, scan_images
 from attack.progress import no_progress
 from store import CaptionRow, IngestError, Store
@@ -79,9 +79,9 @@ def scan_sha256(scan: ImageScan) -> str:
     """Content identity of an image folder ingest: metadata bytes, then each file's name and bytes."""
     h = hashlib.sha256()
     if scan.metadata is not None:
-        h.update(bytes.fromhex(_file_sha256(scan.metadata)))
+        h.update(bytes.fromhex(sha256_of_file(scan.metadata)))
     for e in scan.entries:
-        h.update(e.rel_path.encode("utf-8") + b"\0" + bytes.fromhex(_file_sha256(e.abs_path)))
+        h.update(e.rel_path.encode("utf-8") + b"\0" + bytes.fromhex(sha256_of_file(e.abs_path)))
     return h.hexdigest()
 
 

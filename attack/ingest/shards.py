@@ -105,7 +105,7 @@ def _why(m: tarfile.TarInfo) -> str:
 
 def iter_samples(shard: Path, source: Path, skipped: list, with_bytes: bool = False) -> Iterator[tuple]:
     """(ShardSample, image bytes or None) per image member, sidecar files joined by key."""
-    from attack.ingest.captions import _caption_text, _json_value, _optional_str
+    from attack.ingest.captions import caption_text, json_value, optional_str
 
     side = _sidecar(shard, source)
     pending: dict[str, dict] = {}
@@ -121,10 +121,10 @@ def iter_samples(shard: Path, source: Path, skipped: list, with_bytes: bool = Fa
         row = side.get(key.rpartition("/")[2]) or {}     # img2dataset's key: the name without its folder
         caption = parts.get("txt", meta.get("caption") or row.get("caption"))
         url = meta.get("url") or row.get("url")
-        extra = {k: _json_value(v, where) for k, v in meta.items() if k not in ("caption", "url")}
+        extra = {k: json_value(v, where) for k, v in meta.items() if k not in ("caption", "url")}
         yield (ShardSample(shard, image[0], display_path(f"{shard.name}/{image[0]}"),
-                           None if caption in (None, "") else _caption_text(caption, f"{where} caption"),
-                           _optional_str(url, f"{where} url"), extra), image[1] if with_bytes else None)
+                           None if caption in (None, "") else caption_text(caption, f"{where} caption"),
+                           optional_str(url, f"{where} url"), extra), image[1] if with_bytes else None)
 
     for m, data in _members(shard):
         name = display_path(m.name)

@@ -53,10 +53,10 @@ from attack.stages.rules import LABELLER_VERSION, LabelInputError, Thresholds, d
 from attack.stages.witness import (
     CaptionLabel,
     StructureCheck,
-    _chw,
-    _distances,
     aligned_distance,
     caption_pairs,
+    chw,
+    pair_distances,
     second_opinion_of,
     structural_decide,
 )
@@ -73,7 +73,7 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
     images = images or ComparePixels(store)
     evidence = evidence or caption_evidence(store, caption_id, thresholds, flag_params, align_params, structure)
     pairs = caption_pairs(store, caption_id, images)
-    distances = _distances(pairs)
+    distances = pair_distances(pairs)
     if evidence is not None:
         distances["evidence"], distances["evidence_key"] = evidence.as_json(), evidence.key
     label = distances["paper_label"] = decide(distances, thresholds)
@@ -97,7 +97,7 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
         keep = None
         if label == "TV":   # a TV match rests on the kept pixels only
             keep = compare_mask(store.load_mask(store.get_mask(distances["tv_mask_id"]).image_sha))
-        flags = list(suspect_flags(_chw(image), flag_params, keep)[0])
+        flags = list(suspect_flags(chw(image), flag_params, keep)[0])
         if second_opinion is not None:
             gid = (distances["aligned"]["generation_id"] if distances["evidence_kind"] == "aligned"
                    else distances.get(f"{label.lower()}_generation_id"))

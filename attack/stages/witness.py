@@ -47,7 +47,7 @@ def caption_distances(store: Store, caption_id: int, images: ComparePixels | Non
     current mask of each retrieved image (a neighbour whose stored masked distance used an older
     mask version is recomputed and, with refresh, updated in the store). None where no pair
     exists (no own image, no masked neighbour)."""
-    return _distances(caption_pairs(store, caption_id, images, refresh))
+    return pair_distances(caption_pairs(store, caption_id, images, refresh))
 
 
 def caption_pairs(store: Store, caption_id: int, images: ComparePixels | None = None,
@@ -82,7 +82,7 @@ def caption_pairs(store: Store, caption_id: int, images: ComparePixels | None = 
     return {"generations": len(gens), "tv": tv, "mv": mv, "rv": rv}
 
 
-def _distances(pairs: Mapping[str, Any]) -> dict[str, Any]:
+def pair_distances(pairs: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"generations": pairs["generations"]}
     for key in ("tv", "mv", "rv"):
         d, info = _best(pairs[key])
@@ -147,7 +147,7 @@ def structural_decide(store: Store, caption_id: int, pairs: Mapping[str, Any], d
 ALIGN_CACHE_ITEMS = 2048    # training images whose keypoints a label stage keeps (oldest dropped first)
 
 
-def _chw(u8: np.ndarray) -> np.ndarray:
+def chw(u8: np.ndarray) -> np.ndarray:
     """A compare image as suspect_flags takes it: [1,3,S,S] in [0,1]."""
     return unit_float(u8).transpose(2, 0, 1)[None]
 
@@ -205,7 +205,7 @@ def aligned_distance(store: Store, caption_id: int, distances: Mapping[str, Any]
         if a is None:
             continue
         delta = getattr(thresholds, label.lower())
-        flag = suspect_flags(_chw(train), flag_params)[0]
+        flag = suspect_flags(chw(train), flag_params)[0]
         # a texture aligns with a shifted copy of itself anywhere; a backdrop has no structure to
         # agree with (structure None is refused below), so with the check on only textures are out
         passed = a.rmse <= delta and not (flag if check is None else "suspect:texture" in flag)
