@@ -25,7 +25,6 @@ white surround share their background: no family). The truth is written as truth
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -46,7 +45,7 @@ from attack.bench.pictures import (
     to_u8,
     wood,
 )
-from attack.bench.realworld import Case, RealWorld
+from attack.bench.realworld import Case, RealWorld, jpeg_roundtrip, world_dirs
 
 FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
 
@@ -198,12 +197,6 @@ class Family:
 
 
 # -- copies --------------------------------------------------------------------------------------
-def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
 def _noisy(a: np.ndarray, rng: np.random.Generator, sigma: float = 0.01) -> np.ndarray:
     return to_u8(a.astype(np.float32) / 255 + rng.normal(0, sigma, a.shape).astype(np.float32))
 
@@ -233,7 +226,7 @@ def copy_of(img: np.ndarray, kind: str, rng: np.random.Generator, i: int) -> np.
         rot = Image.fromarray(img).rotate(angle, Image.BICUBIC)
         m = int(size * 0.06)       # cut the corners the rotation left black, zoom back
         out = np.asarray(rot.crop((m, m, size - m, size - m)).resize((size, size), Image.BICUBIC))
-    return _jpeg(_noisy(out, rng), int(rng.integers(80, 95)))
+    return jpeg_roundtrip(_noisy(out, rng), int(rng.integers(80, 95)))
 
 
 # -- the world -----------------------------------------------------------------------------------
@@ -241,9 +234,7 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
     """Write the held-out world under root (train/, closed-model/, captions.txt, truth.json)."""
     rng = np.random.default_rng(seed)
     root = Path(root)
-    train, gen = root / "train", root / "closed-model"
-    for d in (train, gen, root / "masks"):
-        d.mkdir(parents=True, exist_ok=True)
+    train, gen = world_dirs(root)
     meta: list[dict] = []
     mapping: list[tuple[str, int, int, str]] = []
     cases: list[Case] = []
@@ -296,7 +287,7 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
             else:
                 target = save_train(img, cap, jpg=bool(i % 2))
                 if kind == "exact" and i % 2 == 0:      # LAION's re-encoded duplicates
-                    save_train(_jpeg(img, 70), cap, jpg=True, quality=70)
+                    save_train(jpeg_roundtrip(img, 70), cap, jpg=True, quality=70)
             add(kind, "RV" if kind == "retrieval" else "MV", cap, [copy_of(img, kind, rng, 2 * i + s) for s in range(2)],
                 target=target)
     for f, kind in enumerate(FAMILIES):
@@ -309,7 +300,7 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
         families[name] = {"members": members, "keep": keep_file, "layout": kind}
         for a in range(2):
             cap = meta[[m["file_name"] for m in meta].index(members[a])]["caption"]
-            add("template", "TV", cap, [_jpeg(_noisy(fam.member(rng), rng), 92) for _ in range(2)], family=name,
+            add("template", "TV", cap, [jpeg_roundtrip(_noisy(fam.member(rng), rng), 92) for _ in range(2)], family=name,
                 target=members[a])
     for category in NEGATIVE_CATEGORIES:
         for i in range(COUNTS["negative"]):

@@ -270,7 +270,8 @@ def _noisy(a: np.ndarray, rng: np.random.Generator, sigma: float = 0.012) -> np.
     return (out * 255).round().astype(np.uint8)
 
 
-def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_roundtrip(a: np.ndarray, quality: int) -> np.ndarray:
+    """The image as a JPEG of this quality decodes (what a re-encoded copy looks like)."""
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="JPEG", quality=quality)
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
@@ -317,6 +318,15 @@ PRODUCTS = ("sofa", "rug", "shirt", "mug", "poster", "lamp", "chair", "tile", "b
 COLOURS = ("sea mist", "ivory", "charcoal", "sand", "forest", "berry", "slate", "honey")
 
 
+def world_dirs(root: Path) -> tuple[Path, Path]:
+    """train/ and closed-model/ (and masks/) under a world's root, made if missing."""
+    root = Path(root)
+    train, gen = root / "train", root / "closed-model"
+    for d in (train, gen, root / "masks"):
+        d.mkdir(parents=True, exist_ok=True)
+    return train, gen
+
+
 def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None = None) -> RealWorld:
     """Write the world under root (train/, closed-model/, captions.txt, truth.json); returns it."""
     rng = np.random.default_rng(seed)
@@ -324,9 +334,7 @@ def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None 
     photos = Photos(rng, distinct)
     counts = {**COUNTS, **(counts or {})}
     root = Path(root)
-    train, gen = root / "train", root / "closed-model"
-    for d in (train, gen, root / "masks"):
-        d.mkdir(parents=True, exist_ok=True)
+    train, gen = world_dirs(root)
     meta: list[dict] = []
     mapping: list[tuple[str, int, int, str]] = []
     cases: list[Case] = []
@@ -361,7 +369,7 @@ def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None 
         cap = f"exact copy {i}: {PRODUCTS[i % len(PRODUCTS)]} photograph, high resolution"
         target = save_train(img, cap, "jpg" if i % 2 else "png")
         for q in (75, 85):                    # LAION's re-encoded duplicates, same caption
-            save_train(_jpeg(img, q), cap, "jpg", q)
+            save_train(jpeg_roundtrip(img, q), cap, "jpg", q)
         add("exact", cap, copies(img), target=target)
     for i in range(counts["surround"]):
         img = on_surround(rng, size, photos)
