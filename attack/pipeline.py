@@ -106,10 +106,15 @@ def planned_by(model: TextToImageModel, params: PipelineParams) -> Optional[str]
 
 
 def check_plan(model: TextToImageModel, params: PipelineParams, stages: Sequence[str] = STAGES) -> None:
-    """Refuse, before any write, stages the pipeline does not have or a `by` this run cannot rank by."""
+    """Refuse, before any write, stages the pipeline does not have, a `by` this run cannot rank by,
+    or a label preset that does not exist (a typo would otherwise surface after hours of scoring)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ScoreInputError(f"expected stages among {', '.join(STAGES)}, got {', '.join(map(repr, unknown))}")
+    if "label" in stages:
+        from attack.stages.rules import preset
+
+        preset(params.preset)
     by, scores = planned_by(model, params), planned_scores(model, params)
     if "score" in stages and "generate" in stages and by is not None and not set(by.split("+")) <= set(scores):
         raise ScoreInputError(f"--by: expected one of the scores this run computes ({','.join(scores) or 'none'}), "
@@ -143,6 +148,10 @@ class Pipeline:
         """Run `stages` (in the pipeline's order) on the captions (default: every caption of the
         store, by id); offset/limit shard the scored list, and a shard stops after scoring."""
         check_plan(self.model, self.params, stages)
+        if "retrieve" in stages and self.embedder is None:   # a bad spec or a missing checkpoint fails now
+            from attack.images.embed import load_embedder
+
+            self.embedder = load_embedder(self.params.retrieve.embedder)
         sel = select_captions(self.store) if captions is None else as_selection(self.store, captions)
         shard(list(sel.ids), offset, limit)            # an empty shard fails before any write
         out = PipelineReport()

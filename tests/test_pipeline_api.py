@@ -12,10 +12,13 @@ from PIL import Image
 from attack import cli
 from attack.demo.build import attack_captions
 from attack.errors import ScoreInputError
+from attack.images.embed import EmbedderError
 from attack.ingest import ingest
 from attack.models import load_model
 from attack.pipeline import STAGES, Pipeline, PipelineParams
 from attack.stages.generate import GenerateParams
+from attack.stages.retrieve import RetrieveParams
+from attack.stages.rules import LabelInputError
 from store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,4 +96,8 @@ def test_the_pipeline_refuses_before_any_write(tmp_path):
             Pipeline(store, model, PipelineParams(scores=("dcs",), by="ecs")).run()
         with pytest.raises(ScoreInputError, match="expected at least one item at offset 5"):
             Pipeline(store, model).run(offset=5)
+        with pytest.raises(LabelInputError, match="verbatim"):
+            Pipeline(store, model, PipelineParams(preset="verbatimm")).run()
+        with pytest.raises(EmbedderError, match="pixel"):
+            Pipeline(store, model, PipelineParams(retrieve=RetrieveParams(embedder="pixl"))).run()
         assert store.info() == before
