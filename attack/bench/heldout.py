@@ -24,9 +24,6 @@ white surround share their background: no family). The truth is written as truth
 """
 from __future__ import annotations
 
-import csv
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +42,7 @@ from attack.bench.pictures import (
     to_u8,
     wood,
 )
-from attack.bench.realworld import Case, RealWorld, jpeg_roundtrip, world_dirs
+from attack.bench.realworld import Case, RealWorld, jpeg_roundtrip, world_dirs, write_world
 
 FLAG = {"texture": "suspect:texture", "backdrop": "suspect:background"}
 
@@ -333,14 +330,4 @@ def build_heldout(root: Path, size: int = 512, seed: int = 1) -> RealWorld:
         save_train(picture(category), f"unrelated {category} {i}", jpg=bool(i % 2))
         i += 1
 
-    (train / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
-    with open(gen / "mapping.csv", "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["caption", "seed", "steps", "path"])
-        w.writerows(mapping)
-    (root / "captions.txt").write_text("".join(c.caption + "\n" for c in cases), encoding="utf-8")
-    world = RealWorld(root, size, train, root / "captions.txt", gen, tuple(cases), families)
-    (root / "truth.json").write_text(json.dumps({"size": size, "seed": seed, "world": "held-out",
-                                                 "cases": [asdict(c) for c in cases], "families": families},
-                                                indent=1), encoding="utf-8")
-    return world
+    return write_world(root, {"size": size, "seed": seed, "world": "held-out"}, meta, mapping, cases, families)

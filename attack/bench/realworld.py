@@ -23,6 +23,7 @@ and written as truth.json beside the files.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -327,6 +328,23 @@ def world_dirs(root: Path) -> tuple[Path, Path]:
     return train, gen
 
 
+def write_world(root: Path, truth: dict, meta: list[dict], mapping: list, cases: list[Case],
+                families: dict) -> RealWorld:
+    """A world's index files beside its images: train/metadata.jsonl, closed-model/mapping.csv,
+    captions.txt and truth.json (`truth`'s keys, then the cases and families); returns the world."""
+    root = Path(root)
+    train, gen = world_dirs(root)
+    (train / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
+    with open(gen / "mapping.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["caption", "seed", "steps", "path"])
+        w.writerows(mapping)
+    (root / "captions.txt").write_text("".join(c.caption + "\n" for c in cases), encoding="utf-8")
+    (root / "truth.json").write_text(json.dumps({**truth, "cases": [asdict(c) for c in cases], "families": families},
+                                                indent=1), encoding="utf-8")
+    return RealWorld(root, truth["size"], train, root / "captions.txt", gen, tuple(cases), families)
+
+
 def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None = None) -> RealWorld:
     """Write the world under root (train/, closed-model/, captions.txt, truth.json); returns it."""
     rng = np.random.default_rng(seed)
@@ -430,14 +448,4 @@ def build_world(root: Path, size: int = 256, seed: int = 0, counts: dict | None 
         save_train(photos(size) if i % 3 else photos.drawing(size), f"unrelated listing {i}",
                    "jpg" if i % 2 else "png")
 
-    (train / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
-    with open(gen / "mapping.csv", "w", encoding="utf-8", newline="") as f:
-        import csv
-        w = csv.writer(f)
-        w.writerow(["caption", "seed", "steps", "path"])
-        w.writerows(mapping)
-    (root / "captions.txt").write_text("".join(c.caption + "\n" for c in cases), encoding="utf-8")
-    world = RealWorld(root, size, train, root / "captions.txt", gen, tuple(cases), families)
-    (root / "truth.json").write_text(json.dumps({"size": size, "seed": seed, "cases": [asdict(c) for c in cases],
-                                                 "families": families}, indent=1), encoding="utf-8")
-    return world
+    return write_world(root, {"size": size, "seed": seed}, meta, mapping, cases, families)
