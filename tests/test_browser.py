@@ -306,19 +306,21 @@ def test_mask_editor_keeps_strokes_across_an_image_switch(app, browser):
         pg.locator("body").click(position={"x": 5, "y": 5})
         pg.keyboard.press("m")                                 # the Mask tab, on the match
         _editor_shows(pg, tid)
-        assert "Automatic label now" in pg.locator("#vb-mask-info").inner_text()
+        # expect(...) waits for the panel to update; a bare inner_text() read raced it under load
+        expect(pg.locator("#vb-mask-info")).to_contain_text("Automatic label now")
         _stroke(pg, "Erase", -60)                              # across the kept top half
         _pick_image(pg, other)                                 # away: the strokes are kept as a draft
-        assert f"strokes on training image {tid} are kept" in pg.locator("#vb-mask-info").inner_text()
+        expect(pg.locator("#vb-mask-info")).to_contain_text(f"strokes on training image {tid} are kept")
         _pick_image(pg, tid)                                   # back: the draft is shown again
-        assert "your unsaved strokes" in pg.locator("#vb-mask-info").inner_text()
+        expect(pg.locator("#vb-mask-info")).to_contain_text("your unsaved strokes")
         pg.locator("#mask-save").click()
-        pg.wait_for_function("document.querySelector('#vb-status').innerText.includes('Saved mask')")
+        # the status names what was saved: if a save ever lands on another image, this says which
+        expect(pg.locator("#vb-status")).to_contain_text(f"Saved mask v2 of training image {tid}.", timeout=30_000)
         m = s.current_mask(tid)
         assert (m.version, m.source, m.author) == (2, "edited", REVIEWER)
         kept = s.load_mask(m.image_sha)
         assert 0.2 < kept.mean() < 0.5 and not kept[16:].any()        # a strip of the top half erased
-        assert "Automatic label now" in pg.locator("#vb-mask-effect").inner_text()
+        expect(pg.locator("#vb-mask-effect")).to_contain_text("Automatic label now")
         assert s.current_mask(other) == before_other                   # the other image is untouched
         # saving the same mask again is refused with a message; the editor keeps its picture
         pg.locator("#mask-save").click()
