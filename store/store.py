@@ -234,7 +234,6 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exp
         self._writable()
         return self.images.put_image(img, created)
 
-
     def put_mask(self, mask: Union[Image.Image, np.ndarray]) -> str:
         self._writable()
         return self.images.put_mask(mask)
@@ -257,6 +256,7 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exp
         """The image at the compare size (256x256x3 uint8, Lanczos), decoded once per store and
         cached in cache/ (not on a read-only store)."""
         return self.images.compare_pixels(sha, write=not self.readonly)
+
     # -- backups and meta -----------------------------------------------------------------------
     def backup_to(self, path: Union[str, Path]) -> None:
         """A consistent copy of the database at ``path`` (SQLite's online backup), even while
@@ -269,9 +269,6 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exp
             self.conn.backup(dst)
         finally:
             dst.close()
-
-
-
 
     def digest_cache(self) -> "DigestCache":
         """Weight-file digests kept in the store (meta rows), keyed by path, size, mtime and inode,

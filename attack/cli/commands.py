@@ -295,4 +295,3 @@ def run_fuse(args: argparse.Namespace) -> int:
     with _open_existing(args.store) as store:
         echo(fuse(store, args.fusion, args.model).summary())
     return 0
-

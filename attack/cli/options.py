@@ -102,4 +102,3 @@ def retrieve_args(p: argparse.ArgumentParser) -> None:
 PRESET_HELP = ("label rule: verbatim (default: the paper's 0.12 plus a structural check on every copy and aligned "
                "evidence for crops, rescales and mirrors), paper (the paper's rule alone: 0.12 for all), "
                "onestep-code (the public code's rule alone: 0.113 TV/MV, 0.124 RV)")
-
