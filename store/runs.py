@@ -21,7 +21,7 @@ def _run(row: tuple) -> Run:
     return Run(row[0], row[1], row[2], load_json(row[3], {}), *row[4:9])
 
 
-# a run's model identity: the content fingerprint its params carry (attack.stages.score adds it), so
+# a run's model identity: the content fingerprint its params carry (attack.stages.runs.open_run adds it), so
 # one model under two paths is one model and new weights at one path are another
 _FINGERPRINT = "json_extract(params, '$.model_fingerprint')"
 

@@ -81,7 +81,7 @@ SAMPLER = "heun-karras"  # what TextToImageModel.sample runs
 # -- the stage: generations written to the store, resumable ---------------------------------------
 def generate_params(params: GenerateParams, sampler: str = SAMPLER) -> dict[str, Any]:
     """A generation run's identity: what makes an image (sampler, steps, guidance; the model's
-    fingerprint is added by _open_run), not which captions or seeds were asked for, so growing
+    fingerprint is added by open_run), not which captions or seeds were asked for, so growing
     --top-k or --seeds adds to the same run and generates only what is missing."""
     return {"sampler": sampler, "steps": params.steps, "guidance": params.guidance}
 
