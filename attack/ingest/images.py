@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from attack.ingest.captions import caption_text, find_column, json_value, optional_str, unicode_text
 from attack.ingest.formats import CAPTION_COLUMNS, detect_format, read_table
@@ -109,7 +110,33 @@ def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
 
 
 def decode_image(path: Path) -> Image.Image:
-    """Fully decode (a truncated file fails here, not later); raises on any problem."""
+    """Fully decode (a truncated file fails here, not later) into the RGB image a viewer shows;
+    raises on any problem."""
     with Image.open(path) as im:
         im.load()
-        return im.convert("RGB")
+        return as_seen(im)
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def as_seen(im: Image.Image) -> Image.Image:
+    """8-bit RGB as a viewer shows the image: its EXIF orientation applied, 16-bit (and 32-bit
+    integer) greyscale scaled to 8 bits instead of clipped to white, float greyscale in [0, 1]
+    scaled, and transparent pixels composited on white instead of showing the colour under them."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block: the pixels as stored are still the image
+        pass
+    if im.mode in SIXTEEN_BIT:
+        a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
+        im = Image.fromarray(np.rint(a / 257.0).astype(np.uint8), "L")
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        a = a * 255.0 if np.nanmax(a, initial=0.0) <= 1.0 else a
+        im = Image.fromarray(np.rint(np.clip(np.nan_to_num(a), 0, 255)).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")

@@ -191,9 +191,12 @@ def stream_images(scan: ShardScan) -> Iterator[tuple[ShardSample, bytes]]:
 
 
 def decode_bytes(data: bytes):
-    """Fully decode an image from bytes (a truncated one fails here); raises on any problem."""
+    """Fully decode an image from bytes (a truncated one fails here) into the RGB image a viewer shows
+    (attack.ingest.images.as_seen); raises on any problem."""
     from PIL import Image
+
+    from attack.ingest.images import as_seen
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return im.convert("RGB")
+        return as_seen(im)
