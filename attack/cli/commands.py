@@ -175,11 +175,9 @@ def run_all(args: argparse.Namespace) -> int:
     shard(texts, args.offset, args.limit)  # an empty shard fails before any write
     stages = ("score",) if args.no_generate else STAGES
     embedder = None
-    if not args.no_generate:
+    if not args.no_generate:          # --preset is checked by argparse, the plan by check_plan below
         from attack.images.embed import load_embedder
-        from attack.stages.rules import preset
 
-        preset(args.preset)
         embedder = load_embedder(args.embedder, _embed_device(args.device))  # a missing checkpoint fails before any write
     model = _load(args)
     params = PipelineParams(scores=args.scores, by=args.by or "auto", generate=_gen_params(args, model),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Optional
 
+from attack.errors import AttackError
+
 ENGINES = ("local", "ray")
 
 
@@ -18,8 +20,6 @@ def choose_engine(name: str, *, model: Any = None, device: Optional[str] = None,
     """None for `local`, else a RayEngine. model: the loaded model its actors load again (from its
     spec and these loading options); None: the retrieval stage, whose actors load the embedder on
     `device`. workers defaults to one per GPU on CUDA, else one per CPU core."""
-    from attack.errors import AttackError
-
     if name not in ENGINES:
         raise AttackError(f"expected an engine among {', '.join(ENGINES)}, got {name!r}")
     if name == "local":

@@ -128,9 +128,9 @@ def as_seen(im: Image.Image) -> Image.Image:
         im = ImageOps.exif_transpose(im)
     except Exception:  # noqa: BLE001 - an unreadable EXIF block: the pixels as stored are still the image
         pass
-    if im.mode in SIXTEEN_BIT:
-        a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
-        im = Image.fromarray(np.rint(a / 257.0).astype(np.uint8), "L")
+    if im.mode in SIXTEEN_BIT:          # round(v / 257) in integers: no float copy of a large image
+        a = np.clip(np.asarray(im), 0, 65535).astype(np.uint32)
+        im = Image.fromarray(((a * 2 + 257) // 514).astype(np.uint8), "L")
     elif im.mode == "F":
         a = np.asarray(im, dtype=np.float64)
         a = a * 255.0 if np.nanmax(a, initial=0.0) <= 1.0 else a
