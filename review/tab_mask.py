@@ -94,10 +94,12 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
     @warn_errors(len(loaded))
     def switch_image(n: views.Nav, tid, choices, held, value, drafts):
         if tid in (None, "") or (held is not None and int(tid) == held.train_image_id):
-            return tuple(gr.update() for _ in loaded)      # a repeated input event: already shown
+            return tuple(gr.update() for _ in loaded)      # already shown
         return switch_to(n, int(tid), choices, held, value, drafts)
 
-    panel.image.input(switch_image, [cand.nav, panel.image, cand.mask_choices, panel.shown, panel.editor,
+    # select, not input: Gradio's dropdown also fires input on blur, with the value it showed then,
+    # and that late echo could switch the editor back to the previous image after a pick
+    panel.image.select(switch_image, [cand.nav, panel.image, cand.mask_choices, panel.shown, panel.editor,
                                      panel.drafts], loaded, api_name="mask_image", concurrency_id="triage")
 
     @gradio_errors

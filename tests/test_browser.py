@@ -309,6 +309,7 @@ def test_mask_editor_keeps_strokes_across_an_image_switch(app, browser):
         # expect(...) waits for the panel to update; a bare inner_text() read raced it under load
         expect(pg.locator("#vb-mask-info")).to_contain_text("Automatic label now")
         _stroke(pg, "Erase", -60)                              # across the kept top half
+        pg.wait_for_timeout(1000)          # a hand's move to the picker: the editor hands on its strokes
         _pick_image(pg, other)                                 # away: the strokes are kept as a draft
         expect(pg.locator("#vb-mask-info")).to_contain_text(f"strokes on training image {tid} are kept")
         _pick_image(pg, tid)                                   # back: the draft is shown again

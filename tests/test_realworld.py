@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from attack.bench.labels import evaluate, run_world
+from attack.bench.realworld import build_world, region
 from attack.images.flags import FlagParams, suspect_flags
 from attack.stages.masks import MaskParams, template_mask
-from attack.bench.realworld import build_world, region
 from store import Store
 
 TARGETS = {"precision": 0.95, "recall": 0.9, "flags": 0.9, "mask_iou": 0.9}
@@ -153,13 +153,32 @@ def test_a_jpeg_re_encoding_is_a_copy_not_a_template_sibling():
     assert template_mask(ref, cand, p) is None
 
 
-def test_bench_labels_prints_one_json_object_last(tmp_path, capsys):
+def test_bench_labels_prints_one_json_object_last(world, labelled, tmp_path, capsys, monkeypatch):
+    """The command's wiring and output, on the world and store the module's fixtures already built
+    (building and labelling a second world here cost CI half a minute); the figures are evaluated anew."""
+    import shutil
+
     from attack.bench import labels as bench_labels
 
+    asked = []
+
+    def built(folder, size, seed):
+        asked.append((size, seed))
+        return world
+
+    def ran(w, store_dir):
+        assert w is world
+        shutil.copytree(labelled[2], store_dir)
+        return labelled[1]
+
+    monkeypatch.setattr(bench_labels, "build_world", built)
+    monkeypatch.setattr(bench_labels, "run_world", ran)
     assert bench_labels.main(["--size", "256", "--seed", "3", "--world", "dev", "--dir", str(tmp_path), "--json"]) == 0
+    assert asked == [(256, 3)]
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(last) == {"dev", "caches", "thresholds", "embedder"} and last["caches"].startswith("cold")
     dev = last["dev"]
     assert {"precision", "recall", "copy_recall", "precision_all_proposals", "precision_unflagged", "flag_precision",
             "flag_recall", "flags", "mask_iou_median", "families", "tv_attribution", "ms_per_generation"} <= set(dev)
-    assert set(dev["precision"]) == {"MV", "TV", "RV"} and dev["seed"] == 3
+    assert set(dev["precision"]) == {"MV", "TV", "RV"} and dev["seed"] == 3 and dev["size"] == 256
+    assert dev["precision"] == labelled[0]["precision"] and dev["recall"] == labelled[0]["recall"]
