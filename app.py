@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(a: argparse.Namespace) -> int:
+    from review.folders import private_gradio_folders
     from store import Store
+
+    private_gradio_folders()          # before gradio is imported: it reads its folders' names then
 
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
     page = None

@@ -2,7 +2,8 @@
 store/, attack/ and the pure view functions in review/views.py, and show library errors as gr.Error.
 
 Gradio 6 takes page-level css/js/head at launch(), so ``launch_options`` returns them together
-with the only folders the app may serve files from: the open store's images and exports.
+with the only folders the app may serve files from: the open store's images and exports (and
+what the app itself made, in a private folder of this process: review/folders.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import gradio as gr
 from store import Store
 
 from . import render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
+from .folders import private_gradio_folders
 from .session import gradio_errors, typed_reviewer
 
 ASSETS = Path(__file__).parent / "assets"
@@ -29,6 +31,7 @@ def launch_options(store: Store) -> dict:
 def build_app(store: Store, auth: bool = False) -> gr.Blocks:
     """The review app over one open store. auth: the app runs behind a login, so the reviewer is
     the logged-in user and the name field is hidden."""
+    private_gradio_folders()          # before the Blocks: it takes its upload folder when created
     with gr.Blocks(title=f"Verbatim: {store.path.name}", fill_width=True) as app:
         k = store.reviews_per_candidate()
         blind = f" · <b>blind review</b>: {k} reviews per candidate" if k > 1 else ""

@@ -34,6 +34,18 @@ def _wait_for(condition, what: str, timeout: float = 120) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _read_until_progress(proc: subprocess.Popen, label: str, at_least: int) -> str:
+    """Read the command's stderr until its progress bar for ``label`` shows ``at_least`` items done
+    (the stage reports progress only after a batch is committed); what was read is returned."""
+    seen = ""
+    pattern = re.compile(rf"{re.escape(label)}:.*?\| *(\d+)/\d+")
+    while not any(int(n) >= at_least for n in pattern.findall(seen)):
+        chunk = os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+        assert chunk, f"the command ended before {at_least} {label} items were done:\n{seen}"
+        seen += chunk
+    return seen
+
+
 def _scores(store_dir: Path) -> int:
     try:
         with sqlite3.connect(f"file:{store_dir / 'store.db'}?mode=ro", uri=True) as c:
@@ -69,9 +81,10 @@ def test_sigterm_mid_scoring_marks_the_run_interrupted_and_a_rerun_resumes(tmp_p
     cmd = ("attack", "score", "--store", store_dir, "--model", "demo", "--scores", "dcs", "--batch-size", "2",
            "--device", "cpu")
     proc = _start(*cmd)
-    _wait_for(lambda: _scores(store_dir) >= 4, "the first scores")
+    seen = _read_until_progress(proc, "dcs", 4)       # an event, not a clock: a busy machine only makes it later
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
+    err = seen + err
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == ("interrupted (SIGTERM): what was computed is kept and the run is marked "
                                             "interrupted; run the same command again to resume")
