@@ -26,6 +26,11 @@ from attack.paths import display_path, inside, walk_files
 from store import IngestError
 
 SHARD_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# members are sized from their tar header before a byte is read (a gzip-compressed shard expands
+# 1000-fold): a caption is at most MAX_CAPTION_CHARS characters, img2dataset's JSON a few KiB, and a
+# 64 MiB image file is larger than any web image a caption list points at
+MAX_TEXT_MEMBER = 1 << 20
+MAX_IMAGE_MEMBER = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -83,24 +88,57 @@ def _sidecar(shard: Path, source: Path) -> dict[str, dict]:
     return {str(r["key"]): r for r in table.select(keep).to_pylist() if r.get("status") in (None, "success")}
 
 
-def _members(shard: Path) -> Iterator[tuple[tarfile.TarInfo, Optional[bytes]]]:
-    """(member, its bytes or None when it is not read) in stream order."""
+def _ext(name: str) -> str:
+    """webdataset: the key ends at the base name's first dot, the rest is the extension."""
+    base = name.rpartition("/")[2]
+    stem, dot, suffix = base.partition(".")
+    return "." + suffix.lower() if dot else ""
+
+
+def _members(shard: Path) -> Iterator[tuple[tarfile.TarInfo, Optional[bytes], str]]:
+    """(member, its bytes or None when it is not read, why not) in stream order. A member's size is
+    checked before it is read: a compressed shard cannot make a caption of hundreds of MB."""
+    last = None
     try:
         with tarfile.open(shard, mode="r|*") as tar:
             for m in tar:
-                ok = m.isreg() and not m.name.startswith("/") and ".." not in Path(m.name).parts
-                data = tar.extractfile(m).read() if ok else None
-                yield m, data
+                why, limit = _why(m), _limit(m.name)
+                if not why and limit is None:           # not a sample's file (e.g. .cls): nothing to read
+                    yield m, None, ""
+                    last = m.name
+                    continue
+                if not why and m.size > limit:
+                    if _ext(m.name) in (".txt", ".json"):
+                        raise IngestError(f"{shard}, member {display_path(m.name)}: expected a caption or JSON "
+                                          f"member of at most {limit:,} bytes, got {m.size:,} bytes")
+                    why = f"an image member of {m.size:,} bytes, over the limit of {MAX_IMAGE_MEMBER:,} bytes"
+                yield m, (None if why else tar.extractfile(m).read()), why
+                last = m.name
+            # the stream reads the end-of-archive block after the last member; a shard cut at a member
+            # boundary (an interrupted copy) ends there instead, and would pass for a smaller shard
+            if getattr(tar.fileobj, "pos", tar.offset + tarfile.BLOCKSIZE) < tar.offset + tarfile.BLOCKSIZE:
+                raise IngestError(f"{shard}: expected a whole tar shard ending in its end-of-archive block, got one "
+                                  f"that stops after member {display_path(last or '(none)')} (cut short, e.g. by an "
+                                  f"interrupted copy)")
     except (tarfile.TarError, OSError, EOFError) as e:
         raise IngestError(f"{shard}: expected a readable tar shard, got {type(e).__name__}: {e}") from None
 
 
+def _limit(name: str) -> Optional[int]:
+    """The most bytes a member of this name may hold; None: a member the ingest does not read."""
+    ext = _ext(name)
+    return MAX_TEXT_MEMBER if ext in (".txt", ".json") else MAX_IMAGE_MEMBER if ext in SHARD_IMAGE_EXTENSIONS else None
+
+
 def _why(m: tarfile.TarInfo) -> str:
+    """Why a member is not read ("" when it is)."""
     if m.issym() or m.islnk():
         return "a link inside the shard, not read"
     if not m.isreg():
         return "not a regular member" if not m.isdir() else "a directory"
-    return "a path outside the shard ('..' or absolute)"
+    if m.name.startswith("/") or ".." in Path(m.name).parts:
+        return "a path outside the shard ('..' or absolute)"
+    return ""
 
 
 def iter_samples(shard: Path, source: Path, skipped: list, with_bytes: bool = False) -> Iterator[tuple]:
@@ -126,15 +164,15 @@ def iter_samples(shard: Path, source: Path, skipped: list, with_bytes: bool = Fa
                            None if caption in (None, "") else caption_text(caption, f"{where} caption"),
                            optional_str(url, f"{where} url"), extra), image[1] if with_bytes else None)
 
-    for m, data in _members(shard):
+    for m, data, why in _members(shard):
         name = display_path(m.name)
         if data is None:
-            if not m.isdir():
-                skipped.append((f"{shard.name}/{name}", _why(m)))
+            if why and not m.isdir():
+                skipped.append((f"{shard.name}/{name}", why))
             continue
         folder, _, base = m.name.rpartition("/")
-        stem, dot, suffix = base.partition(".")        # webdataset: the key ends at the name's first dot
-        key, ext = (f"{folder}/{stem}" if folder else stem), ("." + suffix.lower() if dot else "")
+        stem = base.partition(".")[0]                  # webdataset: the key ends at the name's first dot
+        key, ext = (f"{folder}/{stem}" if folder else stem), _ext(m.name)
         if current is not None and key != current and current in pending:
             yield from flush(current)
         current = key

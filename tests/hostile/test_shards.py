@@ -113,3 +113,84 @@ def test_bad_json_or_a_broken_tar_is_refused_and_changes_nothing(tmp_path, capsy
     assert "cut.tar: expected a readable tar shard" in capsys.readouterr().err
     assert main(["ingest", "--store", str(tmp_path / "s"), "--shards", str(tmp_path / "none")]) == 2
     assert snapshot(tmp_path / "s") == before
+
+
+def _member_ends(path: Path) -> list[int]:
+    """Byte offsets where each member's data (padded to a block) ends in an uncompressed tar."""
+    with tarfile.open(path) as tar:
+        return [m.offset_data + -(-m.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE for m in tar.getmembers()]
+
+
+def test_a_shard_cut_at_a_member_boundary_is_refused_naming_the_last_member(tmp_path, capsys):
+    good = tmp_path / "good.tar"
+    _shard(good, 0, 1)
+    assert main(["ingest", "--store", str(tmp_path / "s"), "--shards", str(good)]) == 0
+    before = snapshot(tmp_path / "s")
+    whole = tmp_path / "whole.tar"
+    _shard(whole, 1, 3)
+    ends = _member_ends(whole)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[:ends[-3]])            # three samples, cut after the second one's files
+    with tarfile.open(cut) as tar:                            # tarfile itself reads it as a smaller, whole shard
+        assert len(tar.getmembers()) == len(ends) - 2
+    assert main(["ingest", "--store", str(tmp_path / "s"), "--shards", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert ("cut.tar: expected a whole tar shard ending in its end-of-archive block, got one that stops after "
+            "member 000000002.json (cut short, e.g. by an interrupted copy)") in err, err
+    assert snapshot(tmp_path / "s") == before
+
+
+class _Repeated(io.RawIOBase):
+    """n bytes of one letter, made as they are read (a bomb never held in this process's memory)."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        k = min(len(b), self.left)
+        b[:k] = b"a" * k
+        self.left -= k
+        return k
+
+
+def test_a_compressed_caption_bomb_is_refused_from_its_header_under_300_mb(tmp_path):
+    import subprocess
+    import sys
+
+    from attack.bench.scale import PEAK_PROBE
+    from tests.conftest import REPO, subprocess_env
+
+    bomb = tmp_path / "bomb.tar"
+    size = 200 << 20
+    with tarfile.open(str(bomb), "w|gz") as tar:                   # a whole-shard gzip: 200 MB of caption in ~200 KB
+        _add(tar, "000000000.jpg", _jpg(0))
+        info = tarfile.TarInfo("000000000.txt")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(_Repeated(size)))
+    assert bomb.stat().st_size < 1 << 20
+    proc = subprocess.run([sys.executable, "-c", PEAK_PROBE, "ingest", "--store", str(tmp_path / "s"),
+                           "--shards", str(bomb)], cwd=REPO, env=subprocess_env(), capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"bomb.tar, member 000000000.txt: expected a caption or JSON member of at most 1,048,576 bytes, "
+            f"got {size:,} bytes") in proc.stderr
+    peak_mb = int(next(line.split()[1] for line in proc.stderr.splitlines()
+                       if line.startswith("VERBATIM_PEAK_KB "))) / 1024
+    assert peak_mb < 300, peak_mb
+
+
+def test_an_oversized_image_member_is_skipped_and_named_unread(tmp_path, capsys, monkeypatch):
+    from attack.ingest import shards
+
+    monkeypatch.setattr(shards, "MAX_IMAGE_MEMBER", 4096)     # the limit, scaled down to a test's images
+    shard = tmp_path / "big.tar"
+    big = _jpg(5) + b"\0" * 5000                              # a JPEG with trailing bytes: over 4 KiB
+    _shard(shard, 0, 2, extra=[("000000005.jpg", big)])
+    assert main(["ingest", "--store", str(tmp_path / "s"), "--shards", str(shard)]) == 0
+    err = capsys.readouterr().err
+    assert f"not read: big.tar/000000005.jpg (an image member of {len(big):,} bytes, over the limit of 4,096 bytes)" \
+        in err, err
+    with Store.open(tmp_path / "s") as s:
+        assert s.info()["tables"]["training_images"] == 2
