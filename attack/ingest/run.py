@@ -144,80 +144,100 @@ def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str
                         progress)
 
 
+def _skip_done(store: Store, prepared: PreparedIngest, parts: dict, already: list) -> dict:
+    """parts (captions, scan, shards) with those an earlier finished ingest took set to None, named
+    in ``already``. Called before decoding (to skip the work) and again inside the write
+    transaction, whose lock makes the second call see every other ingest that finished first."""
+    keys = {"captions": ("file_sha256", "caption list"), "scan": ("images_sha256", "image folder"),
+            "shards": ("shards_sha256", "shards")}
+    shas = {"captions": parts["captions"].sha256 if parts["captions"] else "",
+            "scan": prepared.images_sha256, "shards": parts["shards"].sha256 if parts["shards"] else ""}
+    out = dict(parts)
+    for part, (key, what) in keys.items():
+        run = _ingested_before(store, key, shas[part]) if parts[part] else None
+        if run is not None:
+            already.append((what, run))
+            out[part] = None
+    return out
+
+
+def _params(prepared: PreparedIngest, parsed, scan, tars) -> dict:
+    return {"file": None if parsed is None else str(prepared.file),
+            "file_sha256": parsed.sha256 if parsed else None,
+            "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
+            "images": None if scan is None else str(scan.folder),
+            "metadata": None if scan is None or scan.metadata is None else str(scan.metadata),
+            "images_sha256": prepared.images_sha256 if scan else None,
+            "shards": None if tars is None else str(tars.source),
+            "shards_sha256": tars.sha256 if tars else None}
+
+
 def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
                  progress=no_progress) -> IngestReport:
     """Write image files (skipping corrupt ones), then every row in one transaction. All or
     nothing: on any failure or signal the image files this call created are removed again.
-    A caption list or image folder whose content an earlier ingest already took is skipped."""
-    parsed, scan = prepared.captions, prepared.scan
-    for rel, why in scan.skipped if scan else ():
+    A caption list or image folder whose content an earlier ingest already took is skipped, also
+    when that ingest ran at the same time as this one (checked again under the write lock)."""
+    not_read = (prepared.scan.skipped if prepared.scan else ()) + (prepared.shards.skipped if prepared.shards else ())
+    for rel, why in not_read:
         warn(f"not read: {rel} ({why})")
-    already = []
-    captions_run = _ingested_before(store, "file_sha256", parsed.sha256) if parsed else None
-    images_run = _ingested_before(store, "images_sha256", prepared.images_sha256) if scan else None
-    if captions_run is not None:
-        already.append(("caption list", captions_run))
-        parsed = None
-    if images_run is not None:
-        already.append(("image folder", images_run))
-        scan = None
-    tars = prepared.shards
-    shards_run = _ingested_before(store, "shards_sha256", tars.sha256) if tars else None
-    for rel, why in tars.skipped if tars else ():
-        warn(f"not read: {rel} ({why})")
-    if shards_run is not None:
-        already.append(("shards", shards_run))
-        tars = None
-    if parsed is None and scan is None and tars is None:
-        return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=prepared.scan.skipped if prepared.scan else (),
-                            already=tuple(already))
+    already: list = []
+    parts = _skip_done(store, prepared, {"captions": prepared.captions, "scan": prepared.scan,
+                                         "shards": prepared.shards}, already)
+    if not any(parts.values()):
+        return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=not_read, already=tuple(already))
     created: list[str] = []
     try:
-        decoded, corrupt = _decode_all(store, scan, warn, created, progress)
-        decoded_tars, corrupt_tars = _decode_shards(store, tars, warn, created, progress)
-        corrupt += corrupt_tars
-        params = {"file": None if parsed is None else str(prepared.file),
-                  "file_sha256": parsed.sha256 if parsed else None,
-                  "format": parsed.format if parsed else None, "layout": parsed.layout if parsed else None,
-                  "images": None if scan is None else str(scan.folder),
-                  "metadata": None if scan is None or scan.metadata is None else str(scan.metadata),
-                  "images_sha256": prepared.images_sha256 if scan else None,
-                  "shards": None if tars is None else str(tars.source),
-                  "shards_sha256": tars.sha256 if tars else None}
-        streamed = isinstance(parsed, CaptionStream)
-        caption_rows = list(parsed.rows) if parsed and not streamed else []
-        image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
-                          for e, _, _ in decoded if e.caption is not None]
-        image_captions += [CaptionRow(e.caption, url=e.url, source=e.shard.name)
-                           for e, _, _ in decoded_tars if e.caption is not None]
-        decoded += decoded_tars
+        decoded, corrupt = _decode_all(store, parts["scan"], warn, created, progress)
+        decoded_tars, corrupt_tars = _decode_shards(store, parts["shards"], warn, created, progress)
         with store.transaction():
-            run_id = store.start_run("ingest", "", params)
-            n_captions_before = store.caption_count()
-            n_images_before = store.training_set_version().count
-            store.add_captions(caption_rows)
-            n_streamed = 0
-            for batch in parsed.batches() if streamed else ():   # one transaction: a bad row rolls all back
-                store.add_captions(batch)
-                n_streamed += len(batch)
-                progress("captions", n_streamed, parsed.n_rows)
-            ids = iter(store.add_captions(image_captions))
-            for entry, sha, size in decoded:
-                meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
-                store.add_training_image(sha, next(ids) if entry.caption is not None else None,
-                                         entry.rel_path, {k: v for k, v in meta.items() if v is not None})
-            added = store.caption_count() - n_captions_before
-            images_added = store.training_set_version().count - n_images_before
-            store.finish_run(run_id, evals=0)
+            late = _skip_done(store, prepared, parts, already)     # another ingest may have finished meanwhile
+            parsed, scan, tars = late["captions"], late["scan"], late["shards"]
+            run_id, counts = _write(store, prepared, parsed, scan, tars, decoded if scan else [],
+                                    decoded_tars if tars else [], progress) if any(late.values()) else (None, None)
     except BaseException:
         store.remove_unreferenced_images(created)
         raise
-    n_rows = len(caption_rows) + n_streamed + len(image_captions)
+    if late != parts:                    # the image files of a part another ingest took meanwhile
+        store.remove_unreferenced_images(created)
+    if run_id is None:
+        return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=not_read, already=tuple(already))
+    corrupt = (corrupt if scan else []) + (corrupt_tars if tars else [])
+    n_rows, added, images_added = counts
     return IngestReport(run_id=run_id, caption_rows=n_rows, captions_added=added, captions_merged=n_rows - added,
                         images_added=images_added, images_skipped=len(corrupt), corrupt_files=tuple(corrupt),
                         format=parsed.format if parsed else None, layout=parsed.layout if parsed else None,
-                        not_read=(prepared.scan.skipped if prepared.scan else ())
-                        + (prepared.shards.skipped if prepared.shards else ()), already=tuple(already))
+                        not_read=not_read, already=tuple(already))
+
+
+def _write(store: Store, prepared: PreparedIngest, parsed, scan, tars, decoded: list, decoded_tars: list,
+           progress) -> tuple[int, tuple[int, int, int]]:
+    """Every row of one ingest, inside the caller's transaction: (run id, (caption rows, captions
+    added, images added))."""
+    streamed = isinstance(parsed, CaptionStream)
+    caption_rows = list(parsed.rows) if parsed and not streamed else []
+    image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
+                      for e, _, _ in decoded if e.caption is not None]
+    image_captions += [CaptionRow(e.caption, url=e.url, source=e.shard.name)
+                       for e, _, _ in decoded_tars if e.caption is not None]
+    run_id = store.start_run("ingest", "", _params(prepared, parsed, scan, tars))
+    n_captions_before = store.caption_count()
+    n_images_before = store.training_set_version().count
+    store.add_captions(caption_rows)
+    n_streamed = 0
+    for batch in parsed.batches() if streamed else ():   # one transaction: a bad row rolls all back
+        store.add_captions(batch)
+        n_streamed += len(batch)
+        progress("captions", n_streamed, parsed.n_rows)
+    ids = iter(store.add_captions(image_captions))
+    for entry, sha, size in decoded + decoded_tars:
+        meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
+        store.add_training_image(sha, next(ids) if entry.caption is not None else None,
+                                 entry.rel_path, {k: v for k, v in meta.items() if v is not None})
+    added = store.caption_count() - n_captions_before
+    images_added = store.training_set_version().count - n_images_before
+    store.finish_run(run_id, evals=0)
+    return run_id, (len(caption_rows) + n_streamed + len(image_captions), added, images_added)
 
 
 def ingest_unless_present(store: Store, prepared: PreparedIngest, warn=lambda msg: None) -> str:
