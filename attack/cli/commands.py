@@ -26,7 +26,8 @@ def run_ingest(args: argparse.Namespace) -> int:
         say(f"warning: {msg}")
 
     # before touching the store; a caption list is read in batches as it is written (one transaction)
-    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True, shards=args.shards)
+    prepared = prepare_ingest(args.file, args.images, args.metadata, args.format, stream=True, shards=args.shards,
+                              max_side=args.max_side or None)
     for line in prepared.captions.recognised() if prepared.captions else ():
         echo(line)
     update, close = progress_bars()

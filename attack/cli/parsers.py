@@ -22,6 +22,7 @@ from attack.scores import SCORE_NAMES
 
 def add_ingest(sub: argparse._SubParsersAction) -> None:
     from attack.ingest import FORMATS
+    from attack.ingest.images import MAX_SIDE
     p = sub.add_parser("ingest", help="add a caption list and/or a folder of training images",
                        description="Caption lists: parquet, CSV, JSONL or text; the paper's, Wen et al.'s, "
                                    "NeMo's and MemBench's layouts are recognised. Bad input changes nothing.")
@@ -32,6 +33,10 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", type=Path, help="img2dataset output: a webdataset .tar shard or a folder of them "
                                                "(jpg/png/webp + txt/json per key, NNNNN.parquet beside), streamed")
     p.add_argument("--format", choices=FORMATS, help="force the caption file's format or layout")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE, metavar="PX",
+                   help="store training images with their longest side at most PX, downscaling larger ones "
+                        f"(each named, its original size kept in its metadata; default: {MAX_SIDE}; 0: keep every "
+                        "image whole)")
     p.set_defaults(func=run.run_ingest, interrupted=run.UNCHANGED)
 
 

@@ -2,12 +2,13 @@
 metadata file (file_name, caption/text, url), and how one is decoded."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from attack.ingest.captions import caption_text, find_column, json_value, optional_str, unicode_text
 from attack.ingest.formats import CAPTION_COLUMNS, detect_format, read_table
@@ -109,25 +110,57 @@ def scan_images(folder: Path, metadata: Optional[Path] = None) -> ImageScan:
     return ImageScan(folder, meta_path, tuple(entries), tuple(skipped))
 
 
-def decode_image(path: Path) -> Image.Image:
-    """Fully decode (a truncated file fails here, not later) into the RGB image a viewer shows;
-    raises on any problem."""
-    with Image.open(path) as im:
-        im.load()
-        return as_seen(im)
+MAX_SIDE = 4096          # the longest side an ingested image keeps (--max-side); larger ones are downscaled
+
+
+def decode_image(path: Path, max_side: Optional[int] = MAX_SIDE) -> Image.Image:
+    """Fully decode (a truncated file fails here, not later) into the RGB image a viewer shows,
+    downscaled to ``max_side`` (see as_seen); raises on any problem."""
+    with warnings.catch_warnings():     # PIL's bomb warning names no file: the ingest says it, naming the file
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            im.load()
+            return as_seen(im, max_side)
 
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# EXIF orientation -> the transpose that shows the image upright (ImageOps.exif_transpose's table)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 
 
-def as_seen(im: Image.Image) -> Image.Image:
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block: the pixels as stored are still the image
+        return 1
+
+
+def _reduced(im: Image.Image, max_side: int) -> Image.Image:
+    """A whole-factor box reduction towards max_side before any copy of a very large image is made
+    (the exact downscale follows on the 8-bit RGB image); modes reduce() lacks are left as they are."""
+    factor = max(im.size) // max_side
+    if factor < 2:
+        return im
+    try:
+        return im.reduce(factor)
+    except (ValueError, NotImplementedError):
+        return im
+
+
+def as_seen(im: Image.Image, max_side: Optional[int] = None) -> Image.Image:
     """8-bit RGB as a viewer shows the image: its EXIF orientation applied, 16-bit (and 32-bit
     integer) greyscale scaled to 8 bits instead of clipped to white, float greyscale in [0, 1]
-    scaled, and transparent pixels composited on white instead of showing the colour under them."""
-    try:
-        im = ImageOps.exif_transpose(im)
-    except Exception:  # noqa: BLE001 - an unreadable EXIF block: the pixels as stored are still the image
-        pass
+    scaled, transparent pixels composited on white instead of showing the colour under them, the
+    first frame of an animation, and the longest side at most ``max_side`` (None: any size). What
+    was changed beyond the pixels' form is in ``info``: "original_size" (as seen, upright) when
+    downscaled, "frames" when the file held several."""
+    orientation, size, frames = _orientation(im), im.size, getattr(im, "n_frames", 1)
+    if max_side and max(size) > max_side:
+        im = _reduced(im, max_side)
+    if orientation in _UPRIGHT:
+        im = im.transpose(_UPRIGHT[orientation])
     if im.mode in SIXTEEN_BIT:          # round(v / 257) in integers: no float copy of a large image
         a = np.clip(np.asarray(im), 0, 65535).astype(np.uint32)
         im = Image.fromarray(((a * 2 + 257) // 514).astype(np.uint8), "L")
@@ -138,5 +171,29 @@ def as_seen(im: Image.Image) -> Image.Image:
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
+        out = Image.alpha_composite(white, rgba).convert("RGB")
+    else:
+        out = im.convert("RGB")
+    if max_side and max(out.size) > max_side:
+        out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    upright = size[::-1] if orientation >= 5 and orientation in _UPRIGHT else size
+    out.info.clear()
+    if tuple(upright) != out.size:
+        out.info["original_size"] = tuple(upright)
+    if frames > 1:
+        out.info["frames"] = frames
+    return out
+
+
+def seen_notes(img: Image.Image, max_side: Optional[int]) -> tuple[dict, list[str]]:
+    """(training image metadata, warnings) for what as_seen changed beyond the pixels' form."""
+    meta, notes = {}, []
+    if "original_size" in img.info:
+        (w, h), (sw, sh) = img.info["original_size"], img.size
+        meta.update(original_width=w, original_height=h)
+        notes.append(f"{w}x{h} px, stored downscaled to {sw}x{sh} (longest side at most {max_side} px; "
+                     f"--max-side changes it)")
+    if "frames" in img.info:
+        meta["frames"] = img.info["frames"]
+        notes.append(f"an animation of {img.info['frames']} frames: the first frame is stored")
+    return meta, notes

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from attack.ingest.captions import CaptionStream, ParsedList, open_caption_stream, parse_caption_file
 from attack.ingest.formats import sha256_of_file
-from attack.ingest.images import ImageScan, decode_image, scan_images
+from attack.ingest.images import MAX_SIDE, ImageScan, decode_image, scan_images, seen_notes
 from attack.progress import no_progress
 from store import CaptionRow, IngestError, Store
 
@@ -69,6 +69,7 @@ class PreparedIngest:
     images_sha256: str = ""   # of the metadata file and every image file (names and bytes)
     stream: Optional[CaptionStream] = None   # a caption list read in batches (parsed is then None)
     shards: Any = None        # an attack.ingest.shards.ShardScan: img2dataset webdataset shards, streamed
+    max_side: Optional[int] = MAX_SIDE   # training images are stored with their longest side at most this
 
     @property
     def captions(self) -> "Optional[ParsedList | CaptionStream]":
@@ -87,11 +88,15 @@ def scan_sha256(scan: ImageScan) -> str:
 
 def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
                    metadata: Optional[Path] = None, fmt: Optional[str] = None,
-                   stream: bool = False, shards: Optional[Path] = None) -> PreparedIngest:
+                   stream: bool = False, shards: Optional[Path] = None,
+                   max_side: Optional[int] = MAX_SIDE) -> PreparedIngest:
     """Parse and check every input; raises IngestError naming file, row and column. stream: a
     caption list is checked here by its schema or header and a first pass that keeps no row, and
     read in batches while written (memory bounded by STREAM_ROWS; a bad cell still rolls the whole
-    ingest back). A JSON array is parsed whole either way."""
+    ingest back). A JSON array is parsed whole either way. max_side: larger training images are
+    downscaled (None: kept whole)."""
+    if max_side is not None and max_side < 16:
+        raise IngestError(f"ingest: expected a largest image side of at least 16 px, got {max_side}")
     if file is None and images is None and shards is None:
         raise IngestError("ingest: expected a caption FILE, --images DIR and/or --shards PATH, got none")
     if metadata is not None and images is None:
@@ -103,7 +108,7 @@ def prepare_ingest(file: Optional[Path] = None, images: Optional[Path] = None,
 
     tars = scan_shards(Path(shards)) if shards is not None else None
     return PreparedIngest(None if file is None else Path(file), parsed, scan,
-                          scan_sha256(scan) if scan is not None else "", streamed, tars)
+                          scan_sha256(scan) if scan is not None else "", streamed, tars, max_side)
 
 
 def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
@@ -114,10 +119,11 @@ def _ingested_before(store: Store, key: str, sha: str) -> Optional[int]:
     return done[-1] if done else None
 
 
-def _decode_each(store: Store, items, n: int, decode, warn, created: list[str],
+def _decode_each(store: Store, items, n: int, decode, warn, created: list[str], max_side: Optional[int],
                  progress=no_progress) -> tuple[list, list]:
-    """Decode each (entry, source) with ``decode(source)`` (a corrupt image is skipped with a
-    warning) and write its file; the files this call creates are listed in ``created``."""
+    """Decode each (entry, source) with ``decode(source, max_side)`` (a corrupt image is skipped with
+    a warning; a downscaled or animated one is named) and write its file; the files this call
+    creates are listed in ``created``. Each decoded item: (entry, sha, stored size, metadata)."""
     decoded, corrupt = [], []
     if n == 0:      # nothing to decode: no bar (an empty one is noise beside a caption error)
         return decoded, corrupt
@@ -125,23 +131,26 @@ def _decode_each(store: Store, items, n: int, decode, warn, created: list[str],
     for i, (entry, source) in enumerate(items):
         progress("images", i, n)
         try:
-            img = decode(source)
+            img = decode(source, max_side)
         except Exception as e:  # PIL raises many types for bad files: all mean "skip it"
             reason = f"{type(e).__name__}: {e}"
             corrupt.append((entry.rel_path, reason))
             warn(f"skipped corrupt image {entry.rel_path} ({reason})")
             continue
-        decoded.append((entry, store.put_image_tracked(img, created), img.size))
+        meta, notes = seen_notes(img, max_side)
+        for note in notes:
+            warn(f"{entry.rel_path}: {note}")
+        decoded.append((entry, store.put_image_tracked(img, created), img.size, meta))
     progress("images", n, n)
     return decoded, corrupt
 
 
-def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str],
+def _decode_all(store: Store, scan: Optional[ImageScan], warn, created: list[str], max_side: Optional[int],
                 progress=no_progress) -> tuple[list, list]:
     """_decode_each over an image folder's entries."""
     entries = scan.entries if scan else ()
     return _decode_each(store, ((e, e.abs_path) for e in entries), len(entries), decode_image, warn, created,
-                        progress)
+                        max_side, progress)
 
 
 def _skip_done(store: Store, prepared: PreparedIngest, parts: dict, already: list) -> dict:
@@ -169,7 +178,7 @@ def _params(prepared: PreparedIngest, parsed, scan, tars) -> dict:
             "metadata": None if scan is None or scan.metadata is None else str(scan.metadata),
             "images_sha256": prepared.images_sha256 if scan else None,
             "shards": None if tars is None else str(tars.source),
-            "shards_sha256": tars.sha256 if tars else None}
+            "shards_sha256": tars.sha256 if tars else None, "max_side": prepared.max_side}
 
 
 def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
@@ -188,8 +197,9 @@ def apply_ingest(store: Store, prepared: PreparedIngest, warn=lambda msg: None,
         return IngestReport(None, 0, 0, 0, 0, 0, (), not_read=not_read, already=tuple(already))
     created: list[str] = []
     try:
-        decoded, corrupt = _decode_all(store, parts["scan"], warn, created, progress)
-        decoded_tars, corrupt_tars = _decode_shards(store, parts["shards"], warn, created, progress)
+        decoded, corrupt = _decode_all(store, parts["scan"], warn, created, prepared.max_side, progress)
+        decoded_tars, corrupt_tars = _decode_shards(store, parts["shards"], warn, created, prepared.max_side,
+                                                    progress)
         with store.transaction():
             late = _skip_done(store, prepared, parts, already)     # another ingest may have finished meanwhile
             parsed, scan, tars = late["captions"], late["scan"], late["shards"]
@@ -217,9 +227,9 @@ def _write(store: Store, prepared: PreparedIngest, parsed, scan, tars, decoded: 
     streamed = isinstance(parsed, CaptionStream)
     caption_rows = list(parsed.rows) if parsed and not streamed else []
     image_captions = [CaptionRow(e.caption, url=e.url, source=scan.metadata.name)
-                      for e, _, _ in decoded if e.caption is not None]
+                      for e, *_ in decoded if e.caption is not None]
     image_captions += [CaptionRow(e.caption, url=e.url, source=e.shard.name)
-                       for e, _, _ in decoded_tars if e.caption is not None]
+                       for e, *_ in decoded_tars if e.caption is not None]
     run_id = store.start_run("ingest", "", _params(prepared, parsed, scan, tars))
     n_captions_before = store.caption_count()
     n_images_before = store.training_set_version().count
@@ -230,8 +240,8 @@ def _write(store: Store, prepared: PreparedIngest, parsed, scan, tars, decoded: 
         n_streamed += len(batch)
         progress("captions", n_streamed, parsed.n_rows)
     ids = iter(store.add_captions(image_captions))
-    for entry, sha, size in decoded + decoded_tars:
-        meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1])
+    for entry, sha, size, seen in decoded + decoded_tars:
+        meta = dict(entry.meta, url=entry.url, width=size[0], height=size[1], **seen)
         store.add_training_image(sha, next(ids) if entry.caption is not None else None,
                                  entry.rel_path, {k: v for k, v in meta.items() if v is not None})
     added = store.caption_count() - n_captions_before
@@ -249,12 +259,14 @@ def ingest_unless_present(store: Store, prepared: PreparedIngest, warn=lambda ms
     return apply_ingest(store, prepared, warn=warn).summary()
 
 
-def _decode_shards(store: Store, tars, warn, created: list[str], progress=no_progress) -> tuple[list, list]:
+def _decode_shards(store: Store, tars, warn, created: list[str], max_side: Optional[int],
+                   progress=no_progress) -> tuple[list, list]:
     """_decode_each over webdataset shards: each image decoded from the tar stream, never unpacked."""
     from attack.ingest.shards import decode_bytes, stream_images
 
     n = len(tars.samples) if tars else 0
-    return _decode_each(store, stream_images(tars) if tars else (), n, decode_bytes, warn, created, progress)
+    return _decode_each(store, stream_images(tars) if tars else (), n, decode_bytes, warn, created, max_side,
+                        progress)
 
 
 def ingest(store: Store, file: Optional[Path] = None, images: Optional[Path] = None,

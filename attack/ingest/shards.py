@@ -228,13 +228,17 @@ def stream_images(scan: ShardScan) -> Iterator[tuple[ShardSample, bytes]]:
         yield from iter_samples(shard, scan.source, [], with_bytes=True)
 
 
-def decode_bytes(data: bytes):
+def decode_bytes(data: bytes, max_side: Optional[int] = None):
     """Fully decode an image from bytes (a truncated one fails here) into the RGB image a viewer shows
-    (attack.ingest.images.as_seen); raises on any problem."""
+    (attack.ingest.images.as_seen, longest side at most max_side); raises on any problem."""
+    import warnings
+
     from PIL import Image
 
     from attack.ingest.images import as_seen
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return as_seen(im)
+    with warnings.catch_warnings():     # PIL's bomb warning names no file: the ingest says it, naming the member
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return as_seen(im, max_side)
