@@ -7,12 +7,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+def resolved(path: Path) -> Path | None:
+    """path with its symlinks resolved; None for a symlink loop (Python raises RuntimeError or,
+    from 3.13, OSError ELOOP for one)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
 def inside(folder: Path, path: Path) -> bool:
     """True when ``path``, symlinks resolved, lies inside ``folder`` (resolved): the one test of
-    every folder the tool reads (images, metadata, index folders, images: mappings)."""
+    every folder the tool reads (images, metadata, index folders, images: mappings). A symlink
+    loop lies nowhere."""
     root = folder.resolve()
-    target = path.resolve()
-    return target == root or root in target.parents
+    target = resolved(path)
+    return target is not None and (target == root or root in target.parents)
 
 
 def resolve_inside(folder: Path, name: str, allow_absolute: bool = False) -> Path | None:
@@ -20,8 +30,8 @@ def resolve_inside(folder: Path, name: str, allow_absolute: bool = False) -> Pat
     inside the folder once '..' and symlinks are resolved; None otherwise."""
     if not name or (os.path.isabs(name) and not allow_absolute):
         return None
-    target = (folder / name).resolve()
-    return target if inside(folder, target) else None
+    target = resolved(folder / name)
+    return target if target is not None and inside(folder, target) else None
 
 
 def display_path(rel: str) -> str:
@@ -43,7 +53,9 @@ def walk_files(folder: Path, suffixes: Iterable[str]) -> tuple[list[Path], list[
             if name.startswith(".") or p.suffix.lower() not in suffixes:
                 continue
             rel = display_path(p.relative_to(root).as_posix())
-            if p.is_symlink() and not inside(root, p):
+            if p.is_symlink() and resolved(p) is None:
+                skipped.append((rel, "a symlink loop (a link that leads back to itself)"))
+            elif p.is_symlink() and not inside(root, p):
                 skipped.append((rel, f"a symlink to {display_path(str(p.resolve()))}, outside {folder}"))
             elif not p.is_file():
                 skipped.append((rel, "not a regular file" if p.exists() else "a broken symlink"))

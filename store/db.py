@@ -66,7 +66,8 @@ def connect(db_path: Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     except sqlite3.DatabaseError as e:
         if "readonly" in str(e):
             raise ReadOnlyStoreError(f"store is read-only: {db_path} (permission denied)") from e
-        raise SchemaError(f"{db_path}: expected a SQLite database, got an unreadable file ({e})") from e
+        raise SchemaError(f"{db_path}: expected a SQLite database, got an unreadable or damaged file ({e}); "
+                          f"`python -m store check --store DIR` says what is wrong") from e
     if str(mode).lower() != "wal" and not readonly:
         conn.close()
         raise SchemaError(f"{db_path}: expected journal_mode wal, got {mode}")

@@ -113,9 +113,11 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(e, OSError) and e.filename is None:     # a write's ENOSPC names no file: name it
+                raise OSError(e.errno, e.strerror, str(path)) from e
             raise
     if not durable:
         return

@@ -7,6 +7,7 @@ so callers only ever need ``Store`` and no method is a hand-written forward.
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 import sqlite3
@@ -151,13 +152,15 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exp
                         self.conn.execute("ROLLBACK")
                     if isinstance(e, sqlite3.OperationalError) and "readonly" in str(e):
                         raise ReadOnlyStoreError(f"store is read-only: {self.path / DB_NAME} (permission denied)") from e
+                    self._disk_full(e)
                     raise
                 self._depth = 0
                 try:
                     self.conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as e:
                     if self.conn.in_transaction:
                         self.conn.execute("ROLLBACK")
+                    self._disk_full(e)
                     raise
             else:
                 name = f"sp{self._depth}"
@@ -173,6 +176,11 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exp
                     self.conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
+
+    def _disk_full(self, e: BaseException) -> None:
+        """SQLite's "database or disk is full" names no file: raise it as the OSError it is, naming the store."""
+        if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+            raise OSError(errno.ENOSPC, str(e), str(self.path / DB_NAME)) from e
 
     def _begin_immediate(self) -> None:
         """Take the write lock, retrying at short random intervals until the busy timeout.

@@ -11,7 +11,7 @@ import argparse
 from typing import Callable, Optional, Sequence
 
 from attack.cli import parsers
-from attack.cli.commands import RESUMABLE
+from attack.cli.commands import RESUMABLE, RESUMABLE_FAILED, UNCHANGED
 from attack.errors import AttackError
 from store import StoreError
 from store.command import run_command
@@ -32,5 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # bad input (IngestError, ModelError, ScoreInputError, ...): exit 2, store untouched
-    return run_command(lambda: args.func(args), bad_input=(StoreError, AttackError),
-                       interrupted=getattr(args, "interrupted", RESUMABLE))
+    interrupted = getattr(args, "interrupted", RESUMABLE)
+    return run_command(lambda: args.func(args), bad_input=(StoreError, AttackError), interrupted=interrupted,
+                       failed=UNCHANGED if interrupted == UNCHANGED else RESUMABLE_FAILED)

@@ -17,6 +17,7 @@ from store.terminal import echo, terminal_safe
 # what an interrupted command leaves: ingest writes in one transaction, the others batch by batch
 UNCHANGED = "nothing was written, the store is as it was"
 RESUMABLE = "what was computed is kept and the run is marked interrupted; run the same command again to resume"
+RESUMABLE_FAILED = "what was computed is kept and the run is marked failed; the same command resumes it"
 
 
 def run_ingest(args: argparse.Namespace) -> int:

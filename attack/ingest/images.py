@@ -12,7 +12,7 @@ from PIL import Image
 
 from attack.ingest.captions import caption_text, find_column, json_value, optional_str, unicode_text
 from attack.ingest.formats import CAPTION_COLUMNS, detect_format, read_table
-from attack.paths import display_path, inside, resolve_inside, walk_files
+from attack.paths import display_path, inside, resolve_inside, resolved, walk_files
 from store import IngestError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -51,7 +51,7 @@ def _find_metadata(folder: Path, metadata: Optional[Path]) -> Optional[Path]:
                           f"choose one with --metadata")
     if found and not inside(folder, found[0]):
         raise IngestError(f"{found[0]}: expected a metadata file inside {folder}, got a symlink to "
-                          f"{found[0].resolve()} (name it with --metadata if it is meant)")
+                          f"{resolved(found[0]) or 'itself (a symlink loop)'} (name it with --metadata if it is meant)")
     if found and not found[0].is_file():
         raise IngestError(f"{found[0]}: expected a metadata file, got a broken symlink or a special file")
     return found[0] if found else None
