@@ -68,6 +68,8 @@ def _export(a: argparse.Namespace) -> int:
          f"[evidence, sha256 {res.sha256[:12]}]{unrecorded}")
     if res.warning:
         echo(f"warning: {res.warning}", sys.stderr)   # a valid request that found nothing: exit 0
+    if res.unreadable:
+        echo(f"warning: {res.unreadable_warning()}", sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from store import Store
+from store import Store, check_store
 
 from . import render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
 from .folders import private_gradio_folders
@@ -41,6 +41,9 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
             # no default name: labels, leases and undo are each reviewer's own
             reviewer = gr.Textbox(value="", placeholder="Your name (required to label)", show_label=False,
                                   container=False, visible=not auth, elem_id="vb-reviewer", scale=0, min_width=200)
+        problems = check_store(store, quick=True)     # a damaged store says so before anyone labels on it
+        if not problems.ok:
+            gr.HTML(render.store_problems_banner(problems), elem_id="vb-store-problems", padding=False)
         if not store.info()["candidates"]:
             gr.Markdown("**This store has no candidates yet** (captions without generations). Build the demo "
                         "store end to end with `python -m attack demo`, or run `python -m attack run` on yours.")

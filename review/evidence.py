@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from store import ExportError, PageQuery, Store
+from store import DamagedImageError, ExportError, NotFoundError, PageQuery, Store
 from store.export import (
     BASE_COLUMNS, DEFAULT_LABELS, ExportResult, check_labels, write_csv, zip_add,
 )
@@ -67,7 +67,11 @@ class _Files:
         return path
 
     def store_image(self, store: Store, sha: str, name: str) -> str:
-        return self.add(name, store.image_path(sha).read_bytes(), store.image_size(sha))
+        bad: list = []
+        data = store.stored_bytes(sha, 0, bad)          # present and whole (its bytes hash to its name)
+        if data is None:
+            raise DamagedImageError(f"{bad[0]['file']}: {bad[0]['why']}")
+        return self.add(name, data, store.image_size(sha))
 
     def array(self, arr: np.ndarray, name: str) -> str:
         return self.add(name, encode_png(arr), (arr.shape[1], arr.shape[0]))
@@ -229,13 +233,15 @@ def _document(title: str, body: str) -> str:
 
 
 def index_html(entries: Sequence[tuple[str, dict, CandidateData]], labels: Sequence[str], warning: Optional[str],
-               query: Optional[PageQuery]) -> str:
+               query: Optional[PageQuery], unreadable: Sequence[dict] = ()) -> str:
     rows = [[f"<a href='{esc(page)}'>{row['caption_id']}</a>", esc(row["caption"]), _label(row["overfit_type"]),
              "–" if d.auto is None else esc(d.auto.label),
              "–" if d.match is None else f"{esc(d.match.kind)} {fmt(d.match.distance)}", esc(row["reviewer"]),
              esc(row["labelled_at"])] for page, row, d in entries]
     where = "" if query is None else f"<p>Filter: <code>{esc(json.dumps(query.to_json(), sort_keys=True))}</code></p>"
     warn = f"<p class='warn'>{esc(warning)}</p>" if warning else ""
+    warn += "".join(f"<p class='warn'>Caption {u['caption_id']}: no page, a stored image could not be read "
+                    f"({esc(u['file'])}: {esc(u['why'])}).</p>" for u in unreadable)
     body = (f"<h1>Confirmed copies: {len(rows)}</h1><p>Captions whose current human label is "
             f"{esc(', '.join(labels))}. Each page shows every generation, the caption’s own training image, the "
             f"match, the mask and difference, the scores and the full label history. manifest.json lists the "
@@ -246,34 +252,46 @@ def index_html(entries: Sequence[tuple[str, dict, CandidateData]], labels: Seque
 
 # -- the export ---------------------------------------------------------------------------------------------------
 def build_evidence(store: Store, labels: Sequence[str] = DEFAULT_LABELS,
-                   query: Optional[PageQuery] = None) -> tuple[bytes, int, Optional[str]]:
-    """(zip bytes, rows, warning) of the evidence export."""
+                   query: Optional[PageQuery] = None) -> tuple[bytes, list, Optional[str], list]:
+    """(zip bytes, rows written, warning, unreadable) of the evidence export. A row whose pictures
+    cannot all be read (a missing or damaged stored image) gets no page: it is listed in
+    ``unreadable`` (caption id, file, why), the manifest and the index, and the rest is exported."""
     labels = check_labels(labels)
-    rows, kinds = store.collect_rows(labels, query)
-    entries, all_files = [], {}
+    unreadable: list = []
+    rows, kinds = store.collect_rows(labels, query, unreadable=unreadable)
+    entries, all_files, kept = [], {}, []
     for row in rows:
-        data = candidate_data(store, row["caption_id"])
-        files = _Files(f"{row['caption_id']:04d}-{slug(row['caption'] or '')}")
-        paths = _row_files(store, row, data, files)
+        try:
+            data = candidate_data(store, row["caption_id"])
+            files = _Files(f"{row['caption_id']:04d}-{slug(row['caption'] or '')}")
+            paths = _row_files(store, row, data, files)
+        except (NotFoundError, DamagedImageError) as e:
+            file, _, why = str(e).partition(": ")
+            unreadable.append({"caption_id": row["caption_id"], "file": file, "why": f"{why or e} (no page made)"})
+            continue
         paths["page"] = f"{files.folder}.html"
         row.update(paths)
         all_files.update(files.files)
         all_files[paths["page"]] = EvidenceFile(paths["page"], page_html(row, data, files, paths).encode(), (0, 0))
         entries.append((paths["page"], row, data))
+        kept.append(row)
     warning = None if rows else store.empty_export_warning(labels, query)
     columns = list(BASE_COLUMNS) + [f"score_{k}" for k in kinds] + list(PATH_COLUMNS)
-    all_files["index.html"] = EvidenceFile("index.html", index_html(entries, labels, warning, query).encode(), (0, 0))
-    all_files["verbatims.csv"] = EvidenceFile("verbatims.csv", write_csv(rows, columns), (0, 0))
-    return _zip(all_files, len(rows), labels, columns), len(rows), warning
+    all_files["index.html"] = EvidenceFile("index.html", index_html(entries, labels, warning, query, unreadable)
+                                           .encode(), (0, 0))
+    all_files["verbatims.csv"] = EvidenceFile("verbatims.csv", write_csv(kept, columns), (0, 0))
+    return _zip(all_files, len(kept), labels, columns, unreadable), kept, warning, unreadable
 
 
-def _zip(files: dict[str, EvidenceFile], rows: int, labels: Sequence[str], columns: Sequence[str]) -> bytes:
+def _zip(files: dict[str, EvidenceFile], rows: int, labels: Sequence[str], columns: Sequence[str],
+         unreadable: list) -> bytes:
     buf, hashes = io.BytesIO(), {}
     with zipfile.ZipFile(buf, "w") as zf:
         for name in sorted(files):
             zip_add(zf, name, files[name].data, hashes)
         manifest = {"tool": "verbatim", "version": __version__, "layout": "evidence-html", "rows": rows,
-                    "labels": list(labels), "columns": list(columns), "files": dict(sorted(hashes.items()))}
+                    "labels": list(labels), "columns": list(columns), "files": dict(sorted(hashes.items())),
+                    "unreadable_images": unreadable}
         zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
     return buf.getvalue()
 
@@ -287,7 +305,9 @@ def export_evidence(store: Store, out: Union[str, Path], labels: Sequence[str] =
         raise ExportError(f"{out}: expected a .zip file for the evidence export, got {out.suffix or 'no extension'}")
     labels = check_labels(labels)
     out = check_output(out, force=force, make_parents=make_parents)
-    data, n, warning = build_evidence(store, labels, query)
+    data, kept, warning, unreadable = build_evidence(store, labels, query)
     write_output(out, data)
     sha = hashlib.sha256(data).hexdigest()
-    return ExportResult(out, FORMAT, n, sha, store.record_export(FORMAT, out, labels, query, n, sha), (), warning)
+    n = len(kept)
+    return ExportResult(out, FORMAT, n, sha, store.record_export(FORMAT, out, labels, query, n, sha), (), warning,
+                        tuple(unreadable))

@@ -112,6 +112,17 @@ LABEL_HELP = (
     "was also under δ: the candidate's side panel says which distances passed.</p>")
 
 
+def store_problems_banner(report) -> str:
+    """A banner over the app when the store failed its quick check at start (a store.CheckReport)."""
+    left = [p for p in report.problems if not p.repaired]
+    items = "".join(f"<li>{esc(p.kind)}: {esc(p.where)}: {esc(p.what)}</li>" for p in left[:5])
+    more = f"<li>… and {len(left) - 5} more</li>" if len(left) > 5 else ""
+    return (f'<div class="vb-store-problems" role="alert"><b>This store failed its quick check: {len(left)} '
+            f'problem(s).</b> Labels still save, but pictures or counts may be wrong. Run <code>python -m store '
+            f'check --store {esc(report.store)}</code> to see all of them and repair what it can.<ul>{items}{more}'
+            f'</ul></div>')
+
+
 def help_overlay() -> str:
     """The keyboard help shown by '?' (toggled by the page script in review/assets/keys.js)."""
     rows = "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{esc(label)} — {esc(LABEL_TITLES[label])}</td></tr>"

@@ -4,21 +4,54 @@
     with Store.open("data/demo") as s:
         page = s.page(PageQuery(order_by="dcs", human_label="unlabelled"))
 """
+from .check import CheckReport, check_store
 from .errors import (
-    ExportError, IngestError, Interrupted, LabelConflictError, LabelError, MaskError, NotFoundError, NotYourLabelError,
-    OutputError, ReadOnlyStoreError, SchemaError, StoreError,
+    DamagedImageError,
+    ExportError,
+    IngestError,
+    Interrupted,
+    LabelConflictError,
+    LabelError,
+    MaskError,
+    NotFoundError,
+    NotYourLabelError,
+    OutputError,
+    ReadOnlyStoreError,
+    SchemaError,
+    StoreError,
 )
 from .records import (
-    AutoLabel, AutoLabelState, CandidateDup, Caption, CaptionRef, CaptionRow, Generation, GenerationRef,
-    LabelEntry, Lease, Mask, Neighbour, Page, PageQuery, PageRow, ReviewerActivity, Run, RunHandle, RunLabelCount,
-    ScoreRank, SearchHit, TrainingImage, TrainingSetVersion, CaptionReviews,
+    AutoLabel,
+    AutoLabelState,
+    CandidateDup,
+    Caption,
+    CaptionRef,
+    CaptionReviews,
+    CaptionRow,
+    Generation,
+    GenerationRef,
+    LabelEntry,
+    Lease,
+    Mask,
+    Neighbour,
+    Page,
+    PageQuery,
+    PageRow,
+    ReviewerActivity,
+    Run,
+    RunHandle,
+    RunLabelCount,
+    ScoreRank,
+    SearchHit,
+    TrainingImage,
+    TrainingSetVersion,
 )
 from .schema import HUMAN_LABELS, REFERENCE_LABELS, SCHEMA_VERSION
 from .store import Store
 from .version import __version__
 
 __all__ = [
-    "Store", "StoreError", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
+    "Store", "StoreError", "DamagedImageError", "check_store", "CheckReport", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
     "OutputError", "ReadOnlyStoreError", "Interrupted", "LabelConflictError", "NotYourLabelError",
     "AutoLabel", "AutoLabelState", "CandidateDup", "Caption", "CaptionRef", "CaptionRow", "Generation",
     "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity",

@@ -1,4 +1,4 @@
-"""python -m store info|export|bench: thin wrappers over the library.
+"""python -m store info|export|check|bench: thin wrappers over the library.
 
 Errors go to stderr as one line (store/command.py); bad input exits 2. info opens the store
 read-only; export writes its file under store/outputs.py's rules (--format evidence runs
@@ -19,8 +19,7 @@ from .bench import BenchConfig, result_json, run_bench
 from .command import run_command
 from .errors import ExportError, StoreError
 from .export import DEFAULT_LABELS, FORMATS
-from .store import open_for_export
-from .store import Store
+from .store import Store, open_for_export
 from .terminal import echo
 
 
@@ -36,6 +35,28 @@ def _info(args: argparse.Namespace) -> int:
         echo(f"  candidates       {info['candidates']}")
         echo("  labels: " + ", ".join(f"{k} {v}" for k, v in info["labels"].items()))
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check_store
+
+    try:
+        # writable when the user may write it (the search index's check is an INSERT), read-only otherwise
+        store = Store.open(args.store, create=False) if args.repair else open_for_export(args.store)
+    except StoreError as e:
+        if not (Path(args.store) / "store.db").is_file():
+            raise
+        echo(f"integrity: {Path(args.store) / 'store.db'}: expected a database the store can open, got {e}; not "
+             f"repairable here: restore store.db from a backup, or salvage its rows with `sqlite3 store.db .recover`")
+        return 2
+    with store:
+        report = check_store(store, repair=args.repair, quick=args.quick)
+    if args.json:
+        echo(report.as_json())
+    else:
+        for line in report.lines():
+            echo(line)
+    return 0 if report.ok else 2
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -55,6 +76,8 @@ def _export(args: argparse.Namespace) -> int:
          f"[{result.format}, sha256 {result.sha256[:12]}]{skipped}{unrecorded}")
     if result.warning:
         echo(f"warning: {result.warning}", sys.stderr)
+    if result.unreadable:
+        echo(f"warning: {result.unreadable_warning()}", sys.stderr)
     return 0
 
 
@@ -113,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--raw-csv", action="store_true", help="CSV: keep text cells exactly, without neutralising "
                                                             "ones a spreadsheet would run as formulas (=, +, -, @)")
     ex.set_defaults(func=_export)
+
+    ck = sub.add_parser("check", help="is the store whole: SQLite's integrity check, every image present with the "
+                                      "bytes its name says, the derived tables equal to their sources",
+                        description="Exit 0: no problem (or every one repaired); 2: problems, one line each.")
+    ck.add_argument("--store", type=Path, required=True)
+    ck.add_argument("--repair", action="store_true", help="fix what is safe: temporary files, the search index, "
+                                                          "the derived tables (nothing a person made is touched)")
+    ck.add_argument("--quick", action="store_true", help="SQLite's quick_check, every image file present, a sample "
+                                                         "hashed (what the review app runs at start)")
+    ck.add_argument("--json", action="store_true", help="print one JSON object")
+    ck.set_defaults(func=_check)
 
     b = sub.add_parser("bench", help="page/label/search latency on a synthetic store")
     b.add_argument("--json", action="store_true", help="only the JSON line on stdout")

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import sqlite3
-from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from .errors import ReadOnlyStoreError, SchemaError
 from .schema import MIGRATIONS, SCHEMA_VERSION

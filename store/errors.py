@@ -19,6 +19,10 @@ class NotFoundError(StoreError):
     """A referenced row or image does not exist in the store."""
 
 
+class DamagedImageError(StoreError):
+    """A stored image file exists but cannot be decoded (truncated or overwritten)."""
+
+
 class LabelError(StoreError):
     """A human label write was rejected (unknown label, nothing to undo, ...)."""
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import reviews
 from .canon import canonical_json, load_json
+from .check import check_hint
 from .db import utc_now
 from .errors import ExportError
 from .evidence import CURRENT_NEIGHBOURS
@@ -62,6 +63,15 @@ class ExportResult:
     export_id: Optional[int]            # None: not recorded (a read-only store)
     skipped_without_image: tuple = ()   # caption ids left out of a zip (no generated image)
     warning: Optional[str] = None       # set when the export holds 0 rows: which filter emptied it
+    unreadable: tuple = ()              # dicts (caption_id, file, why): stored images left out, unreadable
+
+    def unreadable_warning(self) -> Optional[str]:
+        if not self.unreadable:
+            return None
+        first = self.unreadable[0]
+        return (f"{len(self.unreadable)} stored image(s) could not be read and were left out (listed in the "
+                f"manifest's unreadable_images; the first: caption {first['caption_id']}, {first['file']}: "
+                f"{first['why']}); {check_hint()}")
 
 
 def safe_member_name(name: str) -> str:
@@ -274,9 +284,10 @@ def _shown(value: Any) -> Any:
 class Exports:
     """Exports of confirmed labels with their evidence. Methods of Store (store/store.py), which holds the connection."""
 
-    def collect_rows(self, labels: Sequence[str] = DEFAULT_LABELS,
-                     query: Optional[PageQuery] = None, auto: bool = False) -> tuple[list[dict], list[str]]:
-        """(rows, score kinds) for an export; reusable by the review app for previews.
+    def collect_rows(self, labels: Sequence[str] = DEFAULT_LABELS, query: Optional[PageQuery] = None,
+                     auto: bool = False, unreadable: Optional[list] = None) -> tuple[list[dict], list[str]]:
+        """(rows, score kinds) for an export; reusable by the review app for previews. unreadable: a
+        mask file that cannot be read leaves mask_rle empty and is listed here (None: it raises).
 
         auto: every candidate (the whole ranking), human-labelled or not, with its automatic label,
         flags and distances (AUTO_COLUMNS) beside the human label; ``labels`` is then ignored."""
@@ -350,27 +361,56 @@ class Exports:
             scores = row.pop("_scores")
             for k in kind_list:
                 row[f"score_{k}"] = scores.get(k)
-            if row["mask_sha"] is not None:
+            if row["mask_sha"] is not None and (unreadable is None or self.stored_bytes(
+                    row["mask_sha"], row["caption_id"], unreadable) is not None):
                 row["mask_rle"] = mask_rle(self.load_mask(row["mask_sha"]))
         return rows, kind_list
 
-    def write_zip(self, rows: list[dict], columns: list[str], labels: Sequence[str]) -> tuple[bytes, tuple]:
-        """Hugging Face imagefolder: metadata.jsonl keyed by file_name (the generated image)."""
+    def stored_bytes(self, sha: str, caption_id: int, unreadable: list) -> Optional[bytes]:
+        """The image file's bytes when present and whole (they hash to its name); else None, with
+        a line in ``unreadable`` saying which file and why."""
+        path = self.image_path(sha)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            why = "missing" if isinstance(e, FileNotFoundError) else f"unreadable ({e.strerror or e})"
+        else:
+            if hashlib.sha256(data).hexdigest() == sha:
+                return data
+            why = "damaged: its bytes do not hash to its name (truncated or overwritten)"
+        entry = {"caption_id": caption_id, "file": str(path), "why": why}
+        if entry not in unreadable:
+            unreadable.append(entry)
+        return None
+
+    def write_zip(self, rows: list[dict], columns: list[str], labels: Sequence[str],
+                  unreadable: Optional[list] = None) -> tuple[bytes, tuple]:
+        """Hugging Face imagefolder: metadata.jsonl keyed by file_name (the generated image). A row
+        whose generated image cannot be read is left out, another unreadable image is left empty;
+        both are listed in ``unreadable`` and the manifest."""
         buf = io.BytesIO()
         files: dict[str, str] = {}
         skipped, lines = [], []
+        unreadable = [] if unreadable is None else unreadable
         with zipfile.ZipFile(buf, "w") as zf:
             for row in rows:
                 if row["generated_sha"] is None:
                     skipped.append(row["caption_id"])
                     continue
+                generated = self.stored_bytes(row["generated_sha"], row["caption_id"], unreadable)
+                if generated is None:
+                    continue
                 meta = {"file_name": safe_member_name(f"generated/{row['generated_sha']}.png")}
-                zip_add(zf, meta["file_name"], self.image_path(row["generated_sha"]).read_bytes(), files)
+                zip_add(zf, meta["file_name"], generated, files)
                 meta["train_file_name"] = meta["mask_file_name"] = None
-                if row["train_image_sha"] is not None:
+                train = None if row["train_image_sha"] is None else \
+                    self.stored_bytes(row["train_image_sha"], row["caption_id"], unreadable)
+                if train is not None:
                     meta["train_file_name"] = safe_member_name(f"train/{row['train_image_sha']}.png")
-                    zip_add(zf, meta["train_file_name"], self.image_path(row["train_image_sha"]).read_bytes(), files)
-                if row["mask_sha"] is not None:
+                    zip_add(zf, meta["train_file_name"], train, files)
+                mask = None if row["mask_sha"] is None else \
+                    self.stored_bytes(row["mask_sha"], row["caption_id"], unreadable)
+                if mask is not None:
                     png = encode_png(self.load_mask(row["mask_sha"]).astype(np.uint8) * 255)
                     meta["mask_file_name"] = safe_member_name(f"mask/{hashlib.sha256(png).hexdigest()}.png")
                     zip_add(zf, meta["mask_file_name"], png, files)
@@ -382,6 +422,7 @@ class Exports:
                 "rows": len(lines), "labels": list(labels), "columns": ["file_name", "train_file_name",
                                                                       "mask_file_name"] + list(columns),
                 "skipped_without_image": skipped, "files": dict(sorted(files.items())),
+                "unreadable_images": unreadable,
             }
             zip_add(zf, "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"), {})
         return buf.getvalue(), tuple(skipped)
@@ -398,7 +439,8 @@ class Exports:
         fmt = _format_for(out, fmt)
         labels = check_labels(labels)
         out = check_output(out, force=force, make_parents=make_parents)
-        rows, kinds = self.collect_rows(labels, query, auto)
+        unreadable: list = []
+        rows, kinds = self.collect_rows(labels, query, auto, unreadable=unreadable)
         columns = list(BASE_COLUMNS) + (list(AUTO_COLUMNS) if auto else []) + [f"score_{k}" for k in kinds]
         skipped: tuple = ()
         if fmt == "csv":
@@ -408,12 +450,12 @@ class Exports:
         elif fmt == "parquet":
             data = write_parquet(rows, columns, kinds)
         else:
-            data, skipped = self.write_zip(rows, columns, labels)
+            data, skipped = self.write_zip(rows, columns, labels, unreadable)
         write_output(out, data)
         sha = hashlib.sha256(data).hexdigest()
         warning = self.empty_export_warning(labels, query, auto) if not rows else None
         return ExportResult(out, fmt, len(rows), sha, self.record_export(fmt, out, labels, query, len(rows), sha),
-                            skipped, warning)
+                            skipped, warning, tuple(unreadable))
 
     def record_export(self, fmt: str, out: Path, labels: Sequence[str], query: Optional[PageQuery],
                       rows: int, sha: str) -> Optional[int]:

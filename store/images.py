@@ -21,7 +21,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .errors import NotFoundError, StoreError
+from .check import check_hint
+from .errors import DamagedImageError, NotFoundError, StoreError
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 PNG_COMPRESS_LEVEL = 6
@@ -200,13 +201,23 @@ class ImageFiles:
     def require(self, sha: str) -> Path:
         path = self.path(sha)
         if not path.is_file():
-            raise NotFoundError(f"expected image file {path} for sha {sha}, got no such file")
+            raise NotFoundError(f"{path}: expected the stored image file of sha {sha[:12]}..., got no such file; "
+                                f"{check_hint(self.root.parent)}")
         return path
 
-    def load_image(self, sha: str) -> Image.Image:
+    def _decoded(self, sha: str, mode: str) -> Image.Image:
+        """The stored file decoded in ``mode``; a truncated or overwritten file is a DamagedImageError
+        naming it (PIL raises several types for one)."""
         path = self.require(sha)
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        try:
+            with Image.open(path) as im:
+                return im.convert(mode)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DamagedImageError(f"{path}: expected the stored PNG of sha {sha[:12]}..., got a damaged file "
+                                    f"({type(e).__name__}: {e}); {check_hint(self.root.parent)}") from e
+
+    def load_image(self, sha: str) -> Image.Image:
+        return self._decoded(sha, "RGB")
 
     def compare_pixels(self, sha: str, write: bool = True) -> np.ndarray:
         """The image at the compare size (256x256x3 uint8). An image larger than that is decoded
@@ -224,6 +235,4 @@ class ImageFiles:
         return self._cache_compare(sha, arr) if write else compare_resize(arr)
 
     def load_mask(self, sha: str) -> np.ndarray:
-        path = self.require(sha)
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L")) > 127
+        return np.asarray(self._decoded(sha, "L")) > 127
