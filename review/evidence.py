@@ -22,7 +22,12 @@ import numpy as np
 
 from store import DamagedImageError, ExportError, NotFoundError, PageQuery, Store
 from store.export import (
-    BASE_COLUMNS, DEFAULT_LABELS, ExportResult, check_labels, write_csv, zip_add,
+    BASE_COLUMNS,
+    DEFAULT_LABELS,
+    ExportResult,
+    check_labels,
+    write_csv,
+    zip_add,
 )
 from store.images import encode_png
 from store.outputs import check_output, write_output
