@@ -10,7 +10,7 @@ from pathlib import Path
 
 from store import StoreError
 from store.command import run_command
-from store.terminal import echo
+from store.terminal import echo, terminal_safe
 
 from .bench import ReviewBenchConfig, result_json, run_bench
 
@@ -64,7 +64,8 @@ def _export(a: argparse.Namespace) -> int:
     with open_for_export(a.store) as store:
         res = export_evidence(store, a.out, labels, make_parents=a.parents, force=a.force)
     unrecorded = " (not recorded in the store: it is read-only)" if res.export_id is None else ""
-    echo(f"exported {res.rows} evidence pages (current human label {','.join(sorted(set(labels)))}) to {res.path} "
+    echo(f"exported {res.rows} evidence pages (current human label {','.join(sorted(set(labels)))}) to "
+         f"{terminal_safe(res.path, keep_newlines=False)} "
          f"[evidence, sha256 {res.sha256[:12]}]{unrecorded}")
     if res.warning:
         echo(f"warning: {res.warning}", sys.stderr)   # a valid request that found nothing: exit 0

@@ -20,7 +20,7 @@ from .command import run_command
 from .errors import ExportError, StoreError
 from .export import DEFAULT_LABELS, FORMATS
 from .store import Store, open_for_export
-from .terminal import echo
+from .terminal import echo, terminal_safe
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def _export(args: argparse.Namespace) -> int:
     what = ("every candidate, with its automatic label, flags, distances and scores beside any human label"
             if args.auto else f"captions whose current human label is {','.join(sorted(set(labels)))}; "
                               f"automatic labels are not exported without --auto")
-    echo(f"exported {result.rows} rows ({what}) to {result.path} "
+    echo(f"exported {result.rows} rows ({what}) to {terminal_safe(result.path, keep_newlines=False)} "
          f"[{result.format}, sha256 {result.sha256[:12]}]{skipped}{unrecorded}")
     if result.warning:
         echo(f"warning: {result.warning}", sys.stderr)

@@ -96,13 +96,13 @@ def run_command(body: Callable[[], int], *, bad_input: tuple = (StoreError,),
         with signals_raise():
             return body()
     except bad_input as e:
-        echo(f"error: {e}", sys.stderr)
+        echo(f"error: {e}", sys.stderr, one_line=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        echo(f"interrupted (Ctrl-C): {interrupted}", sys.stderr)
+        echo(f"interrupted (Ctrl-C): {interrupted}", sys.stderr, one_line=True)
         return 128 + signal.SIGINT
     except Interrupted as e:
-        echo(f"interrupted ({e.name}): {interrupted}", sys.stderr)
+        echo(f"interrupted ({e.name}): {interrupted}", sys.stderr, one_line=True)
         return 128 + e.signum
     except BrokenPipeError:  # the reader went away (| head): nothing left to say
         with contextlib.suppress(OSError):
@@ -119,7 +119,8 @@ def run_command(body: Callable[[], int], *, bad_input: tuple = (StoreError,),
             traceback.print_exc()
         problem = environment_problem(e)
         if problem is not None:
-            echo(f"error: {problem}; {failed}", sys.stderr)
+            echo(f"error: {problem}; {failed}", sys.stderr, one_line=True)
             return EXIT_ENVIRONMENT
-        echo(f"error: unexpected {type(e).__name__}: {e} (set VERBATIM_DEBUG=1 to see where)", sys.stderr)
+        echo(f"error: unexpected {type(e).__name__}: {e} (set VERBATIM_DEBUG=1 to see where)", sys.stderr,
+             one_line=True)
         return EXIT_UNEXPECTED

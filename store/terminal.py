@@ -33,7 +33,8 @@ def terminal_safe(text: object, keep_newlines: bool = True) -> str:
     return "".join(out)
 
 
-def echo(message: object = "", file: Optional[TextIO] = None) -> None:
-    """print() for anything that may carry untrusted text."""
+def echo(message: object = "", file: Optional[TextIO] = None, one_line: bool = False) -> None:
+    """print() for anything that may carry untrusted text. one_line: a newline inside the message
+    (a file name can hold one) is shown as \x0a, so the message stays one line."""
     stream = file if file is not None else sys.stdout
-    print(terminal_safe(message), file=stream, flush=True)
+    print(terminal_safe(message, keep_newlines=not one_line), file=stream, flush=True)

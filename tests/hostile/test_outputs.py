@@ -117,3 +117,14 @@ def test_numbers_are_not_mangled_by_the_formula_rule(tmp_path):
     from store.export import write_csv
     data = write_csv([{"caption": "-a", "score_dcs": -0.5, "caption_id": 3}], ["caption", "score_dcs", "caption_id"])
     assert data.decode().splitlines()[1] == "'-a,-0.5,3"
+
+
+def test_an_out_path_with_a_newline_is_echoed_on_one_line(populated, tmp_path):
+    out = tmp_path / "two\nlines.csv"
+    done = run("store", "export", "--store", populated, "--out", out)
+    assert done.returncode == 0 and out.exists(), done.stderr
+    (line,) = done.stdout.splitlines()                        # was two lines: the name's newline printed raw
+    assert "two\\x0alines.csv" in line
+    failed = run("store", "export", "--store", populated, "--out", tmp_path / "no\nsuch" / "x.csv")
+    assert failed.returncode == 2 and "no\\x0asuch" in one_line_error(failed)
+    assert len([x for x in failed.stderr.splitlines() if x.strip()]) == 1
