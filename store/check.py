@@ -16,7 +16,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .store import Store
@@ -208,8 +208,3 @@ def check_store(store: "Store", repair: bool = False, quick: bool = False) -> Ch
                "image files hashed": hashed,
                "search index": "not" if quick or damaged else "ids" if store.readonly else "whole"}
     return CheckReport(store.path, quick, checked, tuple(problems))
-
-
-def check_hint(path: Optional[Path] = None) -> str:
-    """The sentence every message about a damaged store or image ends with."""
-    return f"`python -m store check --store {path or 'DIR'}` lists what is wrong and repairs what it can"

@@ -67,3 +67,8 @@ class Interrupted(BaseException):
     def __init__(self, signum: int, name: str) -> None:
         super().__init__(name)
         self.signum, self.name = signum, name
+
+
+def check_hint(path=None) -> str:
+    """The sentence every message about a damaged store or image ends with."""
+    return f"`python -m store check --store {path or 'DIR'}` lists what is wrong and repairs what it can"

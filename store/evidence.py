@@ -61,6 +61,12 @@ class Evidence:
             return {int(r[0]) for r in conn.execute("SELECT caption_id FROM scores WHERE run_id = ? AND kind = ?",
                                                    (run_id, kind))}
 
+    def scored_among(self, run_id: int, kind: str, caption_ids: Sequence[int]) -> set[int]:
+        """Those of ``caption_ids`` that hold a `kind` score of this run (a few, by index)."""
+        with self.snapshot() as conn:
+            return {int(c) for c in caption_ids if conn.execute(
+                "SELECT 1 FROM scores WHERE run_id = ? AND kind = ? AND caption_id = ?", (run_id, kind, c)).fetchone()}
+
     def score_count(self, run_id: int, kind: str) -> int:
         with self.snapshot() as conn:
             return int(conn.execute("SELECT count(*) FROM scores WHERE run_id = ? AND kind = ?",
@@ -114,6 +120,13 @@ class Evidence:
             rows = conn.execute("SELECT id, caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at "
                                 "FROM generations WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
         return [Generation(*r[:7], load_json(r[7], {}), r[8]) for r in rows]
+
+    def generated_among(self, run_id: int, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Those of the (caption id, seed) ``pairs`` the run holds a generation for (by index)."""
+        with self.snapshot() as conn:
+            return {(int(c), int(s)) for c, s in pairs if conn.execute(
+                "SELECT 1 FROM generations WHERE run_id = ? AND caption_id = ? AND seed = ?",
+                (run_id, c, s)).fetchone()}
 
     def generated_pairs(self, run_id: int) -> set[tuple[int, int]]:
         """(caption id, seed) of every generation of a run."""

@@ -31,9 +31,8 @@ import numpy as np
 
 from . import reviews
 from .canon import canonical_json, load_json
-from .check import check_hint
 from .db import utc_now
-from .errors import ExportError
+from .errors import ExportError, check_hint
 from .evidence import CURRENT_NEIGHBOURS
 from .images import encode_png
 from .outputs import check_output, write_output
@@ -379,8 +378,7 @@ class Exports:
                 return data
             why = "damaged: its bytes do not hash to its name (truncated or overwritten)"
         entry = {"caption_id": caption_id, "file": str(path), "why": why}
-        if entry not in unreadable:
-            unreadable.append(entry)
+        unreadable.extend([entry] if entry not in unreadable else [])
         return None
 
     def write_zip(self, rows: list[dict], columns: list[str], labels: Sequence[str],
@@ -403,14 +401,12 @@ class Exports:
                 meta = {"file_name": safe_member_name(f"generated/{row['generated_sha']}.png")}
                 zip_add(zf, meta["file_name"], generated, files)
                 meta["train_file_name"] = meta["mask_file_name"] = None
-                train = None if row["train_image_sha"] is None else \
-                    self.stored_bytes(row["train_image_sha"], row["caption_id"], unreadable)
+                train = row["train_image_sha"] and self.stored_bytes(row["train_image_sha"], row["caption_id"],
+                                                                     unreadable)
                 if train is not None:
                     meta["train_file_name"] = safe_member_name(f"train/{row['train_image_sha']}.png")
                     zip_add(zf, meta["train_file_name"], train, files)
-                mask = None if row["mask_sha"] is None else \
-                    self.stored_bytes(row["mask_sha"], row["caption_id"], unreadable)
-                if mask is not None:
+                if row["mask_sha"] and self.stored_bytes(row["mask_sha"], row["caption_id"], unreadable):
                     png = encode_png(self.load_mask(row["mask_sha"]).astype(np.uint8) * 255)
                     meta["mask_file_name"] = safe_member_name(f"mask/{hashlib.sha256(png).hexdigest()}.png")
                     zip_add(zf, meta["mask_file_name"], png, files)

@@ -21,8 +21,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .check import check_hint
-from .errors import DamagedImageError, NotFoundError, StoreError
+from .errors import DamagedImageError, NotFoundError, StoreError, check_hint
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 PNG_COMPRESS_LEVEL = 6

@@ -1,8 +1,9 @@
 """Runs (one per stage call, keyed by stage, model and params) and the store's meta rows."""
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .canon import load_json
 from .checks import check_int, check_text, json_or_none, require_row
@@ -124,6 +125,47 @@ class Runs:
         return None if row is None else row[0]
 
     # -- meta --------------------------------------------------------------------------------------
+    # -- work claims: processes sharing a run split its units -----------------------------------
+    def claim_units(self, run_id: int, units: Sequence[str], owner: str, ttl_s: float, limit: int,
+                    release: Sequence[str] = (),
+                    done: Callable[[Sequence[str]], set] = lambda units: set()) -> tuple[list[str], list[str], int]:
+        """Claim, in order, up to ``limit`` of ``units`` that are not done and that no other owner
+        holds (a claim past its expiry is free) for ``ttl_s`` seconds, in one write transaction that
+        also drops this owner's claims on ``release`` (units it has written) and renews its other
+        claims. ``done(units)`` (the stage's: which units the run holds results for) runs inside that
+        transaction, so a unit another process wrote and released is never claimed again. Returns
+        (claimed, done, how many of ``units`` were looked at); the others looked at are held."""
+        check_text(owner, "claim_units owner")
+        claimed, finished, looked = [], [], 0
+        now = time.time()
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM work_claims WHERE run_id = ? AND unit = ? AND owner = ?",
+                             [(run_id, u, owner) for u in release])
+            conn.execute("UPDATE work_claims SET expires = ? WHERE run_id = ? AND owner = ?",
+                         (now + ttl_s, run_id, owner))
+            have = done(units)
+            for unit in units:
+                if len(claimed) >= limit:
+                    break
+                looked += 1
+                if unit in have:
+                    finished.append(unit)
+                    continue
+                row = conn.execute("SELECT owner, expires FROM work_claims WHERE run_id = ? AND unit = ?",
+                                   (run_id, unit)).fetchone()
+                if row is not None and row[0] != owner and row[1] > now:
+                    continue
+                conn.execute("INSERT INTO work_claims (run_id, unit, owner, expires) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (run_id, unit) DO UPDATE SET owner = excluded.owner, "
+                             "expires = excluded.expires", (run_id, unit, owner, now + ttl_s))
+                claimed.append(unit)
+        return claimed, finished, looked
+
+    def release_units(self, run_id: int, owner: str) -> None:
+        """Drop every claim this owner holds on the run (it stopped, done or not)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM work_claims WHERE run_id = ? AND owner = ?", (run_id, owner))
+
     def get_meta(self, key: str) -> Optional[str]:
         with self.snapshot() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

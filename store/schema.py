@@ -382,5 +382,18 @@ CREATE TABLE leases (
 CREATE INDEX leases_caption ON leases(caption_id, expires);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8)
+# v9: work claims. Processes running one stage on one store (two `attack run` at once) share its
+# run; each claims the units it computes (a caption, or a caption and seed) for a while, so no unit
+# is computed twice. A claim whose process died expires and is taken over.
+V9 = """
+CREATE TABLE work_claims (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    unit TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL,               -- unix seconds
+    PRIMARY KEY (run_id, unit)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9)
 SCHEMA_VERSION = len(MIGRATIONS)

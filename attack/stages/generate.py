@@ -16,6 +16,7 @@ import torch
 from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
 from attack.scores.base import ScoreInputError, check_batch_size, check_captions
+from attack.stages.claims import shared_batches
 from attack.stages.rank import Ranked, rank_captions, top_k
 from attack.stages.runs import Captions, EvalMeter, StageReport, as_selection, model_id_of, open_run, shard
 from store import Store
@@ -131,19 +132,30 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                 return {"guidance": guidance, "rank": int(row["rank"]), "score_kind": by, "score": row["score"]}
             computed = engine.generate(store, run_id, model.sampler, todo, params.steps, params.guidance, meta,
                                        batch_size).computed
-            todo = todo[:computed]   # for the report: generations this call computed
-            progress("generate", len(todo), len(todo))
-        for b in range(0, len(todo) if engine is None else 0, batch_size):
-            chunk = todo[b:b + batch_size]
-            start = model.evals
-            images = model.images([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
-                                  guidance=params.guidance)
-            shas = [store.put_image(img) for img in images]  # files first: harmless if orphaned
-            with store.transaction():
-                for (r, s), sha in zip(chunk, shas):
-                    store.add_generation(r.caption_id, run_id, s, params.steps, model.sampler, sha,
-                                         {"guidance": guidance, "rank": r.rank, "score_kind": by, "score": r.score})
-                meter.commit(start)
-            progress("generate", b + len(chunk), len(todo))
-        return StageReport("generate", model.sampler, run_id, resumed, len(todo), len(jobs) - len(todo),
+            progress("generate", computed, computed)
+        else:                    # this process generates what it claims; another on the store, the rest
+            computed = 0
+            def generated(keys):
+                pairs = [tuple(int(x) for x in k.split(":")) for k in keys]
+                return {f"{c}:{s}" for c, s in store.generated_among(run_id, pairs)}
+
+            for chunk in shared_batches(store, run_id, todo, _pair_key, batch_size, generated):
+                start = model.evals
+                images = model.images([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
+                                      guidance=params.guidance)
+                shas = [store.put_image(img) for img in images]  # files first: harmless if orphaned
+                with store.transaction():
+                    for (r, s), sha in zip(chunk, shas):
+                        store.add_generation(r.caption_id, run_id, s, params.steps, model.sampler, sha,
+                                             {"guidance": guidance, "rank": r.rank, "score_kind": by,
+                                              "score": r.score})
+                    meter.commit(start)
+                computed += len(chunk)
+                progress("generate", computed, len(todo))
+        return StageReport("generate", model.sampler, run_id, resumed, computed, len(jobs) - computed,
                            meter.finish(), run.note)
+
+
+def _pair_key(job: tuple[Ranked, int]) -> str:
+    """A (caption, seed) generation as a work unit's name."""
+    return f"{job[0].caption_id}:{job[1]}"

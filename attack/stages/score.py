@@ -10,6 +10,7 @@ from attack.models.base import TextToImageModel
 from attack.progress import Progress, no_progress
 from attack.scores import SCORE_NAMES, score_spec
 from attack.scores.base import check_batch_size, require_whitebox
+from attack.stages.claims import shared_batches
 from attack.stages.runs import Captions, EvalMeter, StageReport, as_selection, model_id_of, open_run, shard
 from store import Store
 
@@ -55,17 +56,21 @@ def score_stage(store: Store, model: TextToImageModel, captions: Captions, kinds
             progress(f"{kind}", 0, len(todo))
             if engine is not None:   # Ray actors compute, this process merges their shards
                 computed = engine.score(store, run_id, kind, p, todo, batch_size).computed
-                todo = todo[:computed]   # for the report: rows this call computed
-                progress(f"{kind}", len(todo), len(todo))
-            for b in range(0, len(todo) if engine is None else 0, batch_size):
-                chunk = todo[b:b + batch_size]
-                start = model.evals
-                res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
-                with store.transaction():
-                    store.add_scores(run_id, kind, zip([cid for cid, _ in chunk], res.values.tolist()))
-                    meter.commit(start)
-                progress(f"{kind}", b + len(chunk), len(todo))
+                progress(f"{kind}", computed, computed)
+            else:                    # this process computes what it claims; another on the store, the rest
+                computed = 0
+                def scored(keys, run_id=run_id, kind=kind):
+                    return {str(c) for c in store.scored_among(run_id, kind, [int(k) for k in keys])}
+
+                for chunk in shared_batches(store, run_id, todo, lambda ct: str(ct[0]), batch_size, scored):
+                    start = model.evals
+                    res = fn(model, [t for _, t in chunk], p, batch_size=len(chunk))
+                    with store.transaction():
+                        store.add_scores(run_id, kind, zip([cid for cid, _ in chunk], res.values.tolist()))
+                        meter.commit(start)
+                    computed += len(chunk)
+                    progress(f"{kind}", computed, len(todo))
             evals = meter.finish()
-        reports.append(StageReport("score", kind, run_id, resumed, len(todo), len(todo_all) - len(todo), evals,
+        reports.append(StageReport("score", kind, run_id, resumed, computed, len(todo_all) - computed, evals,
                                    run.note))
     return reports

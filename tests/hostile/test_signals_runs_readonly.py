@@ -20,9 +20,15 @@ from tests.conftest import REPO, subprocess_env, tiny_image
 from tests.hostile.conftest import PROGRESS, one_line_error, picture, run
 
 
+def _default_sigint() -> None:
+    """A runner started in the background by a shell without job control (`cmd &`, nohup) ignores
+    SIGINT, and a child inherits that: give the command Python's usual Ctrl-C back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=subprocess_env(), cwd=REPO, text=True)
+                            env=subprocess_env(), cwd=REPO, text=True, preexec_fn=_default_sigint)
 
 
 def _wait_for(condition, what: str, timeout: float = 120) -> None:
@@ -181,6 +187,8 @@ def test_a_signal_during_an_image_write_waits_for_it_and_leaves_no_temp_file(tmp
         real_replace(src, dst)
 
     monkeypatch.setattr(images.os, "replace", replace_after_a_signal)
+    # Ctrl-C raises KeyboardInterrupt here even when the runner was started with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     # another live thread (as tqdm's monitor or a pool in a real ingest): the kernel may hand it the signal
     stop = threading.Event()
     other = threading.Thread(target=stop.wait, daemon=True)
@@ -193,4 +201,5 @@ def test_a_signal_during_an_image_write_waits_for_it_and_leaves_no_temp_file(tmp
             assert target.read_bytes() == b"png bytes"
     finally:
         stop.set()
+        signal.signal(signal.SIGINT, previous)
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.png", "y.png"]

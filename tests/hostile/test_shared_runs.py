@@ -1,0 +1,84 @@
+"""One writer decides (issue 26): processes that run one stage on one store at once split its units
+through claims in the store instead of computing each twice; a claim whose process died expires and
+is taken over, and every process returns with the whole run done."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from attack.stages.claims import shared_batches
+from store import CaptionRow, Store
+from tests.conftest import REPO, subprocess_env
+
+
+def _run(store: Store) -> int:
+    return store.start_run("score", "test", {})
+
+
+def test_two_workers_on_one_run_split_its_units(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        run = _run(s)
+        units = list(range(10))
+        written: set[str] = set()
+        a = shared_batches(s, run, units, str, 3, lambda keys: written & set(keys))
+        b = shared_batches(s, run, units, str, 3, lambda keys: written & set(keys))
+        first_a, first_b = next(a), next(b)
+        assert (first_a, first_b) == ([0, 1, 2], [3, 4, 5])      # b skips what a holds
+        written |= {str(u) for u in first_a + first_b}
+        rest = [next(a), next(b)]
+        assert rest == [[6, 7, 8], [9]]
+        written |= {str(u) for u in rest[0] + rest[1]}
+        assert list(a) == [] and list(b) == []                     # both end: every unit written once
+        # every claim was released: another owner may claim them all (none is done in its eyes)
+        assert s.claim_units(run, [str(u) for u in units], "someone else", 60, 10)[0] == [str(u) for u in units]
+
+
+def test_a_unit_another_worker_wrote_and_released_is_not_claimed_again(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        run = _run(s)
+        written: set[str] = set()
+        a = shared_batches(s, run, [0, 1, 2, 3], str, 2, lambda keys: written & set(keys))
+        assert next(a) == [0, 1]
+        written |= {"0", "1"}
+        assert next(a) == [2, 3]                                  # a released 0 and 1 when it claimed these
+        late = shared_batches(s, run, [0, 1, 2, 3], str, 2, lambda keys: written & set(keys), sleep=lambda _: None)
+        written |= {"2", "3"}
+        assert list(a) == []
+        assert list(late) == []                                   # 0, 1 done; 2, 3 done by the time it looks
+
+
+def test_a_worker_waits_for_units_another_holds_and_takes_over_an_expired_claim(tmp_path):
+    with Store.open(tmp_path / "s") as s:
+        run = _run(s)
+        written: set[str] = set()
+        dead = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), claim_s=0.05)
+        assert next(dead) == [0, 1]                                # claims both, then its process dies
+        waits = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            import time
+            time.sleep(0.06)                                       # past the dead claim's expiry
+
+        live = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), sleep=sleep)
+        assert next(live) == [0, 1] and len(waits) == 1            # waited once, then took both over
+        written |= {"0", "1"}
+        assert list(live) == []
+
+
+def test_two_score_processes_started_together_compute_each_caption_once(tmp_path):
+    n = 600
+    with Store.open(tmp_path / "s") as s:
+        s.add_captions([CaptionRow(f"a photo number {i} of a red chair") for i in range(n)])
+    cmd = [sys.executable, "-m", "attack", "score", "--store", str(tmp_path / "s"), "--model", "demo", "--scores",
+           "dcs", "--batch-size", "4", "--device", "cpu"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    computed = [int(re.search(r"score dcs: run 1 \(\w+\), (\d+) computed", out).group(1)) for out, _ in outs]
+    assert sum(computed) == n, (computed, outs)                 # was 2 x 600 when both computed everything
+    with Store.open(tmp_path / "s", readonly=True) as s:
+        (r,) = s.runs(stage="score")
+        assert (r.status, s.score_count(r.id, "dcs")) == ("done", n)
