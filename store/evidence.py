@@ -225,6 +225,18 @@ class Evidence:
         return [AutoLabel(r[0], r[1], r[2], r[3], load_json(r[4], {}), tuple(load_json(r[5], [])), r[6])
                 for r in rows]
 
+    def auto_labelled_among(self, run_id: int, caption_ids: Sequence[int]) -> set[int]:
+        """Those of ``caption_ids`` that got an automatic label in this run (by index)."""
+        with self.snapshot() as conn:
+            return {int(c) for c in caption_ids if conn.execute(
+                "SELECT 1 FROM auto_labels WHERE run_id = ? AND caption_id = ?", (run_id, c)).fetchone()}
+
+    def neighboured_among(self, run_id: int, generation_ids: Sequence[int]) -> set[int]:
+        """Those of ``generation_ids`` that hold neighbours from this retrieve run (by index)."""
+        with self.snapshot() as conn:
+            return {int(g) for g in generation_ids if conn.execute(
+                "SELECT 1 FROM neighbours WHERE generation_id = ? AND run_id = ? LIMIT 1", (g, run_id)).fetchone()}
+
     def auto_labelled_ids(self, run_id: int) -> set[int]:
         """Captions that got an automatic label in this run."""
         with self.snapshot() as conn:

@@ -44,6 +44,7 @@ from attack.images.metrics import compare_mask
 from attack.images.structure import StructureParams
 from attack.progress import Progress
 from attack.stages.align import AlignParams
+from attack.stages.claims import shared_batches
 from store import Store
 
 if TYPE_CHECKING:      # attack.images.embed imports torch; the labeller does not, unless a second opinion is asked for
@@ -229,6 +230,9 @@ def _stale_note(store: Store, caption_ids: Sequence[int] | None, scope: set[int]
             f"training images than the store holds: run `python -m attack retrieve` on {store.path}, then label")
 
 
+LABEL_BATCH = 16         # captions claimed at a time when several processes label one store
+
+
 def label_stage(store: Store, thresholds: Thresholds | str = "verbatim", *, caption_ids: Sequence[int] | None = None,
                 flag_params: FlagParams = FlagParams(), recompute: bool = False,
                 progress: Progress | None = None, align_params: AlignParams | None = AlignParams(),
@@ -280,7 +284,9 @@ def label_stage(store: Store, thresholds: Thresholds | str = "verbatim", *, capt
     if waiting:
         notes.append(f"{len(waiting)} candidates have generations without neighbours yet: run `python -m attack "
                      f"retrieve`, then label again")
-    again = store.auto_labelled_ids(run_id) & set(todo)
+    # labelled in this run on other evidence (another process labelling on the same evidence is not "again")
+    again = {c for c in store.auto_labelled_ids(run_id) & set(todo) if recompute or
+             _labelled_with(store, c) != evidence[c].key}
     if again:
         run_id, resumed = store.start_run("label", "", params), False
         notes.append(f"{len(again)} captions labelled again: " + ("--recompute" if recompute else
@@ -292,13 +298,20 @@ def label_stage(store: Store, thresholds: Thresholds | str = "verbatim", *, capt
         flagged = 0
         if progress:
             progress("label", 0, len(todo))
-        for i, cid in enumerate(todo):
-            res = label_caption(store, cid, run_id, th, flag_params, images, evidence[cid], align_params, align_cache,
-                                structure, check, second_opinion)
-            counts[res.label] = counts.get(res.label, 0) + 1
-            flagged += bool(res.flags)
-            if progress:
-                progress("label", i + 1, len(todo))
+        done = 0                 # another process on the store labels what it claims
+
+        def labelled(keys: Sequence[str]) -> set[str]:
+            return {str(c) for c in store.auto_labelled_among(run_id, [int(k) for k in keys])}
+
+        for chunk in shared_batches(store, run_id, todo, str, LABEL_BATCH, labelled):
+            for cid in chunk:
+                res = label_caption(store, cid, run_id, th, flag_params, images, evidence[cid], align_params,
+                                    align_cache, structure, check, second_opinion)
+                counts[res.label] = counts.get(res.label, 0) + 1
+                flagged += bool(res.flags)
+                done += 1
+                if progress:
+                    progress("label", done, len(todo))
         store.finish_run(run_id, 0, "done")
-    return LabelReport(run_id, resumed, len(todo), len(cands) - len(todo) - len(waiting) - len(held), counts,
+    return LabelReport(run_id, resumed, done, len(cands) - done - len(waiting) - len(held), counts,
                        flagged, len(waiting), "\n  ".join(notes), stale=len(held))

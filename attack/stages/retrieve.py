@@ -20,6 +20,7 @@ from attack.images.index import RetrievalError, TrainIndex, embed_tensors, image
 from attack.images.metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
 from attack.paths import resolve_inside
 from attack.progress import Progress
+from attack.stages.claims import shared_batches
 from attack.stages.masks import MaskParams, mask_grid, resize_mask, template_mask
 from store import Neighbour, Store
 
@@ -225,8 +226,11 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
         n_neigh = unavailable = 0
         if progress:
             progress("retrieve", 0, len(todo))
-        for b in range(0, len(todo), batch_size):
-            chunk = todo[b:b + batch_size]
+        def searched(keys: Sequence[str]) -> set[str]:
+            return {str(g) for g in store.neighboured_among(run_id, [int(k) for k in keys])}
+
+        b = 0                    # another process on the store searches what it claims
+        for chunk in shared_batches(store, run_id, todo, lambda gs: str(gs[0]), batch_size, searched):
             gens = [image_tensor(store, s) for _, s in chunk]
             sims, rows = idx.search(embed_tensors(embedder, gens, batch_size), params.k)
             gen_cmp = images.stack([s for _, s in chunk])
@@ -256,7 +260,9 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                 for gid, out in writes:
                     store.add_neighbours(gid, out, run_id)
                     n_neigh += len(out)
+            b += len(chunk)
             if progress:
-                progress("retrieve", b + len(chunk), len(todo))
+                progress("retrieve", b, len(todo))
         store.finish_run(run_id, store.get_run(run_id).evals, "done")
-    return RetrieveReport(run_id, resumed, len(todo), skipped, n_neigh, book.built, book.examined, unavailable, note)
+    return RetrieveReport(run_id, resumed, b, skipped + len(todo) - b, n_neigh, book.built, book.examined, unavailable,
+                          note)

@@ -67,18 +67,40 @@ def test_a_worker_waits_for_units_another_holds_and_takes_over_an_expired_claim(
         assert list(live) == []
 
 
-def test_two_score_processes_started_together_compute_each_caption_once(tmp_path):
-    n = 300
+def test_two_runs_started_together_compute_each_score_and_generation_once(tmp_path):
+    """Two `attack run` of one command on one store: scores, generations, neighbour searches and labels
+    split between them, one run each."""
+    from PIL import Image
+
+    from tests.conftest import tiny_image
+
+    n, top_k, seeds = 240, 12, 2
+    (tmp_path / "list.txt").write_text("".join(f"a photo number {i} of a red chair\n" for i in range(n)))
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.fromarray(tiny_image(i)).save(tmp_path / "imgs" / f"{i}.png")
     with Store.open(tmp_path / "s") as s:
-        s.add_captions([CaptionRow(f"a photo number {i} of a red chair") for i in range(n)])
-    cmd = [sys.executable, "-m", "attack", "score", "--store", str(tmp_path / "s"), "--model", "demo", "--scores",
-           "dcs", "--batch-size", "8", "--device", "cpu"]
+        from attack.ingest import ingest
+        ingest(s, images=tmp_path / "imgs")
+    cmd = [sys.executable, "-m", "attack", "run", "--store", str(tmp_path / "s"), "--model", "demo", "--captions",
+           str(tmp_path / "list.txt"), "--scores", "dcs", "--top-k", str(top_k), "--seeds", str(seeds), "--steps", "2",
+           "--batch-size", "8", "--device", "cpu"]
     procs = [subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    computed = [int(re.search(r"score dcs: run 1 \(\w+\), (\d+) computed", out).group(1)) for out, _ in outs]
-    assert sum(computed) == n, (computed, outs)                 # was 2 x 300 when both computed everything
+
+    def computed(stage: str) -> list[int]:
+        return [int(re.search(rf"{stage}: run \d+ \(\w+\), (\d+) computed", out).group(1)) for out, _ in outs]
+
+    assert sum(computed("score dcs")) == n, outs                 # was 2 x n when both computed everything
+    assert sum(computed("generate heun-karras")) == top_k * seeds, outs
+    searched = [int(re.search(r"retrieve: run \d+ \(\w+\), (\d+) generations searched", o).group(1)) for o, _ in outs]
+    labelled = [int(re.search(r"label: run \d+ \(\w+\), (\d+) captions labelled", o).group(1)) for o, _ in outs]
+    assert (sum(searched), sum(labelled)) == (top_k * seeds, top_k), outs
     with Store.open(tmp_path / "s", readonly=True) as s:
-        (r,) = s.runs(stage="score")
-        assert (r.status, s.score_count(r.id, "dcs")) == ("done", n)
+        (score,), (gen,) = s.runs(stage="score"), s.runs(stage="generate")
+        assert len(s.runs(stage="retrieve")) == len(s.runs(stage="label")) == 1
+        assert (score.status, s.score_count(score.id, "dcs")) == ("done", n)
+        assert gen.status == "done" and len(s.generated_pairs(gen.id)) == top_k * seeds
+        assert s.caption_count() == n                            # the list ingested once
