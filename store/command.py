@@ -66,6 +66,10 @@ def _free_space(filename: Optional[str]) -> str:
     return f" ({free / 2**20:.0f} MiB free on the disk holding {where})"
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{max(1, round(n / 1024))} KiB"
+
+
 def environment_problem(e: BaseException) -> Optional[str]:
     """A plain sentence for a failure of the machine rather than of the input (None: not one)."""
     name = getattr(e, "filename", None)
@@ -73,8 +77,10 @@ def environment_problem(e: BaseException) -> Optional[str]:
     code = getattr(e, "errno", None)
     text = str(e)
     if code in (errno.ENOSPC, errno.EDQUOT) or (isinstance(e, sqlite3.OperationalError) and "disk is full" in text):
-        return (f"the disk is full (no space left{' writing ' + str(name) if name else ''}){_free_space(name)}; "
-                f"free some space and run the same command again")
+        needed = getattr(e, "needed_bytes", None)        # set by a command that knows its input's size
+        need = f"; it needs about {_size(needed)} (its input files' size)" if needed else ""
+        return (f"the disk is full (no space left{' writing ' + str(name) if name else ''}){_free_space(name)}"
+                f"{need}; free some space and run the same command again")
     if isinstance(e, PermissionError) or code in (errno.EACCES, errno.EPERM):
         return (f"permission denied{at}: the user running this may not read or write it; change its "
                 f"permissions or run as its owner")

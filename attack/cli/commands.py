@@ -5,6 +5,7 @@ Heavy modules (torch) are imported inside each command, so `ingest` and --help s
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,6 +19,14 @@ from store.terminal import echo, terminal_safe
 UNCHANGED = "nothing was written, the store is as it was"
 RESUMABLE = "what was computed is kept and the run is marked interrupted; run the same command again to resume"
 RESUMABLE_FAILED = "what was computed is kept and the run is marked failed; the same command resumes it"
+
+
+def input_bytes(prepared) -> int:
+    """The size of an ingest's input files: about the room its images and rows take in the store."""
+    files = [prepared.file] if prepared.file else []
+    files += [e.abs_path for e in prepared.scan.entries] if prepared.scan else []
+    files += list(prepared.shards.shards) if prepared.shards else []
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -35,6 +44,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     try:
         with Store.open(args.store) as store:
             report = apply_ingest(store, prepared, warn=warn, progress=update)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:      # the disk-full message says how much room the ingest wanted
+            e.needed_bytes = input_bytes(prepared)
+        raise
     finally:
         close()
     echo(report.summary())

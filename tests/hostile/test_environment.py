@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -117,7 +118,7 @@ def test_a_full_disk_names_the_file_the_free_space_and_what_was_kept(base, tmp_p
         rc, err = _run("ingest-images", _command("ingest-images", store, tmp_path))
     (line,) = [x for x in err.splitlines() if x.startswith("error")]
     assert rc == 1 and line.startswith(f"error: the disk is full (no space left writing {store / 'images'}/"), line
-    assert "MiB free on the disk holding" in line
+    assert "MiB free on the disk holding" in line and re.search(r"; it needs about \d+ KiB \(its input files' size\)", line)
     assert line.endswith("; free some space and run the same command again; nothing was written, "
                          "the store is as it was"), line
     assert picture(store) == before

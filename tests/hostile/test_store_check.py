@@ -162,3 +162,16 @@ def test_the_app_shows_a_banner_when_the_store_fails_its_quick_check(sample):
     html = render.store_problems_banner(report)
     assert "This store failed its quick check: 2 problem(s)." in html and str(missing) in html
     assert f"python -m store check --store {store_dir}" in html
+
+
+def test_the_review_app_built_on_a_damaged_store_carries_the_banner(sample):
+    import gradio as gr
+
+    from review.app import build_app
+
+    store_dir, ids = sample
+    _damage_images(store_dir, ids)
+    with Store.open(store_dir) as s:
+        app = build_app(s)
+    banners = [b for b in app.blocks.values() if isinstance(b, gr.HTML) and b.elem_id == "vb-store-problems"]
+    assert len(banners) == 1 and "failed its quick check: 2 problem(s)" in banners[0].value
