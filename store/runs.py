@@ -128,13 +128,16 @@ class Runs:
     # -- work claims: processes sharing a run split its units -----------------------------------
     def claim_units(self, run_id: int, units: Sequence[str], owner: str, ttl_s: float, limit: int,
                     release: Sequence[str] = (),
-                    done: Callable[[Sequence[str]], set] = lambda units: set()) -> tuple[list[str], list[str], int]:
+                    done: Callable[[Sequence[str]], set] = lambda units: set(),
+                    gone: Callable[[str], bool] = lambda owner: False) -> tuple[list[str], list[str], int]:
         """Claim, in order, up to ``limit`` of ``units`` that are not done and that no other owner
         holds (a claim past its expiry is free) for ``ttl_s`` seconds, in one write transaction that
         also drops this owner's claims on ``release`` (units it has written) and renews its other
         claims. ``done(units)`` (the stage's: which units the run holds results for) runs inside that
-        transaction, so a unit another process wrote and released is never claimed again. Returns
-        (claimed, done, how many of ``units`` were looked at); the others looked at are held."""
+        transaction, so a unit another process wrote and released is never claimed again.
+        ``gone(owner)``: True when that owner can hold nothing any more (its process ended), so its
+        claims are free before they expire. Returns (claimed, done, how many of ``units`` were looked
+        at); the others looked at are held."""
         check_text(owner, "claim_units owner")
         claimed, finished, looked = [], [], 0
         now = time.time()
@@ -153,7 +156,7 @@ class Runs:
                     continue
                 row = conn.execute("SELECT owner, expires FROM work_claims WHERE run_id = ? AND unit = ?",
                                    (run_id, unit)).fetchone()
-                if row is not None and row[0] != owner and row[1] > now:
+                if row is not None and row[0] != owner and row[1] > now and not gone(row[0]):
                     continue
                 conn.execute("INSERT INTO work_claims (run_id, unit, owner, expires) VALUES (?, ?, ?, ?) "
                              "ON CONFLICT (run_id, unit) DO UPDATE SET owner = excluded.owner, "

@@ -113,6 +113,18 @@ def assert_derived_state(conn: sqlite3.Connection) -> None:
     assert flags == exp_flags
 
 
+def http_status(url: str) -> int:
+    """The HTTP status a GET of url answers (an error status is returned, not raised)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now."""
     with socket.socket() as sock:

@@ -3,8 +3,6 @@ mask save, export; the file route serves the store's images and nothing else; --
 the reviewer."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from review.app import build_app, launch_options
 from review.sample import build_sample_store
 from store import Store
 
-from .conftest import free_port, served_sample_app
+from .conftest import free_port, http_status, served_sample_app
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +28,6 @@ def _caption_id(html: str) -> int:
 def served(tmp_path_factory):
     with served_sample_app(tmp_path_factory.mktemp("client") / "store") as out:
         yield out
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def test_label_undo_next_through_the_api(served):
@@ -113,10 +103,10 @@ def test_export_through_the_api(served):
 def test_file_route_serves_store_images_only(served):
     s, ids, url, _ = served
     sha = s.generations(ids[0])[0].image_sha
-    assert _status(url + "gradio_api/file=" + str(s.image_path(sha).resolve())) == 200
+    assert http_status(url + "gradio_api/file=" + str(s.image_path(sha).resolve())) == 200
     for path in ("/etc/passwd", str(s.path / "store.db"), str(Path(__file__).resolve()),
                  str(s.images.root) + "/../store.db"):
-        assert _status(url + "gradio_api/file=" + path) in (403, 404), path
+        assert http_status(url + "gradio_api/file=" + path) in (403, 404), path
 
 
 def test_auth_user_is_the_reviewer(tmp_path):
@@ -127,7 +117,7 @@ def test_auth_user_is_the_reviewer(tmp_path):
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                     auth=("frank", "secret"), **launch_options(s))
         try:
-            assert _status(f"http://127.0.0.1:{port}/gradio_api/file=" + str(s.image_path(
+            assert http_status(f"http://127.0.0.1:{port}/gradio_api/file=" + str(s.image_path(
                 s.generations(ids[0])[0].image_sha).resolve())) in (401, 403)
             c = Client(f"http://127.0.0.1:{port}/", auth=("frank", "secret"), verbose=False)
             c.predict(ids[0], api_name="/open")

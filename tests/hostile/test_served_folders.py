@@ -15,15 +15,7 @@ import numpy as np
 from PIL import Image
 
 from review.folders import private_gradio_folders
-from tests.conftest import served_sample_app
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
+from tests.conftest import http_status, served_sample_app
 
 
 def _upload(url: str, data: bytes, name: str) -> str:
@@ -48,11 +40,11 @@ def test_a_file_in_gradios_shared_temp_folder_is_refused_and_uploads_stay_privat
             private = private_gradio_folders()
             assert stat.S_IMODE(os.stat(private).st_mode) == 0o700
             assert os.environ["GRADIO_TEMP_DIR"].startswith(str(private))
-            assert _status(url + "gradio_api/file=" + str(planted)) == 403
+            assert http_status(url + "gradio_api/file=" + str(planted)) == 403
             sha = s.generations(ids[0])[0].image_sha                    # the store's images are still served
-            assert _status(url + "gradio_api/file=" + str(s.image_path(sha).resolve())) == 200
+            assert http_status(url + "gradio_api/file=" + str(s.image_path(sha).resolve())) == 200
             served = _upload(url, b"\x89PNG not really", "mine.png")        # what the app keeps of an upload
             assert Path(served).resolve().is_relative_to(private.resolve()), served
-            assert _status(url + "gradio_api/file=" + served) == 200
+            assert http_status(url + "gradio_api/file=" + served) == 200
     finally:
         planted.unlink()

@@ -7,9 +7,14 @@ import re
 import subprocess
 import sys
 
-from attack.stages.claims import shared_batches
+from attack.stages.claims import owner_gone, owner_id, shared_batches
 from store import CaptionRow, Store
 from tests.conftest import REPO, subprocess_env
+
+
+def ALIVE(owner: str) -> bool:
+    """The in-process workers below stand for separate live processes: none is gone."""
+    return False
 
 
 def _run(store: Store) -> int:
@@ -21,8 +26,8 @@ def test_two_workers_on_one_run_split_its_units(tmp_path):
         run = _run(s)
         units = list(range(10))
         written: set[str] = set()
-        a = shared_batches(s, run, units, str, 3, lambda keys: written & set(keys))
-        b = shared_batches(s, run, units, str, 3, lambda keys: written & set(keys))
+        a = shared_batches(s, run, units, str, 3, lambda keys: written & set(keys), gone=ALIVE)
+        b = shared_batches(s, run, units, str, 3, lambda keys: written & set(keys), gone=ALIVE)
         first_a, first_b = next(a), next(b)
         assert (first_a, first_b) == ([0, 1, 2], [3, 4, 5])      # b skips what a holds
         written |= {str(u) for u in first_a + first_b}
@@ -38,11 +43,11 @@ def test_a_unit_another_worker_wrote_and_released_is_not_claimed_again(tmp_path)
     with Store.open(tmp_path / "s") as s:
         run = _run(s)
         written: set[str] = set()
-        a = shared_batches(s, run, [0, 1, 2, 3], str, 2, lambda keys: written & set(keys))
+        a = shared_batches(s, run, [0, 1, 2, 3], str, 2, lambda keys: written & set(keys), gone=ALIVE)
         assert next(a) == [0, 1]
         written |= {"0", "1"}
         assert next(a) == [2, 3]                                  # a released 0 and 1 when it claimed these
-        late = shared_batches(s, run, [0, 1, 2, 3], str, 2, lambda keys: written & set(keys), sleep=lambda _: None)
+        late = shared_batches(s, run, [0, 1, 2, 3], str, 2, lambda keys: written & set(keys), sleep=lambda _: None, gone=ALIVE)
         written |= {"2", "3"}
         assert list(a) == []
         assert list(late) == []                                   # 0, 1 done; 2, 3 done by the time it looks
@@ -52,7 +57,7 @@ def test_a_worker_waits_for_units_another_holds_and_takes_over_an_expired_claim(
     with Store.open(tmp_path / "s") as s:
         run = _run(s)
         written: set[str] = set()
-        dead = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), claim_s=0.05)
+        dead = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), claim_s=0.05, gone=ALIVE)
         assert next(dead) == [0, 1]                                # claims both, then its process dies
         waits = []
 
@@ -61,7 +66,7 @@ def test_a_worker_waits_for_units_another_holds_and_takes_over_an_expired_claim(
             import time
             time.sleep(0.06)                                       # past the dead claim's expiry
 
-        live = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), sleep=sleep)
+        live = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), sleep=sleep, gone=ALIVE)
         assert next(live) == [0, 1] and len(waits) == 1            # waited once, then took both over
         written |= {"0", "1"}
         assert list(live) == []
@@ -104,3 +109,22 @@ def test_two_runs_started_together_compute_each_score_and_generation_once(tmp_pa
         assert (score.status, s.score_count(score.id, "dcs")) == ("done", n)
         assert gen.status == "done" and len(s.generated_pairs(gen.id)) == top_k * seeds
         assert s.caption_count() == n                            # the list ingested once
+
+
+def test_claims_of_an_ended_process_or_a_failed_call_are_free_at_once(tmp_path):
+    import os
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    assert owner_gone(f"{host}:{int(dead.stdout)}:abcd1234")           # that process has ended
+    assert owner_gone(owner_id())                                        # an earlier call of this process
+    assert not owner_gone(f"{host}:{os.getppid()}:abcd1234")             # a live process
+    assert not owner_gone(f"another-host:{int(dead.stdout)}:abcd1234")   # another host's: until it expires
+    with Store.open(tmp_path / "s") as s:
+        run = _run(s)
+        s.claim_units(run, ["0", "1"], f"{host}:{int(dead.stdout)}:abcd1234", 600, 2)   # a killed run's claims
+        written: set[str] = set()
+        waits = []
+        again = shared_batches(s, run, [0, 1], str, 2, lambda keys: written & set(keys), sleep=waits.append)
+        assert next(again) == [0, 1] and waits == []                    # the rerun takes them over, no wait
