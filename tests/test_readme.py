@@ -25,7 +25,7 @@ def _first_block() -> list[str]:
 def test_readme_opens_with_install_and_run_then_install_and_test():
     run, test = _first_block()[:2]
     assert run == "pip install -r requirements.txt && python app.py"
-    assert test == ("bash scripts/system_packages.sh && pip install --no-compile -r requirements.txt -c constraints.txt "
+    assert test == ("bash scripts/system_packages.sh && pip install -r requirements.txt -c constraints.txt "
                     "&& python -m pytest -q")
     assert len(README.splitlines()) < 200
 

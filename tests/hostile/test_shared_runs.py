@@ -79,7 +79,7 @@ def test_two_runs_started_together_compute_each_score_and_generation_once(tmp_pa
 
     from tests.conftest import tiny_image
 
-    n, top_k, seeds = 240, 12, 2
+    n, top_k, seeds = 160, 8, 2
     (tmp_path / "list.txt").write_text("".join(f"a photo number {i} of a red chair\n" for i in range(n)))
     (tmp_path / "imgs").mkdir()
     for i in range(3):
