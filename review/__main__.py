@@ -88,7 +88,8 @@ def _bench(a: argparse.Namespace) -> int:
 
 
 def _browser(a: argparse.Namespace) -> int:
-    from .browser_bench import BrowserBenchConfig, result_json as browser_json, run_browser_bench
+    from .browser_bench import BrowserBenchConfig, run_browser_bench
+    from .browser_bench import result_json as browser_json
 
     result = run_browser_bench(BrowserBenchConfig(store=a.store, candidates=a.candidates or 40, chromium=a.chromium,
                                                   screenshots=a.screenshots),

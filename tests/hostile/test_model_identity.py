@@ -10,13 +10,12 @@ import struct
 import numpy as np
 import pytest
 
-from attack.stages.generate import GenerateParams
-from attack.stages.labels import label_stage
 from attack.models import fingerprint as fp_module
 from attack.models import load_model
-from attack.stages.generate import generate_stage
-from attack.stages.score import score_stage
+from attack.stages.generate import GenerateParams, generate_stage
+from attack.stages.labels import label_stage
 from attack.stages.retrieve import RetrieveParams, retrieve_stage
+from attack.stages.score import score_stage
 from store import CaptionRow, Store
 from tests.assets.tiny_sd import save_tiny_sd
 from tests.test_never_stale import CAPTIONS, _add_training_images, _candidates

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from attack.stages.claims import owner_gone, owner_id, shared_batches
-from store import CaptionRow, Store
+from store import Store
 from tests.conftest import REPO, subprocess_env
 
 
