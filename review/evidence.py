@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from store import DamagedImageError, ExportError, NotFoundError, PageQuery, Store
+from store import DamagedImageError, ExportError, MissingImageError, PageQuery, Store
 from store.export import (
     BASE_COLUMNS,
     DEFAULT_LABELS,
@@ -72,11 +72,7 @@ class _Files:
         return path
 
     def store_image(self, store: Store, sha: str, name: str) -> str:
-        bad: list = []
-        data = store.stored_bytes(sha, 0, bad)          # present and whole (its bytes hash to its name)
-        if data is None:
-            raise DamagedImageError(f"{bad[0]['file']}: {bad[0]['why']}")
-        return self.add(name, data, store.image_size(sha))
+        return self.add(name, store.image_bytes(sha), store.image_size(sha))   # present and whole
 
     def array(self, arr: np.ndarray, name: str) -> str:
         return self.add(name, encode_png(arr), (arr.shape[1], arr.shape[0]))
@@ -270,9 +266,9 @@ def build_evidence(store: Store, labels: Sequence[str] = DEFAULT_LABELS,
             data = candidate_data(store, row["caption_id"])
             files = _Files(f"{row['caption_id']:04d}-{slug(row['caption'] or '')}")
             paths = _row_files(store, row, data, files)
-        except (NotFoundError, DamagedImageError) as e:
-            file, _, why = str(e).partition(": ")
-            unreadable.append({"caption_id": row["caption_id"], "file": file, "why": f"{why or e} (no page made)"})
+        except (MissingImageError, DamagedImageError) as e:
+            why = str(e).removeprefix(f"{e.path}: ")
+            unreadable.append({"caption_id": row["caption_id"], "file": str(e.path), "why": f"{why} (no page made)"})
             continue
         paths["page"] = f"{files.folder}.html"
         row.update(paths)

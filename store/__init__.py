@@ -13,6 +13,7 @@ from .errors import (
     LabelConflictError,
     LabelError,
     MaskError,
+    MissingImageError,
     NotFoundError,
     NotYourLabelError,
     OutputError,
@@ -51,7 +52,7 @@ from .store import Store
 from .version import __version__
 
 __all__ = [
-    "Store", "StoreError", "DamagedImageError", "check_store", "CheckReport", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
+    "Store", "StoreError", "DamagedImageError", "MissingImageError", "check_store", "CheckReport", "SchemaError", "NotFoundError", "LabelError", "IngestError", "ExportError", "MaskError",
     "OutputError", "ReadOnlyStoreError", "Interrupted", "LabelConflictError", "NotYourLabelError",
     "AutoLabel", "AutoLabelState", "CandidateDup", "Caption", "CaptionRef", "CaptionRow", "Generation",
     "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity",

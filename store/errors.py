@@ -19,8 +19,21 @@ class NotFoundError(StoreError):
     """A referenced row or image does not exist in the store."""
 
 
+class MissingImageError(NotFoundError):
+    """A stored image file a row names is not there; ``path`` is where it should be."""
+
+    def __init__(self, message: str, path=None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class DamagedImageError(StoreError):
-    """A stored image file exists but cannot be decoded (truncated or overwritten)."""
+    """A stored image file exists but is not the image its name says (truncated or overwritten);
+    ``path`` is the file."""
+
+    def __init__(self, message: str, path=None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class LabelError(StoreError):

@@ -6,7 +6,7 @@ are checked before SQL so errors name the offending value, not a constraint.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .canon import canonical_json, finite_float, load_json, optional_float
 from .checks import check_int, check_text, integrity, json_or_none, require_row
@@ -63,9 +63,14 @@ class Evidence:
 
     def scored_among(self, run_id: int, kind: str, caption_ids: Sequence[int]) -> set[int]:
         """Those of ``caption_ids`` that hold a `kind` score of this run (a few, by index)."""
+        return self._holding("SELECT 1 FROM scores WHERE run_id = ? AND kind = ? AND caption_id = ?",
+                             caption_ids, lambda c: (run_id, kind, c))
+
+    def _holding(self, sql: str, keys: Sequence, args: Callable[[Any], tuple]) -> set:
+        """Those of ``keys`` for which ``sql`` (one indexed lookup, given args(key)) finds a row: what
+        the work claims ask of a stage's run, a few keys at a time."""
         with self.snapshot() as conn:
-            return {int(c) for c in caption_ids if conn.execute(
-                "SELECT 1 FROM scores WHERE run_id = ? AND kind = ? AND caption_id = ?", (run_id, kind, c)).fetchone()}
+            return {k for k in keys if conn.execute(sql, args(k)).fetchone()}
 
     def score_count(self, run_id: int, kind: str) -> int:
         with self.snapshot() as conn:
@@ -123,10 +128,8 @@ class Evidence:
 
     def generated_among(self, run_id: int, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
         """Those of the (caption id, seed) ``pairs`` the run holds a generation for (by index)."""
-        with self.snapshot() as conn:
-            return {(int(c), int(s)) for c, s in pairs if conn.execute(
-                "SELECT 1 FROM generations WHERE run_id = ? AND caption_id = ? AND seed = ?",
-                (run_id, c, s)).fetchone()}
+        return self._holding("SELECT 1 FROM generations WHERE run_id = ? AND caption_id = ? AND seed = ?",
+                             pairs, lambda cs: (run_id, *cs))
 
     def generated_pairs(self, run_id: int) -> set[tuple[int, int]]:
         """(caption id, seed) of every generation of a run."""
@@ -227,15 +230,13 @@ class Evidence:
 
     def auto_labelled_among(self, run_id: int, caption_ids: Sequence[int]) -> set[int]:
         """Those of ``caption_ids`` that got an automatic label in this run (by index)."""
-        with self.snapshot() as conn:
-            return {int(c) for c in caption_ids if conn.execute(
-                "SELECT 1 FROM auto_labels WHERE run_id = ? AND caption_id = ?", (run_id, c)).fetchone()}
+        return self._holding("SELECT 1 FROM auto_labels WHERE run_id = ? AND caption_id = ?", caption_ids,
+                             lambda c: (run_id, c))
 
     def neighboured_among(self, run_id: int, generation_ids: Sequence[int]) -> set[int]:
         """Those of ``generation_ids`` that hold neighbours from this retrieve run (by index)."""
-        with self.snapshot() as conn:
-            return {int(g) for g in generation_ids if conn.execute(
-                "SELECT 1 FROM neighbours WHERE generation_id = ? AND run_id = ? LIMIT 1", (g, run_id)).fetchone()}
+        return self._holding("SELECT 1 FROM neighbours WHERE generation_id = ? AND run_id = ? LIMIT 1",
+                             generation_ids, lambda g: (g, run_id))
 
     def auto_labelled_ids(self, run_id: int) -> set[int]:
         """Captions that got an automatic label in this run."""

@@ -32,7 +32,7 @@ import numpy as np
 from . import reviews
 from .canon import canonical_json, load_json
 from .db import utc_now
-from .errors import ExportError, check_hint
+from .errors import DamagedImageError, ExportError, MissingImageError, check_hint
 from .evidence import CURRENT_NEIGHBOURS
 from .images import encode_png
 from .outputs import check_output, write_output
@@ -368,16 +368,15 @@ class Exports:
     def stored_bytes(self, sha: str, caption_id: int, unreadable: list) -> Optional[bytes]:
         """The image file's bytes when present and whole (they hash to its name); else None, with
         a line in ``unreadable`` saying which file and why."""
-        path = self.image_path(sha)
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            why = "missing" if isinstance(e, FileNotFoundError) else f"unreadable ({e.strerror or e})"
-        else:
-            if hashlib.sha256(data).hexdigest() == sha:
-                return data
+            return self.image_bytes(sha)
+        except MissingImageError:
+            why = "missing"
+        except DamagedImageError:
             why = "damaged: its bytes do not hash to its name (truncated or overwritten)"
-        entry = {"caption_id": caption_id, "file": str(path), "why": why}
+        except OSError as e:
+            why = f"unreadable ({e.strerror or e})"
+        entry = {"caption_id": caption_id, "file": str(self.image_path(sha)), "why": why}
         unreadable.extend([entry] if entry not in unreadable else [])
         return None
 

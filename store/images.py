@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .errors import DamagedImageError, NotFoundError, StoreError, check_hint
+from .errors import DamagedImageError, MissingImageError, StoreError, check_hint
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 PNG_COMPRESS_LEVEL = 6
@@ -200,8 +200,8 @@ class ImageFiles:
     def require(self, sha: str) -> Path:
         path = self.path(sha)
         if not path.is_file():
-            raise NotFoundError(f"{path}: expected the stored image file of sha {sha[:12]}..., got no such file; "
-                                f"{check_hint(self.root.parent)}")
+            raise MissingImageError(f"{path}: expected the stored image file of sha {sha[:12]}..., got no such "
+                                    f"file; {check_hint(self.root.parent)}", path)
         return path
 
     def _decoded(self, sha: str, mode: str) -> Image.Image:
@@ -213,10 +213,20 @@ class ImageFiles:
                 return im.convert(mode)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DamagedImageError(f"{path}: expected the stored PNG of sha {sha[:12]}..., got a damaged file "
-                                    f"({type(e).__name__}: {e}); {check_hint(self.root.parent)}") from e
+                                    f"({type(e).__name__}: {e}); {check_hint(self.root.parent)}", path) from e
 
     def load_image(self, sha: str) -> Image.Image:
         return self._decoded(sha, "RGB")
+
+    def verified_bytes(self, sha: str) -> bytes:
+        """The stored file's bytes, checked to hash to its name: MissingImageError or DamagedImageError
+        (naming the file) when they cannot be read or do not."""
+        path = self.require(sha)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise DamagedImageError(f"{path}: damaged: its bytes do not hash to its name (truncated or overwritten); "
+                                    f"{check_hint(self.root.parent)}", path)
+        return data
 
     def compare_pixels(self, sha: str, write: bool = True) -> np.ndarray:
         """The image at the compare size (256x256x3 uint8). An image larger than that is decoded

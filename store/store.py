@@ -252,6 +252,10 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exp
     def load_image(self, sha: str) -> Image.Image:
         return self.images.load_image(sha)
 
+    def image_bytes(self, sha: str) -> bytes:
+        """The stored file's bytes, checked against its name (MissingImageError, DamagedImageError)."""
+        return self.images.verified_bytes(sha)
+
     def load_mask(self, sha: str) -> np.ndarray:
         return self.images.load_mask(sha)
 

@@ -135,6 +135,7 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
             progress("generate", computed, computed)
         else:                    # this process generates what it claims; another on the store, the rest
             computed = 0
+
             def generated(keys):
                 pairs = [tuple(int(x) for x in k.split(":")) for k in keys]
                 return {f"{c}:{s}" for c, s in store.generated_among(run_id, pairs)}
