@@ -36,9 +36,50 @@ def test_dcs_rates_time_local_and_ray_and_find_them_identical(tmp_path: Path):
     from attack.bench.scale import dcs_rates
 
     try:
-        out = dcs_rates(tmp_path, 24, 8, 1)
+        out = dcs_rates(tmp_path, 24, 8, 1)       # 3 blocks of one batch
     finally:
         ray.shutdown()        # the next module starts its own cluster
     assert out["identical"] is True and out["dcs_captions"] == 24
     assert min(out["local_captions_per_s"], out["ray_1_worker_captions_per_s"], out["ray_2_workers_captions_per_s"]) > 0
     assert (tmp_path / "dcs-ray1" / "logs" / "ray.log").exists()
+    # the engine's own figures beside the end-to-end ones: start-up apart from the steady state
+    assert out["ray_speedup_2_workers"] > 0 and "first block" in out["ray_steady_how"]
+    assert 0 < out["ray_1_worker_startup_s"] and 0 < out["ray_2_workers_startup_s"]
+    one, two = out["ray_runs"]["1_worker"], out["ray_runs"]["2_workers"]
+    assert one["steady_captions_per_s"] == out["ray_1_worker_steady_captions_per_s"] > 0   # blocks 2 and 3
+    assert 0 < one["window_from_s"] and 0 < one["window_s"] < one["run_s"]
+    # 2 actors on 3 short blocks: a steady state only if each got 2 of them while the other worked
+    assert two["steady_captions_per_s"] == out["ray_2_workers_steady_captions_per_s"]
+    assert (out["ray_steady_speedup_2_workers"] is None) == (two["steady_captions_per_s"] is None)
+    # the model is loaded once per actor: the one actor's three blocks, two actors' three blocks
+    assert out["model_loads_per_actor"] == 1
+    assert [(a["blocks"], a["model_loads"]) for a in one["actors"]] == [(3, 1)]
+    assert sum(a["blocks"] for a in two["actors"]) == 3 and len(two["actors"]) <= 2
+    assert all(a["model_loads"] == 1 for a in two["actors"])
+
+
+def _block(actor: str, start: float, end: float, rows: int = 10, loads: int = 1):
+    from attack.engine.ray import BlockStat
+
+    return BlockStat(actor, 0.0, 1.0, start, end, rows, loads, cpu=(end - start) / 2)
+
+
+def test_the_steady_state_runs_from_the_last_first_block_to_the_first_last_block():
+    from attack.bench.scale import steady_state
+    from attack.engine.ray import ShardRun
+
+    # a: ready at 1, blocks 1-3, 3-5, 5-7; b: blocks 2-4 (its first), 4-6 (idle 6-7), 7-9 (after a ran out)
+    blocks = (_block("a", 1, 3), _block("b", 2, 4), _block("a", 3, 5), _block("b", 4, 6), _block("a", 5, 7),
+              _block("b", 7, 9))
+    out = steady_state(ShardRun(0, 60, 60, 6, blocks, began=0.0, ended=9.0))
+    assert (out["window_from_s"], out["window_s"], out["run_s"]) == (4.0, 3.0, 9.0)   # from b's first block to a's last
+    # inside 4-7: a's 3-5 half (5 rows) and 5-7 whole (10), b's 4-6 whole (10): b's idle second counts against it
+    assert out["window_rows"] == 25.0 and out["steady_captions_per_s"] == round(25 / 3, 1)
+    assert out["startup_s"] == 1.0 and out["model_loads_per_actor"] == 1
+    assert {a["actor"]: a["window_busy"] for a in out["actors"]} == {"a": 1.0, "b": round(2 / 3, 3)}
+    assert {a["actor"]: a["busy_rate"] for a in out["actors"]} == {"a": 5.0, "b": 5.0}
+    assert {a["actor"]: a["cpu_share"] for a in out["actors"]} == {"a": 0.5, "b": 0.5}
+    # an actor that loads its model for each block shows it; one done before another's first block: no window
+    out = steady_state(ShardRun(0, 30, 30, 3, (_block("a", 1, 2), _block("a", 2, 3, loads=2), _block("b", 4, 5)),
+                                began=0.0, ended=5.0))
+    assert out["model_loads_per_actor"] == 2 and out["steady_captions_per_s"] is None

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from attack.scores.dcs import DCSParams
 from attack.engine.ray import CRASH_ONCE_ENV, RayEngine, RayOptions, as_model_spec, runtime_env, work_dir
-from attack.stages.generate import GenerateParams
 from attack.models import load_model
+from attack.scores.dcs import DCSParams
 from attack.selection import select_captions
-from attack.stages.generate import generate_stage
+from attack.stages.generate import GenerateParams, generate_stage
 from attack.stages.score import score_stage
 from store import CaptionRow, Store
 
@@ -49,16 +48,25 @@ def _stores(tmp_path: Path, n: int) -> tuple[Store, Store]:
     return local, remote
 
 
-def _engine(model, workers: int = 2) -> RayEngine:
-    return RayEngine(as_model_spec(model), RayOptions(workers=workers, shard_batches=4))
+def _engine(model, workers: int = 2, **kw) -> RayEngine:
+    return RayEngine(as_model_spec(model), RayOptions(workers=workers, shard_batches=4), **kw)
 
 
 def test_ray_scores_and_generations_equal_the_local_engine(cluster, demo, tmp_path):
     local, remote = _stores(tmp_path, 24)
+    runs = []
     with local, remote:
         (a,) = score_stage(local, demo, select_captions(local), ("dcs",), batch_size=4)
-        (b,) = score_stage(remote, demo, select_captions(remote), ("dcs",), batch_size=4, engine=_engine(demo, 1))
+        (b,) = score_stage(remote, demo, select_captions(remote), ("dcs",), batch_size=4,
+                           engine=_engine(demo, 1, observe=runs.append))
         assert (b.computed, b.skipped, b.evals) == (24, 0, a.evals)
+        # the actor loaded the model once, not once per block: two blocks, one process, one load
+        (run,) = runs
+        assert sorted((blk.rows, blk.loads) for blk in run.blocks) == [(8, 1), (16, 1)]
+        assert len({blk.actor for blk in run.blocks}) == 1 and all(blk.cpu > 0 for blk in run.blocks)
+        first, second = run.blocks
+        assert run.began <= first.init < first.ready <= first.start < first.end <= second.start < second.end
+        assert second.end <= run.ended and (second.init, second.ready) == (first.init, first.ready)
         va, vb = local.latest_scores("dcs", "demo"), remote.latest_scores("dcs", "demo")
         assert len(vb) == 24 and vb == va          # identical, not merely close
         params = GenerateParams(top_k=3, seeds=(0, 1), steps=2)

@@ -6,20 +6,26 @@ Flow of one (stage, kind) run, under STORE/ray/<stage>-run<id>-<kind>/:
 2. the work still missing from the run is written as input shards (in/part-NNNNN.parquet, one
    row group each, a whole number of batches per shard);
 3. ray.data.read_parquet(in/) -> map_batches(an actor class holding the model adapter,
-   compute=ActorPoolStrategy(size=N), num_gpus=1 per actor on CUDA, batch_size=None: one block
-   per shard) -> write_parquet(out/);
+   compute=ActorPoolStrategy(size=N, BLOCKS_IN_FLIGHT per actor), num_gpus=1 per actor on CUDA,
+   batch_size=None: one block per shard) -> write_parquet(out/);
 4. this process, the only writer, merges out/ into SQLite through Store methods, then removes
    the folder.
 Rows carry their position in the local engine's work list, and an actor runs the score on
 exactly the local engine's batches (position // batch_size), so every caption gets the same
 noise and the same batch as `--engine local`: the values are identical. Actors are restarted
 and their tasks retried when a worker dies; rows already in the run are never written twice.
+Each actor loads the model once, in its constructor (Ray Data builds one per actor of the pool),
+and reports every block it computes (BlockStat: its times, and how many models its process has
+loaded) in the block's first output row; ShardRun.blocks holds them for RayEngine.observe.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
+import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,9 @@ from store import Store
 
 SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
 CRASH_ONCE_ENV = "VERBATIM_RAY_CRASH_ONCE"   # tests: a file whose presence makes one actor die once
+BLOCKS_IN_FLIGHT = 2        # blocks sent to an actor ahead of its results (see _run_ray)
+BLOCK_COLUMN = "block"      # output column: the block's BlockStat (JSON) on its first row, "" on the others
+_MODEL_LOADS = 0            # models (or embedders) loaded by this process: an actor's reports carry it
 
 
 class EngineError(AttackError):
@@ -54,6 +63,12 @@ class RayOptions:
                               f"{self.threads}, {self.shard_batches}")
 
 
+def _count_load() -> None:
+    """Every model or embedder an actor loads goes through a spec's __call__, which counts it here."""
+    global _MODEL_LOADS
+    _MODEL_LOADS += 1
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How an actor loads the driver's model: the arguments of attack.models.load_model."""
@@ -65,6 +80,7 @@ class ModelSpec:
     def __call__(self, device: str) -> Any:
         from attack.models import load_model
 
+        _count_load()
         return load_model(self.spec, device, dtype=self.dtype, config=self.config, variant=self.variant)
 
 
@@ -76,6 +92,7 @@ class EmbedderSpec:
     def __call__(self, device: str) -> Any:
         from attack.images.embed import load_embedder
 
+        _count_load()
         return load_embedder(self.spec, device)
 
 
@@ -133,11 +150,38 @@ def runtime_env(remote: bool = False, env: Optional[dict[str, str]] = None) -> d
 
 
 # -- the actor ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BlockStat:
+    """One block as the actor that computed it reports it, in wall-clock seconds (time.time(), so
+    comparable across the processes of one host): when the actor's constructor began (init) and
+    ended with the model loaded (ready), when the block came in (start) and went out (end), its
+    rows, how many models that actor's process had loaded by then (loads: 1 when the model is
+    loaded once per actor) and the CPU seconds the process spent on the block (cpu < end - start:
+    it waited for a core). actor: host:pid of the actor's process (a restarted actor is another)."""
+    actor: str
+    init: float
+    ready: float
+    start: float
+    end: float
+    rows: int
+    loads: int
+    cpu: float = 0.0
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[dict]) -> tuple["BlockStat", ...]:
+        """The blocks whose rows are among `rows` (output rows of the actors), by start time."""
+        return tuple(sorted((cls(**json.loads(r[BLOCK_COLUMN])) for r in rows if r.get(BLOCK_COLUMN)),
+                            key=lambda b: (b.start, b.actor)))
+
+
 class _Worker:
-    """Holds one model adapter; runs `work(model, rows)` on each local-engine batch of a block."""
+    """Holds one model adapter, loaded once in its constructor: Ray Data builds one _Worker per
+    actor of the pool and calls it on each block; runs `work(model, rows)` on each local-engine
+    batch of a block and reports the block (BlockStat) in the first output row."""
 
     def __init__(self, model: Callable[[str], Any], device: str, threads: int, batch_size: int,
                  work: Callable[[Any, list[dict]], list[dict]]):
+        init = time.time()
         import torch
 
         if device == "cpu":
@@ -145,8 +189,10 @@ class _Worker:
         self.model = model(device)
         self.batch_size, self.work = batch_size, work
         self.calls = 0
+        self.actor, self.init, self.ready = f"{socket.gethostname()}:{os.getpid()}", init, time.time()
 
     def __call__(self, block: dict) -> dict:
+        start, cpu = time.time(), time.process_time()
         self.calls += 1
         marker = os.environ.get(CRASH_ONCE_ENV)
         if marker and self.calls == 2:
@@ -160,11 +206,17 @@ class _Worker:
         out: list[dict] = []
         for b in sorted({int(r["pos"]) // self.batch_size for r in rows}):
             group = [r for r in rows if int(r["pos"]) // self.batch_size == b]
-            start = getattr(self.model, "evals", 0.0)      # an embedder spends no denoiser calls
+            start_evals = getattr(self.model, "evals", 0.0)      # an embedder spends no denoiser calls
             done = self.work(self.model, group)
-            each = (getattr(self.model, "evals", 0.0) - start) / len(group)
+            each = (getattr(self.model, "evals", 0.0) - start_evals) / len(group)
             out += [dict(d, evals=each) for d in done]
-        return {k: [d[k] for d in out] for k in out[0]} if out else {}
+        if not out:
+            return {}
+        stat = BlockStat(self.actor, self.init, self.ready, start, time.time(), len(out), _MODEL_LOADS,
+                         time.process_time() - cpu)
+        cols = {k: [d[k] for d in out] for k in out[0]}
+        cols[BLOCK_COLUMN] = [json.dumps(stat.__dict__)] + [""] * (len(out) - 1)
+        return cols
 
 
 def _quiet_ray_data() -> None:
@@ -192,9 +244,11 @@ def _run_ray(inputs: Path, outputs: Path, model: Callable[[str], Any], opts: Ray
     # On CPU the pool size is the CPU budget (N actors x threads): reserving it in Ray as well
     # starves the small list/read/write tasks on a cluster of exactly N CPUs (they wait forever
     # behind the actors). On GPU each actor holds one GPU.
-    # one block in flight per actor: the default queues several on whichever actor is ready first,
-    # and with a few large blocks one actor ends up doing them all
-    pool = ray.data.ActorPoolStrategy(size=opts.workers, max_tasks_in_flight_per_actor=1)
+    # BLOCKS_IN_FLIGHT blocks per actor: the next one waits at the actor while it computes one (with
+    # one, each actor idled between blocks until the driver's executor noticed and sent the next);
+    # not Ray's default of 4, which queues several on whichever actor is ready first, and with a few
+    # large blocks one actor ends up doing them all
+    pool = ray.data.ActorPoolStrategy(size=opts.workers, max_tasks_in_flight_per_actor=BLOCKS_IN_FLIGHT)
     ds = ray.data.read_parquet(str(inputs), num_cpus=0, override_num_blocks=shards)   # one block a shard
     # Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1: a dead worker is
     # replaced and its block retried, which is what resume-without-duplicates needs
@@ -250,11 +304,16 @@ def read_outputs(folder: Path, warn: Callable[[str], None]) -> list[dict]:
 @dataclass(frozen=True)
 class ShardRun:
     """What one engine call did: rows merged from shards an earlier driver left, rows asked of
-    the actors, rows their shards held (== computed: none missing, none twice), input shards."""
+    the actors, rows their shards held (== computed: none missing, none twice), input shards;
+    the blocks as the actors reported them, and the driver's wall clock (time.time()) when the
+    Ray run began (the cluster joined, the input shards written) and when its last shard was written."""
     merged_before: int
     computed: int
     rows_out: int
     shards: int
+    blocks: tuple[BlockStat, ...] = ()
+    began: float = 0.0
+    ended: float = 0.0
 
 
 def run_sharded(store: Store, folder: Path, todo: Callable[[], dict[str, list]], merge: Callable[[list[dict]], int],
@@ -266,21 +325,23 @@ def run_sharded(store: Store, folder: Path, todo: Callable[[], dict[str, list]],
     merged = merge(read_outputs(folder / "out", warn))
     columns = todo()
     n = len(columns["pos"])
-    shards, rows_out = 0, 0
+    shards, rows_out, blocks, began, ended = 0, 0, (), 0.0, 0.0
     if n:
         shutil.rmtree(folder / "out", ignore_errors=True)   # merged above: only this call's shards below
         shards = write_inputs(folder / "in", columns, batch_size, opts.shard_batches)
         logs = store.path / "logs"    # Ray's log and the record of its processes; ray/ holds shards only
         with ray_output_to(logs):
             connect(opts, logs)
+            began = time.time()
             _run_ray(folder / "in", folder / "out", model, opts, batch_size, work, shards)
+            ended = time.time()
             if not opts.address:
                 record(logs)          # again, with the actors and agents started since
         rows = read_outputs(folder / "out", warn)
-        rows_out = len(rows)
+        rows_out, blocks = len(rows), BlockStat.of_rows(rows)
         merge(rows)
     shutil.rmtree(folder, ignore_errors=True)
-    return ShardRun(merged, n, rows_out, shards)
+    return ShardRun(merged, n, rows_out, shards, blocks, began, ended)
 
 
 # -- the stages' work ------------------------------------------------------------------------------
@@ -350,6 +411,7 @@ class RayEngine:
     model: Optional[ModelSpec]
     options: RayOptions = RayOptions()
     warn: Callable[[str], None] = lambda m: None
+    observe: Callable[[ShardRun], None] = lambda r: None    # told of each engine call's ShardRun (bench scale)
 
     def score(self, store: Store, run_id: int, kind: str, params: Any, todo: Sequence[tuple[int, str]],
               batch_size: int) -> ShardRun:
@@ -370,8 +432,8 @@ class RayEngine:
                     _add_evals(store, run_id, evals_of(list(new.values())))
             return len(new)
 
-        return run_sharded(store, folder, missing, merge, self.model, self.options, batch_size,
-                           ScoreWork(kind, params), self.warn)
+        return self._seen(run_sharded(store, folder, missing, merge, self.model, self.options, batch_size,
+                                      ScoreWork(kind, params), self.warn))
 
     def embed(self, store: Store, spec: str, rows: Sequence[tuple[int, str]], batch_size: int, key: str) -> Any:
         """Training images' vectors, embedded on the actors (see embed_images)."""
@@ -401,8 +463,12 @@ class RayEngine:
                     _add_evals(store, run_id, evals_of(list(new.values())))
             return len(new)
 
-        return run_sharded(store, folder, missing, merge, self.model, self.options, batch_size,
-                           GenerateWork(steps, guidance), self.warn)
+        return self._seen(run_sharded(store, folder, missing, merge, self.model, self.options, batch_size,
+                                      GenerateWork(steps, guidance), self.warn))
+
+    def _seen(self, run: ShardRun) -> ShardRun:
+        self.observe(run)
+        return run
 
 
 def embed_images(engine: RayEngine, store: Store, spec: str, rows: Sequence[tuple[int, str]], batch_size: int,
@@ -424,8 +490,8 @@ def embed_images(engine: RayEngine, store: Store, spec: str, rows: Sequence[tupl
         got.update(new)
         return len(new)
 
-    run_sharded(store, folder, missing, merge, EmbedderSpec(spec), engine.options, batch_size,
-                EmbedWork(str(store.path)), engine.warn)
+    engine.observe(run_sharded(store, folder, missing, merge, EmbedderSpec(spec), engine.options, batch_size,
+                               EmbedWork(str(store.path)), engine.warn))
     return np.asarray([got[i] for i, _ in rows], dtype=np.float32)
 
 
