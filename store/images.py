@@ -132,11 +132,17 @@ COMPARE_SIZE = 256     # DESIGN: every comparison is at 256x256, Lanczos from th
 CACHE_DIR = "cache"
 
 
-def compare_resize(arr: np.ndarray, size: int = COMPARE_SIZE) -> np.ndarray:
-    """HxWx3 uint8 -> size x size x 3 uint8, PIL Lanczos (the paper code's resize)."""
-    if arr.shape[:2] == (size, size):
+def compare_resize(arr: "np.ndarray | Image.Image", size: int = COMPARE_SIZE) -> np.ndarray:
+    """HxWx3 uint8 (or an RGB image, resized without a round trip through numpy: two copies of
+    the full-size picture) -> size x size x 3 uint8, PIL Lanczos (the paper code's resize)."""
+    if _height_width(arr) == (size, size):
         return np.array(arr, dtype=np.uint8)   # a writable copy (PIL's arrays are read-only)
-    return np.asarray(Image.fromarray(arr).resize((size, size), Image.LANCZOS), dtype=np.uint8)
+    img = Image.fromarray(arr) if isinstance(arr, np.ndarray) else arr
+    return np.asarray(img.resize((size, size), Image.LANCZOS), dtype=np.uint8)
+
+
+def _height_width(arr: "np.ndarray | Image.Image") -> tuple[int, int]:
+    return arr.shape[:2] if isinstance(arr, np.ndarray) else (arr.height, arr.width)
 
 
 class ImageFiles:
@@ -169,11 +175,11 @@ class ImageFiles:
     def put_image(self, img: "Image.Image | np.ndarray", created: Optional[list] = None) -> str:
         return self.put_bytes(encode_png(to_rgb_array(img)), created)
 
-    def _cache_compare(self, sha: str, arr: np.ndarray) -> np.ndarray:
+    def _cache_compare(self, sha: str, arr: "np.ndarray | Image.Image") -> np.ndarray:
         """The compare view of arr, cached when arr is larger than it (a small image is decoded
         and resized faster than a cached 196 KB array is read, and needs no disk)."""
         small = compare_resize(arr)
-        if max(arr.shape[:2]) <= COMPARE_SIZE:
+        if max(_height_width(arr)) <= COMPARE_SIZE:
             return small
         cached = self.cache / sha[:2] / f"{sha}.npy"
         buf = io.BytesIO()
@@ -240,8 +246,8 @@ class ImageFiles:
                 return arr
         except (OSError, ValueError):
             pass
-        arr = np.asarray(self.load_image(sha), dtype=np.uint8)
-        return self._cache_compare(sha, arr) if write else compare_resize(arr)
+        img = self.load_image(sha)
+        return self._cache_compare(sha, img) if write else compare_resize(img)
 
     def load_mask(self, sha: str) -> np.ndarray:
         return np.asarray(self._decoded(sha, "L")) > 127

@@ -10,10 +10,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from attack.stages.align import AlignError, AlignParams, align, fit_similarity, warp_onto
 from attack.bench.labels import evaluate, run_world
-from attack.stages.labels import label_stage
 from attack.bench.realworld import COUNTS, Case, RealWorld, _noisy, build_world, geometric_copy
+from attack.stages.align import AlignError, AlignParams, align, fit_similarity, warp_onto
+from attack.stages.labels import label_stage
 from store import Store
 
 DELTA = 0.12
@@ -211,3 +211,49 @@ def test_align_params_are_frozen_and_serialisable():
     assert json.loads(json.dumps(dataclasses.asdict(p)))["min_overlap"] == 0.5
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.size = 3  # type: ignore[misc]
+
+
+def test_grid_orb_and_its_matches_are_scikit_images():
+    """attack.images.orb replaces two loops of scikit-image's ORB and match_descriptors; every
+    keypoint, descriptor and match must come out the same (photos, a drawing-like blocky image,
+    noise, a plain image ORB finds nothing in, and their mirrors)."""
+    from skimage.feature import ORB, match_descriptors
+
+    from attack.images.orb import GridORB, cross_checked_matches
+    from attack.stages.align import _grey
+
+    rng = np.random.default_rng(0)
+    blocks = np.kron(rng.integers(0, 256, (16, 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)
+    images = [_photo(n) for n in ("astronaut", "coffee", "camera", "moon")] + \
+        [blocks, rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), np.full((256, 256, 3), 90, np.uint8)]
+    p = AlignParams()
+    described = []
+    for img in images:
+        for grey in (_grey(_f(img), p.size), _grey(_f(img[:, ::-1]), p.size)):
+            ours, theirs = (cls(n_keypoints=p.keypoints, fast_threshold=p.fast_threshold, n_scales=p.scales)
+                            for cls in (GridORB, ORB))
+            outcomes = []
+            for orb in (ours, theirs):
+                try:
+                    orb.detect_and_extract(grey)
+                    outcomes.append(None)
+                except RuntimeError as e:       # nothing found: both must say so
+                    outcomes.append(str(e))
+            assert outcomes[0] == outcomes[1]
+            if outcomes[0] is None:
+                for name in ("keypoints", "descriptors", "scales", "orientations", "responses"):
+                    assert np.array_equal(getattr(ours, name), getattr(theirs, name)), name
+                described.append(ours.descriptors)
+    assert len(described) >= 10
+    ties = np.concatenate([described[0][:40], described[0][:40]])     # equal rows: the first must win
+    for a, b in [(described[i], described[j]) for i, j in ((0, 1), (0, 2), (2, 3), (4, 5), (1, 8))] + \
+            [(ties, described[0]), (described[0], ties)]:
+        assert np.array_equal(cross_checked_matches(a, b), match_descriptors(a, b, cross_check=True))
+
+
+def test_the_grey_image_keypoints_are_found_on_is_numpys_channel_mean():
+    from attack.stages.align import _channel_mean
+
+    rng = np.random.default_rng(1)
+    for img in [_f(_photo(n)) for n in ("astronaut", "coffee")] + [rng.random((64, 48, 3), dtype=np.float32)]:
+        assert np.array_equal(_channel_mean(img), img.mean(-1))

@@ -10,9 +10,18 @@ import torch
 from PIL import Image
 
 from attack.images.embed import load_embedder
-from attack.images.index import (RetrievalError, build_store_index, index_folder, load_autofaiss, load_index,
-                          new_faiss_index, save_index, store_index)
+from attack.images.index import (
+    RetrievalError,
+    build_store_index,
+    index_folder,
+    load_autofaiss,
+    load_index,
+    new_faiss_index,
+    save_index,
+    store_index,
+)
 from attack.images.metrics import rmse, to_compare
+from attack.stages.masks import resize_mask
 from attack.stages.retrieve import RetrieveParams, retrieve_stage
 from store import CaptionRow, Store
 
@@ -178,3 +187,67 @@ def test_retrieve_with_a_bad_embedder_or_index_changes_nothing(train_store, tmp_
         with pytest.raises(RetrievalError, match="expected k >= 1 neighbours, got 0"):
             retrieve_stage(s, RetrieveParams(k=0))
     assert snapshot(train_store) == before
+
+
+def _family_images(size: int, seed: int, n: int, side: int) -> list[np.ndarray]:
+    """n template siblings: one blocky picture with a different colour in one square each."""
+    rng = np.random.default_rng(seed)
+    base = np.kron(rng.uniform(0.1, 0.9, (size // 8 + 1, size // 8 + 1, 3)), np.ones((8, 8, 1)))[:size, :size]
+    out = []
+    for k in range(n):
+        img = (base * 255).astype(np.uint8)
+        r, c = rng.integers(0, size - side, 2)
+        img[r:r + side, c:c + side] = rng.integers(0, 256, 3)
+        out.append(img)
+    return out
+
+
+def _mask_as_retrieval_built_it_before(s: Store, idx, embedder, tid: int):
+    """The auto mask of tid as retrieval computed it before it kept anything per image: every image
+    decoded and converted anew, the grid built from image_tensor, no gate in front of template_mask."""
+    from attack.images.index import embed_tensors, image_tensor
+    from attack.stages.masks import MaskParams, mask_grid, template_mask
+
+    params = MaskParams()
+    sha = s.get_training_image(tid).sha256
+    own = image_tensor(s, sha)
+    _, rows = idx.search(embed_tensors(embedder, [own]), params.candidates + 1)
+    cand_ids = [int(idx.ids[r]) for r in rows[0] if r >= 0 and int(idx.ids[r]) != tid]
+    keep = [(c, t) for c in cand_ids if (t := s.get_training_image(c).sha256) != sha][: params.candidates]
+    if not keep:
+        return None
+
+    def compare(h: str) -> torch.Tensor:
+        return torch.from_numpy(s.compare_pixels(h).copy()).permute(2, 0, 1).contiguous().float() / 255.0
+
+    natives = mask_grid([own] + [image_tensor(s, t) for _, t in keep])
+    return template_mask(compare(sha), torch.stack([compare(t) for _, t in keep]), params, [c for c, _ in keep],
+                         None if natives is None else (natives[0], natives[1:]))
+
+
+@pytest.mark.parametrize("size", [32, 300])
+def test_retrieval_keeping_images_per_stage_builds_the_masks_it_built_before(tmp_path, size):
+    """CompareImages keeps each image's float view, block means and 3x3 mean for the stage, and a
+    gate skips images whose neighbours cannot be siblings: the masks (keep, siblings, their RMSE)
+    must be those of the plain computation, at the compare grid (300 px) and on a small image's own
+    pixels (32 px)."""
+    from attack.images.index import store_index
+
+    fam = _family_images(size, 0, 4, size // 5) + _family_images(size, 1, 3, size // 3)
+    loners = [_family_images(size, 10 + k, 1, 2)[0] for k in range(4)]
+    with Store.open(tmp_path / "s") as s:
+        caps = s.add_captions([CaptionRow(f"c{i}") for i in range(len(fam) + len(loners))])
+        tids = [s.add_training_image(s.put_image(img), c, f"t{i}.png")
+                for i, (img, c) in enumerate(zip(fam + loners, caps))]
+        _generation(s, "c0", fam[0])
+        _generation(s, "c5", loners[1])
+        embedder = load_embedder("pixel")
+        rep = retrieve_stage(s, RetrieveParams(k=len(tids)), embedder=embedder)
+        assert rep.masks_examined == len(tids) and rep.masks_built >= 4
+        idx = store_index(s, embedder)
+        for tid in tids:
+            want, got = _mask_as_retrieval_built_it_before(s, idx, embedder, tid), s.current_mask(tid)
+            assert (want is None) == (got is None), tid
+            if got is not None:
+                assert np.array_equal(s.load_mask(got.image_sha), resize_mask(want.keep, (size, size)))
+                assert got.meta["siblings"] == list(want.dups) and got.meta["sibling_rmse"] == list(want.dup_rmse)

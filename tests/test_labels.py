@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from attack.images.flags import FlagInputError
-from attack.images.flags import FlagParams, suspect_flags
+from attack.images.flags import FlagInputError, FlagParams, suspect_flags
+from attack.images.metrics import mask_to_compare, masked_rmse, rmse, to_compare
 from attack.stages.labels import label_stage, relabel
 from attack.stages.rules import PRESETS, LabelInputError, Thresholds, decide, preset
-from attack.images.metrics import mask_to_compare, masked_rmse, rmse, to_compare
 from store import CaptionRow, Neighbour, NotFoundError, Store
 
 from .conftest import snapshot
@@ -195,8 +194,8 @@ def _torch_flags(images: torch.Tensor, params: FlagParams = FlagParams(), keep: 
 
 
 def test_flags_equal_the_torch_reference_on_the_realistic_world_and_at_odd_sizes():
-    from attack.images.flags import _nearest, _resize_aa
     from attack.bench.realworld import backdrop, drawing, on_surround, texture
+    from attack.images.flags import _nearest, _resize_aa
 
     rng = np.random.default_rng(3)
     for h, w in ((256, 256), (512, 384), (32, 32), (17, 129)):     # the thumbnail: torch's antialiased resize
@@ -204,6 +203,10 @@ def test_flags_equal_the_torch_reference_on_the_realistic_world_and_at_odd_sizes
         ref = torch.nn.functional.interpolate(torch.from_numpy(x), size=(128, 128), mode="bilinear", antialias=True,
                                               align_corners=False).numpy()
         assert np.abs(_resize_aa(x, 128) - ref).max() < 1e-12
+        same = torch.nn.functional.interpolate(torch.from_numpy(x), size=(h, w), mode="bilinear", antialias=True,
+                                               align_corners=False).numpy()
+        if h == w:          # to its own size: every value back (the 256-px compare images' flags)
+            assert np.array_equal(_resize_aa(x, h), x) and np.array_equal(same, x)
         keep = torch.from_numpy(rng.random((h, w)) < 0.5)
         nearest = torch.nn.functional.interpolate(keep.float()[None, None], size=(128, 128), mode="nearest")[0, 0]
         assert np.array_equal(keep.numpy()[_nearest(h, 128)][:, _nearest(w, 128)], nearest.numpy() > 0.5)

@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from attack.stages.masks import (MaskInputError, MaskParams, keep_mask, mask_grid, near_duplicates, resize_mask,
-                          template_mask)
 from attack.images.metrics import to_compare
+from attack.stages.masks import (
+    MaskInputError,
+    MaskParams,
+    keep_mask,
+    mask_grid,
+    near_duplicates,
+    resize_mask,
+    template_mask,
+)
 from store import CaptionRow, MaskError, NotFoundError, Store
 
 from .conftest import snapshot
@@ -150,3 +157,78 @@ def test_set_neighbour_mask_updates_one_row_or_names_the_missing_one(tmp_path):
         assert store.neighbours(gid) == [Neighbour(0, tid, 0.9, 0.2, 0.05, mid)]
         with pytest.raises(NotFoundError, match=r"expected an existing neighbour \(generation .*, rank 3\)"):
             store.set_neighbour_mask(gid, 3, 0.05, mid)
+
+
+# -- what retrieval keeps per image instead of recomputing it per comparison ------------------------------------
+def _with_square(base: np.ndarray, side: int, seed: int) -> np.ndarray:
+    """base with a side x side square (at a seeded place) painted one colour: a template sibling."""
+    rng = np.random.default_rng(seed)
+    out = base.copy()
+    r, c = rng.integers(0, base.shape[0] - side, 2)
+    out[r:r + side, c:c + side] = rng.integers(0, 256, 3)
+    return out
+
+
+def _gate_cases():
+    """(ref, candidates) on the compare grid: template families whose varying square runs from a
+    few pixels (block means barely reach rmse_min) to most of the picture, with unrelated images,
+    a brightened copy and a re-encoding-like copy among the candidates."""
+    for seed in range(3):
+        base = smooth_image(seed, 256)
+        others = [smooth_image(100 + seed + k, 256) for k in range(2)]
+        brighter = np.clip(base.astype(int) + 9, 0, 255).astype(np.uint8)
+        noisy = np.clip(base.astype(int) + np.random.default_rng(seed).integers(-2, 3, base.shape), 0, 255)
+        yield to_compare(base)[0], to_compare(np.stack([brighter, noisy.astype(np.uint8)] + others))
+        for side in (12, 16, 20, 28, 96, 224):
+            sibs = [_with_square(base, side, seed * 31 + side + k) for k in range(3)]
+            for cands in (sibs, sibs[:1] + others, others + sibs[1:]):
+                yield to_compare(base)[0], to_compare(np.stack(cands))
+
+
+def test_possible_siblings_are_all_a_template_mask_needs_and_not_all_candidates():
+    """Retrieval compares at full size only the candidates possible_siblings keeps, and skips an
+    image with none: the mask must be the one all candidates give, and the screen must not be
+    vacuous (it refuses some images, lets some through that still get no mask)."""
+    from attack.stages.masks import block_means, possible_siblings
+
+    seen, near_edge, threads = set(), 0, torch.get_num_threads()
+    torch.set_num_threads(1)            # as retrieval runs it: each candidate's sums in one order
+    try:
+        for rule in ("region", "window"):
+            p = MaskParams(rule=rule)
+            for ref, cands in _gate_cases():
+                soft_ref, soft = block_means(ref[None])[0], block_means(cands)
+                rows = possible_siblings(soft_ref, soft, p)
+                full = template_mask(ref, cands, p)
+                assert rows or full is None, (rule, "the screen refused an image that gets a mask")
+                if rows:
+                    screened = template_mask(ref, cands[rows], p, rows, soft=(soft_ref, soft[rows]))
+                    assert (screened is None) == (full is None)
+                    if full is not None:
+                        assert torch.equal(screened.keep, full.keep) and screened.dups == full.dups
+                        assert screened.dup_rmse == full.dup_rmse and screened.keep_fraction == full.keep_fraction
+                seen.add((bool(rows), full is not None))
+                if full is not None:
+                    soft_rmse = (soft - soft_ref).pow(2).flatten(1).mean(1).sqrt()
+                    near_edge += bool(((soft_rmse >= p.rmse_min) & (soft_rmse < 1.5 * p.rmse_min)).any())
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {(False, False), (True, False), (True, True)}
+    assert near_edge        # a mask rests on a sibling whose block means only just reach rmse_min
+
+
+def test_per_image_block_means_denoise_and_morphology_equal_the_batched_ones():
+    from attack.stages.masks import _dilate, _erode, block_means, denoise
+
+    x = torch.rand(6, 3, 64, 64)
+    for f in (block_means, denoise):
+        assert torch.equal(torch.stack([f(x[i:i + 1])[0] for i in range(6)]), f(x))
+    rng = torch.Generator().manual_seed(0)
+    for shape in ((64, 64), (5, 7), (1, 1), (3, 40)):
+        for k in (1, 3, 5):
+            m = torch.rand(shape, generator=rng) < 0.4
+            pooled = torch.nn.functional.max_pool2d(m[None, None].float(), k, stride=1, padding=k // 2)[0, 0] > 0.5
+            assert torch.equal(_dilate(m, k), m if k == 1 else pooled), (shape, k)
+            assert torch.equal(_erode(m, k), ~_dilate(~m, k))
+    batch = torch.rand(4, 30, 20, generator=rng) < 0.3
+    assert torch.equal(_dilate(batch, 3), torch.stack([_dilate(b, 3) for b in batch]))

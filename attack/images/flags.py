@@ -66,11 +66,15 @@ def _aa_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resize_aa(x: np.ndarray, size: int) -> np.ndarray:
-    """[N,C,H,W] -> [N,C,size,size]: columns, then rows (torch's order), float64."""
-    index, weight = _aa_taps(x.shape[3], size)
-    x = (x[..., index] * weight).sum(-1)
-    index, weight = _aa_taps(x.shape[2], size)
-    return (x[:, :, index] * weight[:, :, None]).sum(3)
+    """[N,C,H,W] -> [N,C,size,size]: columns, then rows (torch's order), float64. An axis already
+    of that size is left as it is: its taps are (1, 0, ...), which give back every value exactly."""
+    if x.shape[3] != size:
+        index, weight = _aa_taps(x.shape[3], size)
+        x = (x[..., index] * weight).sum(-1)
+    if x.shape[2] != size:
+        index, weight = _aa_taps(x.shape[2], size)
+        x = (x[:, :, index] * weight[:, :, None]).sum(3)
+    return x
 
 
 def _nearest(n_in: int, n_out: int) -> np.ndarray:

@@ -14,13 +14,15 @@ The autofaiss layout: a folder with `image.index` and metadata rows in index ord
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -85,9 +87,43 @@ def image_tensor(store: Store, sha: str) -> torch.Tensor:
     """A stored image as [3,H,W] float32 in [0,1], as retrieval sees it: at its own size up to
     the compare size, and as its cached 256x256 compare view when larger (a 512-px image is
     decoded once per store, not at every comparison)."""
+    return torch.from_numpy(image_array(store, sha))
+
+
+def image_array(store: Store, sha: str) -> np.ndarray:
+    """image_tensor's values as a numpy array [3,H,W] (no torch: decoding threads call it)."""
     w, h = store.image_size(sha)
     arr = store.compare_pixels(sha) if max(w, h) >= COMPARE_SIZE else np.asarray(store.load_image(sha))
-    return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return unit_chw(arr)
+
+
+def unit_chw(arr: np.ndarray) -> np.ndarray:
+    """uint8 [H,W,3] -> float32 [3,H,W] in [0,1], contiguous: x / 255 in float32, the values of
+    attack.images.metrics.u8_to_float."""
+    chw = np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    chw /= np.float32(255)
+    return chw
+
+
+T = TypeVar("T")
+
+
+def on_threads(fn: Callable[[str], T], shas: Sequence[str], workers: int | None = None) -> list[T]:
+    """[fn(sha) for sha in shas] on workers threads (default: torch's CPU threads): Pillow releases
+    the GIL while it decodes and resizes, the bulk of a cold store's first look at an image."""
+    workers = min(workers or torch.get_num_threads(), len(shas))
+    if workers < 2:
+        return [fn(s) for s in shas]
+    pool = ThreadPoolExecutor(workers)
+    try:
+        return list(pool.map(fn, shas))
+    finally:        # on an error or Ctrl-C, the images not started yet are dropped
+        pool.shutdown(cancel_futures=True)
+
+
+def image_tensors(store: Store, shas: Sequence[str]) -> list[torch.Tensor]:
+    """image_tensor of each sha, decoded on_threads."""
+    return [torch.from_numpy(a) for a in on_threads(functools.partial(image_array, store), shas)]
 
 
 def file_tensor(files: "ImageFiles", sha: str) -> torch.Tensor:
@@ -163,7 +199,7 @@ def build_store_index(store: Store, embedder: Embedder, factory: str = "Flat", *
         parts = []
         for b in range(0, len(rows), batch_size):
             chunk = rows[b:b + batch_size]
-            parts.append(embed_tensors(embedder, [image_tensor(store, s) for _, s in chunk], batch_size))
+            parts.append(embed_tensors(embedder, image_tensors(store, [s for _, s in chunk]), batch_size))
             if progress:
                 progress("index", b + len(chunk), len(rows))
         vectors = np.concatenate(parts)

@@ -88,7 +88,7 @@ def mask_to_compare(mask: np.ndarray | torch.Tensor, size: int = COMPARE_SIZE) -
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise-aligned RMSE: a, b [B,3,S,S] -> [B]."""
-    return (a - b).pow(2).flatten(1).mean(1).sqrt()
+    return (a - b).pow_(2).flatten(1).mean(1).sqrt()
 
 
 def masked_rmse(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,7 @@ def masked_rmse(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor) -> torch.T
         k = k.expand(a.shape[0], *k.shape)
     k = k[:, None]
     n = (k.flatten(1).sum(1) * a.shape[1]).clamp_min(1)
-    return (((a - b) ** 2) * k).flatten(1).sum(1).div(n).sqrt()
+    return (a - b).pow_(2).mul_(k).flatten(1).sum(1).div(n).sqrt()
 
 
 def unit_float(u8: np.ndarray) -> np.ndarray:

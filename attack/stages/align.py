@@ -59,16 +59,22 @@ class Alignment:
 def _grey(img: np.ndarray, size: int) -> np.ndarray:
     from skimage.transform import resize
 
-    g = img.astype(np.float32).mean(-1) if img.ndim == 3 else img.astype(np.float32)
+    g = _channel_mean(img.astype(np.float32, copy=False)) if img.ndim == 3 else img.astype(np.float32)
     return resize(g, (size, size), anti_aliasing=True)
+
+
+def _channel_mean(img: np.ndarray) -> np.ndarray:
+    """img.mean(-1) of float32 [H,W,3], summed left to right as numpy's reduction over three values
+    is (tests/test_align.py), without its slow loop over a 3-long axis."""
+    return (img[..., 0] + img[..., 1] + img[..., 2]) / np.float32(3)
 
 
 def features(img: np.ndarray, params: AlignParams = AlignParams()) -> tuple[np.ndarray, np.ndarray] | None:
     """(keypoints [K,2] as (row, col) on the params.size grid, binary descriptors) of an image
     [H,W,3] in [0,1]; None when it has too little structure for ORB."""
-    from skimage.feature import ORB
+    from attack.images.orb import GridORB  # scikit-image's ORB, faster (attack/images/orb.py)
 
-    orb = ORB(n_keypoints=params.keypoints, fast_threshold=params.fast_threshold, n_scales=params.scales)
+    orb = GridORB(n_keypoints=params.keypoints, fast_threshold=params.fast_threshold, n_scales=params.scales)
     try:
         orb.detect_and_extract(_grey(img, params.size))
     except RuntimeError:      # no keypoints at all (a plain image)
@@ -125,7 +131,7 @@ def align(gen: np.ndarray, train: np.ndarray, params: AlignParams = AlignParams(
           train_features: tuple | None = None, gen_features: dict | None = None) -> Alignment | None:
     """The best similarity alignment (mirrored or not) of gen onto train, both [S,S,3] in [0,1];
     None when no transform is supported by min_inliers matches or covers min_overlap."""
-    from skimage.feature import match_descriptors
+    from attack.images.orb import cross_checked_matches
 
     if gen.ndim != 3 or train.ndim != 3 or gen.shape[-1] != 3 or train.shape != gen.shape:
         raise AlignError(f"expected two [S,S,3] images of one size, got {gen.shape} and {train.shape}")
@@ -143,7 +149,7 @@ def align(gen: np.ndarray, train: np.ndarray, params: AlignParams = AlignParams(
                 gen_features[mirrored] = gf
         if gf is None:
             continue
-        m = match_descriptors(gf[1], tf[1], cross_check=True)
+        m = cross_checked_matches(gf[1], tf[1])
         if len(m) < params.min_inliers:
             continue
         src, dst = gf[0][m[:, 0]][:, ::-1], tf[0][m[:, 1]][:, ::-1]     # (x, y)

@@ -18,7 +18,7 @@ image's own size.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,26 +90,39 @@ def _check_pair(ref: torch.Tensor, dups: torch.Tensor) -> None:
         raise MaskInputError(f"expected near-duplicates [M,{','.join(map(str, ref.shape))}], got {tuple(dups.shape)}")
 
 
-def _soft(x: torch.Tensor, block: int = 4) -> torch.Tensor:
+def block_means(x: torch.Tensor, block: int = 4) -> torch.Tensor:
     """[M,3,S,S] averaged over block x block pixels: what is left of an image once re-encoding
-    noise (JPEG blocks, resampling ringing) is gone; a region a template varies stays."""
+    noise (JPEG blocks, resampling ringing) is gone; a region a template varies stays. Each
+    image's means are computed on their own, so a caller may keep them per image and stack them."""
     return F.avg_pool2d(x, block) if x.shape[-1] % block == 0 else x
 
 
-def _denoise(x: torch.Tensor) -> torch.Tensor:
-    """3x3 mean of [M,3,S,S] (borders averaged over the pixels inside)."""
+def _means(ref: torch.Tensor, candidates: torch.Tensor,
+           soft: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """block_means of ref [3,S,S] and candidates [M,3,S,S], unless the caller passed them."""
+    return soft if soft is not None else (block_means(ref[None])[0], block_means(candidates))
+
+
+def denoise(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean of [M,3,S,S] (borders averaged over the pixels inside), each image on its own."""
     return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
 
 
+def _soft_rmse(soft_ref: torch.Tensor, soft_cands: torch.Tensor) -> torch.Tensor:
+    """[M]: the RMSE of each candidate's block_means [M,3,s,s] to the reference's [3,s,s]."""
+    return (soft_cands - soft_ref[None]).pow(2).flatten(1).mean(1).sqrt()
+
+
 def near_duplicates(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams(),
-                    limit: bool = True) -> list[int]:
+                    limit: bool = True, soft: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[int]:
     """Indices of candidates [M,3,S,S] whose RMSE to ref [3,S,S] is inside the window, closest
     first (at most max_dups unless limit is False). A candidate that is the same picture
     re-encoded (JPEG at another quality: inside the window, but below rmse_min once both are
-    blurred) is a copy, not a template sibling, and is left out."""
+    blurred) is a copy, not a template sibling, and is left out. soft: the block_means of ref and
+    candidates, when the caller keeps them."""
     _check_pair(ref, candidates)
-    d = (candidates - ref).pow(2).flatten(1).mean(1).sqrt()
-    soft = (_soft(candidates) - _soft(ref[None])).pow(2).flatten(1).mean(1).sqrt()
+    d = (candidates - ref).pow_(2).flatten(1).mean(1).sqrt()
+    soft = _soft_rmse(*_means(ref, candidates, soft))
     top = params.rmse_max if params.rule == "window" else float("inf")   # region: judged on what changes
     inside = [(float(v), i) for i, (v, sv) in enumerate(zip(d, soft))
               if params.rmse_min <= float(v) <= top and float(sv) >= params.rmse_min]
@@ -118,15 +131,23 @@ def near_duplicates(ref: torch.Tensor, candidates: torch.Tensor, params: MaskPar
 
 
 def _erode(m: torch.Tensor, k: int) -> torch.Tensor:
-    # erosion of the kept set = complement of the dilated complement; max_pool pads with -inf,
-    # so the image border counts as kept and is not eaten away
+    # erosion of the kept set = complement of the dilated complement; the dilation looks at
+    # pixels inside the image only, so the image border counts as kept and is not eaten away
     return ~_dilate(~m, k) if k > 1 else m
 
 
 def _dilate(m: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool masks [..., H, W] dilated by a k x k square: the OR of the in-image pixels of each
+    window (a max pool padded with -inf), one axis at a time."""
     if k == 1:
         return m
-    return F.max_pool2d(m[None, None].float(), k, stride=1, padding=k // 2)[0, 0] > 0.5
+    for axis in (-2, -1):
+        out = m.clone()
+        for s in range(1, min(k // 2, m.shape[axis] - 1) + 1):
+            out.narrow(axis, s, m.shape[axis] - s).logical_or_(m.narrow(axis, 0, m.shape[axis] - s))
+            out.narrow(axis, 0, m.shape[axis] - s).logical_or_(m.narrow(axis, s, m.shape[axis] - s))
+        m = out
+    return m
 
 
 def keep_mask(ref: torch.Tensor, dups: torch.Tensor, params: MaskParams = MaskParams()) -> torch.Tensor:
@@ -180,12 +201,26 @@ class TemplateMask:
     keep_fraction: float
 
 
-def _may_share(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams, ids: Sequence[int]) -> list[int]:
-    """Of ids (one per candidate [M,3,S,S]), those that could leave min_keep of the picture
-    unchanged: on 4x4 block means, at least half of min_keep of the blocks differ by under twice
-    the pixel threshold. A cheap bound that spares the denoising of unrelated neighbours."""
-    close = (_soft(candidates) - _soft(ref[None])).abs().sum(1) < 2 * params.diff
+def _may_share(soft_ref: torch.Tensor, soft_cands: torch.Tensor, params: MaskParams, ids: Sequence[int]) -> list[int]:
+    """Of ids (one per candidate's block_means [M,3,s,s]; soft_ref: the reference's), those that
+    could leave min_keep of the picture unchanged: at least half of min_keep of the blocks differ
+    by under twice the pixel threshold. A cheap bound that spares the denoising of unrelated
+    neighbours."""
+    close = (soft_cands - soft_ref[None]).abs().sum(1) < 2 * params.diff
     return [i for i, f in zip(ids, close.flatten(1).float().mean(1).tolist()) if f >= params.min_keep / 2]
+
+
+def possible_siblings(soft_ref: torch.Tensor, soft_cands: torch.Tensor, params: MaskParams = MaskParams()) -> list[int]:
+    """The candidates that can be template siblings, judged on block_means alone (the reference's
+    [3,s,s], the candidates' [M,3,s,s]): template_mask picks only a candidate that reaches rmse_min
+    on them (near_duplicates) and, under the region rule, passes _may_share, on these same values.
+    Every candidate is compared with the reference on its own, so one it cannot pick changes
+    nothing: a caller may give it just these, or skip an image none of whose neighbours is one
+    (tests/test_masks.py; row by row to the bit when torch runs on one thread)."""
+    rows = [i for i, v in enumerate(_soft_rmse(soft_ref, soft_cands).tolist()) if v >= params.rmse_min]
+    if params.rule == "region" and rows:
+        rows = _may_share(soft_ref, soft_cands[rows], params, rows)
+    return rows
 
 
 def consistent_siblings(changes: torch.Tensor, agree_iou: float) -> list[int]:
@@ -193,7 +228,7 @@ def consistent_siblings(changes: torch.Tensor, agree_iou: float) -> list[int]:
     (IoU of the opened change regions >= agree_iou), closest candidates first on a tie: the
     siblings of one template vary one region; an image of another family, or the same photo
     shifted, changes elsewhere and is left out instead of emptying the mask."""
-    opened = torch.stack([_dilate(_erode(c, 3), 3) for c in changes]).flatten(1).float()
+    opened = _dilate(_erode(changes, 3), 3).flatten(1).float()
     inter = opened @ opened.T
     area = opened.sum(1)
     iou = inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
@@ -203,18 +238,23 @@ def consistent_siblings(changes: torch.Tensor, agree_iou: float) -> list[int]:
 
 
 def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParams = MaskParams(),
-                  candidate_ids: Sequence[int] | None = None, grid: tuple[torch.Tensor, torch.Tensor] | None = None
+                  candidate_ids: Sequence[int] | None = None, grid: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  soft: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  denoised: Callable[[Sequence[int]], tuple[torch.Tensor, torch.Tensor]] | None = None
                   ) -> TemplateMask | None:
     """The template mask of ref from its candidates (both at the compare size: the window is
     defined there), or None when no candidate is a near-duplicate or the mask keeps less than
     min_keep. grid: the same (ref, candidates) on the grid the keep-mask is computed on, e.g. a
     small training image's own pixels, where the difference is not smeared by upsampling.
+    soft: block_means of (ref, candidates); denoised: rows -> denoise of the grid's (ref, those
+    candidates); both when the caller keeps them per image.
     Of the near-duplicates, only the consistent siblings (consistent_siblings) are combined."""
     if candidates.shape[0] == 0:
         return None
-    picks = near_duplicates(ref, candidates, params, limit=False)
+    soft = _means(ref, candidates, soft)
+    picks = near_duplicates(ref, candidates, params, limit=False, soft=soft)
     if params.rule == "region":
-        picks = _may_share(ref, candidates[picks], params, picks) if picks else picks
+        picks = _may_share(soft[0], soft[1][picks], params, picks) if picks else picks
     if not picks:
         return None
     g_ref, g_cands = grid if grid is not None else (ref, candidates)
@@ -227,7 +267,7 @@ def template_mask(ref: torch.Tensor, candidates: torch.Tensor, params: MaskParam
         # threshold in busy areas and would punch the mask full of holes; a 3x3 mean removes it
         # (a template's varying region is far larger than 3 px). Small images (the demo's 32 px)
         # keep the paper's per-pixel rule on their own pixels.
-        g_ref, g_cands = _denoise(g_ref[None])[0], _denoise(g_cands)
+        g_ref, g_cands = denoised(picks) if denoised is not None else (denoise(g_ref[None])[0], denoise(g_cands))
     # a near-duplicate shares the template: on its own it must leave min_keep of the pixels
     # unchanged, or one unrelated image inside a wide window would erase the whole mask
     changes = (g_cands - g_ref).abs().sum(1) >= params.diff

@@ -7,21 +7,40 @@ neighbour row carries the masked distance under the mask version it was computed
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from attack.images.compare import ComparePixels
+from attack.images.compare import ComparePixels, Lru
 from attack.images.embed import Embedder, load_embedder
-from attack.images.index import RetrievalError, TrainIndex, embed_tensors, image_tensor, load_autofaiss, store_index
+from attack.images.index import (
+    RetrievalError,
+    TrainIndex,
+    embed_tensors,
+    image_tensor,
+    load_autofaiss,
+    on_threads,
+    store_index,
+    unit_chw,
+)
 from attack.images.metrics import COMPARE_SIZE, mask_to_compare, masked_rmse, rmse
 from attack.paths import resolve_inside
 from attack.progress import Progress
 from attack.stages.claims import shared_batches
-from attack.stages.masks import MaskParams, mask_grid, resize_mask, template_mask
+from attack.stages.masks import (
+    MaskParams,
+    block_means,
+    denoise,
+    mask_grid,
+    possible_siblings,
+    resize_mask,
+    template_mask,
+)
 from store import Neighbour, Store
 
 
@@ -41,15 +60,69 @@ class RetrieveParams:
 
 
 class CompareImages(ComparePixels):
-    """ComparePixels as torch float32 [3,S,S] in [0,1]: the cache keeps uint8 (to_compare's output
-    is exactly k/255, so nothing is lost, at a quarter of float32's memory)."""
+    """ComparePixels as torch float32 [3,S,S] in [0,1] (to_compare's output is exactly k/255), with
+    what retrieval derives from an image, made once per image and stage: the float tensor (turning
+    8-bit pixels into floats at every comparison cost more than the comparisons), its block_means
+    (the masks' near-duplicate test), its size and its image at the size masks are computed on."""
+
+    def __init__(self, store: Store, max_items: int = 2048, max_floats: int = 384, workers: int | None = None):
+        super().__init__(store, max_items)
+        self.workers = workers or torch.get_num_threads()        # threads that decode (prefetch)
+        self._floats: Lru[torch.Tensor] = Lru(max_floats)      # 768 KB each at 256 px
+        self._soft: Lru[torch.Tensor] = Lru(max_items)          # 48 KB each
+        self._denoised: Lru[torch.Tensor] = Lru(max_floats // 2)    # only family members get there
+        self._natives: Lru[torch.Tensor] = Lru(max_items)       # images smaller than the compare size
+        self._sizes: Lru[tuple[int, int]] = Lru(16 * max_items)
+        self._shas: Lru[str] = Lru(16 * max_items)
 
     def get(self, sha: str) -> torch.Tensor:
-        hit = torch.from_numpy(self.pixels(sha).copy()).permute(2, 0, 1).contiguous()
-        return hit.float() / 255.0
+        return self._floats.get(sha, lambda: torch.from_numpy(self._array(sha)))
+
+    def _array(self, sha: str) -> np.ndarray:
+        return unit_chw(self.store.compare_pixels(sha))
 
     def stack(self, shas: Sequence[str]) -> torch.Tensor:
         return torch.stack([self.get(s) for s in shas]) if shas else torch.zeros(0, 3, COMPARE_SIZE, COMPARE_SIZE)
+
+    def prefetch(self, shas: Sequence[str]) -> None:
+        """Decode the images not seen yet on_threads, ahead of their use."""
+        todo = list(dict.fromkeys(s for s in shas if s not in self._floats))
+        for sha, arr in zip(todo, on_threads(self._array, todo, self.workers)):
+            self._floats.put(sha, torch.from_numpy(arr))
+
+    def soft(self, sha: str) -> torch.Tensor:
+        """block_means of the compare image [3,s,s]."""
+        return self._soft.get(sha, lambda: block_means(self.get(sha)[None])[0])
+
+    def denoised(self, sha: str) -> torch.Tensor:
+        """denoise of the compare image [3,S,S]."""
+        return self._denoised.get(sha, lambda: denoise(self.get(sha)[None])[0])
+
+    def size(self, sha: str) -> tuple[int, int]:
+        return self._sizes.get(sha, lambda: self.store.image_size(sha))
+
+    def native(self, sha: str) -> torch.Tensor:
+        """image_tensor(store, sha): the image at its own size up to the compare size, else its compare image."""
+        if max(self.size(sha)) >= COMPARE_SIZE:
+            return self.get(sha)
+        return self._natives.get(sha, lambda: image_tensor(self.store, sha))
+
+    def sha_of(self, train_image_id: int) -> str:
+        return self._shas.get(train_image_id, lambda: self.store.get_training_image(train_image_id).sha256)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread inside the block. Retrieval's tensors are a few 256-px images at a time:
+    intra-op threads gain them little, and every op waits until its threads are scheduled, which on
+    a busy machine costs milliseconds per op (threads fight); the block's distances then no longer
+    depend on the thread count either. Decoding keeps its threads (CompareImages.workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -74,24 +147,43 @@ class MaskBook:
         m = self.store.current_mask(tid)
         return None if m is None else (m.id, mask_to_compare(self.store.load_mask(m.image_sha)))
 
+    def _grid(self, shas: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The images at their own size when they share one below the compare size (mask_grid);
+        None otherwise, and when every image is at least that large: their own-size view is then
+        the compare image itself, the grid template_mask falls back to."""
+        if all(max(self.images.size(s)) >= COMPARE_SIZE for s in shas):
+            return None
+        natives = mask_grid([self.images.native(s) for s in shas])
+        return None if natives is None else (natives[0], natives[1:])
+
+    def _denoised(self, sha: str, shas: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """denoise of the compare images of sha and shas (a family's members meet again and again)."""
+        return self.images.denoised(sha), torch.stack([self.images.denoised(s) for s in shas])
+
     def _build(self, tid: int) -> tuple[int, torch.Tensor] | None:
         if self.index.meta is not None:
             return None  # external index: near-duplicates are not in the store
         self.examined += 1
-        sha = self.store.get_training_image(tid).sha256
-        own = image_tensor(self.store, sha)
+        sha = self.images.sha_of(tid)
+        own = self.images.native(sha)
         _, rows = self.index.search(embed_tensors(self.embedder, [own]), self.params.candidates + 1)
         cand_ids = [int(self.index.ids[r]) for r in rows[0] if r >= 0 and int(self.index.ids[r]) != tid]
-        cand_shas = [self.store.get_training_image(c).sha256 for c in cand_ids]
-        keep = [(c, s) for c, s in zip(cand_ids, cand_shas) if s != sha][: self.params.candidates]
+        keep = [(c, s) for c in cand_ids if (s := self.images.sha_of(c)) != sha][: self.params.candidates]
         if not keep:
             return None
-        natives = mask_grid([own] + [image_tensor(self.store, s) for _, s in keep])
-        tm = template_mask(self.images.get(sha), self.images.stack([s for _, s in keep]), self.params,
-                           [c for c, _ in keep], None if natives is None else (natives[0], natives[1:]))
+        soft_ref, soft = self.images.soft(sha), torch.stack([self.images.soft(s) for _, s in keep])
+        possible = possible_siblings(soft_ref, soft, self.params)
+        if not possible:                    # most images: unrelated neighbours, no full-size look
+            return None
+        grid = self._grid([sha] + [s for _, s in keep])           # decided on every candidate, as before
+        keep, soft = [keep[j] for j in possible], soft[possible]  # the others cannot change the mask
+        shas = [s for _, s in keep]
+        tm = template_mask(self.images.get(sha), self.images.stack(shas), self.params, [c for c, _ in keep],
+                           None if grid is None else (grid[0], grid[1][possible]), (soft_ref, soft),
+                           None if grid is not None else lambda picks: self._denoised(sha, [shas[j] for j in picks]))
         if tm is None:
             return None
-        size = self.store.image_size(sha)
+        size = self.images.size(sha)
         provenance = {"siblings": list(tm.dups), "sibling_rmse": list(tm.dup_rmse),
                       "keep_fraction": round(tm.keep_fraction, 4), "method": "consistent siblings"}
         mask_id = self.store.save_mask(tid, resize_mask(tm.keep, size), source="auto", meta=provenance)
@@ -220,8 +312,8 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                   "training_set": _training_set(store, external)}
     run_id, resumed, note = _open_retrieval(store, embedder.spec, run_params, recompute)
     todo, skipped = _pending(store, caption_ids, run_id)
-    with store.running(run_id):
-        images = CompareImages(store)
+    images = CompareImages(store)       # decodes on torch's threads, which the loop then leaves alone
+    with store.running(run_id), one_torch_thread():
         book = MaskBook(store, idx, embedder, params.masks, images)
         n_neigh = unavailable = 0
         if progress:
@@ -231,11 +323,12 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
 
         b = 0                    # another process on the store searches what it claims
         for chunk in shared_batches(store, run_id, todo, lambda gs: str(gs[0]), batch_size, searched):
-            gens = [image_tensor(store, s) for _, s in chunk]
+            images.prefetch([s for _, s in chunk])
+            gens = [images.native(s) for _, s in chunk]
             sims, rows = idx.search(embed_tensors(embedder, gens, batch_size), params.k)
-            gen_cmp = images.stack([s for _, s in chunk])
             writes: list[tuple[int, list[Neighbour]]] = []
-            for i, (gid, _) in enumerate(chunk):
+            for i, (gid, gen_sha) in enumerate(chunk):
+                gen = images.get(gen_sha)[None]
                 hits = []
                 for sim, row in zip(sims[i], rows[i]):
                     if row < 0:
@@ -245,13 +338,13 @@ def retrieve_stage(store: Store, params: RetrieveParams = RetrieveParams(), *,
                         unavailable += 1
                         continue
                     hits.append((float(sim), tid))
-                ref = images.stack([store.get_training_image(t).sha256 for _, t in hits])
-                g = gen_cmp[i:i + 1].expand(len(hits), -1, -1, -1)
+                ref = images.stack([images.sha_of(t) for _, t in hits])
+                g = gen.expand(len(hits), -1, -1, -1)
                 dist = rmse(g, ref) if hits else torch.zeros(0)
                 out = []
                 for rank, ((sim, tid), d) in enumerate(zip(hits, dist)):
                     mask = book.get(tid)
-                    md = float(masked_rmse(gen_cmp[i:i + 1], ref[rank:rank + 1], mask[1])[0]) if mask else None
+                    md = float(masked_rmse(gen, ref[rank:rank + 1], mask[1])[0]) if mask else None
                     out.append(Neighbour(rank, tid, sim, float(d), md, mask[0] if mask else None))
                 writes.append((gid, out))
                 if progress:
