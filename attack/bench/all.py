@@ -54,7 +54,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("detectors", "every one-step detector and rank fusions on the demo world",
           ("attack", "bench", "detectors", "--json")),
     Bench("throughput", "batched vs the paper's per-caption DCS / ECS loop, demo model, CPU",
-          ("attack", "bench", "throughput", "--json"), ("--repeat", "2")),
+          ("attack", "bench", "throughput", "--json"), ("--rounds", "3"), ("--rounds", "9")),
     Bench("labels", "labels, masks and flags on the development world (thresholds chosen there) and the held-out "
                     "world, through the closed-model path",
           ("attack", "bench", "labels", "--json"), ("--size", "256")),

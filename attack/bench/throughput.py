@@ -1,9 +1,18 @@
-"""`python -m attack.bench.throughput --json`: captions per second of DCS and ECS, batched vs a
+"""`python -m attack bench throughput --json`: captions per second of DCS and ECS, batched vs a
 per-caption loop that does what the paper's public code does (run_wb_attack.py / run_bb_attack.py:
 one pipeline call per caption and seed, both prompts encoded per call, a cond + uncond batch of 2,
 PIL Lanczos resize and scipy Sobel edges per image), on the same model in the same process. The
 scores of both paths are compared (`max_abs_diff_batched_vs_loop`). The last line printed is one
 JSON object.
+
+A single timing of a path cannot tell a 10% change from noise on a shared machine, so the four
+paths are timed in `--rounds` interleaved rounds (batched DCS, DCS loop, batched ECS, ECS loop,
+the order reversed every other round): a speedup is the ratio of one round's batched and loop
+rates, which saw the same machine, and every figure is the median over the rounds with its spread
+(min, max, (max - min) / median). The JSON also says how busy the machine was (load average, and
+the share of the cores other processes used), and compares each speedup with the floor kept in
+attack/bench/floors.json (`above_floor`); tests/test_throughput_guard.py runs a short version
+against that file's looser CI floor.
 
 `--model demo` uses the trained demo weights when they exist, else a demo-architecture network
 with random weights (speed does not depend on the weights; the JSON says which). `--model
@@ -13,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +43,7 @@ from attack.scores.ecs import ECSParams, ecs
 from attack.scores.wen import WenParams, wen
 
 ATTACK_LIST = Path(__file__).resolve().parents[1] / "demo" / "attack_list.txt"
+FLOORS = Path(__file__).with_name("floors.json")
 
 
 def bench_captions(n: int) -> list[str]:
@@ -71,18 +84,74 @@ def _model(spec: str, device: str, dtype: str | None, captions: Sequence[str]) -
     return load_model(spec, device, dtype=dtype), "as loaded"
 
 
-def _timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> tuple[float, object]:
-    """Fastest of `repeat` runs (as timeit does: slower runs measure other processes, not us)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    """Wall seconds of one call (CUDA synchronised on both sides) and its result."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0, out
+
+
+def interleaved(calls: Sequence[tuple[str, Callable[[], object]]], rounds: int,
+                device: torch.device) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Seconds of each named call in each of `rounds` rounds, the calls taking turns (the order
+    reversed every other round), so a batched run and its loop see the same machine; and the
+    last result of each."""
+    times: dict[str, list[float]] = {name: [] for name, _ in calls}
+    outs: dict[str, object] = {}
+    for r in range(rounds):
+        for name, fn in (calls if r % 2 == 0 else calls[::-1]):
+            dt, outs[name] = _timed(fn, device)
+            times[name].append(dt)
+    return times, outs
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Median, min, max and (max - min) / median in percent of a figure measured once per round."""
+    med = statistics.median(values)
+    return {"median": round(med, 3), "min": round(min(values), 3), "max": round(max(values), 3),
+            "spread_pct": round(100 * (max(values) - min(values)) / med, 1) if med else None}
+
+
+def floors(path: Path = FLOORS) -> dict:
+    """The speedup floors kept in the repository (attack/bench/floors.json)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def below_floor(result: dict, floor: dict[str, float]) -> list[str]:
+    """One line per score whose median speedup in `result` is under its floor (none: the lead holds)."""
+    return [f"{s}: expected batched at least {floor[s]}x the loop, got {result[f'{s}_speedup']}x "
+            f"(rounds {result['spread'][f'{s}_speedup']}, machine {result['machine']})"
+            for s in ("dcs", "ecs") if result[f"{s}_speedup"] < floor[s]]
+
+
+class MachineMeter:
+    """The load average at start and end, and the share of all cores that other processes used
+    while the bench ran (Linux /proc/stat less this process's own CPU time)."""
+
+    def __init__(self) -> None:
+        from attack.bench.all import cpu_busy_s
+
+        self._busy = cpu_busy_s
+        self.load_start = os.getloadavg()[0]
+        self.busy0, self.own0, self.t0 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
+
+    def report(self) -> dict:
+        busy1, wall = self._busy(), time.perf_counter() - self.t0
+        others = None
+        if self.busy0 is not None and busy1 is not None and wall > 0:
+            used = (busy1 - self.busy0) - (_own_cpu_s() - self.own0)
+            others = round(max(0.0, used) / (wall * (os.cpu_count() or 1)), 3)
+        return {"cores": os.cpu_count(), "load_average_1min": [round(self.load_start, 2), round(os.getloadavg()[0], 2)],
+                "other_processes_share": others}
+
+
+def _own_cpu_s() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def dcs_loop(model: TextToImageModel, captions: Sequence[str], p: DCSParams) -> torch.Tensor:
@@ -128,39 +197,59 @@ def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> 
 
 
 def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_captions: int = 64,
-        n_loop: int = 16, batch_size: int = 128, repeat: int = 3) -> dict:
+        n_loop: int = 16, batch_size: int = 128, rounds: int = 5) -> dict:
+    """The figures of the module docstring: `rounds` interleaved rounds of the four paths, on
+    torch's current CPU threads."""
+    meter = MachineMeter()
     captions = bench_captions(n_captions)
     loop_caps = captions[:n_loop]
     model, weights = _model(spec, device, dtype, captions)
     dev = model.device
     dp, ep, wp = DCSParams(), ECSParams(), WenParams()
     ecs_batch = max(1, batch_size // len(ep.seeds))
-    # warm-up: lazy initialisation, allocator, kernels for both batch shapes
-    dcs(model, captions[:2], dp)
-    dcs(model, captions[:1], dp, batch_size=1)
-    ecs(model, captions[:1], ep)
-    t_db, db = _timed(lambda: dcs(model, captions, dp, batch_size=batch_size), dev, repeat)
-    t_dl, dl = _timed(lambda: dcs_loop(model, loop_caps, dp), dev, repeat)
-    t_eb, eb = _timed(lambda: ecs(model, captions, ep, batch_size=ecs_batch), dev, repeat)
-    t_el, el = _timed(lambda: ecs_loop(model, loop_caps, ep), dev, repeat)
+    # warm-up: lazy initialisation, allocator, kernels for every batch shape timed below
+    dcs(model, captions, dp, batch_size=batch_size)
+    dcs_loop(model, loop_caps[:1], dp)
+    ecs(model, captions[:ecs_batch], ep, batch_size=ecs_batch)
+    ecs_loop(model, loop_caps[:1], ep)
+    times, outs = interleaved([
+        ("dcs_batched", lambda: dcs(model, captions, dp, batch_size=batch_size)),
+        ("dcs_loop", lambda: dcs_loop(model, loop_caps, dp)),
+        ("ecs_batched", lambda: ecs(model, captions, ep, batch_size=ecs_batch)),
+        ("ecs_loop", lambda: ecs_loop(model, loop_caps, ep))], rounds, dev)
+    rate = {k: [(len(loop_caps) if k.endswith("loop") else len(captions)) / t for t in v] for k, v in times.items()}
+    ratio = {s: [b / lo for b, lo in zip(rate[f"{s}_batched"], rate[f"{s}_loop"])] for s in ("dcs", "ecs")}
+    db, eb = outs["dcs_batched"], outs["ecs_batched"]
     w = wen(model, captions[:2], wp)
-    dcs_b, dcs_l = len(captions) / t_db, len(loop_caps) / t_dl
-    ecs_b, ecs_l = len(captions) / t_eb, len(loop_caps) / t_el
+    floor = floors()["throughput_speedup_floor"]
+    med = {k: statistics.median(v) for k, v in rate.items()}
+    speedup = {s: statistics.median(v) for s, v in ratio.items()}
     return {
         "model": spec, "weights": weights, "device": str(dev), "dtype": str(model.dtype).replace("torch.", ""),
         "captions_batched": len(captions), "captions_loop": len(loop_caps), "batch_size": batch_size,
-        "torch_threads": torch.get_num_threads(), "repeat": repeat,
-        "dcs_batched_per_s": round(dcs_b, 3), "dcs_loop_per_s": round(dcs_l, 3), "dcs_speedup": round(dcs_b / dcs_l, 2),
-        "ecs_batched_per_s": round(ecs_b, 3), "ecs_loop_per_s": round(ecs_l, 3), "ecs_speedup": round(ecs_b / ecs_l, 2),
+        "torch_threads": torch.get_num_threads(), "rounds": rounds,
+        "caches": "warm: the model is loaded and every batch shape timed ran once before the rounds",
+        "how": "each round times batched DCS, the DCS loop, batched ECS and the ECS loop in turn (the order "
+               "reversed every other round); a speedup is batched / loop captions/s of one round, and each "
+               "figure is the median over the rounds",
+        "dcs_batched_per_s": round(med["dcs_batched"], 3), "dcs_loop_per_s": round(med["dcs_loop"], 3),
+        "dcs_speedup": round(speedup["dcs"], 2),
+        "ecs_batched_per_s": round(med["ecs_batched"], 3), "ecs_loop_per_s": round(med["ecs_loop"], 3),
+        "ecs_speedup": round(speedup["ecs"], 2),
+        "spread": {**{f"{k}_per_s": spread(v) for k, v in rate.items()},
+                   **{f"{s}_speedup": spread(v) for s, v in ratio.items()}},
+        "speedup_floor": floor,
+        "above_floor": {s: speedup[s] >= floor[s] for s in ("dcs", "ecs")},
         # guided-call equivalents (a cond + uncond pair of network rows = 1) per caption; batched
         # runs share the unconditional row of each seed across the batch (attack.scores.base)
         "evals_per_caption": {"dcs": round(db.evals_per_caption, 4), "ecs": round(eb.evals_per_caption, 4),
                               "wen": round(w.evals_per_caption, 4)},
         "evals_per_caption_loop": {"dcs": 1.0, "ecs": float(len(ep.seeds))},
-        "network_rows_per_s_dcs_batched": round(2 * dcs_b * db.evals_per_caption, 2),
+        "network_rows_per_s_dcs_batched": round(2 * med["dcs_batched"] * db.evals_per_caption, 2),
         "max_abs_diff_batched_vs_loop": {
-            "dcs": float((db.values[:len(loop_caps)] - dl).abs().max()),
-            "ecs": float((eb.values[:len(loop_caps)] - el).abs().max())},
+            "dcs": float((db.values[:len(loop_caps)] - outs["dcs_loop"]).abs().max()),
+            "ecs": float((eb.values[:len(loop_caps)] - outs["ecs_loop"]).abs().max())},
+        "machine": meter.report(),
     }
 
 
@@ -176,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0 = torch's default); on a CPU shared with another busy process, 1 "
                          "avoids OpenMP threads waiting on each other")
-    ap.add_argument("--repeat", type=int, default=3, help="time each path this many times and keep the fastest")
+    ap.add_argument("--rounds", "--repeat", type=int, default=5,
+                    help="interleaved rounds: each path is timed once per round (default 5); figures are medians")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     a = ap.parse_args(argv)
     if a.threads > 0:
@@ -185,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         out = run(a.model, a.device, a.dtype, a.captions, min(a.loop_captions, a.captions), a.batch_size,
-                  max(1, a.repeat))
+                  max(1, a.rounds))
     except AttackError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
