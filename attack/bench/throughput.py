@@ -130,23 +130,20 @@ def below_floor(result: dict, floor: dict[str, float]) -> list[str]:
 
 class MachineMeter:
     """The load average at start and end, and the share of all cores that other processes used
-    while the bench ran (Linux /proc/stat less this process's own CPU time)."""
+    while the bench ran (attack.bench.all's /proc/stat reading, less this process's own CPU time)."""
 
     def __init__(self) -> None:
-        from attack.bench.all import cpu_busy_s
+        from attack.bench.all import cpu_busy_s, load
 
-        self._busy = cpu_busy_s
-        self.load_start = os.getloadavg()[0]
-        self.busy0, self.own0, self.t0 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
+        self.load_start, self.busy0, self.own0, self.t0 = load(), cpu_busy_s(), _own_cpu_s(), time.perf_counter()
 
     def report(self) -> dict:
-        busy1, wall = self._busy(), time.perf_counter() - self.t0
-        others = None
-        if self.busy0 is not None and busy1 is not None and wall > 0:
-            used = (busy1 - self.busy0) - (_own_cpu_s() - self.own0)
-            others = round(max(0.0, used) / (wall * (os.cpu_count() or 1)), 3)
-        return {"cores": os.cpu_count(), "load_average_1min": [round(self.load_start, 2), round(os.getloadavg()[0], 2)],
-                "other_processes_share": others}
+        from attack.bench.all import cpu_busy_s, load, other_share
+
+        busy1, wall = cpu_busy_s(), time.perf_counter() - self.t0
+        busy = None if self.busy0 is None or busy1 is None else busy1 - self.busy0
+        return {"cores": os.cpu_count(), "load_average_1min": [self.load_start, load()],
+                "other_processes_share": other_share(busy, _own_cpu_s() - self.own0, wall)}
 
 
 def _own_cpu_s() -> float:
