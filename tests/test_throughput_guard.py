@@ -43,6 +43,9 @@ def test_the_guard_names_a_batched_path_slowed_on_purpose(one_thread, monkeypatc
 
     monkeypatch.setattr(throughput, "dcs", slowed)
     out = throughput.run("demo", n_captions=8, n_loop=2, rounds=1)
-    failed = throughput.below_floor(out, throughput.floors()["guard"]["speedup_floor"])
-    assert [line.split(":")[0] for line in failed] == ["dcs"]
+    floor = throughput.floors()["guard"]["speedup_floor"]
+    failed = throughput.below_floor(out, floor)
+    assert out["dcs_speedup"] < 1.0 < floor["dcs"]
+    # 8 captions in one round is too short to judge ECS, so its line is checked for agreement, not absence
+    assert [line.split(":")[0] for line in failed] == [s for s in ("dcs", "ecs") if out[f"{s}_speedup"] < floor[s]]
     assert "expected batched at least" in failed[0] and f"got {out['dcs_speedup']}x" in failed[0]
