@@ -24,8 +24,16 @@ ASSETS = Path(__file__).parent / "assets"
 def launch_options(store: Store) -> dict:
     """Keyword arguments for ``build_app(store).launch(...)``: assets and the served folders."""
     tab_export.export_dir(store).mkdir(parents=True, exist_ok=True)
-    return {"css": (ASSETS / "review.css").read_text(), "js": (ASSETS / "keys.js").read_text(),
+    return {"css": (ASSETS / "review.css").read_text(), "js": page_script(),
             "allowed_paths": [str(store.images.root.resolve()), str(tab_export.export_dir(store).resolve())]}
+
+
+def page_script() -> str:
+    """Gradio runs one page-level function: it calls each script of assets/ (each a function
+    expression), keys.js first (the shortcuts), then the others in name order."""
+    scripts = [ASSETS / "keys.js"] + sorted(p for p in ASSETS.glob("*.js") if p.name != "keys.js")
+    calls = "\n".join(f"({p.read_text().strip().rstrip(';')})();" for p in scripts)
+    return f"() => {{\n{calls}\n}}"
 
 
 def build_app(store: Store, auth: bool = False) -> gr.Blocks:

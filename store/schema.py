@@ -395,5 +395,40 @@ CREATE TABLE work_claims (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9)
+# v10: a review team's day (issue 27).
+# - withheld: an opinion a reviewer gave and then withheld to keep another reviewer's label (the
+#   keep-theirs prompt): recorded, never in force, so nothing a reviewer decided is lost and an
+#   undo of the kept label can offer it back. over_entry: the label entry that was kept.
+# - gold: candidates with a known label (honeypots), mixed blind into reviewers' queues; source
+#   says where the label came from ('adjudicated', 'labels', a file name, 'demo').
+# - gold_answers: what a reviewer answered on a gold candidate; never a label of the audit.
+#   seconds: from the candidate shown to the answer (NULL when unknown).
+V10 = f"""
+CREATE TABLE withheld (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    reviewer TEXT NOT NULL,
+    label TEXT NOT NULL CHECK (label IN {_in(HUMAN_LABELS)}),
+    over_entry INTEGER REFERENCES labels(id),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX withheld_caption ON withheld(caption_id, id);
+CREATE TABLE gold (
+    caption_id INTEGER PRIMARY KEY REFERENCES captions(id),
+    label TEXT NOT NULL CHECK (label IN {_in(HUMAN_LABELS)}),
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE gold_answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    caption_id INTEGER NOT NULL REFERENCES gold(caption_id),
+    reviewer TEXT NOT NULL,
+    label TEXT NOT NULL CHECK (label IN {_in(HUMAN_LABELS)}),
+    created_at TEXT NOT NULL,
+    seconds REAL
+);
+CREATE INDEX gold_answers_reviewer ON gold_answers(reviewer, id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10)
 SCHEMA_VERSION = len(MIGRATIONS)
