@@ -151,26 +151,33 @@ def grid_data(store: Store, filt: QueueFilter, group_by: str = "family", page: i
     return GridData(tuple(_group(items, group_by)), result.total, page, pages, group_by)
 
 
-_thumbs: "OrderedDict[tuple, str]" = OrderedDict()
+_thumbs: "OrderedDict[tuple, tuple[str, tuple[int, int]]]" = OrderedDict()
 
 
-def thumb_uri(store: Store, sha: str, px: int = THUMB_PX) -> str:
-    """A small lossless thumbnail as a data URI (cached by sha): a grid page of real 512-px
-    images must not send every full-size file."""
-    key = (str(store.path), sha, px)
+def thumb(store: Store, sha: str, px: int = THUMB_PX, enlarge: bool = False) -> tuple[str, tuple[int, int]]:
+    """A small lossless thumbnail as a data URI and its pixel size (cached by sha): a grid page of
+    real 512-px images must not send every full-size file. ``enlarge``: a small image is enlarged
+    by the largest whole factor that fits ``px`` (nearest neighbour: each pixel a crisp square), so
+    the page shows it at its own size (Gradio's table drops width and height attributes)."""
+    key = (str(store.path), sha, px, enlarge)
     if key in _thumbs:
         _thumbs.move_to_end(key)
         return _thumbs[key]
     im = store.load_image(sha).convert("RGB")
     if max(im.size) > px:
         im.thumbnail((px, px), Image.LANCZOS)
+    elif enlarge and whole_factor(im.size, px) != im.size:
+        im = im.resize(whole_factor(im.size, px), Image.NEAREST)
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
-    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    _thumbs[key] = uri
+    _thumbs[key] = ("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), im.size)
     if len(_thumbs) > THUMB_CACHE:
         _thumbs.popitem(last=False)
-    return uri
+    return _thumbs[key]
+
+
+def thumb_uri(store: Store, sha: str, px: int = THUMB_PX) -> str:
+    return thumb(store, sha, px)[0]
 
 
 def _thumb(store: Store, sha: Optional[str], alt: str) -> str:
@@ -182,7 +189,8 @@ def _thumb(store: Store, sha: Optional[str], alt: str) -> str:
 def cell_html(store: Store, it: GridItem, index: int, group: int) -> str:
     d = f" {fmt(it.distance)}" if it.distance is not None else ""
     flags = f' <span class="vb-flag">{esc(", ".join(it.flags))}</span>' if it.flags else ""
-    return (f'<div class="vb-cell" data-caption-id="{it.caption_id}" data-index="{index}" data-group="{group}">'
+    return (f'<div class="vb-cell" data-caption-id="{it.caption_id}" data-index="{index}" data-group="{group}" '
+            f'data-auto="{esc(it.auto or "")}">'
             f'<div class="vb-pair">{_thumb(store, it.generation_sha, "generation")}'
             f'{_thumb(store, it.match_sha, "match")}</div>'
             f'<div class="vb-cell-meta">#{it.caption_id} {label_badge(it.human)} auto {esc(it.kind or "–")}{d}'
@@ -211,13 +219,27 @@ def summary(data: GridData) -> str:
             f"{len(data.groups)} group(s) by {data.group_by}")
 
 
-def queue_thumbnails(store: Store, caption_ids, px: int = 64) -> list[str]:
-    """The generation | match thumbnails of queue rows, as HTML cells (our own markup: two images
-    with data URIs, no text from the store)."""
+QUEUE_THUMB_PX = 64        # queue thumbnails: at most this size, whole factors only (crisp, not blurry)
+
+
+def whole_factor(size: tuple[int, int], box: int) -> tuple[int, int]:
+    """Display size of a thumbnail no larger than ``box``: its pixels times the largest whole factor
+    that fits (1 for a thumbnail already at the box)."""
+    k = max(1, box // max(size[0], size[1], 1))
+    return size[0] * k, size[1] * k
+
+
+def queue_thumbnails(store: Store, caption_ids, px: int = QUEUE_THUMB_PX) -> list[str]:
+    """The generation | match thumbnails of queue rows, side by side, as HTML cells (our own markup:
+    two images with data URIs, no text from the store)."""
     out = []
     for cid in caption_ids:
         m = _match_of(store, cid)
-        out.append("".join(f'<img class="vb-qthumb" src="{thumb_uri(store, sha, px)}" alt="{what}">'
-                           for sha, what in ((m.generation_sha, "generation"), (m.match_sha, "match"))
-                           if sha is not None))
+        imgs = []
+        for sha, what in ((m.generation_sha, "generation"), (m.match_sha, "match")):
+            if sha is None:
+                continue
+            uri, (w, h) = thumb(store, sha, px, enlarge=True)
+            imgs.append(f'<img class="vb-qthumb" src="{uri}" width="{w}" height="{h}" alt="{what}">')
+        out.append(f'<span class="vb-qpair">{"".join(imgs)}</span>')
     return out

@@ -13,6 +13,7 @@ from store import (
 )
 
 from . import imaging, render
+from .candidate import labelled_pair
 from .checks import ViewError, check_reviewer
 from .relabel import Relabel, relabel
 
@@ -92,6 +93,30 @@ def keep_draft(store: Store, drafts: dict, target: Optional[MaskTarget], value: 
     return out, not same
 
 
+# -- the match a save may move ----------------------------------------------------------------
+def match_of(store: Store, caption_id: int) -> Optional[tuple]:
+    """(kind, training image id) of the pair the candidate's automatic label rests on, or None."""
+    autos = store.auto_labels(caption_id)
+    pair = labelled_pair(autos[-1] if autos else None, {g.id: g for g in store.generations(caption_id)})
+    return None if pair is None else (pair[0], pair[2])
+
+
+def moved_match(before: Optional[tuple], after: Optional[tuple]) -> Optional[tuple]:
+    """(before, after) when a relabel moved the match to another training image, else None."""
+    if before is None or after is None or before[1] == after[1]:
+        return None
+    return before, after
+
+
+def moved_notice(save: "MaskSave") -> str:
+    """Plain words for a match that moved (empty when it did not): the reviewer must look again."""
+    if save.moved is None:
+        return ""
+    (k0, t0), (k1, t1) = save.moved
+    return (f"The {k1} match moved from training image {t0} ({k0}) to training image {t1}: the candidate's "
+            f"strip now shows the new match.")
+
+
 # -- masks ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MaskSave:
@@ -99,6 +124,7 @@ class MaskSave:
     version: int
     kept: float                      # fraction of pixels kept
     relabel: Relabel
+    moved: Optional[tuple] = None    # (kind, training image) of the match before and after, when it moved
 
 
 def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarray, reviewer: str,
@@ -120,8 +146,11 @@ def save_mask(store: Store, caption_id: int, target: MaskTarget, layer: np.ndarr
     if cur is not None and np.array_equal(store.load_mask(cur.image_sha), mask):
         raise ViewError(f"save mask: expected a change, got the same mask as v{cur.version} (nothing saved)")
     # save_mask checks the size against the training image itself before writing anything
+    before = match_of(store, caption_id)
     mask_id = store.save_mask(target.train_image_id, mask, source="edited", author=reviewer)
-    return MaskSave(mask_id, store.get_mask(mask_id).version, float(mask.mean()), relabel(store, caption_id))
+    r = relabel(store, caption_id)
+    return MaskSave(mask_id, store.get_mask(mask_id).version, float(mask.mean()), r,
+                    moved_match(before, match_of(store, caption_id)))
 
 
 def restore_mask(store: Store, caption_id: int, target: MaskTarget, mask_id: int, reviewer: str) -> MaskSave:
@@ -131,9 +160,11 @@ def restore_mask(store: Store, caption_id: int, target: MaskTarget, mask_id: int
     if old.train_image_id != target.train_image_id:
         raise ViewError(f"restore mask {mask_id}: expected a mask of training image {target.train_image_id}, "
                         f"got one of {old.train_image_id}")
+    before = match_of(store, caption_id)
     new_id = store.add_mask(target.train_image_id, old.image_sha, source="edited", author=reviewer, parent_id=old.id)
     kept = float(store.load_mask(old.image_sha).mean())
-    return MaskSave(new_id, store.get_mask(new_id).version, kept, relabel(store, caption_id))
+    r = relabel(store, caption_id)
+    return MaskSave(new_id, store.get_mask(new_id).version, kept, r, moved_match(before, match_of(store, caption_id)))
 
 
 def mask_info_html(store: Store, caption_id: Optional[int], target: Optional[MaskTarget], note: str = "") -> str:
@@ -167,5 +198,7 @@ def relabel_html(save: MaskSave) -> str:
     names = {"tv": "masked RMSE (TV)", "mv": "RMSE to own image (MV)", "rv": "RMSE to a neighbour (RV)"}
     dist = ", ".join(f"{render.esc(names.get(k, k))} {render.fmt(v) if isinstance(v, float) or v is None else render.esc(v)}"
                      for k, v in r.distances.items())
+    moved = moved_notice(save)
+    note = f'<p class="vb-mask-moved" role="alert"><b>{render.esc(moved)}</b></p>' if moved else ""
     return (f"<p>Saved mask v{save.version} (keeps {save.kept:.0%}). Automatic label now "
-            f"{render.label_badge(r.label)} · {dist}</p>")
+            f"{render.label_badge(r.label)} · {dist}</p>{note}")

@@ -19,6 +19,7 @@ LABEL_TITLES = {"MV": "matching verbatim", "TV": "template verbatim", "RV": "ret
                 "skip": "skip (decide later)"}
 MIN_DISPLAY_PX = 160   # small images are enlarged by an integer factor to at least this width
 TILE_PX = 256          # the one-screen strip: each picture about this size (whole factors for small ones)
+COMPACT_PX = 224       # the strip on a laptop screen (review.css's compact media query): at most this size
 
 
 def esc(text: object) -> str:
@@ -48,6 +49,24 @@ def tile_size(width: int, height: int, box: int = TILE_PX) -> tuple[int, int]:
     return max(1, round(width * box / side)), max(1, round(height * box / side))
 
 
+def fit_size(width: int, height: int, box: int = COMPACT_PX) -> tuple[int, int]:
+    """Display size at most ``box`` px: a small image enlarged by the largest whole factor that
+    stays inside the box (never more, unlike ``tile_size``: the compact strip must fit), a large
+    one scaled down to it."""
+    side = max(width, height, 1)
+    if side <= box:
+        k = max(1, box // side)
+        return width * k, height * k
+    return max(1, round(width * box / side)), max(1, round(height * box / side))
+
+
+def tile_vars(size: tuple[int, int]) -> str:
+    """CSS custom properties of a strip figure: its picture's size at TILE_PX and at COMPACT_PX
+    (review.css picks one by the viewport; both are whole factors of a small image)."""
+    (w, h), (cw, ch) = tile_size(*size), fit_size(*size)
+    return f"--vb-w:{w}px;--vb-h:{h}px;--vb-cw:{cw}px;--vb-ch:{ch}px"
+
+
 def img(src: str, size: tuple[int, int], alt: str, cls: str = "", box: Optional[int] = None) -> str:
     """An image at its display size: ``box`` None enlarges small ones to MIN_DISPLAY_PX, else
     ``tile_size`` in that box. Eager and decoded before display: the strip is the decision."""
@@ -56,9 +75,12 @@ def img(src: str, size: tuple[int, int], alt: str, cls: str = "", box: Optional[
             f'decoding="sync">')
 
 
-def figure(image_html: str, caption_lines: Iterable[str]) -> str:
+def figure(image_html: str, caption_lines: Iterable[str], size: Optional[tuple[int, int]] = None) -> str:
+    """A picture and its caption lines; ``size`` (the picture's pixels): a strip figure, which
+    review.css sizes by the viewport through ``tile_vars``."""
     lines = "".join(f"<div>{line}</div>" for line in caption_lines)
-    return f'<figure class="vb-fig">{image_html}<figcaption>{lines}</figcaption></figure>'
+    style = f' style="{tile_vars(size)}"' if size is not None else ""
+    return f'<figure class="vb-fig"{style}>{image_html}<figcaption>{lines}</figcaption></figure>'
 
 
 def fmt(value: Optional[float], digits: int = 4) -> str:
@@ -100,7 +122,9 @@ HELP_KEYS = (("j / k", "next / previous candidate in the queue"), ("n", "next un
                          "keep theirs"),
              ("/", "type a note for the next label"), ("c", "compare: swipe or onion skin"),
              ("space (hold)", "flip the comparison to the generation"), ("m", "edit the match's mask"),
-             ("g", "the grid (bulk labels)"), ("Enter", "from the queue or grid: open the candidate"),
+             ("g", "the grid (bulk labels)"), ("] / [", "in the grid: next / previous group"),
+             ("↓ / ↑", "in the queue: focus the next / previous row"),
+             ("Enter", "from the queue or grid: open the candidate (the focused row, else the top one)"),
              ("? / Esc", "show / hide this help"))
 
 LABEL_HELP = (

@@ -117,14 +117,17 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
         m, _ = mask_views.mask_editor(store, held.train_image_id)
         drafts = {k: v for k, v in (drafts or {}).items() if k != held.train_image_id}
         # the editor stays on the image just saved, whatever the new match
-        out = cand.show(n, f"Saved mask v{saved.version} of training image {held.train_image_id}.", m)
+        moved = mask_views.moved_notice(saved)
+        if moved:
+            gr.Info(moved)    # the strip changed under the reviewer's eyes: say so where they look
+        out = cand.show(n, f"Saved mask v{saved.version} of training image {held.train_image_id}. {moved}".strip(), m)
         return out + (gr.update(choices=list(m.versions), value=m.current_id), mask_views.relabel_html(saved),
                       mask_views.mask_info_html(store, n.current, m), m, drafts)
 
     # the editor is no output of a save: it already shows what was saved, and an error keeps it
     panel.save.click(save, [cand.nav, panel.shown, panel.editor, panel.drafts, reviewer],
                      cand.outputs + [panel.versions, panel.effect, panel.info, panel.shown, panel.drafts],
-                     api_name="save_mask", concurrency_id="triage")
+                     api_name="save_mask", concurrency_id="triage", show_progress="hidden")
 
     @warn_errors(len(cand.outputs) + 7)
     def restore(n: views.Nav, held: Optional[mask_views.MaskTarget], mask_id, choices, drafts: dict, typed: str,
@@ -134,8 +137,9 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
         saved = mask_views.restore_mask(store, n.current, held, int(mask_id), reviewer_name(request, typed))
         m, v = mask_views.mask_editor(store, held.train_image_id)
         drafts = {k: d for k, d in (drafts or {}).items() if k != held.train_image_id}
-        return (cand.show(n, f"Restored as mask v{saved.version}.", m)
+        return (cand.show(n, f"Restored as mask v{saved.version}. {mask_views.moved_notice(saved)}".strip(), m)
                 + _loaded(store, n.current, m, v, choices, drafts) + (mask_views.relabel_html(saved),))
 
     panel.restore.click(restore, [cand.nav, panel.shown, panel.versions, cand.mask_choices, panel.drafts, reviewer],
-                        cand.outputs + loaded + [panel.effect], api_name="restore_mask", concurrency_id="triage")
+                        cand.outputs + loaded + [panel.effect], api_name="restore_mask", concurrency_id="triage",
+                        show_progress="hidden")

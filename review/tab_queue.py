@@ -34,24 +34,43 @@ def run_choices(store: Store) -> list[str]:
         + [f"model {m}" for m in queries.models(store)]
 
 
+def more_filters_label(f: views.QueueFilter) -> str:
+    """The collapsed filters' title: one line naming those that are set (they narrow the queue
+    although hidden)."""
+    parts = [] if f.descending else ["lowest first"]
+    if f.auto:
+        parts.append("auto " + ", ".join(f.auto))
+    if f.flags:
+        parts.append("flags " + ", ".join(f.flags))
+    if f.score_min is not None:
+        parts.append(f"score ≥ {f.score_min:g}")
+    if f.score_max is not None:
+        parts.append(f"score ≤ {f.score_max:g}")
+    return "More filters" + (": " + " · ".join(parts) if parts else " (none set)")
+
+
 def build(store: Store) -> QueueTab:
     kinds = queries.score_kinds(store)
-    with gr.Row():
-        order_by = gr.Dropdown(kinds, value=kinds[0], label="Rank by", scale=1)
-        descending = gr.Checkbox(True, label="highest first", scale=1)
-        human = gr.Dropdown(list(views.HUMAN_STATES), value="unlabelled", label="Human label", scale=1)
-        run = gr.Dropdown(run_choices(store), value="", label="Run / model", scale=2)
-    with gr.Row():
-        auto = gr.CheckboxGroup(list(REFERENCE_LABELS), label="Automatic label (any of)", scale=2)
-        flags = gr.CheckboxGroup(queries.flags(store), label="Suspect flags (all of)", scale=2)
-        score_min = gr.Textbox(label="score ≥", scale=1)
-        score_max = gr.Textbox(label="score ≤", scale=1)
-    with gr.Row():
-        search = gr.Textbox(label="Search captions", placeholder="words that must all appear", scale=4)
-        apply = gr.Button("Apply", variant="primary", scale=1)
-    summary = gr.Markdown()
+    # the filters used most in one row; the rest folded away so the rows start near the top
+    with gr.Row(elem_id="vb-queue-filters", equal_height=True):
+        order_by = gr.Dropdown(kinds, value=kinds[0], label="Rank by", scale=1, min_width=110)
+        human = gr.Dropdown(list(views.HUMAN_STATES), value="unlabelled", label="Human label", scale=1, min_width=130)
+        run = gr.Dropdown(run_choices(store), value="", label="Run / model", scale=1, min_width=130)
+        search = gr.Textbox(label="Search captions", placeholder="words that must all appear", scale=3)
+        apply = gr.Button("Apply", variant="primary", scale=0, min_width=80)
+    with gr.Accordion(more_filters_label(views.QueueFilter()), open=False, elem_id="vb-more-filters") as more:
+        with gr.Row():
+            descending = gr.Checkbox(True, label="highest first", scale=1)
+            auto = gr.CheckboxGroup(list(REFERENCE_LABELS), label="Automatic label (any of)", scale=2)
+            flags = gr.CheckboxGroup(queries.flags(store), label="Suspect flags (all of)", scale=2)
+            score_min = gr.Textbox(label="score ≥", scale=1)
+            score_max = gr.Textbox(label="score ≤", scale=1)
+    summary = gr.Markdown(elem_id="vb-queue-summary")
+    # short rows: captions on at most two lines beside 64-px thumbnails (review.css), the row focus
+    # of review/assets/queue.js
     table = gr.Dataframe(headers=views.QUEUE_HEADERS + THUMB_HEADERS, datatype=views.QUEUE_TYPES + ["html"],
-                         interactive=False, wrap=True, elem_id="vb-queue", max_height=640)
+                         interactive=False, wrap=True, elem_id="vb-queue", max_height=720, buttons=[],
+                         column_widths=["48px", "56px", "auto", "112px", "72px", "60px", "150px", "60px", "150px"])
     with gr.Row():
         prev_page = gr.Button("◀ page", size="sm")
         page = gr.Number(1, label="page", precision=0, minimum=1, scale=0, min_width=120)
@@ -69,15 +88,16 @@ def build(store: Store) -> QueueTab:
     @gradio_errors
     def set_filter(*widgets):
         f = views.make_filter(*widgets)
-        return (f,) + show(f, 1)
+        return (f,) + show(f, 1) + (gr.Accordion(label=more_filters_label(f)),)
 
     widgets = [order_by, descending, human, auto, flags, score_min, score_max, run, search]
     outs = [table, summary, page]
     # one concurrency group: table updates apply in the order they were asked for, so a slow
-    # refresh can never land after (and overwrite) a newer search
-    q = {"concurrency_id": QUEUE_EVENTS, "api_name": False}
-    apply.click(set_filter, widgets, [filt] + outs, api_name="queue", concurrency_id=QUEUE_EVENTS)
-    search.submit(set_filter, widgets, [filt] + outs, **q)
+    # refresh can never land after (and overwrite) a newer search; no progress text (fast events)
+    q = {"concurrency_id": QUEUE_EVENTS, "api_name": False, "show_progress": "hidden"}
+    apply.click(set_filter, widgets, [filt] + outs + [more], api_name="queue", concurrency_id=QUEUE_EVENTS,
+                show_progress="hidden")
+    search.submit(set_filter, widgets, [filt] + outs + [more], **q)
     prev_page.click(lambda f, p: show(f, max(1, int(p or 1) - 1)), [filt, page], outs, **q)
     next_page.click(lambda f, p: show(f, int(p or 1) + 1), [filt, page], outs, **q)
     page.submit(show, [filt, page], outs, **q)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .candidate import AlignedItem, CandidateData, GenerationItem, Match, NeighbourItem, OtherPair, OwnItem
 from .explain import fmt
 from .imaging import png_data_uri
-from .render import TILE_PX, esc, figure, file_url, img, label_badge, section, table, tile_size, url_html
+from .render import TILE_PX, esc, figure, file_url, img, label_badge, section, table, tile_size, tile_vars, url_html
 
 SMALL_PX = 96       # side-panel pictures
 
@@ -57,13 +57,13 @@ def generation_figure(item: GenerationItem) -> str:
     line = f"seed {esc(g.seed)}" + (f" · to own {fmt(item.rmse_own)}" if item.rmse_own is not None else "")
     cls = "vb-gen vb-in-match" if item.in_match else "vb-gen"
     return figure(img(file_url(item.picture.path), item.picture.size, f"generation seed {g.seed}", cls, TILE_PX),
-                  [line + (" · in the match" if item.in_match else "")])
+                  [line + (" · in the match" if item.in_match else "")], item.picture.size)
 
 
 def own_figure(item: OwnItem, box: int = TILE_PX) -> str:
     t = item.train
     return figure(img(file_url(item.picture.path), item.picture.size, "own training image", "vb-own", box),
-                  [f"own: training image {t.id}"])
+                  [f"own: training image {t.id}"], item.picture.size if box == TILE_PX else None)
 
 
 def match_figures(m: Match) -> list[str]:
@@ -72,18 +72,21 @@ def match_figures(m: Match) -> list[str]:
     what = f"{esc(m.kind)} match" if m.kind != "closest" else "closest"
     match = figure(img(file_url(m.train_picture.path), size, f"match: training image {m.train.id}", "vb-match",
                        TILE_PX),
-                   [f"{what}: training image {m.train.id}{' (own)' if m.own else ''}"])
+                   [f"{what}: training image {m.train.id}{' (own)' if m.own else ''}"], size)
     diff = figure(img(png_data_uri(m.heatmap), size, "absolute difference", "vb-diff", TILE_PX),
-                  [f"|seed {esc(m.generation.seed)} − match| · {esc(m.distance_name)} {fmt(m.distance)}", HEAT_SCALE])
+                  [f"|seed {esc(m.generation.seed)} − match| · {esc(m.distance_name)} {fmt(m.distance)}", HEAT_SCALE],
+                  size)
     return [match, diff, compare_html(m)]
 
 
 def compare_html(m: Match) -> str:
     """Generation under, match over: a range input swipes (clip) or fades (onion skin) the match;
-    keys.js toggles the mode with c and flips to the generation while space is held."""
+    keys.js toggles the mode with c and flips to the generation while space is held. Its size
+    comes from the figure's tile_vars, as every strip picture's does."""
     w, h = tile_size(*m.train_picture.size)
     gen, train = file_url(m.generation_picture.path), file_url(m.train_picture.path)
-    return (f'<figure class="vb-fig"><div class="vb-compare" data-mode="swipe" style="width:{w}px;height:{h}px">'
+    return (f'<figure class="vb-fig" style="{tile_vars(m.train_picture.size)}">'
+            f'<div class="vb-compare" data-mode="swipe">'
             f'<img class="vb-px vb-before" src="{esc(gen)}" width="{w}" height="{h}" alt="generation" decoding="sync">'
             f'<img class="vb-px vb-after" src="{esc(train)}" width="{w}" height="{h}" alt="match" decoding="sync" '
             f'style="clip-path: inset(0 0 0 50%)"></div>'
@@ -129,8 +132,8 @@ def other_html(o: OtherPair) -> str:
 def mask_html(m: Match) -> str:
     if m.mask is None or m.overlay is None:
         return ""
-    return section("Template mask of the match", figure(
-        img(png_data_uri(m.overlay), m.train_picture.size, "mask overlay", box=SMALL_PX * 2),
+    return section("Template mask of the match", cls="vb-mask-sec", body=figure(
+        img(png_data_uri(m.overlay), m.train_picture.size, "mask overlay", "vb-maskimg", SMALL_PX * 2),
         [f"mask v{m.mask.version} ({esc(m.mask.source)}) keeps {m.kept:.0%} · press <kbd>m</kbd> to edit"]))
 
 
@@ -176,11 +179,10 @@ def history_html(d: CandidateData) -> str:
 
 
 def side_html(d: CandidateData) -> str:
-    parts = [auto_html(d), scores_html(d)]
+    # the mask first: a template verbatim is judged on it, so it must be on screen without scrolling
+    parts = [mask_html(d.match) if d.match is not None else "", auto_html(d), scores_html(d)]
     if d.others:
         parts.append(section("The label's other distances", _row([other_html(o) for o in d.others])))
-    if d.match is not None:
-        parts.append(mask_html(d.match))
     if d.aligned is not None:
         parts.append(aligned_html(d.aligned))
     if d.neighbours:
@@ -193,6 +195,9 @@ def side_html(d: CandidateData) -> str:
 
 
 def candidate_html(d: CandidateData) -> str:
-    """The strip and the side panel (the header is head_html, rendered above the label keys)."""
-    return (f'<div class="vb-cand" data-caption-id="{d.caption.id}"><div class="vb-main">{strip_html(d)}</div>'
+    """The strip and the side panel (the header is head_html, rendered above the label keys).
+    data-auto: the automatic label, for the layout's tests and bench (one figure per kind)."""
+    auto = esc(d.auto.label) if d.auto is not None else ""
+    return (f'<div class="vb-cand" data-caption-id="{d.caption.id}" data-auto="{auto}"><div class="vb-main">'
+            f'{strip_html(d)}</div>'
             f'{side_html(d)}</div>')
