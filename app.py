@@ -31,7 +31,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--reviews-per-candidate", type=int, default=None, metavar="K",
                     help="blind reviews each candidate needs (1: the newest label counts; 2: blind double review "
                          "with agreement and adjudication of conflicts); kept in the store (default: as the store has)")
+    ap.add_argument("--gold-rate", type=float, default=0.0, metavar="R",
+                    help="mix gold candidates (known labels: python -m store gold) blind into each reviewer's "
+                         "queue, this share of the candidates shown (e.g. 0.05; default 0: none); their answers "
+                         "measure each reviewer's accuracy (Stats) and are never labels of the audit")
     a = ap.parse_args(argv)
+    if not 0 <= a.gold_rate <= 0.5:
+        ap.error(f"--gold-rate: expected a number from 0 to 0.5, got {a.gold_rate}")
     if a.reviews_per_candidate is not None and not 1 <= a.reviews_per_candidate <= 5:
         ap.error(f"--reviews-per-candidate: expected an integer from 1 to 5, got {a.reviews_per_candidate}")
     if a.auth is not None and (":" not in a.auth or not a.auth.split(":", 1)[0] or not a.auth.split(":", 1)[1]):
@@ -139,9 +145,14 @@ def serve(a: argparse.Namespace) -> int:
     note = set_reviews_per_candidate(store, a.reviews_per_candidate)
     if note:
         print(note, file=sys.stderr, flush=True)
+    if a.gold_rate > 0:
+        n = len(store.gold_ids())
+        print(f"gold: {n} gold candidate(s), mixed in at a rate of {a.gold_rate:g}" if n else
+              "gold: --gold-rate is set but the store holds no gold candidates (add them with python -m store "
+              "gold --store DIR --from-labels, --from FILE or --from-reference)", file=sys.stderr, flush=True)
     print(f"serving {store.path} on http://{a.host}:{a.port}/ (press ? in the page for keys)", flush=True)
-    build_app(store, auth=auth is not None).launch(server_name=a.host, server_port=a.port, auth=auth,
-                                                   **launch_options(store))
+    build_app(store, auth=auth is not None, gold_rate=a.gold_rate).launch(
+        server_name=a.host, server_port=a.port, auth=auth, **launch_options(store))
     return 0
 
 

@@ -14,7 +14,7 @@ import gradio as gr
 
 from store import Store, check_store
 
-from . import render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
+from . import gold, render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
 from .folders import private_gradio_folders
 from .session import gradio_errors, typed_reviewer
 
@@ -36,9 +36,12 @@ def page_script() -> str:
     return f"() => {{\n{calls}\n}}"
 
 
-def build_app(store: Store, auth: bool = False) -> gr.Blocks:
+def build_app(store: Store, auth: bool = False, gold_rate: float = 0.0) -> gr.Blocks:
     """The review app over one open store. auth: the app runs behind a login, so the reviewer is
-    the logged-in user and the name field is hidden."""
+    the logged-in user and the name field is hidden. gold_rate: the share of candidates shown that
+    are gold candidates, mixed in blind (review/gold.py; 0: none)."""
+    mixer = gold.GoldMixer(store, gold_rate)      # checks the rate before anything is built
+    start_hold_out = mixer.hold_out if mixer.active else None     # where a page starts: never on gold
     private_gradio_folders()          # before the Blocks: it takes its upload folder when created
     with gr.Blocks(title=f"Verbatim: {store.path.name}", fill_width=True) as app:
         k = store.reviews_per_candidate()
@@ -61,7 +64,7 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
             with gr.Tab("Grid", id="grid") as grid_tab:
                 grid = tab_grid.build(store)
             with gr.Tab("Candidate", id="candidate"):
-                cand = tab_candidate.build(store, reviewer)
+                cand = tab_candidate.build(store, reviewer, gold=mixer)
             with gr.Tab("Mask", id="mask"):
                 mask = tab_mask.build()
             with gr.Tab("Stats", id="stats") as stats_tab:
@@ -94,8 +97,8 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
             if who == n.reviewer:
                 return (who,) + tuple(gr.update() for _ in cand.outputs)
             if n.current is None:       # named before the page's first candidate was shown
-                return (who,) + cand.show(views.nav_first_unlabelled(store, f, who))
-            n, note = views.claim(store, replace(n, reviewer=who))
+                return (who,) + cand.show(views.nav_first_unlabelled(store, f, who, start_hold_out))
+            n, note = views.claim(store, replace(n, reviewer=who), mixer.hold_out)
             return (who,) + cand.show(n, note)
 
         for event in (reviewer.blur, reviewer.submit):
@@ -105,17 +108,17 @@ def build_app(store: Store, auth: bool = False) -> gr.Blocks:
         @gradio_errors
         def on_load(f: views.QueueFilter, name: str, request: gr.Request):
             who = typed_reviewer(request, name)
-            n = views.nav_first_unlabelled(store, f, who)     # leased: two reviewers get two candidates
+            n = views.nav_first_unlabelled(store, f, who, start_hold_out)     # leased: two reviewers get two candidates
             return queue.show(f, 1) + cand.show(n) + (name if name and not auth else gr.update(),)
 
         # in the triage group: a name typed while the page loads is taken after the first view
         app.load(on_load, [queue.filt, saved_name],
                  [queue.table, queue.summary, queue.page] + cand.outputs + [reviewer], api_name=False,
-                 concurrency_id="triage")
+                 concurrency_id="triage", show_progress="hidden")
         stats_tab.select(stats_fn, None, stats_out, api_name=False)
         # back on the queue after triage: show the labels just written
         queue_tab.select(queue.show, [queue.filt, queue.page], [queue.table, queue.summary, queue.page],
-                         api_name=False, concurrency_id=tab_queue.QUEUE_EVENTS)
+                         api_name=False, concurrency_id=tab_queue.QUEUE_EVENTS, show_progress="hidden")
 
         @gradio_errors
         def open_caption(caption_id: float, old: views.Nav, typed: str, request: gr.Request):

@@ -8,14 +8,24 @@ import gradio as gr
 
 from store import StoreError
 
+from .checks import ViewError
 from .imaging import MaskShapeError
 from .views import check_reviewer
+
+MISSING_NAME = "Type your name at the top right to label. Nothing written."
+
+
+class MissingName(ViewError):
+    """A label or undo without a reviewer name: the message is for the reviewer, as it is shown."""
 
 
 def reviewer_name(request: Optional[gr.Request], typed: Optional[str]) -> str:
     """The logged-in user when the app runs with --auth (not editable), else the typed name;
     a name is required (no default: each reviewer's labels, leases and undos are their own)."""
-    return check_reviewer(typed_reviewer(request, typed))
+    who = typed_reviewer(request, typed)
+    if not who:
+        raise MissingName(MISSING_NAME)
+    return check_reviewer(who)
 
 
 def typed_reviewer(request: Optional[gr.Request], typed: Optional[str]) -> str:

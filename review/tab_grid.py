@@ -89,8 +89,9 @@ def wire(store: Store, g: GridTab, tab: gr.Tab, filt: gr.State, cand: CandidateT
 
     @gradio_errors
     def undo(f: views.QueueFilter, group_by: str, page: float, batches: tuple, typed: str, request: gr.Request):
-        if not batches:
-            raise views.ViewError("undo bulk label: expected a bulk label given in this session, got none")
+        if not batches:     # the end of the stack is a plain status, not an error
+            return render_grid(f, group_by, page) + ("Nothing left to undo: no bulk label of yours in this "
+                                                     "session.", batches)
         entries = store.undo_batch(batches[-1], reviewer_name(request, typed))
         msg = f"Undone the last bulk label: {len(entries)} candidate(s) back to their label before it."
         return render_grid(f, group_by, page) + (msg, batches[:-1])

@@ -3,33 +3,38 @@ these directly; the Gradio callbacks in the tab modules only wrap them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from store import (
     HUMAN_LABELS,
-    REFERENCE_LABELS,
+    GoldAnswer,
+    GoldError,
     LabelEntry,
     LabelError,
     NotYourLabelError,
-    Page,
-    PageQuery,
     Store,
     StoreError,
 )
 
+from . import gold as review_gold
 from . import queries, render
 from .candidate import candidate_data
 from .checks import ViewError, check_reviewer
-from .mask_views import MaskTarget, target_for, mask_editor
+from .mask_views import MaskTarget, mask_editor, target_for
+from .queue_view import (  # noqa: F401 - the queue's names, as views always offered them
+    HUMAN_STATES,
+    QUEUE_HEADERS,
+    QUEUE_TYPES,
+    QueueFilter,
+    QueueView,
+    make_filter,
+    parse_float,
+    queue_view,
+)
 from .templates import candidate_html, head_html
 
-QUEUE_HEADERS = ["#", "id", "caption", "score", "human", "auto", "flags", "gens"]
-
-
-QUEUE_TYPES = ["number", "number", "str", "number", "str", "str", "str", "number"]
-
-
-HUMAN_STATES = ("any", "unlabelled", "labelled", "conflict") + HUMAN_LABELS
+# "next unlabelled" offers only the ids this keeps (review/gold.GoldMixer.hold_out: no gold candidates)
+HoldOut = Callable[[Sequence[int]], Sequence[int]]
 
 
 NAV_WINDOW = 200          # candidate ids held for j/k navigation; more are fetched on demand
@@ -55,65 +60,6 @@ def caption_rows(store: Store, text: str, limit: int = 50) -> list[list]:
     return [[h.caption_id, h.text, h.url or ""] for h in store.search(text, limit)]
 
 
-# -- queue ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QueueFilter:
-    """What the queue shows: one score ordering and the filters of store.PageQuery."""
-    order_by: str = "dcs"
-    descending: bool = True
-    human: str = "unlabelled"                 # one of HUMAN_STATES
-    auto: tuple[str, ...] = ()                # automatic labels (any of)
-    flags: tuple[str, ...] = ()               # every listed flag must be present
-    score_min: Optional[float] = None
-    score_max: Optional[float] = None
-    run_id: Optional[int] = None
-    model: Optional[str] = None
-    search: str = ""
-
-    def __post_init__(self) -> None:
-        if self.human not in HUMAN_STATES:
-            raise ViewError(f"human label filter: expected one of {', '.join(HUMAN_STATES)}, got {self.human!r}")
-        for a in self.auto:
-            if a not in REFERENCE_LABELS:
-                raise ViewError(f"auto label filter: expected any of {', '.join(REFERENCE_LABELS)}, got {a!r}")
-
-    def query(self, offset: int = 0, limit: int = 50, human: Optional[str] = None) -> PageQuery:
-        h = self.human if human is None else human
-        return PageQuery(order_by=self.order_by, descending=self.descending,
-                         human_label=None if h == "any" else h, auto_label=self.auto or None,
-                         flags=self.flags or None, score_min=self.score_min, score_max=self.score_max,
-                         run_id=self.run_id, model=self.model or None,
-                         search=self.search.strip() or None, offset=offset, limit=limit)
-
-
-@dataclass(frozen=True)
-class QueueView:
-    rows: list
-    ids: tuple
-    total: int
-    page: int
-    pages: int
-    summary: str
-
-
-def queue_view(store: Store, filt: QueueFilter, page: int = 0, page_size: int = 50) -> QueueView:
-    """One page of the ranked queue as table rows, plus what the filter holds."""
-    page = max(0, int(page))
-    result: Page = store.page(filt.query(page * page_size, page_size))
-    pages = max(1, -(-result.total // page_size))
-    if page >= pages and result.total:
-        page = pages - 1
-        result = store.page(filt.query(page * page_size, page_size))
-    rows = [[page * page_size + i + 1, r.caption_id, r.text, None if r.score is None else round(r.score, 6),
-             r.human_label or "", r.auto_label or "", ", ".join(r.flags), r.n_generations]
-            for i, r in enumerate(result.rows)]
-    totals = queries.label_totals(store)
-    done = sum(v for k, v in totals.items() if k != "unlabelled")
-    summary = (f"**{result.total:,}** candidates match · page {page + 1} of {pages:,} · "
-               f"store: {done:,} labelled, {totals['unlabelled']:,} unlabelled")
-    return QueueView(rows, tuple(r.caption_id for r in result.rows), result.total, page, pages, summary)
-
-
 # -- navigation -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Nav:
@@ -122,7 +68,8 @@ class Nav:
     ids: tuple = ()
     offset: int = 0
     pos: int = 0
-    labelled: tuple = ()    # captions labelled through this navigation, latest last: what u undoes
+    labelled: tuple = ()    # captions labelled through this navigation, latest last: what u undoes (a gold
+                            # answer is a review_gold.GoldMark there: u takes it back like a label)
     reviewer: str = ""      # who is reviewing ('' until a name is given): leases and blind reviews
     seen: int = -1          # the newest label entry shown for the current candidate (0: none, -1: unknown)
 
@@ -149,12 +96,14 @@ def nav_open(store: Store, filt: QueueFilter, queue_index: int, labelled: tuple 
     return Nav(filt, ids, offset, min(queue_index - offset, max(len(ids) - 1, 0)), labelled)
 
 
-def nav_first_unlabelled(store: Store, filt: QueueFilter, reviewer: str = "") -> Nav:
+def nav_first_unlabelled(store: Store, filt: QueueFilter, reviewer: str = "",
+                         hold_out: Optional[HoldOut] = None) -> Nav:
     """Where a session starts: the filter's first candidate still open to the reviewer (leased to
-    them), or its first candidate when none is or the filter holds labelled ones only."""
+    them), or its first candidate when none is or the filter holds labelled ones only. With
+    ``hold_out`` (gold mixed in), before a name is given too: no one starts on a gold candidate."""
     ids = _window(store, filt, 0)
-    if reviewer and filt.human in ("any", "unlabelled"):
-        nav, found = nav_next_unlabelled(store, Nav(filt, ids, 0, -1, reviewer=reviewer))
+    if (reviewer or hold_out is not None) and filt.human in ("any", "unlabelled"):
+        nav, found = nav_next_unlabelled(store, Nav(filt, ids, 0, -1, reviewer=reviewer), hold_out)
         if found:
             return nav
     return replace(nav_open(store, filt, 0), reviewer=reviewer)
@@ -190,13 +139,18 @@ def nav_step(store: Store, nav: Nav, step: int) -> Nav:
     return replace(nav, ids=ids, offset=start, pos=min(nav.offset - start - 1, len(ids) - 1)) if ids else nav
 
 
-def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
+def nav_next_unlabelled(store: Store, nav: Nav, hold_out: Optional[HoldOut] = None) -> tuple[Nav, bool]:
     """The first unlabelled candidate after the current one in queue order, loading later windows
-    as needed; then, wrapping around, the top unlabelled one of the filter. (nav, found)."""
+    as needed; then, wrapping around, the top unlabelled one of the filter. (nav, found).
+    ``hold_out``: what of a window may be offered (default all of it). A candidate whose label the
+    reviewer kept over their own, since undone, comes first: it asks them again."""
+    owed = _owed(store, nav)
+    if owed is not None:
+        return owed, True
     ids, offset, pos = nav.ids, nav.offset, nav.pos + 1
     for _ in range(NEXT_UNLABELLED_WINDOWS):
         rest = ids[pos:]
-        free = _free(store, nav, rest)
+        free = _free(store, nav, rest, hold_out)
         for i, cid in enumerate(rest):
             if cid in free:
                 return replace(nav, ids=ids, offset=offset, pos=pos + i, seen=-1), True
@@ -209,7 +163,7 @@ def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
     if nav.filt.human not in ("any", "unlabelled"):
         return nav, False   # the filter holds labelled candidates only
     top = _window(store, nav.filt, 0, human="unlabelled")
-    free = _free(store, nav, tuple(c for c in top if c != nav.current))
+    free = _free(store, nav, tuple(c for c in top if c != nav.current), hold_out)
     if not free:
         return nav, False
     first = next(c for c in top if c in free)
@@ -217,9 +171,25 @@ def nav_next_unlabelled(store: Store, nav: Nav) -> tuple[Nav, bool]:
                    seen=-1), True
 
 
-def _free(store: Store, nav: Nav, ids: Sequence[int]) -> set:
-    """Of ids, what "next unlabelled" may open: with a reviewer, the first one still open to them,
-    leased to them at once (so no one else is handed it); without, every unlabelled one."""
+def _owed(store: Store, nav: Nav) -> Optional[Nav]:
+    """The first candidate (other than the open one) where the reviewer withheld their label to keep
+    someone else's that has since been undone, leased to them when it is still open to them."""
+    if not nav.reviewer:
+        return None
+    for w in store.opinions_owed(nav.reviewer):
+        if w.caption_id != nav.current and store.lease_first([w.caption_id], nav.reviewer) == w.caption_id:
+            return replace(nav_at(store, nav, w.caption_id), seen=-1)
+    return None
+
+
+def _free(store: Store, nav: Nav, ids: Sequence[int], hold_out: Optional[HoldOut] = None) -> set:
+    """Of ids (less what hold_out leaves out), what "next unlabelled" may open: with a reviewer, the
+    first one still open to them, leased to them at once (so no one else is handed it); without,
+    every unlabelled one."""
+    if hold_out is not None and ids:
+        ids = tuple(hold_out(ids))
+    if not ids:
+        return set()
     if not nav.reviewer:
         return queries.unlabelled_among(store, ids)
     got = store.lease_first(ids, nav.reviewer)
@@ -239,14 +209,17 @@ class CandidateView:
 
 
 def candidate_view(store: Store, caption_id: int, position: str = "", with_editor: bool = True,
-                   viewer: str = "") -> CandidateView:
+                   viewer: str = "", gold: bool = False) -> CandidateView:
     """Everything a reviewer needs to decide one candidate, as HTML, and the mask editor's target
     (with its value unless ``with_editor`` is False: triage leaves the editor to the Mask tab).
-    ``viewer``: who looks; with blind reviews others' labels stay hidden until they gave theirs."""
+    ``viewer``: who looks; with blind reviews others' labels stay hidden until they gave theirs.
+    ``gold``: a gold candidate served blind (review/gold.py): shown as any unlabelled candidate is."""
     try:
         data = candidate_data(store, caption_id, viewer)
     except StoreError as e:
         raise ViewError(f"candidate {caption_id}: {e}") from e
+    if gold:
+        data = review_gold.blank(data)
     mask_target = editor = None
     if data.editor is not None:
         e = data.editor
@@ -274,9 +247,10 @@ def record_label(store: Store, caption_id: int, label: str, reviewer: str, note:
     return store.add_label(caption_id, label, check_reviewer(reviewer), note or "", **expect)
 
 
-def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: str = "") -> tuple[LabelEntry, Nav, bool]:
+def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: str = "",
+                      hold_out: Optional[HoldOut] = None) -> tuple[LabelEntry, Nav, bool]:
     """Label the current candidate (expecting the label entry it was shown with: nav.seen), then
-    move to the next unlabelled one. (entry, nav, moved)."""
+    move to the next unlabelled one (of what hold_out keeps). (entry, nav, moved)."""
     if nav.current is None:
         raise ViewError("label: expected an open candidate, got none (pick one in the Queue tab)")
     entry = record_label(store, nav.current, label, reviewer, note, nav.seen)
@@ -285,8 +259,22 @@ def label_and_advance(store: Store, nav: Nav, label: str, reviewer: str, note: s
         # re-reviewing labelled candidates (e.g. the MV queue): the next one in the queue
         nxt = nav_step(store, nav, 1)
         return entry, nxt, nxt.current != nav.current
-    nxt, found = nav_next_unlabelled(store, nav)
+    nxt, found = nav_next_unlabelled(store, nav, hold_out)
     return entry, nxt, found
+
+
+def answer_gold_and_advance(store: Store, mixer: review_gold.GoldMixer, nav: Nav, label: str,
+                            reviewer: str) -> tuple[GoldAnswer, Nav, bool]:
+    """The key on a gold candidate served to the reviewer: a gold answer, never a label of the audit;
+    then the next unlabelled candidate, as after a label. u takes it back like a label (undo_last).
+    (answer, nav, moved)."""
+    if label not in HUMAN_LABELS:
+        raise ViewError(f"label: expected one of {', '.join(HUMAN_LABELS)}, got {label!r}")
+    step = mixer.answer(nav, label, check_reviewer(reviewer))
+    mark = review_gold.GoldMark(step.answer.caption_id, step.answer.id)
+    nav = replace(step.nav, labelled=(nav.labelled + (mark,))[-UNDO_DEPTH:], reviewer=step.answer.reviewer)
+    nxt, found = nav_next_unlabelled(store, nav, mixer.hold_out)
+    return step.answer, nxt, found
 
 
 def bulk_label(store: Store, caption_ids: Sequence[int], label: str, reviewer: str,
@@ -316,9 +304,27 @@ def undo(store: Store, caption_id: int, reviewer: str) -> LabelEntry:
 
 @dataclass(frozen=True)
 class Undo:
-    entry: LabelEntry
+    entry: Optional[LabelEntry]      # None: a gold answer was taken back (the candidate is unlabelled)
     nav: Nav                         # on the candidate whose label was undone
     skipped: tuple = ()              # labels of this session not undone: someone labelled it since
+    gold_caption: Optional[int] = None   # the gold candidate whose answer was taken back
+
+    @property
+    def caption_id(self) -> int:
+        return self.entry.caption_id if self.entry is not None else int(self.gold_caption)
+
+    @property
+    def label(self) -> Optional[str]:
+        return self.entry.label if self.entry is not None else None
+
+
+class NothingToUndo(ViewError):
+    """u at the end of the undo stack: ``plain`` says so in the reviewer's words (the message keeps
+    the library's)."""
+
+    def __init__(self, plain: str, message: str):
+        self.plain = plain
+        super().__init__(message)
 
 
 def undo_last(store: Store, nav: Nav, reviewer: str) -> Undo:
@@ -330,6 +336,15 @@ def undo_last(store: Store, nav: Nav, reviewer: str) -> Undo:
     rest, skipped = nav.labelled, []
     while rest:
         caption_id, rest = rest[-1], rest[:-1]
+        if isinstance(caption_id, review_gold.GoldMark):
+            # a gold answer: taken back and the gold candidate served again, where the reviewer is
+            # (it is in no queue), so it reads as any undone first label
+            try:
+                store.undo_gold_answer(reviewer, caption_id.answer_id)
+            except GoldError:           # taken out of gold since: nothing to take back
+                continue
+            back = review_gold.splice(nav, caption_id.caption_id)
+            return Undo(None, replace(back, labelled=rest), tuple(skipped), caption_id.caption_id)
         try:
             entry = undo(store, caption_id, reviewer)
         except NotYourLabelError:
@@ -339,23 +354,32 @@ def undo_last(store: Store, nav: Nav, reviewer: str) -> Undo:
             continue
         return Undo(entry, replace(nav_at(store, nav, caption_id), labelled=rest, seen=-1), tuple(skipped))
     if nav.current is None:
-        raise ViewError("undo: expected a label given in this session or an open candidate, got neither"
-                        + (f" (candidates {', '.join(map(str, skipped))} were relabelled by others since)"
-                           if skipped else ""))
-    entry = undo(store, nav.current, reviewer)
+        raise NothingToUndo("Nothing left to undo: no label of yours in this session and no candidate open.",
+                            "undo: expected a label given in this session or an open candidate, got neither"
+                            + (f" (candidates {', '.join(map(str, skipped))} were relabelled by others since)"
+                               if skipped else ""))
+    try:
+        entry = undo(store, nav.current, reviewer)
+    except NotYourLabelError:
+        raise
+    except LabelError as e:          # the end of the undo stack: say so plainly
+        raise NothingToUndo(f"Nothing left to undo on candidate {nav.current}.", str(e)) from e
     return Undo(entry, replace(nav_at(store, nav, nav.current), labelled=(), seen=-1), tuple(skipped))
 
 
-def claim(store: Store, nav: Nav) -> tuple[Nav, str]:
+def claim(store: Store, nav: Nav, hold_out: Optional[HoldOut] = None) -> tuple[Nav, str]:
     """A reviewer just gave their name on the open candidate: it stays theirs unless someone else
-    has it open (both opened the app at once), in which case the next candidate open to them is
-    opened instead. (nav, a note saying so)."""
+    has it open (both opened the app at once) and it has no room for them (one review per candidate;
+    with k blind reviews, k reviewers hold it or voted), in which case the next candidate open to
+    them is opened instead. (nav, a note saying so)."""
     cid = nav.current
     if not nav.reviewer or cid is None or nav.filt.human not in ("any", "unlabelled"):
         return nav, ""
     if not any(lease.caption_id == cid and lease.reviewer != nav.reviewer for lease in store.leases()):
         return nav, ""
-    nxt, found = nav_next_unlabelled(store, nav)
+    if store.lease_first([cid], nav.reviewer) == cid:    # blind review: room for one more reviewer on it
+        return nav, ""
+    nxt, found = nav_next_unlabelled(store, nav, hold_out)
     if not found:
         return nav, ""
     return nxt, f"Candidate {cid} is open by another reviewer: you have candidate {nxt.current}."
@@ -372,25 +396,38 @@ def lease_note(store: Store, nav: Nav) -> str:
     return f"{names} {'has' if len(others) == 1 else 'have'} this candidate open too."
 
 
-def parse_float(text: object, what: str) -> Optional[float]:
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
+def opinions_back_note(store: Store, nav: Nav) -> str:
+    """A label the reviewer withheld on the open candidate (keeping someone else's) whose kept label
+    has since been undone by its author: offered back to them, so nothing they decided is lost."""
+    if not nav.reviewer or nav.current is None:
+        return ""
+    back = store.opinions_back(nav.current, nav.reviewer)
+    if not back:
+        return ""
+    keys = {v: k for k, v in reversed(render.LABEL_KEYS.items())}
+    w = back[-1]
+    return (f"You kept another reviewer's label here over your **{render.esc(w.label)}**; they have undone it, "
+            f"so the candidate is open again: press <kbd>{render.esc(keys.get(w.label, '?'))}</kbd> to give "
+            f"your **{render.esc(w.label)}**, or label it anew.")
+
+
+def check_on_screen(nav: Nav, shown: object) -> None:
+    """A key applies to the candidate that was on screen when it was pressed: ``shown`` is that
+    caption id as the page sent it ('' or None: not known, e.g. an API call, no check)."""
+    if shown is None or (isinstance(shown, str) and not shown.strip()):
+        return
     try:
-        return float(text)
+        cid = int(shown)
     except (TypeError, ValueError):
-        raise ViewError(f"{what}: expected a number, got {text!r}") from None
+        raise ViewError(f"key: expected the caption id on screen, got {shown!r}") from None
+    if cid != nav.current:
+        raise KeyNotApplied(cid, nav.current)
 
 
-def make_filter(order_by: str, descending: bool, human: str, auto: Sequence[str], flags: Sequence[str],
-                score_min: object, score_max: object, run: Optional[str], search: str) -> QueueFilter:
-    """A QueueFilter from the queue tab's widgets; ``run`` is '' (all), 'run N' or 'model NAME'."""
-    run_id = model = None
-    run = (run or "").strip()
-    if run.startswith("run "):
-        run_id = int(run.split()[1])
-    elif run.startswith("model "):
-        model = run[len("model "):]
-    return QueueFilter(order_by=order_by or "dcs", descending=bool(descending), human=human or "any",
-                       auto=tuple(auto or ()), flags=tuple(flags or ()),
-                       score_min=parse_float(score_min, "score min"), score_max=parse_float(score_max, "score max"),
-                       run_id=run_id, model=model, search=search or "")
+class KeyNotApplied(ViewError):
+    """A key pressed for one candidate reached the server when another was open: nothing written."""
+
+    def __init__(self, pressed_on: int, current: Optional[int]):
+        self.pressed_on, self.current = pressed_on, current
+        super().__init__(f"key: expected candidate {pressed_on} (on screen when pressed) to be open, got "
+                         f"{current if current is not None else 'none'}")

@@ -21,6 +21,7 @@ from .errors import (
     SchemaError,
     StoreError,
 )
+from .gold import GoldAnswer, GoldError, GoldImport, GoldItem, ReviewerGold, ServedGold
 from .records import (
     AutoLabel,
     AutoLabelState,
@@ -58,5 +59,6 @@ __all__ = [
     "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity",
     "Run",
     "RunHandle", "RunLabelCount", "ScoreRank", "SearchHit", "TrainingImage", "TrainingSetVersion", "CaptionReviews",
+    "GoldAnswer", "GoldError", "GoldImport", "GoldItem", "ReviewerGold", "ServedGold",
     "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",
 ]

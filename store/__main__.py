@@ -1,4 +1,4 @@
-"""python -m store info|export|check|bench: thin wrappers over the library.
+"""python -m store info|export|check|gold|bench: thin wrappers over the library.
 
 Errors go to stderr as one line (store/command.py); bad input exits 2. info opens the store
 read-only; export writes its file under store/outputs.py's rules (--format evidence runs
@@ -19,6 +19,7 @@ from .bench import BenchConfig, result_json, run_bench
 from .command import run_command
 from .errors import ExportError, StoreError
 from .export import DEFAULT_LABELS, FORMATS
+from .gold import DEFAULT_MIN_ACCURACY, DEFAULT_MIN_ANSWERS, GoldImport
 from .store import Store, open_for_export
 from .terminal import echo, terminal_safe
 
@@ -94,6 +95,60 @@ def _evidence(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
+def _gold_import(what: str, r: GoldImport) -> str:
+    skipped = ""
+    if r.skipped:
+        why = sorted({w for _, w in r.skipped})
+        skipped = f"; {len(r.skipped)} row(s) left out ({', '.join(why)}; the first: {r.skipped[0][0]!r})"
+    return f"gold from {what}: {r.added} added, {r.replaced} replaced (label changed), {r.unchanged} unchanged{skipped}"
+
+
+def _gold(args: argparse.Namespace) -> int:
+    """Manage gold candidates: one action per call; --list and --stats open the store read-only."""
+    if args.list or args.stats:
+        with Store.open(args.store, readonly=True) as store:
+            if args.list:
+                items = store.gold_items()
+                if args.json:
+                    print(json.dumps([vars(i) for i in items], sort_keys=True))
+                    return 0
+                echo(f"{len(items)} gold candidate(s)")
+                for i in items:
+                    echo(f"  {i.caption_id:>8}  {i.label:14s} {i.answers:>4} answer(s)  from {terminal_safe(i.source)}")
+                return 0
+            rows = store.gold_stats(args.min_accuracy, args.min_answers)
+        if args.json:
+            print(json.dumps([_stats_json(r) for r in rows], sort_keys=True))
+            return 0
+        for r in rows:
+            acc = "-" if r.accuracy is None else f"{r.accuracy:.1%} (95% CI {r.ci.low:.1%} to {r.ci.high:.1%})"
+            sec = "-" if r.median_seconds_per_label is None else f"{r.median_seconds_per_label:.1f} s"
+            flag = f"  BELOW {args.min_accuracy:.0%}" if r.flagged else ""
+            echo(f"  {terminal_safe(r.reviewer)}: {r.correct}/{r.answers} correct on gold, {acc}; "
+                 f"median {sec} per label{flag}")
+        return 0
+    with Store.open(args.store, create=False) as store:
+        if args.remove is not None:
+            r = store.remove_gold(args.remove, force=args.force)
+            also = f" and its {r.answers_removed} answer(s)" if r.answers_removed else ""
+            echo(f"removed gold candidate {r.caption_id} ({r.label}){also}")
+        elif args.from_labels:
+            echo(_gold_import("decided labels", store.gold_from_labels()))
+        elif args.from_reference:
+            echo(_gold_import("reference labels", store.gold_from_reference(args.limit)))
+        else:
+            echo(_gold_import(terminal_safe(str(args.from_file), keep_newlines=False),
+                              store.gold_from_file(args.from_file, skip_missing=args.skip_missing)))
+    return 0
+
+
+def _stats_json(r) -> dict:
+    d = {k: v for k, v in vars(r).items() if k not in ("ci", "confusion")}
+    d["ci"] = None if r.ci is None else [r.ci.low, r.ci.high]
+    d["confusion"] = [[c.gold, c.answered, c.n] for c in r.confusion]
+    return d
+
+
 def _bench(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
@@ -147,6 +202,31 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "hashed (what the review app runs at start)")
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.set_defaults(func=_check)
+
+    g = sub.add_parser("gold", help="gold candidates (known labels mixed blind into reviewers' queues: "
+                                    "python app.py --gold-rate R)")
+    g.add_argument("--store", type=Path, required=True)
+    act = g.add_mutually_exclusive_group(required=True)
+    act.add_argument("--from-labels", action="store_true", help="add/replace gold from the decided labels (blind "
+                                                                  "review: agreed and adjudicated ones only)")
+    act.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                     help="add/replace gold from a CSV or JSONL file: caption_id or caption, and label (or the "
+                          "paper's overfit_type column; VM/TM read as MV/TV; an empty label leaves the row out)")
+    act.add_argument("--from-reference", action="store_true",
+                     help="add/replace gold from the candidates' reference labels (the demo's planted truth)")
+    act.add_argument("--list", action="store_true", help="list the gold candidates")
+    act.add_argument("--stats", action="store_true", help="each reviewer's accuracy on gold")
+    act.add_argument("--remove", type=int, metavar="ID", help="take this caption id out of gold")
+    g.add_argument("--limit", type=int, default=None, help="--from-reference: at most N, every label represented")
+    g.add_argument("--skip-missing", action="store_true", help="--from: leave out rows naming captions the store "
+                                                                 "does not hold (default: refuse the file)")
+    g.add_argument("--force", action="store_true", help="--remove: also remove its recorded answers")
+    g.add_argument("--min-accuracy", type=float, default=DEFAULT_MIN_ACCURACY,
+                   help="--stats: flag reviewers under this gold accuracy (default %(default)s)")
+    g.add_argument("--min-answers", type=int, default=DEFAULT_MIN_ANSWERS,
+                   help="--stats: ... once they gave at least this many gold answers (default %(default)s)")
+    g.add_argument("--json", action="store_true", help="--list / --stats: print one JSON value")
+    g.set_defaults(func=_gold)
 
     b = sub.add_parser("bench", help="page/label/search latency on a synthetic store")
     b.add_argument("--json", action="store_true", help="only the JSON line on stdout")

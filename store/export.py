@@ -8,7 +8,8 @@ rank:
 - TV: masked RMSE (RMSE where no masked distance was stored);
 - RV and anything else: RMSE to any retrieved image.
 ``mse_real_gen`` is that distance squared (RMSE² = mean squared error on
-[0,1] pixels), the paper's public code's column of the same name.
+[0,1] pixels), the paper's public code's column of the same name. A gold candidate's row carries
+its known label in ``gold``; gold answers (store/gold.py) are not labels and never make a row.
 
 Output is deterministic: no wall-clock anywhere except ``labelled_at`` from
 the store, fixed zip timestamps/permissions, fixed parquet settings. The file
@@ -50,6 +51,7 @@ BASE_COLUMNS = (
     "similarity", "reviewer", "labelled_at", "note",
     "generated_sha", "train_image_sha", "train_image_id", "train_path_or_url",
     "mask_sha", "mask_version", "mask_rle", "alignment", "reviews", "adjudication", "review_state",
+    "gold",     # the known label of a gold candidate (store/gold.py), else empty; gold answers are never labels
 )
 
 
@@ -304,6 +306,7 @@ class Exports:
             rows = []
             kinds: set[str] = set()
             k = reviews.reviews_per_candidate(conn)
+            gold = dict(conn.execute("SELECT caption_id, label FROM gold").fetchall())
             for caption_id, human, entry_id, reviewer, labelled_at, auto_label, flags, auto_run in state:
                 label = human if human is not None else (auto_label or "N")   # what the evidence is picked for
                 text, url, dup_count = conn.execute(
@@ -319,7 +322,7 @@ class Exports:
                 row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
                 row.update(caption=text, overfit_type=human, url=url, caption_id=caption_id, dup_count=dup_count,
                            reviewer=reviewer, labelled_at=labelled_at, note=note, gen_seeds=[], retrieved_urls=[],
-                           **_review_columns(conn, caption_id, k))
+                           gold=gold.get(caption_id), **_review_columns(conn, caption_id, k))
                 d = {}
                 if auto_run is not None:
                     d = load_json(conn.execute("SELECT distances FROM auto_labels WHERE caption_id = ? AND run_id = ?",

@@ -127,6 +127,18 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """An opinion a reviewer gave and then withheld to keep another reviewer's label (the keep-theirs
+    prompt): recorded, never in force. ``over_entry``: the label entry they kept."""
+    id: int
+    caption_id: int
+    reviewer: str
+    label: str
+    over_entry: Optional[int]
+    created_at: str
+
+
+@dataclass(frozen=True)
 class CaptionReviews:
     """Where one caption's reviews stand: each reviewer's own label (their latest entry that is
     not undone), the adjudication if any, and the final label and review state they give."""

@@ -9,7 +9,12 @@ caption_state.review says where it stands. Both are written in the same transact
 
 A lease says which candidate a reviewer has open (one per reviewer, LEASE_SECONDS long, renewed
 whenever they open it again): "next unlabelled" skips candidates leased to someone else, and a
-candidate needing k reviews is handed to at most k reviewers at once.
+candidate needing k reviews is handed to at most k reviewers at once. An idle page gives its
+lease up (``release_lease``) and takes it again on the reviewer's next key or click.
+
+Withheld opinions: a reviewer who keeps another's label (the keep / override prompt) has their own
+label recorded in ``withheld``, never in force; when the label they kept is undone, it is offered
+back to them (``opinions_back``) until they label the candidate again.
 """
 from __future__ import annotations
 
@@ -19,13 +24,16 @@ from collections.abc import Sequence
 from typing import Optional
 
 from .canon import unicode_text
-from .errors import LabelError
-from .records import CaptionReviews, LabelEntry, Lease
+from .db import utc_now
+from .errors import LabelError, NotFoundError
+from .records import CaptionReviews, LabelEntry, Lease, Withheld
+from .schema import HUMAN_LABELS
 
 LEASE_SECONDS = 300.0
 MAX_REVIEWS = 5
 _SETTING = "reviews_per_candidate"
 COLS = "id, caption_id, label, reviewer, note, created_at, undoes, batch, role"
+_WCOLS = "id, caption_id, reviewer, label, over_entry, created_at"
 
 
 def reviews_per_candidate(conn: sqlite3.Connection) -> int:
@@ -216,3 +224,66 @@ class Reviews:
         with self.snapshot() as conn:
             return [Lease(*r) for r in conn.execute(
                 "SELECT reviewer, caption_id, expires FROM leases WHERE expires > ? ORDER BY caption_id, reviewer", (now,))]
+
+    def release_lease(self, reviewer: str, caption_id: Optional[int] = None) -> bool:
+        """The reviewer's page went idle (or closed): their lease (on ``caption_id`` only, when given)
+        ends now, so "next unlabelled" may hand the candidate to someone else. True when one ended."""
+        reviewer = check_reviewer(reviewer)
+        with self.transaction() as conn:
+            if caption_id is None:
+                cur = conn.execute("DELETE FROM leases WHERE reviewer = ?", (reviewer,))
+            else:
+                cur = conn.execute("DELETE FROM leases WHERE reviewer = ? AND caption_id = ?", (reviewer, int(caption_id)))
+            return cur.rowcount > 0
+
+    # -- withheld opinions ---------------------------------------------------------------------
+    def withhold_label(self, caption_id: int, reviewer: str, label: str, over_entry: int) -> Withheld:
+        """Record the label ``reviewer`` gave and withheld to keep ``over_entry`` (another reviewer's
+        entry on the same caption): one row of ``withheld``, never in force."""
+        reviewer = check_reviewer(reviewer)
+        if label not in HUMAN_LABELS:
+            raise LabelError(f"withheld label for caption {caption_id}: expected one of {', '.join(HUMAN_LABELS)}, "
+                             f"got {label!r}")
+        with self.transaction() as conn:
+            row = conn.execute("SELECT caption_id, reviewer FROM labels WHERE id = ?", (int(over_entry),)).fetchone()
+            if row is None:
+                raise NotFoundError(f"withheld label: expected the id of the label entry kept, got {over_entry!r}")
+            if row[0] != caption_id or row[1] == reviewer:
+                raise LabelError(f"withheld label for caption {caption_id}: expected another reviewer's entry on it, "
+                                 f"got entry {over_entry} by {row[1]} on caption {row[0]}")
+            created = utc_now()
+            cur = conn.execute("INSERT INTO withheld (caption_id, reviewer, label, over_entry, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", (caption_id, reviewer, label, int(over_entry), created))
+            return Withheld(int(cur.lastrowid), caption_id, reviewer, label, int(over_entry), created)
+
+    def withheld(self, caption_id: Optional[int] = None) -> list[Withheld]:
+        """Every withheld opinion (of ``caption_id`` only, when given), oldest first."""
+        with self.snapshot() as conn:
+            if caption_id is None:
+                rows = conn.execute(f"SELECT {_WCOLS} FROM withheld ORDER BY id").fetchall()
+            else:
+                rows = conn.execute(f"SELECT {_WCOLS} FROM withheld WHERE caption_id = ? ORDER BY id",
+                                    (int(caption_id),)).fetchall()
+        return [Withheld(*r) for r in rows]
+
+    def opinions_owed(self, reviewer: str) -> list[Withheld]:
+        """opinions_back over every caption: the reviewer's withheld opinions whose kept label has
+        been undone and that they have not answered since, oldest first ("next" re-asks them)."""
+        with self.snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT {_WCOLS} FROM withheld w WHERE reviewer = ? "
+                "AND EXISTS (SELECT 1 FROM labels u WHERE u.undoes = w.over_entry) "
+                "AND NOT EXISTS (SELECT 1 FROM labels m WHERE m.caption_id = w.caption_id AND m.reviewer = w.reviewer "
+                "AND m.id > w.over_entry) ORDER BY id", (reviewer,)).fetchall()
+        return [Withheld(*r) for r in rows]
+
+    def opinions_back(self, caption_id: int, reviewer: str) -> list[Withheld]:
+        """The reviewer's withheld opinions on the caption whose kept label has since been undone and
+        that they have not answered by labelling it again: to be offered back to them."""
+        with self.snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT {_WCOLS} FROM withheld w WHERE caption_id = ? AND reviewer = ? "
+                "AND EXISTS (SELECT 1 FROM labels u WHERE u.undoes = w.over_entry) "
+                "AND NOT EXISTS (SELECT 1 FROM labels m WHERE m.caption_id = w.caption_id AND m.reviewer = w.reviewer "
+                "AND m.id > w.over_entry) ORDER BY id", (int(caption_id), reviewer)).fetchall()
+        return [Withheld(*r) for r in rows]

@@ -2,7 +2,7 @@
 
 This class owns the connection, the lock, transactions and the image files. The table logic is
 its methods directly: each table module (runs.py, catalog.py, evidence.py, masks.py, labels.py,
-reviews.py, stats.py, queries.py, export.py) defines one class of methods that Store inherits,
+reviews.py, gold.py, stats.py, queries.py, export.py) defines one class of methods that Store inherits,
 so callers only ever need ``Store`` and no method is a hand-written forward.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
 from .errors import ReadOnlyStoreError, StoreError
 from .evidence import Evidence
 from .export import Exports
+from .gold import Gold
 from .images import ImageFiles
 from .labels import Labels
 from .masks import Masks
@@ -55,7 +56,7 @@ class DigestCache:
             self.store.set_meta(self.PREFIX + key, digest)
 
 
-class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Stats, Queries, Exports):
+class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Queries, Exports):
     """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
 
     Thread safety: one connection guarded by a re-entrant lock, so a Store may

@@ -133,8 +133,17 @@ def test_stats_through_the_api(served):
         s.add_label(cid, label, "gina")
     for cid, label in ((ids[20], "MV"), (ids[21], "RV"), (ids[22], "RV")):    # hank disagrees once
         s.add_label(cid, label, "hank")
-    precision, at, table1, dups, reviewers, totals, pairs, confusion = \
+    s.add_gold([(ids[23], "TV"), (ids[24], "N")], "test")
+    for cid, label in ((ids[23], "TV"), (ids[24], "N")):
+        s.add_gold_answer(cid, "gina", label)
+    for cid in (ids[23], ids[24]):                  # hank answers both gold candidates wrongly
+        s.add_gold_answer(cid, "hank", "MV")
+    precision, at, table1, dups, reviewers, totals, pairs, confusion, gold = \
         Client(url, verbose=False).predict(api_name="/stats")
+    # accuracy on gold, from gold answers only: hank 0 of 2, gina 2 of 2; gold answers are no labels
+    assert '<tr data-reviewer="gina" data-flagged="0"><td>gina</td><td>2</td><td>2</td><td>100.0%</td>' in gold
+    assert '<tr data-reviewer="hank" data-flagged=' in gold and "<td>hank</td><td>2</td><td>0</td><td>0.0%</td>" in gold
+    assert 'data-gold-reviewer="hank"' in gold and s.current_label(ids[23]) is None
     # agreement: p_o = 2/3, p_e = (1*1 + 1*2) / 9 = 1/3, kappa = (2/3 - 1/3) / (1 - 1/3) = 0.5
     assert ["gina", "hank", 3, 0.6667, 0.5] in pairs["data"]
     assert 'data-pair="gina|hank"' in confusion and "kappa 0.5000" in confusion

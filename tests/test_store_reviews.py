@@ -132,3 +132,30 @@ def test_blind_double_review_agrees_conflicts_and_is_adjudicated(sample):
     assert s.caption_reviews([b])[0].state is None
     with pytest.raises(LabelError, match="expected an integer from 1 to 5, got 0"):
         s.set_reviews_per_candidate(0)
+
+
+def test_end_of_the_undo_stack_is_said_plainly(sample):
+    """u with nothing left to undo: the reviewer reads plain words, not the library's (issue 27)."""
+    from review import views
+    from review.session import MISSING_NAME, MissingName, reviewer_name
+
+    s, ids = sample
+    nav = views.Nav(ids=tuple(ids), reviewer="ann")
+    s.add_label(ids[0], "MV", "ann")
+    u = views.undo_last(s, nav, "ann")                    # the current candidate's label: undone
+    assert u.entry.label is None
+    with pytest.raises(views.NothingToUndo, match="only undos and undone entries") as e:
+        views.undo_last(s, u.nav, "ann")
+    assert e.value.plain == f"Nothing left to undo on candidate {ids[0]}."
+    with pytest.raises(views.NothingToUndo) as e:
+        views.undo_last(s, views.Nav(ids=tuple(ids), pos=1), "ann")     # never labelled
+    assert e.value.plain == f"Nothing left to undo on candidate {ids[1]}."
+    with pytest.raises(views.NothingToUndo) as e:
+        views.undo_last(s, views.Nav(), "ann")
+    assert e.value.plain.startswith("Nothing left to undo")
+    with pytest.raises(MissingName, match="Type your name at the top right") as e:
+        reviewer_name(None, "  ")
+    assert str(e.value) == MISSING_NAME
+    s.add_label(ids[2], "TV", "bob")                      # someone else's label is still theirs to undo
+    with pytest.raises(NotYourLabelError):
+        views.undo_last(s, views.Nav(ids=tuple(ids), pos=2), "ann")

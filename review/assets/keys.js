@@ -1,11 +1,16 @@
 () => {
   // The review app's keyboard and page behaviour (Gradio's page-level js, run once):
   // - Candidate: 1-8/0 label, u undo, j/k/n move, / note, c compare mode, space (held) flip,
-  //   m mask editor, g grid; while an action is in flight further keys wait for the next view,
-  //   so a fast typist never labels the same candidate twice from a stale page.
+  //   m mask editor, g grid. Type-ahead is safe: each key carries the candidate on screen when it
+  //   was pressed; keys pressed while an action is in flight queue up and are replayed in order
+  //   once its answer is shown, and a key whose candidate is no longer on screen is refused (the
+  //   page shakes, a note says so, nothing is written; the server checks the same id). u is the
+  //   exception: it takes back the session's last label, which the reviewer saw.
+  // - Idle: no key or pointer for a minute (window.__vbIdleMs) gives the open candidate's lease
+  //   up; the next key or pointer takes it again.
   // - Queue: a digit, j or Enter opens the top candidate.
-  // - Grid: selection (arrows, shift, space, ctrl/shift-click, s group, a all, Esc), 1-8 bulk
-  //   label, u undo the last bulk label, Enter open.
+  // - Grid: selection (arrows, shift, space, ctrl/shift-click, s group, a all, Esc), ] / [ next /
+  //   previous group, 1-8 bulk label, u undo the last bulk label, Enter open.
   // - Every new candidate opens scrolled to the top; the mask editor loads when on screen.
   if (window.__vbKeys) return;
   window.__vbKeys = true;
@@ -91,13 +96,38 @@
     box.dispatchEvent(new Event("input", {bubbles: true}));
     setTimeout(() => run.click(), 0);
   };
+  // ] / [ jump to the next / previous group (a group's start; [ inside a group goes to its start)
+  const jumpGroup = (dir) => {
+    const cs = cells();
+    if (!cs.length) return;
+    const grp = (i) => cs[i] && cs[i].dataset.group;
+    let i = Math.min(G.focus, cs.length - 1);
+    while (i > 0 && grp(i - 1) === grp(i)) i--;            // the start of the focused cell's group
+    if (dir > 0) {
+      let j = i;
+      while (j < cs.length && grp(j) === grp(i)) j++;
+      if (j >= cs.length) return;
+      i = j;
+    } else if (i === G.focus && i > 0) {
+      i -= 1;
+      while (i > 0 && grp(i - 1) === grp(i)) i--;
+    }
+    moveTo(i, false);
+    cs[i].scrollIntoView({block: "start"});
+  };
+  // a selected group is brought into view from its first cell, so as much of it as fits is on screen
+  const showSelection = () => {
+    const first = cells().find((c) => G.sel.has(c.dataset.captionId));
+    if (first) first.scrollIntoView({block: "start"});
+  };
   const gridKey = (e) => {
     const cs = cells();
     const k = e.key;
-    if (k === "ArrowRight" || k === "ArrowLeft") moveTo(G.focus + (k === "ArrowRight" ? 1 : -1), e.shiftKey);
+    if (k === "]" || k === "[") jumpGroup(k === "]" ? 1 : -1);
+    else if (k === "ArrowRight" || k === "ArrowLeft") moveTo(G.focus + (k === "ArrowRight" ? 1 : -1), e.shiftKey);
     else if (k === "ArrowDown" || k === "ArrowUp") moveTo(vertical(k === "ArrowDown" ? 1 : -1), e.shiftKey);
     else if (k === " ") { const c = cs[G.focus]; if (c) { const id = c.dataset.captionId; G.sel.has(id) ? G.sel.delete(id) : G.sel.add(id); paint(); } }
-    else if (k === "s") { const c = cs[G.focus]; if (c) { cs.forEach((x) => { if (x.dataset.group === c.dataset.group) G.sel.add(x.dataset.captionId); }); paint(); } }
+    else if (k === "s") { const c = cs[G.focus]; if (c) { cs.forEach((x) => { if (x.dataset.group === c.dataset.group) G.sel.add(x.dataset.captionId); }); paint(); showSelection(); } }
     else if (k === "a") { cs.forEach((x) => G.sel.add(x.dataset.captionId)); paint(); }
     else if (k === "Escape") { G.sel.clear(); paint(); }
     else if (k === "Enter") { const c = cs[G.focus]; if (c) send({action: "open", id: Number(c.dataset.captionId)}); }
@@ -127,8 +157,89 @@
   });
 
   // -- keys ----------------------------------------------------------------------------------------
-  let busyUntil = 0;
-  let shown = null;
+  const shownId = () => {
+    const v = document.querySelector("#vb-view .vb-cand");
+    return v ? v.getAttribute("data-caption-id") || "" : "";
+  };
+  const ackOf = () => {
+    const a = document.querySelector("#vb-head .vb-ack");
+    return a ? a.dataset.ack : "";
+  };
+  const toasts = () => [...document.querySelectorAll("[data-testid='toast-body']")];
+  const Q = [];              // keys pressed while an action was in flight: {key, cid}, oldest first
+  let inflight = null;       // {ack, until}: the answer (a new ack in the head, or an error toast) awaited
+  const ANY_CANDIDATE = new Set(["u"]);   // undo acts on the session's last label, not on the view
+  (() => {   // the shake of a refused key (its own style: the stylesheet belongs to the layout)
+    const st = document.createElement("style");
+    st.textContent = "@keyframes vb-shake{0%,100%{transform:none}20%,60%{transform:translateX(-6px)}" +
+      "40%,80%{transform:translateX(6px)}}.vb-shake{animation:vb-shake .3s ease-in-out}" +
+      "#vb-refused{position:fixed;left:50%;bottom:16px;transform:translateX(-50%);z-index:1000;" +
+      "background:#b42318;color:#fff;padding:6px 12px;border-radius:6px;font-size:14px;max-width:90vw}";
+    document.head.appendChild(st);
+  })();
+  let refusedTimer = null;
+  const refuse = (text) => {
+    const v = document.getElementById("vb-view");
+    if (v) { v.classList.remove("vb-shake"); void v.offsetWidth; v.classList.add("vb-shake"); }
+    let n = document.getElementById("vb-refused");
+    if (!n) { n = document.createElement("div"); n.id = "vb-refused"; n.setAttribute("role", "status"); document.body.appendChild(n); }
+    n.textContent = text;
+    n.hidden = false;
+    clearTimeout(refusedTimer);
+    refusedTimer = setTimeout(() => { n.hidden = true; }, 4000);
+  };
+  window.__vbRefused = 0;    // how many keys were refused (tests read it)
+  const setKeyCid = (cid) => {
+    const box = document.querySelector("#vb-key-cid textarea, #vb-key-cid input");
+    if (!box) return;
+    box.value = cid;
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+  };
+  const fire = (item) => {
+    const b = button(keymap[item.key]);
+    if (!b) {
+      refuse(`Key ${item.key} not applied: its action is not available on this view.`);
+      window.__vbRefused += 1;
+      return;
+    }
+    toasts().forEach((t) => { t.dataset.vbSeen = "1"; });
+    inflight = {ack: ackOf(), until: Date.now() + 10000};
+    setKeyCid(ANY_CANDIDATE.has(item.key) ? "" : item.cid);
+    setTimeout(() => b.click(), 0);   // after the hidden id's input event
+  };
+  // a click on a label / prompt button means the candidate on screen (set before the click lands)
+  document.addEventListener("pointerdown", (e) => {
+    const b = e.target && e.target.closest && e.target.closest("#vb-actions button, #vb-conflict button");
+    if (b) setKeyCid(shownId());
+  }, true);
+  const pump = () => {
+    while (!inflight && Q.length) {
+      const item = Q.shift();
+      if (!ANY_CANDIDATE.has(item.key) && item.cid !== shownId()) {
+        window.__vbRefused += 1;
+        refuse(`Key ${item.key} not applied: it was pressed on candidate ${item.cid}, which is no longer on ` +
+               "screen. Nothing written: press it again on the candidate you mean.");
+        continue;
+      }
+      fire(item);
+    }
+  };
+  const settled = () => {    // the awaited answer arrived: send the next queued key
+    if (!inflight) return;
+    const a = document.querySelector("#vb-head .vb-ack");
+    const answered = (a && a.dataset.ack !== inflight.ack) || toasts().some((t) => !t.dataset.vbSeen) ||
+      Date.now() > inflight.until;
+    if (!answered) return;
+    inflight = null;
+    if (a && a.dataset.refused === "1" && a.dataset.shook !== "1") {
+      a.dataset.shook = "1";
+      window.__vbRefused += 1;
+      refuse("Key not applied: the candidate it was pressed on is no longer open. Nothing written (see the status line).");
+    }
+    pump();
+  };
+  setInterval(settled, 250);   // the answer may change nothing the observer sees (a lost connection)
+  window.__vbKeyState = () => ({queued: Q.length, inflight: !!inflight});
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target;
@@ -165,13 +276,10 @@
     if (e.key === "g") { tab("Grid"); return; }
     const id = keymap[e.key];
     if (!id) return;
-    if (Date.now() < busyUntil && current() === shown) { e.preventDefault(); return; }
-    const b = button(id);
-    if (!b) return;
+    if (!inflight && !Q.length && !button(id)) return;   // e.g. Esc / o with no prompt showing: not a key here
     e.preventDefault();
-    shown = current();
-    busyUntil = Date.now() + 3000;   // released when the view re-renders, or after 3 s
-    b.click();
+    Q.push({key: e.key, cid: shownId()});   // the candidate on screen now is the one this key means
+    pump();
   });
   document.addEventListener("keyup", (e) => {
     if (e.key === " ") document.querySelectorAll(".vb-compare").forEach((b) => b.classList.remove("vb-flip"));
@@ -219,6 +327,7 @@
     b.click();
   };
   const onRender = () => {
+    settled();
     const v = document.querySelector("#vb-view .vb-cand");
     const id = v ? v.getAttribute("data-caption-id") : null;
     if (v && id !== lastCandidate) {
@@ -239,4 +348,26 @@
   document.addEventListener("pointerdown", (e) => {
     if (e.target && e.target.closest && e.target.closest("#vb-mask") && requested !== current()) loadEditor(true);
   }, true);
+
+  // -- idle: a page nobody uses gives its lease up (the server lease outlives a closed page only) ---
+  window.__vbIdleMs = window.__vbIdleMs || 60000;
+  let lastActive = Date.now(), idle = false;
+  const hidden = (id) => document.querySelector(`#${id} button, button#${id}`);
+  const active = () => {
+    lastActive = Date.now();
+    if (!idle) return;
+    idle = false;
+    const b = hidden("vb-resume");
+    if (b) b.click();
+  };
+  for (const type of ["keydown", "pointerdown", "pointermove", "wheel"]) {
+    document.addEventListener(type, active, {capture: true, passive: true});
+  }
+  setInterval(() => {
+    if (idle || Date.now() - lastActive < window.__vbIdleMs || !shownId()) return;
+    const b = hidden("vb-idle");
+    if (!b) return;
+    idle = true;
+    b.click();
+  }, 500);
 }
