@@ -127,6 +127,7 @@ def test_two_reviewers_leases_conflict_prompt_and_undo_scope(single, browser):
     _press_and_wait(ann, "Escape")
     expect(prompt).to_be_hidden()
     assert [(e.reviewer, e.label) for e in s.label_history(a2)] == [("bob", "N")]
+    assert [(w.reviewer, w.label) for w in s.withheld(a2)] == [("ann", "RV")]     # kept over, not lost
     assert _current(ann) not in (a2, a1)
 
     # bob's u: his own N on a2, then his TV on a1 is skipped (ann's label replaced it), then b0
@@ -137,6 +138,11 @@ def test_two_reviewers_leases_conflict_prompt_and_undo_scope(single, browser):
     _press_and_wait(bob, "u")
     expect(bob.locator("#vb-status")).to_contain_text("Not undone (relabelled by others since")
     assert s.current_label(a1) == "MV" and s.current_label(b0) is None and _current(bob) == b0
+    # bob's N on a2 is undone and he has moved on: ann's next "n" asks her again on a2, offering her RV
+    ann.locator("body").click(position={"x": 5, "y": 5})
+    _press_and_wait(ann, "n")
+    assert _current(ann) == a2
+    expect(ann.locator("#vb-status")).to_contain_text("they have undone it")
     # ann cannot undo bob's label either: her u on his candidate says so and changes nothing
     s.add_label(b0, "RV", "bob")
     _open_from_queue(ann, s, b0, human="labelled")
