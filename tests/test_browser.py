@@ -357,24 +357,3 @@ def test_reviewer_name_survives_a_reload(app, page):
     page.locator("body").click(position={"x": 5, "y": 5})
     _press_and_wait(page, "4")
     assert s.label_history(cid)[-1].reviewer == "hana"
-
-
-def test_browser_bench_reports_its_figures(app):
-    """`python -m review bench --browser --json` on (a copy of) the sample store: its last line."""
-    import json
-    import subprocess
-    import sys
-
-    from .conftest import REPO, subprocess_env
-
-    s, ids, _ = app
-    labels_before = s.info()["tables"]["labels"]
-    out = subprocess.run([sys.executable, "-m", "review", "bench", "--browser", "--json", "--store", str(s.path),
-                          "--candidates", "3"], cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["candidates"] == 3 and r["above_fold_fraction"] == 1.0 and r["viewport"] == "1400x900"
-    assert 0 < r["key_to_next_ms"] <= r["key_to_next_p90_ms"] and r["images_cached"] is False
-    assert set(r["targets"]) == {"key_to_next_ms", "key_to_next_p90_ms", "above_fold_fraction"}
-    assert s.info()["tables"]["labels"] == labels_before                      # the bench labelled a copy

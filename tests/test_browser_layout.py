@@ -150,12 +150,18 @@ def test_queue_rows_thumbnails_and_row_focus_at_1400x900(app, browser):
 
 
 def test_browser_bench_reports_each_viewport(app):
+    """`python -m review bench --browser --json` on (a copy of) the sample store: its last line, with
+    both viewports (the only test that runs the bench: it starts the app once per viewport)."""
     s, ids, _ = app
+    labels_before = s.info()["tables"]["labels"]
     out = subprocess.run([sys.executable, "-m", "review", "bench", "--browser", "--json", "--store", str(s.path),
                           "--candidates", "3"], cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["candidates"] == 3 and r["images_cached"] is False
+    assert set(r["targets"]) == {"key_to_next_ms", "key_to_next_p90_ms", "above_fold_fraction"}
+    assert s.info()["tables"]["labels"] == labels_before                      # the bench labelled a copy
     assert set(r["viewports"]) == {"1280x720", "1400x900"}
     for name, v in r["viewports"].items():
         assert {"MV", "TV", "RV"} <= set(v["above_fold_fraction"]), (name, v)

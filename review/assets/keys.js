@@ -288,6 +288,9 @@
   // key opens one. Focus events pass the window in their capture phase before the input's own.
   let pointer = false;
   document.addEventListener("pointerdown", () => { pointer = true; setTimeout(() => { pointer = false; }, 500); }, true);
+  // a key ends the pointer's grace at once: a Tab right after a click (the filters sit next to the
+  // tabs) moves focus by keyboard
+  document.addEventListener("keydown", () => { pointer = false; }, true);
   // Tab (and Shift for Shift+Tab) in a dropdown moves focus only: the dropdown's own key handler
   // would open its list on any key
   const passKeys = new Set(["Tab", "Shift", "Control", "Alt", "Meta"]);
