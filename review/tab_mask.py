@@ -91,16 +91,22 @@ def wire(store: Store, panel: MaskPanel, cand: CandidateTab, reviewer: gr.Textbo
                                    panel.drafts], loaded, api_name=False, show_progress="hidden",
                      concurrency_id="triage")
 
-    @warn_errors(len(loaded))
+    @warn_errors(len(loaded) + 1)
     def switch_image(n: views.Nav, tid, choices, held, value, drafts):
         if tid in (None, "") or (held is not None and int(tid) == held.train_image_id):
-            return tuple(gr.update() for _ in loaded)      # already shown
-        return switch_to(n, int(tid), choices, held, value, drafts)
+            return tuple(gr.update() for _ in range(len(loaded) + 1))      # already shown
+        out = switch_to(n, int(tid), choices, held, value, drafts)
+        return out + (out[4],)
 
     # select, not input: Gradio's dropdown also fires input on blur, with the value it showed then,
-    # and that late echo could switch the editor back to the previous image after a pick
+    # and that late echo could switch the editor back to the previous image after a pick. The pick
+    # also becomes the candidate's mask target: a later load of the same candidate (keys.js clicks
+    # mask-load on the next click in the panel once the candidate view re-rendered) keeps it, instead
+    # of switching the editor back to the match or the image saved last. No progress overlay, as
+    # for the other editor events: on a busy machine it could stay on, the editor blank, after the pick
     panel.image.select(switch_image, [cand.nav, panel.image, cand.mask_choices, panel.shown, panel.editor,
-                                     panel.drafts], loaded, api_name="mask_image", concurrency_id="triage")
+                                     panel.drafts], loaded + [cand.mask_target], api_name="mask_image",
+                       concurrency_id="triage", show_progress="hidden")
 
     @gradio_errors
     def save(n: views.Nav, held: Optional[mask_views.MaskTarget], value: Optional[dict], drafts: dict, typed: str,

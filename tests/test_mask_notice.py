@@ -4,6 +4,10 @@ store with two template siblings. tab_mask's save and restore callbacks show mov
 the status line (and a toast) and relabel_html(saved) in the effect panel: both are checked here."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,11 +24,13 @@ def _img(seed: int, size: int = 32) -> np.ndarray:
     return (np.kron(base, np.ones((4, 4, 1))) * 255).round().astype(np.uint8)
 
 
-@pytest.fixture
-def two_siblings(tmp_path):
-    """A caption whose generation copies two retrieved template siblings outside a varying square
-    (each with an auto mask hiding it): ``near`` exactly, ``far`` but for one changed block, so
-    the TV match is ``near`` until its mask stops hiding the square."""
+@contextmanager
+def two_sibling_store(folder: Path) -> Iterator[dict]:
+    """A store at ``folder`` with a caption whose generation copies two retrieved template siblings
+    outside a varying square (each with an auto mask hiding it): ``near`` exactly, ``far`` but for
+    one changed block, so the TV match is ``near`` until its mask stops hiding the square. Yields
+    the open store, the caption id, the three training image ids and the first relabel (also used
+    by tests/test_browser_mask_notice.py)."""
     own = _img(1)
     near = own.copy()
     near[:16, :16] = [200, 30, 30]
@@ -35,7 +41,7 @@ def two_siblings(tmp_path):
     gen[:16, :16] = [20, 200, 20]
     keep = np.ones((32, 32), bool)
     keep[:16, :16] = False
-    with Store.open(tmp_path / "s") as s:
+    with Store.open(folder) as s:
         cid, a, b = s.add_captions([CaptionRow("Velvet sofa in Burgundy"), CaptionRow("Velvet sofa in Navy"),
                                     CaptionRow("Velvet sofa in Teal")])
         own_id = s.add_training_image(s.put_image(own), cid, "own.png")
@@ -50,6 +56,12 @@ def two_siblings(tmp_path):
                                Neighbour(2, own_id, 0.95, None, None, None)])
         first = relabel(s, cid)
         yield {"store": s, "caption_id": cid, "near": near_id, "far": far_id, "own": own_id, "first": first}
+
+
+@pytest.fixture
+def two_siblings(tmp_path):
+    with two_sibling_store(tmp_path / "s") as t:
+        yield t
 
 
 def _layer(store: Store, tid: int) -> tuple[mask_views.MaskTarget, np.ndarray]:
