@@ -164,3 +164,15 @@ def launch_chromium(playwright, chromium: str = CHROMIUM):
         pytest.fail(f"no browser at {chromium}: run `bash scripts/system_packages.sh` "
                     "(apt-get install chromium) before the browser tests", pytrace=False)
     return playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per test module (module scope: Playwright's sync API must not outlive the module
+    whose tests drive it, and a launch costs a second or two, not worth sharing further)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from review.sample import SCRIPT_CAPTION
 
-from .conftest import launch_chromium, served_sample_app
+from .conftest import served_sample_app
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +27,6 @@ def app(tmp_path_factory):
     with served_sample_app(tmp_path_factory.mktemp("browser") / "store") as (s, ids, url, _):
         yield s, ids, url
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def _open(browser, url: str, tab: str = "Candidate"):

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from store import Store
 
-from .conftest import free_port, launch_chromium
+from .conftest import free_port
 from .test_browser import VIEWPORT, _current, _press_and_wait
 
 pytestmark = pytest.mark.slow
@@ -46,15 +46,6 @@ def served_gold_app(folder: Path, gold_rate: float) -> Iterator[tuple]:
         finally:
             demo.close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def _reviewer(browser, url: str, name: str):

@@ -14,7 +14,7 @@ import pytest
 
 from review import views
 
-from .conftest import REPO, launch_chromium, served_sample_app, subprocess_env
+from .conftest import REPO, served_sample_app, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +50,6 @@ def app(tmp_path_factory):
         _add_rv(s, ids)
         yield s, ids, url
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def _page(browser, url: str, size: tuple[int, int]):

@@ -14,22 +14,13 @@ from playwright.sync_api import expect
 
 from review.agreement import agreement
 
-from .conftest import launch_chromium, served_sample_app
+from .conftest import served_sample_app
 from .test_browser import VIEWPORT, _current, _press_and_wait, _shots
 
 pytestmark = pytest.mark.slow
 
 LABELS = {"1": "MV", "2": "TV", "3": "RV", "4": "N"}
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def _reviewer(browser, url: str, name: str = ""):

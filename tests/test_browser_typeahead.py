@@ -9,20 +9,11 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import launch_chromium, served_sample_app
+from .conftest import served_sample_app
 from .test_browser import VIEWPORT, _current
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def _typed(pg, keys: str, gap_ms: int = 20) -> None:

@@ -11,7 +11,7 @@ from review import views
 from review.sample import build_sample_store
 from store import Store
 
-from .conftest import launch_chromium, served_sample_app
+from .conftest import served_sample_app
 from .test_browser_reviewers import _reviewer, _wait_leased
 
 
@@ -52,15 +52,6 @@ def test_release_lease_frees_the_candidate(sample):
     assert {x.reviewer for x in s.leases(now=1001.0)} == {"bob", "cat"}
     assert s.release_lease("cat") is True and {x.reviewer for x in s.leases(now=1001.0)} == {"bob"}
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 @pytest.mark.slow
