@@ -24,7 +24,7 @@ from PIL import Image
 from .errors import DamagedImageError, MissingImageError, StoreError, check_hint
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-PNG_COMPRESS_LEVEL = 6
+PNG_COMPRESS_LEVEL = 6       # masks, and the images of stores made before schema v11 (see schema.V11)
 
 
 def check_sha(sha: str) -> str:
@@ -70,9 +70,9 @@ def to_mask_array(mask: "Image.Image | np.ndarray") -> np.ndarray:
     return np.asarray(arr) != 0
 
 
-def encode_png(arr: np.ndarray) -> bytes:
+def encode_png(arr: np.ndarray, level: int = PNG_COMPRESS_LEVEL) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=level)
     return buf.getvalue()
 
 
@@ -149,8 +149,9 @@ class ImageFiles:
     """The images/ folder of a store: images/ab/abcdef...png; and cache/compare256/ab/abcdef.npy,
     each image decoded once at the compare size (a cache: deleting it loses nothing)."""
 
-    def __init__(self, root: Path, cache: Optional[Path] = None) -> None:
+    def __init__(self, root: Path, cache: Optional[Path] = None, png_level: int = PNG_COMPRESS_LEVEL) -> None:
         self.root = root
+        self.png_level = png_level   # the store's level for images (schema.V11); masks always PNG_COMPRESS_LEVEL
         self.cache = cache if cache is not None else root.parent / CACHE_DIR / f"compare{COMPARE_SIZE}"
 
     def path(self, sha: str) -> Path:
@@ -173,7 +174,7 @@ class ImageFiles:
         return sha
 
     def put_image(self, img: "Image.Image | np.ndarray", created: Optional[list] = None) -> str:
-        return self.put_bytes(encode_png(to_rgb_array(img)), created)
+        return self.put_bytes(encode_png(to_rgb_array(img), self.png_level), created)
 
     def _cache_compare(self, sha: str, arr: "np.ndarray | Image.Image") -> np.ndarray:
         """The compare view of arr, cached when arr is larger than it (a small image is decoded

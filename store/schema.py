@@ -430,5 +430,15 @@ CREATE TABLE gold_answers (
 CREATE INDEX gold_answers_reviewer ON gold_answers(reviewer, id);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10)
+# v11: the zlib level of the store's image PNGs (meta png_compress_level). Images are named by the
+# sha256 of their PNG bytes, so one store keeps one level: a store that already holds images keeps
+# 6 (PIL's default, what it was written with); a new store writes level 1, several times faster
+# to encode at 512 px (ingest and generation spent most of their time compressing) for somewhat
+# larger files. Masks stay at 6 in every store (small, and looked up by the sha of their bytes).
+V11 = """
+INSERT OR IGNORE INTO meta (key, value) SELECT 'png_compress_level',
+    CASE WHEN EXISTS (SELECT 1 FROM training_images) OR EXISTS (SELECT 1 FROM generations) THEN '6' ELSE '1' END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,7 +27,7 @@ from .errors import ReadOnlyStoreError, StoreError
 from .evidence import Evidence
 from .export import Exports
 from .gold import Gold
-from .images import ImageFiles
+from .images import PNG_COMPRESS_LEVEL, ImageFiles
 from .labels import Labels
 from .masks import Masks
 from .queries import Queries
@@ -56,6 +56,15 @@ class DigestCache:
             self.store.set_meta(self.PREFIX + key, digest)
 
 
+def _png_level(conn: sqlite3.Connection) -> int:
+    """The zlib level this store's images are written at (schema.V11); 6 for a store not yet migrated."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'png_compress_level'").fetchone()
+    except sqlite3.OperationalError:     # a read-only store older than the meta table's use
+        return PNG_COMPRESS_LEVEL
+    return int(row[0]) if row else PNG_COMPRESS_LEVEL
+
+
 class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Queries, Exports):
     """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
 
@@ -73,7 +82,7 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Querie
         self._busy_timeout_ms = busy_timeout_ms
         self.conn = conn
         self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-        self.images = ImageFiles(path / IMAGES_DIR)
+        self.images = ImageFiles(path / IMAGES_DIR, png_level=_png_level(conn))
         self._lock = threading.RLock()
         self._depth = 0
 

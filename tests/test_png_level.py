@@ -1,0 +1,56 @@
+"""The store's PNG level (schema v11): new stores write images at zlib level 1, a store that already
+holds images keeps level 6 so the same pixels keep their content address, and masks stay at 6."""
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import numpy as np
+from PIL import Image
+
+from store import CaptionRow, Store
+from store.images import encode_png
+
+
+def _photo(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+
+
+def test_a_new_store_writes_level_1_and_the_pixels_come_back_exactly(tmp_path):
+    a = _photo(0)
+    with Store.open(tmp_path / "s") as s:
+        assert s.get_meta("png_compress_level") == "1"
+        sha = s.put_image(a)
+        data = s.image_path(sha).read_bytes()
+        assert data == encode_png(a, 1) and data != encode_png(a, 6)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), a)
+        mask = np.zeros((64, 64), bool)
+        mask[8:40] = True
+        assert s.image_path(s.put_mask(mask)).read_bytes() == encode_png(mask.astype(np.uint8) * 255, 6)
+
+
+def _as_v10(path) -> None:
+    conn = sqlite3.connect(path / "store.db")
+    conn.execute("DELETE FROM meta WHERE key = 'png_compress_level'")
+    conn.execute("PRAGMA user_version = 10")
+    conn.commit()
+    conn.close()
+
+
+def test_a_store_that_holds_images_keeps_level_6_after_the_migration(tmp_path):
+    a = _photo(1)
+    with Store.open(tmp_path / "old") as s:
+        (cid,) = s.add_captions([CaptionRow("a photo")])
+        s.images.png_level = 6                    # what a store before v11 wrote
+        sha = s.put_image(a)
+        s.add_training_image(sha, cid, "a.png")
+    _as_v10(tmp_path / "old")
+    with Store.open(tmp_path / "old") as s:
+        assert s.get_meta("png_compress_level") == "6" and s.images.png_level == 6
+        assert s.put_image(a) == sha             # the same pixels, the same name: no second copy
+    with Store.open(tmp_path / "empty") as s:
+        pass
+    _as_v10(tmp_path / "empty")
+    with Store.open(tmp_path / "empty") as s:   # an old store without images has nothing to keep
+        assert s.get_meta("png_compress_level") == "1"
