@@ -55,7 +55,14 @@ PATH_PREFIXES = ("sd:", "images:")
 
 def canonical_spec(spec: str) -> str:
     """The spec a run records: a path argument of sd: / images: made absolute and resolved, so
-    sd:DIR, sd:DIR/ and sd:./DIR are one model; hub ids and other specs unchanged."""
+    sd:DIR, sd:DIR/ and sd:./DIR are one model; hub ids and other specs unchanged. A
+    `+mitigate:` suffix keeps its place, in its canonical form (cfg=3.0 -> cfg=3), after the
+    canonical inner spec."""
+    from attack.models.mitigate import SUFFIX, canonical_text
+
+    if SUFFIX in spec:
+        inner, _, text = spec.rpartition(SUFFIX)
+        return canonical_spec(inner) + SUFFIX + canonical_text(text)
     for prefix in PATH_PREFIXES:
         if spec.startswith(prefix):
             arg = spec[len(prefix):]
@@ -82,12 +89,24 @@ def _suggestion(spec: str) -> str:
 def load_model(spec: str, device: str = "cpu", *, dtype: str | None = None, config: str | None = None,
                variant: str | None = None) -> TextToImageModel:
     """Load a model by spec, e.g. 'demo'; the error for an unknown spec lists the valid ones.
+    `INNER+mitigate:TEXT` (e.g. demo+mitigate:cfg=3) loads INNER with the same device and options
+    and wraps it in attack.models.mitigate.MitigatedModel; a bad suffix fails before any weights load.
     The model's ``spec`` is the canonical one (see canonical_spec)."""
+    from attack.models.mitigate import FORMS, SUFFIX, MitigatedModel, parse_mitigation
+
     _check_device(device)
+    if SUFFIX in spec:
+        inner_spec, _, text = spec.rpartition(SUFFIX)
+        mitigation = parse_mitigation(text, spec)
+        inner = load_model(inner_spec, device, dtype=dtype, config=config, variant=variant)
+        model = MitigatedModel(inner, mitigation)
+        model.spec = canonical_spec(spec)
+        return model
     name, _, arg = spec.partition(":")
     key = name if name in _REGISTRY and not arg else f"{name}:"
     if key not in _REGISTRY:
-        raise ModelError(f"expected a model spec among {', '.join(model_specs())}; got {spec!r}{_suggestion(spec)}")
+        raise ModelError(f"expected a model spec among {', '.join(model_specs())}, optionally followed by "
+                         f"{SUFFIX}<mitigation> with <mitigation> one of {FORMS}; got {spec!r}{_suggestion(spec)}")
     fn = _REGISTRY[key][0]
     if len(inspect.signature(fn).parameters) == 2:  # a loader without options
         if dtype not in (None, "auto", "float32") or config or variant:

@@ -184,6 +184,11 @@ class TextToImageModel(ABC):
         out = self.sample(captions, seeds, steps=steps, guidance=guidance)
         return [(img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in out.images]
 
+    def guidance_for(self, guidance: float) -> float:
+        """The guidance scale a call asking for `guidance` runs at (a mitigation may fix its own:
+        attack.models.mitigate); what generations record."""
+        return guidance
+
     def seeds_for(self, caption: str, steps: int) -> list[int] | None:
         """The seeds this model can answer for a caption (None: any seed)."""
         return None

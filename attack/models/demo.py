@@ -55,6 +55,10 @@ class DemoModel(TextToImageModel):
     def dtype(self) -> torch.dtype:
         return torch.float32
 
+    def vocabulary(self) -> list[str]:
+        """The words its tokenizer knows (special tokens left out): what random token addition draws."""
+        return [w for w in self.net.tokenizer.vocab if not (w.startswith("<") and w.endswith(">"))]
+
     @torch.no_grad()
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
         return self.net.encode(list(captions))

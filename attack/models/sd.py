@@ -163,6 +163,13 @@ class StableDiffusionModel(TextToImageModel):
         return (1 - w) * low + w * (low + 1)
 
     # --- text
+    def vocabulary(self) -> list[str]:
+        """Whole words of its CLIP tokenizer (tokens ending a word, letters only): what random token
+        addition draws; empty for a tokenizer without a vocabulary (the mitigation then uses its own list)."""
+        tok = getattr(self.tokenize, "tokenizer", None)
+        vocab = tok.get_vocab() if tok is not None and hasattr(tok, "get_vocab") else {}
+        return sorted(t[:-4] for t in vocab if t.endswith("</w>") and t[:-4].isalpha())
+
     @torch.no_grad()
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
         ids = self.tokenize(list(captions)).to(self._device)

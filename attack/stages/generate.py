@@ -126,7 +126,8 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
         todo = [(r, s) for r, s in jobs if (r.caption_id, s) not in have]
         meter = EvalMeter(store, model, run_id)
         progress("generate", 0, len(todo))
-        guidance = params.guidance if model.whitebox else None   # unknown for a closed model
+        # the scale the images are made at (a mitigated model may fix its own); unknown for a closed model
+        guidance = model.guidance_for(params.guidance) if model.whitebox else None
         if engine is not None:   # Ray actors generate, this process merges their shards
             def meta(row: dict) -> dict:
                 return {"guidance": guidance, "rank": int(row["rank"]), "score_kind": by, "score": row["score"]}
