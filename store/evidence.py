@@ -6,6 +6,9 @@ are checked before SQL so errors name the offending value, not a constraint.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .canon import canonical_json, finite_float, load_json, optional_float
@@ -21,6 +24,10 @@ from .records import (
     Neighbour,
 )
 from .schema import REFERENCE_LABELS
+
+# The generate runs `generations()` answers from in this thread or task (None: every run). A
+# context variable, not store state: the review app's threads share one Store.
+_GENERATION_RUNS: ContextVar[Optional[frozenset]] = ContextVar("verbatim_generation_runs", default=None)
 
 # a generation's current neighbours are the newest retrieval's set
 CURRENT_NEIGHBOURS = "n.run_id = (SELECT max(n2.run_id) FROM neighbours n2 WHERE n2.generation_id = n.generation_id)"
@@ -121,10 +128,22 @@ class Evidence:
             return int(cur.lastrowid)
 
     def generations(self, caption_id: int) -> list[Generation]:
+        """A caption's generations, oldest first; inside `only_runs(...)`, those of its runs only."""
         with self.snapshot() as conn:
             rows = conn.execute("SELECT id, caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at "
                                 "FROM generations WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
-        return [Generation(*r[:7], load_json(r[7], {}), r[8]) for r in rows]
+        scope = _GENERATION_RUNS.get()
+        return [Generation(*r[:7], load_json(r[7], {}), r[8]) for r in rows if scope is None or r[2] in scope]
+
+    @contextmanager
+    def only_runs(self, run_ids: Iterable[int]) -> Iterator[None]:
+        """Within the block (this thread or task only), `generations()` answers from these generate
+        runs alone: one model's side of a comparison is labelled from its own generations."""
+        token = _GENERATION_RUNS.set(frozenset(int(r) for r in run_ids))
+        try:
+            yield
+        finally:
+            _GENERATION_RUNS.reset(token)
 
     def generated_among(self, run_id: int, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
         """Those of the (caption id, seed) ``pairs`` the run holds a generation for (by index)."""

@@ -440,5 +440,20 @@ INSERT OR IGNORE INTO meta (key, value) SELECT 'png_compress_level',
     CASE WHEN EXISTS (SELECT 1 FROM training_images) OR EXISTS (SELECT 1 FROM generations) THEN '6' ELSE '1' END;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11)
+# v12: before and after (issue 28). A compare run (stage 'compare') holds one row per caption
+# attacked under both of its models: the outcome and each model's side as JSON (its automatic and
+# human label, the match it rests on, its distance, score and rank), so a comparison is read back
+# and exported as it was made, whatever is labelled since.
+V12 = f"""
+CREATE TABLE compare_rows (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    outcome TEXT NOT NULL CHECK (outcome IN ('removed', 'persisting', 'new', 'neither')),
+    a TEXT NOT NULL,
+    b TEXT NOT NULL,
+    PRIMARY KEY (run_id, caption_id)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,6 +22,7 @@ import sqlite_utils
 from PIL import Image
 
 from .catalog import Catalog
+from .compares import Compares
 from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
 from .errors import ReadOnlyStoreError, StoreError
 from .evidence import Evidence
@@ -65,7 +66,7 @@ def _png_level(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else PNG_COMPRESS_LEVEL
 
 
-class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Queries, Exports):
+class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Queries, Exports, Compares):
     """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
 
     Thread safety: one connection guarded by a re-entrant lock, so a Store may

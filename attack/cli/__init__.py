@@ -18,7 +18,7 @@ from store.command import run_command
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     parsers.add_ingest, parsers.add_score, parsers.add_fuse, parsers.add_generate, parsers.add_carlini,
-    parsers.add_retrieve, parsers.add_label, parsers.add_run, parsers.add_demo, parsers.add_bench]
+    parsers.add_retrieve, parsers.add_label, parsers.add_compare, parsers.add_run, parsers.add_demo, parsers.add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -307,4 +308,25 @@ def run_fuse(args: argparse.Namespace) -> int:
     fusion_kinds(args.fusion)       # a malformed name answers before the store is opened
     with _open_existing(args.store) as store:
         echo(fuse(store, args.fusion, args.model).summary())
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from attack.compare import CompareInputError, CompareParams, compare_models, write_compare
+
+    if len(args.model) != 2:
+        raise CompareInputError(f"expected two --model (A, then B), got {len(args.model)}")
+    params = CompareParams(by=args.by, top_k=args.top_k, preset=args.preset)
+    with _open_existing(args.store) as store:
+        result = compare_models(store, args.model[0], args.model[1], params)
+    if args.out is not None:
+        fmt = write_compare(result, args.out, force=args.force)
+        echo(f"wrote {len(result.rows)} rows to {args.out} ({fmt})")
+    if args.json:
+        echo(json.dumps(result.as_json()))
+    else:
+        echo(result.summary())
+        for kind, by in result.by_type().items():
+            if by:
+                echo(f"  {kind}: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
     return 0

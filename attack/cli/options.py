@@ -41,7 +41,8 @@ positive, non_negative = int_at_least(1), int_at_least(0)
 
 def model_args(p: argparse.ArgumentParser, captions_help: str, captions_required: bool = False) -> None:
     p.add_argument("--store", type=Path, required=True, help="store folder")
-    p.add_argument("--model", default="demo", help="model spec: demo, sd:<folder|hub id|file>, sd-random, images:<folder>; append "
+    p.add_argument("--model", default="demo",
+                   help="model spec: demo, sd:<folder|hub id|file>, sd-random, images:<folder>; append "
                    "+mitigate:cfg=G, +mitigate:rta=N or +mitigate:wen[=target:T,lr:L,steps:S,noises:N] for an "
                    "inference-time mitigation (e.g. demo+mitigate:cfg=3)")
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda when available, else cpu)")

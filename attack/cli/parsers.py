@@ -121,6 +121,26 @@ def add_label(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run.run_label)
 
 
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="before and after: the captions attacked under two models, copies "
+                                       "removed / persisting / new",
+                       description="Labels each model's side of every caption generated under both from that "
+                                   "model's own generations (nothing is written as an automatic label), takes the "
+                                   "store's human labels on the side of the model audited there (the store's first "
+                                   "to generate), and writes the comparison as a compare run.")
+    p.add_argument("--store", type=Path, required=True, help="store folder")
+    p.add_argument("--model", action="append", default=[], metavar="SPEC",
+                   help="a model as its runs name it (e.g. demo, demo+mitigate:cfg=3) or its fingerprint; twice: "
+                        "A (before) then B (after)")
+    p.add_argument("--by", default="dcs", help="the score that ranks each side (default dcs)")
+    p.add_argument("--top-k", type=positive, help="only captions within the top K of either model by --by")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="verbatim", help=PRESET_HELP)
+    p.add_argument("--out", type=Path, help="also write the rows to this .csv, .jsonl or .parquet file")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.set_defaults(func=run.run_compare)
+
+
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="ingest a caption list, score it, generate for the top-K, retrieve and label",
                        description="Every stage resumes: rerunning the same command continues where a killed "

@@ -71,6 +71,20 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
     """Compute and write one caption's auto label under run_id, with the evidence it rests on.
     align_params None: no aligned evidence for an N; structure None: the distances alone (with
     both None, the paper's rule). distances['paper_label'] is what the paper's rule gives."""
+    label, distances, flags = caption_label(store, caption_id, thresholds, flag_params, images, evidence,
+                                            align_params, align_cache, structure, check, second_opinion)
+    auto_id = store.add_auto_label(caption_id, run_id, label, distances, list(flags))
+    return CaptionLabel(caption_id, label, distances, tuple(flags), run_id, auto_id)
+
+
+def caption_label(store: Store, caption_id: int, thresholds: Thresholds = Thresholds(),
+                  flag_params: FlagParams = FlagParams(), images: ComparePixels | None = None,
+                  evidence: Evidence | None = None, align_params: AlignParams | None = AlignParams(),
+                  align_cache: dict | None = None, structure: StructureParams | None = StructureParams(),
+                  check: StructureCheck | None = None,
+                  second_opinion: Embedder | None = None) -> tuple[str, dict, tuple[str, ...]]:
+    """(label, distances, flags) of a caption as label_caption decides it, written nowhere (a
+    comparison labels each model's side this way, inside Store.only_runs)."""
     images = images or ComparePixels(store)
     evidence = evidence or caption_evidence(store, caption_id, thresholds, flag_params, align_params, structure)
     pairs = caption_pairs(store, caption_id, images)
@@ -104,8 +118,7 @@ def label_caption(store: Store, caption_id: int, run_id: int, thresholds: Thresh
                    else distances.get(f"{label.lower()}_generation_id"))
             distances["second_opinion"] = second_opinion_of(store, images, second_opinion, gid, tid, caption_id)
     distances["thresholds"] = asdict(thresholds)
-    auto_id = store.add_auto_label(caption_id, run_id, label, distances, flags)
-    return CaptionLabel(caption_id, label, distances, tuple(flags), run_id, auto_id)
+    return label, distances, tuple(flags)
 
 
 def relabel(store: Store, caption_id: int, thresholds: Thresholds | str = "verbatim", *,
