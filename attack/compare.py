@@ -9,8 +9,9 @@ its automatic label; it is a copy when that label is MV, TV or RV. The outcome o
 *removed* (a copy under A, not under B), *persisting* (both), *new* (B only) or *neither*.
 
 Human labels: a store's labels are given in the review app to the model audited there, the
-model of the store's first generate run (`audited_model`); they count on that model's side only.
-The other side's human label is None until someone reviews it.
+model of the store's first generate run (`audited_model`, schema.AUDITED_FP: the review, its
+candidates and the store's automatic labels are of that model alone); they count on that model's
+side only. The other side's human label is None until someone reviews it.
 
 The comparison is written as a compare run (its params name both models' fingerprints and the
 generate runs each side rests on) with one row per caption, and read back by `load_compare`.
@@ -227,10 +228,7 @@ def _sides(store: Store, model: _Model, ids: Sequence[int], labels: dict, scores
 # -- the comparison --------------------------------------------------------------------------------
 def common_captions(store: Store, a: _Model, b: _Model) -> list[int]:
     """Captions with generations under both models, by id."""
-    def having(m: _Model) -> set[int]:
-        with store.only_runs(m.generate_runs):
-            return {c for c in store.candidate_ids() if store.generations(c)}
-    return sorted(having(a) & having(b))
+    return sorted(store.captions_generated_by(a.generate_runs) & store.captions_generated_by(b.generate_runs))
 
 
 def compare_models(store: Store, model_a: str, model_b: str, params: CompareParams = CompareParams()) -> CompareResult:

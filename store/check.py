@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .audited import AUDITED_COUNT, AUDITED_SCORES, of_audited_model
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -114,16 +116,14 @@ DERIVED = {
     # table: (the rows it holds, the rows it should hold), both as sets of tuples
     "caption_state.n_generations": (
         "SELECT caption_id, n_generations FROM caption_state WHERE n_generations > 0",
-        "SELECT caption_id, count(*) FROM generations GROUP BY caption_id"),
+        f"SELECT caption_id, count(*) FROM generations g WHERE {of_audited_model('g.run_id')} GROUP BY caption_id"),
     "caption_flags": (
         "SELECT caption_id, flag FROM caption_flags",
         "SELECT a.caption_id, f.value FROM auto_labels a, json_each(a.flags) f WHERE a.run_id = "
         "(SELECT max(run_id) FROM auto_labels b WHERE b.caption_id = a.caption_id)"),
     "candidate_scores": (
         "SELECT caption_id, kind, run_id, value, is_latest FROM candidate_scores",
-        "SELECT s.caption_id, s.kind, s.run_id, s.value, s.run_id = (SELECT max(run_id) FROM scores s2 "
-        "WHERE s2.caption_id = s.caption_id AND s2.kind = s.kind) FROM scores s "
-        "JOIN caption_state st ON st.caption_id = s.caption_id AND st.n_generations > 0"),
+        AUDITED_SCORES),
     "candidate_counts": (
         "SELECT label_key, auto_key, n FROM candidate_counts WHERE n <> 0",
         "SELECT coalesce(label, ''), coalesce(auto_label, ''), count(*) FROM caption_state "
@@ -167,8 +167,7 @@ def _rebuild_derived(conn: sqlite3.Connection, blind: bool) -> None:
                      "labelled_at = l.created_at FROM (SELECT caption_id, id, label, reviewer, created_at FROM labels "
                      "WHERE id IN (SELECT max(id) FROM labels GROUP BY caption_id)) l "
                      "WHERE caption_state.caption_id = l.caption_id")
-    conn.execute("UPDATE caption_state SET n_generations = coalesce((SELECT count(*) FROM generations g "
-                 "WHERE g.caption_id = caption_state.caption_id), 0)")
+    conn.execute(f"UPDATE caption_state SET n_generations = {AUDITED_COUNT}")
     conn.execute("DELETE FROM caption_flags")
     conn.execute("INSERT OR IGNORE INTO caption_flags (caption_id, flag) " + DERIVED["caption_flags"][1])
     conn.execute("DELETE FROM candidate_scores")

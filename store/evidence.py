@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from .audited import of_audited_model
 from .canon import canonical_json, finite_float, load_json, optional_float
 from .checks import check_int, check_text, integrity, json_or_none, require_row
 from .db import utc_now
@@ -29,6 +30,8 @@ from .schema import REFERENCE_LABELS
 # context variable, not store state: the review app's threads share one Store.
 _GENERATION_RUNS: ContextVar[Optional[frozenset]] = ContextVar("verbatim_generation_runs", default=None)
 
+# a generation `g` of the audited model (store/audited.py)
+AUDITED_GENERATION = of_audited_model("g.run_id")
 # a generation's current neighbours are the newest retrieval's set
 CURRENT_NEIGHBOURS = "n.run_id = (SELECT max(n2.run_id) FROM neighbours n2 WHERE n2.generation_id = n.generation_id)"
 
@@ -97,10 +100,10 @@ class Evidence:
         return {int(cid): float(v) for cid, v in rows}  # newer runs overwrite older ones
 
     def scores_for(self, caption_id: int) -> dict[str, float]:
-        """Latest run's value of each score kind for a caption."""
+        """Latest run's value of each score kind for a caption, of the audited model's runs."""
         with self.snapshot() as conn:
-            rows = conn.execute("SELECT kind, value FROM scores WHERE caption_id = ? ORDER BY kind, run_id",
-                                (caption_id,)).fetchall()
+            rows = conn.execute(f"SELECT kind, value FROM scores WHERE caption_id = ? AND "
+                                f"{of_audited_model('scores.run_id')} ORDER BY kind, run_id", (caption_id,)).fetchall()
         return {kind: value for kind, value in rows}  # later runs overwrite earlier ones
 
     # -- generations ------------------------------------------------------------------------
@@ -128,12 +131,21 @@ class Evidence:
             return int(cur.lastrowid)
 
     def generations(self, caption_id: int) -> list[Generation]:
-        """A caption's generations, oldest first; inside `only_runs(...)`, those of its runs only."""
+        """A caption's generations by the audited model (schema.AUDITED_FP), oldest first; inside
+        `only_runs(...)`, those of its runs instead, whatever the model."""
+        scope = _GENERATION_RUNS.get()
+        audited = "" if scope is not None else f" AND {of_audited_model('generations.run_id')}"
         with self.snapshot() as conn:
             rows = conn.execute("SELECT id, caption_id, run_id, seed, steps, sampler, image_sha, meta, created_at "
-                                "FROM generations WHERE caption_id = ? ORDER BY id", (caption_id,)).fetchall()
-        scope = _GENERATION_RUNS.get()
+                                f"FROM generations WHERE caption_id = ?{audited} ORDER BY id", (caption_id,)).fetchall()
         return [Generation(*r[:7], load_json(r[7], {}), r[8]) for r in rows if scope is None or r[2] in scope]
+
+    def captions_generated_by(self, run_ids: Iterable[int]) -> set[int]:
+        """Captions with a generation of these generate runs (any model)."""
+        ids = [int(r) for r in run_ids]
+        with self.snapshot() as conn:
+            return {int(c) for (c,) in conn.execute(
+                f"SELECT DISTINCT caption_id FROM generations WHERE run_id IN ({','.join('?' * len(ids))})", ids)}
 
     @contextmanager
     def only_runs(self, run_ids: Iterable[int]) -> Iterator[None]:

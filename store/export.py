@@ -34,7 +34,7 @@ from . import reviews
 from .canon import canonical_json, load_json
 from .db import utc_now
 from .errors import DamagedImageError, ExportError, MissingImageError, check_hint
-from .evidence import CURRENT_NEIGHBOURS
+from .evidence import AUDITED_GENERATION, CURRENT_NEIGHBOURS
 from .images import encode_png
 from .outputs import check_output, write_output
 from .queries import matching_caption_ids
@@ -156,7 +156,7 @@ def _evidence(conn, caption_id: int) -> list[dict]:
         "n.masked_rmse, n.mask_id, t.sha256, t.caption_id, t.path_or_url, t.meta FROM generations g "
         f"LEFT JOIN neighbours n ON n.generation_id = g.id AND {CURRENT_NEIGHBOURS} "
         "LEFT JOIN training_images t ON t.id = n.train_image_id "
-        "WHERE g.caption_id = ? ORDER BY g.id, n.rank", (caption_id,)).fetchall()
+        f"WHERE g.caption_id = ? AND {AUDITED_GENERATION} ORDER BY g.id, n.rank", (caption_id,)).fetchall()
     return [dict(zip(cols, r)) for r in rows]
 
 

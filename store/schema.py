@@ -21,6 +21,8 @@ SQL):
 """
 from __future__ import annotations
 
+from .audited import AUDITED_COUNT, AUDITED_SCORES, of_audited_model
+
 HUMAN_LABELS = ("MV", "TV", "RV", "N", "FP:texture", "FP:background", "FP:other", "skip")
 REFERENCE_LABELS = ("MV", "TV", "RV", "N")
 
@@ -440,11 +442,42 @@ INSERT OR IGNORE INTO meta (key, value) SELECT 'png_compress_level',
     CASE WHEN EXISTS (SELECT 1 FROM training_images) OR EXISTS (SELECT 1 FROM generations) THEN '6' ELSE '1' END;
 """
 
-# v12: before and after (issue 28). A compare run (stage 'compare') holds one row per caption
-# attacked under both of its models: the outcome and each model's side as JSON (its automatic and
-# human label, the match it rests on, its distance, score and rank), so a comparison is read back
-# and exported as it was made, whatever is labelled since.
+# v12: before and after (issue 28).
+# - compare_rows: a compare run (stage 'compare') holds one row per caption attacked under both of
+#   its models: the outcome and each model's side as JSON (its automatic and human label, the match
+#   it rests on, its distance, score and rank), so a comparison is read back and exported as it was
+#   made, whatever is labelled since.
+# - the audited model (AUDITED_FP): only its generations make a caption a candidate and count in
+#   n_generations, only its scores are candidate scores; both recounted here.
 V12 = f"""
+DROP TRIGGER generations_state;
+CREATE TRIGGER generations_state AFTER INSERT ON generations WHEN {of_audited_model('new.run_id')} BEGIN
+    INSERT INTO caption_state (caption_id, n_generations) VALUES (new.caption_id, 1)
+    ON CONFLICT (caption_id) DO UPDATE SET n_generations = n_generations + 1;
+    -- first generation: the caption becomes a candidate, copy its scores (the audited model's)
+    INSERT OR IGNORE INTO candidate_scores (caption_id, kind, run_id, value, is_latest)
+        SELECT s.caption_id, s.kind, s.run_id, s.value,
+               s.run_id = (SELECT max(s2.run_id) FROM scores s2
+                           WHERE s2.caption_id = s.caption_id AND s2.kind = s.kind AND {of_audited_model('s2.run_id')})
+        FROM scores s
+        WHERE s.caption_id = new.caption_id AND {of_audited_model('s.run_id')}
+          AND (SELECT n_generations FROM caption_state WHERE caption_id = new.caption_id) = 1;
+END;
+DROP TRIGGER scores_candidate_ai;
+CREATE TRIGGER scores_candidate_ai AFTER INSERT ON scores
+WHEN EXISTS (SELECT 1 FROM caption_state WHERE caption_id = new.caption_id AND n_generations > 0)
+     AND {of_audited_model('new.run_id')}
+BEGIN
+    INSERT INTO candidate_scores (caption_id, kind, run_id, value) VALUES
+        (new.caption_id, new.kind, new.run_id, new.value)
+    ON CONFLICT DO UPDATE SET value = excluded.value;
+    UPDATE candidate_scores SET is_latest = (run_id = (SELECT max(c2.run_id) FROM candidate_scores c2
+            WHERE c2.caption_id = new.caption_id AND c2.kind = new.kind))
+    WHERE caption_id = new.caption_id AND kind = new.kind;
+END;
+UPDATE caption_state SET n_generations = {AUDITED_COUNT} WHERE n_generations <> {AUDITED_COUNT};
+DELETE FROM candidate_scores;
+INSERT INTO candidate_scores (caption_id, kind, run_id, value, is_latest) {AUDITED_SCORES};
 CREATE TABLE compare_rows (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     caption_id INTEGER NOT NULL REFERENCES captions(id),

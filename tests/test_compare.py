@@ -165,3 +165,24 @@ def test_cli_prints_counts_and_writes_each_format(world, tmp_path, capsys):
     assert "pass --force" in capsys.readouterr().err
     assert cli.main(["compare", "--store", str(store_dir), "--model", specs["a"]]) == 2
     assert "expected two --model" in capsys.readouterr().err
+
+
+def test_the_review_stays_on_the_audited_model(world):
+    """B's generations, scores and captions stay out of the store's review: candidates, their
+    generations and scores, the automatic labels, and the derived tables' check."""
+    from attack.stages.labels import label_stage
+    from store.check import check_store
+
+    store_dir, specs, fps, ids = world
+    with Store.open(store_dir) as s:
+        assert s.candidate_ids() == ids                                   # caption 4: A only, still a candidate
+        for cid in ids:
+            gens = s.generations(cid)
+            assert len(gens) == 1 and s.get_run(gens[0].run_id).params["model_fingerprint"] == fps["a"]
+        assert s.scores_for(ids[0]) == {"dcs": float(ids[0])}            # A's score, not B's newer one
+        label_stage(s, caption_ids=ids)
+        assert [s.auto_labels(c)[-1].label for c in ids] == ["MV", "MV", "N", "N", "MV"]   # A's copies
+        report = check_store(s)
+        assert report.ok, report.lines()
+        with s.only_runs([r.id for r in s.runs(stage="generate", fingerprint=fps["b"])]):
+            assert [len(s.generations(c)) for c in ids] == [1, 1, 1, 1, 0]
