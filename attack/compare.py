@@ -63,6 +63,7 @@ class Side:
     rank: Optional[int]                # 1 = highest `by` score among the model's scored captions
     generations: int
     flags: tuple[str, ...] = ()
+    own_distance: Optional[float] = None   # the nearest of its generations to the caption's own training image
 
     @property
     def copy(self) -> bool:
@@ -220,8 +221,10 @@ def _sides(store: Store, model: _Model, ids: Sequence[int], labels: dict, scores
         tid, dist, gid = _match(auto, distances) if auto is not None else (None, None, None)
         with store.only_runs(model.generate_runs):
             n = len(store.generations(cid))
+        own = distances.get("mv")
         out[cid] = Side(auto, h, label, tid, None if dist is None else round(float(dist), 6),
-                        distances.get("evidence_kind"), gid, scores.get(cid), ranks.get(cid), n, tuple(flags))
+                        distances.get("evidence_kind"), gid, scores.get(cid), ranks.get(cid), n, tuple(flags),
+                        None if own is None else round(float(own), 6))
     return out
 
 
@@ -356,3 +359,45 @@ def write_compare(result: CompareResult, out, force: bool = False) -> str:
                                 f"got {out.suffix or 'no suffix'}")
     write_output(check_output(out, force=force), compare_bytes(result, fmt))
     return fmt
+
+
+def curves_svg(result: CompareResult, width: int = 480, height: int = 320) -> str:
+    """Both models' precision-vs-found curves on one plot (SVG): x the copies found walking each
+    model's captions in `by` order, y the precision at that point; A solid, B dashed."""
+    from html import escape
+
+    pad = 40
+    curves = result.curves()
+    most = max([p["found"] for c in curves.values() for p in c] + [1])
+
+    def xy(p: dict) -> str:
+        x = pad + p["found"] / most * (width - 2 * pad)
+        return f"{x:.1f},{height - pad - p['precision'] * (height - 2 * pad):.1f}"
+
+    lines = []
+    for (side, c), dash, name in zip(curves.items(), ("", ' stroke-dasharray="6 4"'), result.models):
+        pts = " ".join(xy(p) for p in c)
+        lines.append(f'<polyline fill="none" stroke="black" stroke-width="2"{dash} points="{pts}"/>')
+        y = 18 if side == "a" else 34
+        lines.append(f'<text x="{width - pad}" y="{y}" text-anchor="end" font-size="12">{side.upper()}: '
+                     f'{escape(name)}{" (dashed)" if dash else ""}</text>')
+    axes = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="gray"/>'
+            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="gray"/>'
+            f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="12">copies found '
+            f'(0 to {most}), captions in {escape(result.params.by)} order</text>'
+            f'<text x="12" y="{height / 2}" font-size="12" transform="rotate(-90 12 {height / 2})" '
+            f'text-anchor="middle">precision (0 to 1)</text>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}">{axes}{"".join(lines)}</svg>\n')
+
+
+def write_plot(result: CompareResult, out, force: bool = False) -> None:
+    """curves_svg to `out` (.svg), under the store's output rules."""
+    from pathlib import Path
+
+    from store.outputs import check_output, write_output
+
+    out = Path(out)
+    if out.suffix.lower() != ".svg":
+        raise CompareInputError(f"--plot {out}: expected an .svg file, got {out.suffix or 'no suffix'}")
+    write_output(check_output(out, force=force, flag="--plot"), curves_svg(result).encode("utf-8"))

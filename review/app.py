@@ -14,7 +14,7 @@ import gradio as gr
 
 from store import Store, check_store
 
-from . import gold, render, tab_candidate, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
+from . import gold, render, tab_candidate, tab_compare, tab_export, tab_grid, tab_mask, tab_queue, tab_stats, views
 from .folders import private_gradio_folders
 from .session import gradio_errors, typed_reviewer
 
@@ -71,6 +71,8 @@ def build_app(store: Store, auth: bool = False, gold_rate: float = 0.0) -> gr.Bl
                 _, stats_out, stats_fn = tab_stats.build(store)
             with gr.Tab("Export", id="export"):
                 tab_export.build(store, queue.filt)
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                compare = tab_compare.build(store)
             with gr.Tab("Overview", id="overview"):
                 build_overview(store)
 
@@ -86,6 +88,7 @@ def build_app(store: Store, auth: bool = False, gold_rate: float = 0.0) -> gr.Bl
         queue.table.select(open_row, [queue.filt, cand.nav, reviewer], cand.outputs + [tabs], api_name=False)
         tab_mask.wire(store, mask, cand, reviewer)
         tab_grid.wire(store, grid, grid_tab, queue.filt, cand, reviewer, tabs)
+        tab_compare.wire(store, compare, compare_tab)
 
         # the typed reviewer name survives a reload (the browser's localStorage); once given, the open
         # candidate is leased to them

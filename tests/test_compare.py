@@ -39,7 +39,13 @@ def _closed(folder, own, other, copies, captions):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compare")
+    return two_model_store(tmp_path_factory.mktemp("compare"))
+
+
+def two_model_store(root):
+    """A store of 5 captions with their own training images, generated under two closed models A
+    (first: the audited one) and B as COPIES says, each with a dcs score, retrieved; returns
+    (store folder, {side: spec}, {side: fingerprint}, caption ids)."""
     own = [pictures.CATEGORIES[c](np.random.default_rng(i), SIZE) for i, c in enumerate(CATS)]
     other = [pictures.CATEGORIES[CATS[(i + 1) % 4]](np.random.default_rng(50 + i), SIZE) for i in range(5)]
     specs = {"a": _closed(root / "A", own, other, COPIES["a"], range(5)),
@@ -161,6 +167,9 @@ def test_cli_prints_counts_and_writes_each_format(world, tmp_path, capsys):
     assert json.loads((tmp_path / "c.jsonl").read_text().splitlines()[2])["b_label"] == "MV"
     import pyarrow.parquet as pq
     assert pq.read_table(tmp_path / "c.parquet").column("a_label").to_pylist() == ["MV", "MV", "N", "N"]
+    assert cli.main(args + ["--plot", str(tmp_path / "c.svg")]) == 0
+    svg = (tmp_path / "c.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "B: images:" in svg
     assert cli.main(args + ["--out", str(tmp_path / "c.csv")]) == 2          # no overwrite without --force
     assert "pass --force" in capsys.readouterr().err
     assert cli.main(["compare", "--store", str(store_dir), "--model", specs["a"]]) == 2

@@ -61,6 +61,9 @@ BENCHES: tuple[Bench, ...] = (
     Bench("scale", "streaming caption ingest, the store at that size, DCS local vs Ray",
           ("attack", "bench", "scale", "--json"),
           ("--captions", "200000", "--dcs-captions", "1024", "--formats", "csv")),
+    Bench("mitigation", "the demo model against each inference-time mitigation: copies by type among the planted "
+                        "captions, the uniques' distance to their own image, extra network calls, compare outcomes",
+          ("attack", "bench", "mitigation", "--json"), ("--uniques", "8", "--seeds", "1")),
     Bench("store", "the store's review queries on a synthetic store",
           ("store", "bench", "--json"), ("--captions", "200000", "--candidates", "20000")),
     Bench("review", "the review app's server time to open and to label a candidate",

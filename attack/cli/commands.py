@@ -57,7 +57,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 # benchmark name -> module under attack.bench exposing main(argv) -> int
 BENCHES = {"memorization": "memorization", "ranking": "ranking", "throughput": "throughput", "labels": "labels",
-           "detectors": "detectors", "scale": "scale", "all": "all"}
+           "detectors": "detectors", "scale": "scale", "mitigation": "mitigation", "all": "all"}
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -312,7 +312,7 @@ def run_fuse(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from attack.compare import CompareInputError, CompareParams, compare_models, write_compare
+    from attack.compare import CompareInputError, CompareParams, compare_models, write_compare, write_plot
 
     if len(args.model) != 2:
         raise CompareInputError(f"expected two --model (A, then B), got {len(args.model)}")
@@ -322,6 +322,9 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.out is not None:
         fmt = write_compare(result, args.out, force=args.force)
         echo(f"wrote {len(result.rows)} rows to {args.out} ({fmt})")
+    if args.plot is not None:
+        write_plot(result, args.plot, force=args.force)
+        echo(f"wrote the precision-vs-found curves to {args.plot}")
     if args.json:
         echo(json.dumps(result.as_json()))
     else:

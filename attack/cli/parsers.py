@@ -136,7 +136,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive, help="only captions within the top K of either model by --by")
     p.add_argument("--preset", choices=PRESET_NAMES, default="verbatim", help=PRESET_HELP)
     p.add_argument("--out", type=Path, help="also write the rows to this .csv, .jsonl or .parquet file")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--plot", type=Path, help="also write both models' precision-vs-found curves to this .svg file")
+    p.add_argument("--force", action="store_true", help="replace an existing --out / --plot file")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     p.set_defaults(func=run.run_compare)
 
@@ -175,6 +176,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                    "labels: labels, masks and flags on the realistic 256/512-px fixture world; "
                                    "detectors: every one-step detector and rank fusions on the demo world; "
                                    "scale: 2 M-caption ingest, store timings at that size, local vs Ray DCS; "
+                                   "mitigation: the demo model against each inference-time mitigation; "
                                    "all: every bench (store and review too), written to docs/benchmarks.md. "
                                    "Options after NAME go to the benchmark (NAME --help lists them).")
     p.add_argument("name", choices=sorted(run.BENCHES))
