@@ -11,7 +11,8 @@ its automatic label; it is a copy when that label is MV, TV or RV. The outcome o
 Human labels: a store's labels are given in the review app to the model audited there, the
 model of the store's first generate run (`audited_model`, schema.AUDITED_FP: the review, its
 candidates and the store's automatic labels are of that model alone); they count on that model's
-side only. The other side's human label is None until someone reviews it.
+side only. Another model's human labels are its own (store.model_labels), given when a reviewer
+confirms what attack/carry.py carries over from the audited model.
 
 The comparison is written as a compare run (its params name both models' fingerprints and the
 generate runs each side rests on) with one row per caption, and read back by `load_compare`.
@@ -20,13 +21,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 from attack.errors import AttackError
 from store import Store
+from store.compares import OUTCOMES
 
-OUTCOMES = ("removed", "persisting", "new", "neither")
 COPY_LABELS = ("MV", "TV", "RV")
 
 
@@ -64,6 +65,7 @@ class Side:
     generations: int
     flags: tuple[str, ...] = ()
     own_distance: Optional[float] = None   # the nearest of its generations to the caption's own training image
+    human_by: Optional[str] = None         # who gave the human label
 
     @property
     def copy(self) -> bool:
@@ -211,12 +213,12 @@ def _side_labels(store: Store, model: _Model, caption_ids: Sequence[int], preset
 
 
 def _sides(store: Store, model: _Model, ids: Sequence[int], labels: dict, scores: dict[int, float],
-           ranks: dict[int, int], human: dict[int, Optional[str]]) -> dict[int, Side]:
+           ranks: dict[int, int], human: dict[int, tuple[str, str]]) -> dict[int, Side]:
     out = {}
     for cid in ids:
         got = labels[cid]
         auto, distances, flags = got if got is not None else (None, {}, ())
-        h = human.get(cid)
+        h, by = human.get(cid, (None, None))
         label = h if h not in (None, "skip") else auto
         tid, dist, gid = _match(auto, distances) if auto is not None else (None, None, None)
         with store.only_runs(model.generate_runs):
@@ -224,8 +226,41 @@ def _sides(store: Store, model: _Model, ids: Sequence[int], labels: dict, scores
         own = distances.get("mv")
         out[cid] = Side(auto, h, label, tid, None if dist is None else round(float(dist), 6),
                         distances.get("evidence_kind"), gid, scores.get(cid), ranks.get(cid), n, tuple(flags),
-                        None if own is None else round(float(own), 6))
+                        None if own is None else round(float(own), 6), by)
     return out
+
+
+def human_labels(store: Store, fingerprint: str, caption_ids: Sequence[int],
+                 audited: Optional[str]) -> dict[int, tuple[str, str]]:
+    """caption id -> (human label in force, who gave it) for one model: the store's review
+    (`labels`) for the audited model, the model's own labels (store.model_labels) for another."""
+    if fingerprint != audited:
+        return {c: (e.label, e.reviewer) for c, e in store.model_labels(fingerprint, caption_ids).items()}
+    out = {}
+    for c in caption_ids:
+        label = store.current_label(c)
+        if label is None:
+            continue
+        given = [e for e in store.label_history(c) if e.label == label]
+        out[c] = (label, given[-1].reviewer if given else "")
+    return out
+
+
+def _relabel(side: Side, human: Optional[tuple[str, str]]) -> Side:
+    h, by = human or (None, None)
+    return replace(side, human_label=h, human_by=by, label=h if h not in (None, "skip") else side.auto_label)
+
+
+def with_human_labels(store: Store, result: CompareResult) -> CompareResult:
+    """The comparison with each side's human labels as they are now (a comparison is written as it
+    was made; labels given since, e.g. a carried-over group confirmed, change labels and outcomes)."""
+    audited, ids = audited_model(store), [r.caption_id for r in result.rows]
+    human = [human_labels(store, fp, ids, audited) for fp in result.fingerprints]
+    rows = []
+    for r in result.rows:
+        a, b = _relabel(r.a, human[0].get(r.caption_id)), _relabel(r.b, human[1].get(r.caption_id))
+        rows.append(replace(r, a=a, b=b, outcome=outcome(a.copy, b.copy)))
+    return replace(result, rows=tuple(rows))
 
 
 # -- the comparison --------------------------------------------------------------------------------
@@ -254,12 +289,11 @@ def compare_models(store: Store, model_a: str, model_b: str, params: ComparePara
                                 f"{store.path}{' within the top ' + str(params.top_k) if params.top_k else ''}, "
                                 f"got none (generate the same captions under both models)")
     audited = audited_model(store)
-    human = {c: store.current_label(c) for c in ids}
     sides = {}
     for m in (a, b):
         labels = _side_labels(store, m, ids, params.preset)
         sides[m.fingerprint] = _sides(store, m, ids, labels, scores[m.fingerprint], ranks[m.fingerprint],
-                                      human if m.fingerprint == audited else {})
+                                      human_labels(store, m.fingerprint, ids, audited))
     texts = {c: store.get_caption(c).text for c in ids}
     rows = tuple(CompareRow(c, texts[c], outcome(sides[a.fingerprint][c].copy, sides[b.fingerprint][c].copy),
                             sides[a.fingerprint][c], sides[b.fingerprint][c]) for c in ids)
@@ -355,7 +389,7 @@ def write_compare(result: CompareResult, out, force: bool = False) -> str:
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise CompareInputError(f"--out {out}: expected a .csv, .jsonl or .parquet file, "
+        raise CompareInputError(f"--out {out}: expected a .csv, .jsonl or .parquet file (a .zip: review.compare_evidence), "
                                 f"got {out.suffix or 'no suffix'}")
     write_output(check_output(out, force=force), compare_bytes(result, fmt))
     return fmt

@@ -88,7 +88,7 @@ def build_app(store: Store, auth: bool = False, gold_rate: float = 0.0) -> gr.Bl
         queue.table.select(open_row, [queue.filt, cand.nav, reviewer], cand.outputs + [tabs], api_name=False)
         tab_mask.wire(store, mask, cand, reviewer)
         tab_grid.wire(store, grid, grid_tab, queue.filt, cand, reviewer, tabs)
-        tab_compare.wire(store, compare, compare_tab)
+        tab_compare.wire(store, compare, compare_tab, reviewer)
 
         # the typed reviewer name survives a reload (the browser's localStorage); once given, the open
         # candidate is leased to them

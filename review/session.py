@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 import gradio as gr
 
+from attack.errors import AttackError
 from store import StoreError
 
 from .checks import ViewError
@@ -40,7 +41,7 @@ def gradio_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (StoreError, MaskShapeError) as e:
+        except (StoreError, AttackError, MaskShapeError) as e:
             raise gr.Error(str(e)) from None
     return wrapper
 

@@ -22,6 +22,7 @@ from .errors import (
     StoreError,
 )
 from .gold import GoldAnswer, GoldError, GoldImport, GoldItem, ReviewerGold, ServedGold
+from .model_labels import ModelLabel
 from .records import (
     AutoLabel,
     AutoLabelState,
@@ -59,6 +60,6 @@ __all__ = [
     "GenerationRef", "LabelEntry", "Lease", "Mask", "Neighbour", "Page", "PageQuery", "PageRow", "ReviewerActivity",
     "Run",
     "RunHandle", "RunLabelCount", "ScoreRank", "SearchHit", "TrainingImage", "TrainingSetVersion", "CaptionReviews",
-    "GoldAnswer", "GoldError", "GoldImport", "GoldItem", "ReviewerGold", "ServedGold",
+    "ModelLabel", "GoldAnswer", "GoldError", "GoldImport", "GoldItem", "ReviewerGold", "ServedGold",
     "HUMAN_LABELS", "REFERENCE_LABELS", "SCHEMA_VERSION", "__version__",
 ]

@@ -22,3 +22,27 @@ AUDITED_SCORES = ("SELECT s.caption_id, s.kind, s.run_id, s.value, s.run_id = (S
                   f"WHERE s2.caption_id = s.caption_id AND s2.kind = s.kind AND {of_audited_model('s2.run_id')}) "
                   "FROM scores s JOIN caption_state st ON st.caption_id = s.caption_id AND st.n_generations > 0 "
                   f"WHERE {of_audited_model('s.run_id')}")
+
+
+def model_labels_sql(human_labels: tuple[str, ...]) -> str:
+    """v13 (issue 28): human labels of a model other than the audited one, keyed by its
+    fingerprint; append-only like `labels` (an undo appends the label before, NULL for none).
+    `carried`: JSON naming the label a proposal carried over (compare run, model, reviewer,
+    training image) when the label was confirmed from one; NULL when given directly."""
+    allowed = ", ".join(f"'{v}'" for v in human_labels)
+    return f"""
+CREATE TABLE model_labels (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    caption_id INTEGER NOT NULL REFERENCES captions(id),
+    label TEXT CHECK (label IS NULL OR label IN ({allowed})),
+    reviewer TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    undoes INTEGER REFERENCES model_labels(id),
+    batch TEXT,
+    carried TEXT
+);
+CREATE INDEX model_labels_caption ON model_labels (fingerprint, caption_id, id);
+CREATE INDEX model_labels_batch ON model_labels (batch);
+"""

@@ -21,7 +21,7 @@ SQL):
 """
 from __future__ import annotations
 
-from .audited import AUDITED_COUNT, AUDITED_SCORES, of_audited_model
+from .audited import AUDITED_COUNT, AUDITED_SCORES, model_labels_sql, of_audited_model
 
 HUMAN_LABELS = ("MV", "TV", "RV", "N", "FP:texture", "FP:background", "FP:other", "skip")
 REFERENCE_LABELS = ("MV", "TV", "RV", "N")
@@ -488,5 +488,7 @@ CREATE TABLE compare_rows (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12)
+V13 = model_labels_sql(HUMAN_LABELS)      # a compared model's own human labels (issue 28, carry-over)
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13)
 SCHEMA_VERSION = len(MIGRATIONS)

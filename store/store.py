@@ -31,6 +31,7 @@ from .gold import Gold
 from .images import PNG_COMPRESS_LEVEL, ImageFiles
 from .labels import Labels
 from .masks import Masks
+from .model_labels import ModelLabels
 from .queries import Queries
 from .reviews import Reviews
 from .runs import Runs
@@ -66,7 +67,7 @@ def _png_level(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else PNG_COMPRESS_LEVEL
 
 
-class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Queries, Exports, Compares):
+class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Queries, Exports, Compares, ModelLabels):
     """Open with ``Store.open(path)``; use as a context manager or call ``close()``.
 
     Thread safety: one connection guarded by a re-entrant lock, so a Store may

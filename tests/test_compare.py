@@ -25,13 +25,14 @@ CAPTIONS = [f"a picture numbered {i}" for i in range(5)]
 COPIES = {"a": {0, 1, 4}, "b": {1, 2}}
 
 
-def _closed(folder, own, other, copies, captions):
+def _closed(folder, own, other, copies, captions, texts=CAPTIONS, override=None):
     folder.mkdir()
     rows = []
     for i in captions:
         name = f"{i}.png"
-        Image.fromarray(own[i] if i in copies else other[i]).save(folder / name)
-        rows.append([CAPTIONS[i], 0, 30, name])
+        picture = (override or {}).get(i)
+        Image.fromarray(picture(own) if picture else own[i] if i in copies else other[i]).save(folder / name)
+        rows.append([texts[i], 0, 30, name])
     with open(folder / "mapping.csv", "w", newline="") as f:
         csv.writer(f).writerows([["caption", "seed", "steps", "path"], *rows])
     return f"images:{folder}"
@@ -42,17 +43,21 @@ def world(tmp_path_factory):
     return two_model_store(tmp_path_factory.mktemp("compare"))
 
 
-def two_model_store(root):
-    """A store of 5 captions with their own training images, generated under two closed models A
-    (first: the audited one) and B as COPIES says, each with a dcs score, retrieved; returns
-    (store folder, {side: spec}, {side: fingerprint}, caption ids)."""
-    own = [pictures.CATEGORIES[c](np.random.default_rng(i), SIZE) for i, c in enumerate(CATS)]
-    other = [pictures.CATEGORIES[CATS[(i + 1) % 4]](np.random.default_rng(50 + i), SIZE) for i in range(5)]
-    specs = {"a": _closed(root / "A", own, other, COPIES["a"], range(5)),
-             "b": _closed(root / "B", own, other, COPIES["b"], range(4))}
+def two_model_store(root, copies=COPIES, n=5, b_captions=4, b_override=None):
+    """A store of n captions with their own training images, generated under two closed models A
+    (first: the audited one) and B (its first b_captions only) as `copies` says, each with a dcs
+    score, retrieved; returns (store folder, {side: spec}, {side: fingerprint}, caption ids). A
+    caption neither model copies gets the same picture from both; b_override: caption index ->
+    function of the training pictures giving B's picture."""
+    texts = [f"a picture numbered {i}" for i in range(n)]
+    cats = [CATS[i % len(CATS)] for i in range(n)]
+    own = [pictures.CATEGORIES[c](np.random.default_rng(i), SIZE) for i, c in enumerate(cats)]
+    other = [pictures.CATEGORIES[CATS[(i + 1) % 4]](np.random.default_rng(50 + i), SIZE) for i in range(n)]
+    specs = {"a": _closed(root / "A", own, other, copies["a"], range(n), texts),
+             "b": _closed(root / "B", own, other, copies["b"], range(b_captions), texts, b_override)}
     store_dir = root / "s"
     with Store.open(store_dir) as s:
-        ids = s.add_captions([CaptionRow(c) for c in CAPTIONS])
+        ids = s.add_captions([CaptionRow(c) for c in texts])
         for cid, img in zip(ids, own):
             s.add_training_image(s.put_image(img), cid, f"train/{cid}.png")
         fps = {}
@@ -60,7 +65,7 @@ def two_model_store(root):
             model = load_model(specs[side])
             fps[side] = model.fingerprint(s.digest_cache())
             generate_stage(s, model, ids, GenerateParams(top_k=0, seeds=(), steps=30), by=None)
-            # a score per model so ranks mean something: A ranks caption 4 first, B ranks by id
+            # a score per model so ranks mean something: A ranks the last caption first, B ranks by id
             run = s.start_run("score", specs[side], {"score": "dcs", "model_fingerprint": fps[side]})
             s.add_scores(run, "dcs", [(c, (10.0 - c) if side == "b" else float(c)) for c in ids])
             s.finish_run(run, 0, "done")

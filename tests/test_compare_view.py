@@ -5,6 +5,7 @@ import pytest
 
 from attack.compare import compare_models
 from review import compare_view as cv
+from review.checks import ViewError
 from store import Store
 
 from .test_compare import two_model_store
@@ -29,7 +30,7 @@ def test_choices_newest_first_and_rows_by_outcome(compared):
         removed = cv.compare_view(s, first, "removed")
         html = cv.compare_html(s, every)
         empty = cv.compare_html(s, cv.CompareView(every.result, "new", ()))
-        with pytest.raises(ValueError, match="expected an outcome among all, removed"):
+        with pytest.raises(ViewError, match="expected an outcome among all, removed"):
             cv.compare_view(s, first, "gone")
     assert len(every.rows) == 4 and [r.caption_id for r in removed.rows] == [ids[0]]
     assert html.count('class="vb-cmp-row"') == 4 and html.count("<img") == 12

@@ -118,3 +118,22 @@ def test_duplicate_rows_and_missing_folder(tmp_path):
         load_model(f"images:{tmp_path}")
     with pytest.raises(ModelError, match="no such path"):
         load_model(f"images:{tmp_path / 'nope'}")
+
+
+def test_the_pictures_are_part_of_the_model(folder, tmp_path_factory):
+    """Two folders with one mapping file but other pictures (a closed model's v1 and v2) are two
+    models; the same pictures in another folder are one; a missing picture is named."""
+    import shutil
+
+    same = tmp_path_factory.mktemp("copy") / "same"
+    shutil.copytree(folder, same)
+    assert load_model(f"images:{same}").fingerprint() == load_model(f"images:{folder}").fingerprint()
+    v2 = tmp_path_factory.mktemp("v2") / "v2"
+    shutil.copytree(folder, v2)
+    Image.fromarray(_square(256, 32, 96)).save(v2 / "copied_2.png")
+    assert (v2 / "mapping.csv").read_bytes() == (folder / "mapping.csv").read_bytes()
+    assert load_model(f"images:{v2}").fingerprint() != load_model(f"images:{folder}").fingerprint()
+    model = load_model(f"images:{v2}")
+    (v2 / "full.png").unlink()                   # gone after the mapping was read
+    with pytest.raises(ModelError, match=r"expected a readable image for caption 'quoted, caption' seed 7, got .*full\.png"):
+        model.fingerprint()

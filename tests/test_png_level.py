@@ -34,6 +34,7 @@ def _as_v10(path) -> None:
     conn = sqlite3.connect(path / "store.db")
     conn.execute("DELETE FROM meta WHERE key = 'png_compress_level'")
     conn.execute("DROP TABLE compare_rows")                  # what v12 adds
+    conn.execute("DROP TABLE model_labels")                  # what v13 adds
     conn.execute("PRAGMA user_version = 10")
     conn.commit()
     conn.close()

@@ -47,7 +47,7 @@ def test_browser_bench_copies_an_older_schema_store_without_changing_it(tmp_path
     with Store.open(src) as s:
         build_sample_store(s, n=4)
     conn = sqlite3.connect(src / "store.db")
-    conn.executescript("DROP TABLE compare_rows; DROP TABLE gold_answers; DROP TABLE gold; DROP TABLE withheld; "
+    conn.executescript("DROP TABLE model_labels; DROP TABLE compare_rows; DROP TABLE gold_answers; DROP TABLE gold; DROP TABLE withheld; "
                        "DROP TABLE work_claims; PRAGMA user_version = 8;")
     conn.close()
     before = (src / "store.db").read_bytes()

@@ -319,9 +319,14 @@ def run_compare(args: argparse.Namespace) -> int:
     params = CompareParams(by=args.by, top_k=args.top_k, preset=args.preset)
     with _open_existing(args.store) as store:
         result = compare_models(store, args.model[0], args.model[1], params)
-    if args.out is not None:
-        fmt = write_compare(result, args.out, force=args.force)
-        echo(f"wrote {len(result.rows)} rows to {args.out} ({fmt})")
+        if args.out is not None and args.out.suffix.lower() == ".zip":
+            from review.compare_evidence import write_compare_evidence
+
+            pages = write_compare_evidence(store, result, args.out, force=args.force)
+            echo(f"wrote the evidence of {pages} captions to {args.out} (a page each, both models' generations)")
+        elif args.out is not None:
+            fmt = write_compare(result, args.out, force=args.force)
+            echo(f"wrote {len(result.rows)} rows to {args.out} ({fmt})")
     if args.plot is not None:
         write_plot(result, args.plot, force=args.force)
         echo(f"wrote the precision-vs-found curves to {args.plot}")

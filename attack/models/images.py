@@ -93,9 +93,21 @@ class ImagesModel(TextToImageModel):
         self.mapping_sha256 = mapping_sha256
 
     def identity(self, cache: Any = None) -> dict:
-        """The mapping's content (which images answer which (caption, seed, steps))."""
+        """The mapping's content (which images answer which (caption, seed, steps)) and every
+        image's bytes: two folders with the same mapping file but other pictures (a closed model's
+        v1 and v2) are two models. `cache` keeps the image digests (the store's)."""
+        from attack.models.fingerprint import combine, file_digest
+
         entries = None if self.mapping_sha256 else sorted((c, s, t, str(p)) for (c, s, t), p in self.entries.items())
-        return {"name": "images", "mapping_sha256": self.mapping_sha256, "entries": entries}
+        digests = {}
+        for (c, s, t), p in sorted(self.entries.items()):
+            try:
+                digests[f"{c}\x1f{s}\x1f{t}"] = file_digest(p, cache)
+            except OSError as e:
+                raise ModelError(f"{self.source}: expected a readable image for caption {c!r} seed {s}, got "
+                                 f"{p} ({e.strerror or e})") from None
+        return {"name": "images", "mapping_sha256": self.mapping_sha256, "entries": entries,
+                "images": combine(digests)}
 
     @classmethod
     def load(cls, arg: str) -> "ImagesModel":

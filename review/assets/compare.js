@@ -20,4 +20,23 @@
     const row = e.target && e.target.closest && e.target.closest(".vb-cmp-row");
     if (row && e.key === "Enter") { open(row); e.preventDefault(); }
   }, true);
+  // carry-over keys, while the Compare tab shows its groups and focus is not in a text field:
+  // y confirms the group shown as B's label, u undoes the last confirmed group, ] / [ pick the next
+  // / previous group
+  const shown = (el) => !!el && el.offsetParent !== null;
+  const click = (sel) => { const b = document.querySelector(sel); if (b && shown(b) && !b.disabled) b.click(); };
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || !shown(document.getElementById("vb-carry-group"))) return;
+    const t = e.target, tag = ((t && t.tagName) || "").toLowerCase();
+    if ((tag === "input" && !["radio", "checkbox", "button"].includes(t.type)) || tag === "textarea") return;
+    if (e.key === "y") { click("#vb-carry-confirm"); e.preventDefault(); return; }
+    if (e.key === "u") { click("#vb-carry-undo"); e.preventDefault(); return; }
+    if (e.key !== "]" && e.key !== "[") return;
+    const radios = [...document.querySelectorAll("#vb-carry-group input[type=radio]")];
+    if (!radios.length) return;
+    const at = radios.findIndex((r) => r.checked);
+    const next = radios[(at + (e.key === "]" ? 1 : radios.length - 1)) % radios.length];
+    next.click();
+    e.preventDefault();
+  });
 }
