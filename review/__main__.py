@@ -1,7 +1,9 @@
 """python -m review bench [--json] [--candidates N]: the review app's server-time benchmark;
 python -m review bench --browser [--json] [--store DIR]: key to next candidate in Chromium;
 python -m review export --store DIR --out X.zip: the evidence export (review/evidence.py), here
-because its pages are drawn from the candidate view model, a layer above store/."""
+because its pages are drawn from the candidate view model, a layer above store/;
+python -m review compare-export --store DIR --run N --out X.zip: a comparison's evidence
+(review/compare_evidence.py; `python -m attack compare --out X.zip` runs it)."""
 from __future__ import annotations
 
 import argparse
@@ -49,9 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--labels", default="MV,TV,RV", help="current human labels to export (default MV,TV,RV)")
     e.add_argument("--parents", action="store_true", help="create missing parent folders of --out")
     e.add_argument("--force", action="store_true", help="replace an existing --out file (atomically)")
+    c = sub.add_parser("compare-export", help="a comparison's evidence: a page per caption with both models' "
+                                              "generations (HTML + images + CSV + manifest, zipped)")
+    c.add_argument("--store", type=Path, required=True)
+    c.add_argument("--run", type=_positive, required=True, help="the compare run (python -m attack compare)")
+    c.add_argument("--out", type=Path, required=True, help="output .zip (written atomically)")
+    c.add_argument("--force", action="store_true", help="replace an existing --out file (atomically)")
     a = ap.parse_args(argv)
     if a.cmd == "export":
         return run_command(lambda: _export(a), bad_input=(StoreError,))
+    if a.cmd == "compare-export":
+        from attack.errors import AttackError
+
+        return run_command(lambda: _compare_export(a), bad_input=(StoreError, AttackError))
     return run_command(lambda: _bench(a), bad_input=(StoreError,), interrupted="the bench store may be incomplete")
 
 
@@ -71,6 +83,19 @@ def _export(a: argparse.Namespace) -> int:
         echo(f"warning: {res.warning}", sys.stderr)   # a valid request that found nothing: exit 0
     if res.unreadable:
         echo(f"warning: {res.unreadable_warning()}", sys.stderr)
+    return 0
+
+
+def _compare_export(a: argparse.Namespace) -> int:
+    from attack.compare import load_compare
+    from store import Store
+
+    from .compare_evidence import write_compare_evidence
+
+    with Store.open(a.store, create=False, readonly=True) as store:
+        pages = write_compare_evidence(store, load_compare(store, a.run), a.out, force=a.force)
+    echo(f"wrote the evidence of compare run {a.run}, {pages} captions, to "
+         f"{terminal_safe(a.out, keep_newlines=False)} (a page each, both models' generations)")
     return 0
 
 

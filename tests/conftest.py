@@ -176,3 +176,24 @@ def browser():
         b = launch_chromium(p)
         yield b
         b.close()
+
+
+
+# The README's test command runs the suite in two passes on CI's two cores: every test not marked
+# `serial` on two pytest-xdist workers, then the `serial` ones alone. Serial: the tests that drive
+# Chromium (they wait on a page rendered with software WebGL, which a busy second core slows past
+# their waits) and the one that compares timings. The tests that start a Ray cluster share one
+# worker (xdist_group "ray"): one checks that a killed run leaves no Ray process behind.
+SERIAL_FILES = ("test_browser", "test_evidence_browser", "test_review_leases", "test_throughput_guard")
+RAY_FILES = ("test_ray_engine", "test_ray_cleanup", "test_bench_scale")
+
+
+@pytest.hookimpl(tryfirst=True)          # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        uses = set(getattr(item, "fixturenames", ()))
+        if module.startswith(SERIAL_FILES) or uses & {"browser", "page"}:
+            item.add_marker(pytest.mark.serial)
+        if module.startswith(RAY_FILES):
+            item.add_marker(pytest.mark.xdist_group("ray"))

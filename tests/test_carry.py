@@ -200,3 +200,12 @@ def test_the_evidence_zip_shows_both_models_on_each_page(world, tmp_path):
     assert "Proposed for B" not in two and "MV by carl" in two              # confirmed: B's own label
     assert "<svg" in zf.read("index.html").decode() and "script" not in one.lower().replace("script-src", "")
     assert cli.main(args) == 2                                               # no overwrite without --force
+
+
+def test_compare_export_names_a_run_that_is_not_a_comparison(world, tmp_path, capsys):
+    from review.__main__ import main as review_main
+
+    store_dir, specs, fps, ids = world
+    assert review_main(["compare-export", "--store", str(store_dir), "--run", "1", "--out", str(tmp_path / "x.zip")]) == 2
+    assert "expected a compare run id, got 1 (a generate run)" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()

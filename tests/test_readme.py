@@ -26,7 +26,7 @@ def test_readme_opens_with_install_and_run_then_install_and_test():
     run, test = _first_block()[:2]
     assert run == "pip install -r requirements.txt && python app.py"
     assert test == ("bash scripts/system_packages.sh && pip install -r requirements.txt -c constraints.txt "
-                    "&& python -m pytest -q")
+                    '&& python -m pytest -q -n 2 --dist loadgroup -m "not serial" && python -m pytest -q -m serial')
     assert len(README.splitlines()) < 200
 
 

@@ -311,6 +311,19 @@ def run_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_evidence(args: argparse.Namespace, run_id: int) -> int:
+    """The evidence pages are drawn by review/ (a layer above attack/, which attack/ never imports):
+    run its command, `python -m review compare-export`, in a child process; its exit status."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "review", "compare-export", "--store", str(args.store), "--run", str(run_id),
+           "--out", str(args.out)] + ["--force"] * args.force
+    return subprocess.run(cmd, env=env).returncode
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from attack.compare import CompareInputError, CompareParams, compare_models, write_compare, write_plot
 
@@ -319,14 +332,11 @@ def run_compare(args: argparse.Namespace) -> int:
     params = CompareParams(by=args.by, top_k=args.top_k, preset=args.preset)
     with _open_existing(args.store) as store:
         result = compare_models(store, args.model[0], args.model[1], params)
-        if args.out is not None and args.out.suffix.lower() == ".zip":
-            from review.compare_evidence import write_compare_evidence
-
-            pages = write_compare_evidence(store, result, args.out, force=args.force)
-            echo(f"wrote the evidence of {pages} captions to {args.out} (a page each, both models' generations)")
-        elif args.out is not None:
+        if args.out is not None and args.out.suffix.lower() != ".zip":
             fmt = write_compare(result, args.out, force=args.force)
             echo(f"wrote {len(result.rows)} rows to {args.out} ({fmt})")
+    if args.out is not None and args.out.suffix.lower() == ".zip" and _compare_evidence(args, result.run_id):
+        return 2
     if args.plot is not None:
         write_plot(result, args.plot, force=args.force)
         echo(f"wrote the precision-vs-found curves to {args.plot}")
