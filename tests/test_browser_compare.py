@@ -50,6 +50,9 @@ def test_compare_tab_filters_by_outcome_opens_both_strips_and_carries_labels(tmp
             rows.first.click()
             opened = pg.locator(f"#vb-cmp-strips .vb-cmp-open[data-caption-id='{ids[0]}']")
             opened.wait_for()
+            # both strips and the match on one screen, scrolled into view
+            pg.wait_for_function(f"(r => r.top >= 0 && r.bottom <= window.innerHeight)(document.querySelector("
+                                 f"\"#vb-cmp-strips .vb-cmp-open[data-caption-id='{ids[0]}']\").getBoundingClientRect())")
             strips = {el.get_attribute("data-side"): el for el in opened.locator(".vb-cmp-strip").all()}
             assert set(strips) == {"A", "B", "match"}
             assert strips["A"].locator("img").count() == 1 and strips["B"].locator("img").count() == 1

@@ -10,6 +10,15 @@
     box.value = row.dataset.captionId;
     box.dispatchEvent(new Event("input", {bubbles: true}));
     setTimeout(() => go.click(), 0);
+    // the opened row (both strips and the match) is drawn below the table: bring it on screen
+    const want = `.vb-cmp-open[data-caption-id="${row.dataset.captionId}"]`;
+    let tries = 0;
+    const show = () => {
+      const el = document.querySelector(want);
+      if (el) el.scrollIntoView({block: "start"});
+      else if (++tries < 100) setTimeout(show, 50);
+    };
+    show();
   };
   // the capture phase of the window: before Gradio's own handlers on the HTML component
   window.addEventListener("click", (e) => {
