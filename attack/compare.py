@@ -333,8 +333,9 @@ def load_compare(store: Store, run_id: int) -> CompareResult:
 
 # -- export ------------------------------------------------------------------------------------------
 COLUMNS = ("caption_id", "caption", "outcome",
-           *[f"{s}_{k}" for s in ("a", "b") for k in ("label", "auto_label", "human_label", "train_image_id",
-                                                         "distance", "evidence_kind", "score", "rank", "flags")])
+           *[f"{s}_{k}" for s in ("a", "b") for k in ("label", "auto_label", "human_label", "human_by",
+                                                         "train_image_id", "distance", "evidence_kind", "score",
+                                                         "rank", "flags")])
 
 
 def export_rows(result: CompareResult) -> list[dict]:
@@ -344,7 +345,8 @@ def export_rows(result: CompareResult) -> list[dict]:
         row: dict[str, Any] = {"caption_id": r.caption_id, "caption": r.caption, "outcome": r.outcome}
         for name, s in (("a", r.a), ("b", r.b)):
             row.update({f"{name}_label": s.label, f"{name}_auto_label": s.auto_label,
-                        f"{name}_human_label": s.human_label, f"{name}_train_image_id": s.train_image_id,
+                        f"{name}_human_label": s.human_label, f"{name}_human_by": s.human_by,
+                        f"{name}_train_image_id": s.train_image_id,
                         f"{name}_distance": s.distance, f"{name}_evidence_kind": s.evidence_kind,
                         f"{name}_score": s.score, f"{name}_rank": s.rank, f"{name}_flags": ";".join(s.flags)})
         out.append(row)
@@ -389,8 +391,8 @@ def write_compare(result: CompareResult, out, force: bool = False) -> str:
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise CompareInputError(f"--out {out}: expected a .csv, .jsonl or .parquet file (a .zip: review.compare_evidence), "
-                                f"got {out.suffix or 'no suffix'}")
+        raise CompareInputError(f"--out {out}: expected a .csv, .jsonl or .parquet file (the evidence .zip: "
+                                f"review.compare_evidence), got {out.suffix or 'no suffix'}")
     write_output(check_output(out, force=force), compare_bytes(result, fmt))
     return fmt
 

@@ -77,7 +77,8 @@ class ModelLabels:
             try:
                 cid, label, carried = item
             except (TypeError, ValueError):
-                raise LabelError(f"model labels item {i}: expected (caption_id, label, carried), got {item!r}") from None
+                raise LabelError(f"model labels item {i}: expected (caption_id, label, carried), "
+                                 f"got {item!r}") from None
             if label not in HUMAN_LABELS:
                 raise LabelError(f"model labels item {i}: expected a label among {', '.join(HUMAN_LABELS)}, "
                                  f"got {label!r}")

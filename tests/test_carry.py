@@ -154,7 +154,8 @@ def test_the_carry_view_groups_and_draws_the_proposals(world):
         done = confirm_group(s, view.result, "persisting:MV", "carl")
         note = kv.confirmed_note(done)
         after = kv.carry_view(s, run, "persisting:MV")
-    assert kv.group_choices(view) == [("persisting · carry MV · 2", "persisting:MV"), ("new · carry N · 1", "new:N")]
+    assert kv.group_choices(view) == [("persisting · carry MV · 2", "persisting:MV"),
+                                      ("new · carry N · 1", "new:N")]
     assert view.group.key == "persisting:MV" and other.group.key == "new:N"
     assert html.count('class="vb-carry-tile"') == 2 and html.count("<img") == 4
     assert html.count("as confirmed for A by ann") == 2 and 'data-count="2"' in html
@@ -206,6 +207,7 @@ def test_compare_export_names_a_run_that_is_not_a_comparison(world, tmp_path, ca
     from review.__main__ import main as review_main
 
     store_dir, specs, fps, ids = world
-    assert review_main(["compare-export", "--store", str(store_dir), "--run", "1", "--out", str(tmp_path / "x.zip")]) == 2
+    out = tmp_path / "x.zip"
+    assert review_main(["compare-export", "--store", str(store_dir), "--run", "1", "--out", str(out)]) == 2
     assert "expected a compare run id, got 1 (a generate run)" in capsys.readouterr().err
-    assert not (tmp_path / "x.zip").exists()
+    assert not out.exists()
