@@ -13,6 +13,7 @@ import re
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,6 +154,7 @@ class ImageFiles:
         self.root = root
         self.png_level = png_level   # the store's level for images (schema.V11); masks always PNG_COMPRESS_LEVEL
         self.cache = cache if cache is not None else root.parent / CACHE_DIR / f"compare{COMPARE_SIZE}"
+        self.compare_view_s = 0.0   # spent making compare views in put_image (the labels bench reports it)
 
     def path(self, sha: str) -> Path:
         check_sha(sha)
@@ -173,8 +175,18 @@ class ImageFiles:
             atomic_write(path, png)
         return sha
 
-    def put_image(self, img: "Image.Image | np.ndarray", created: Optional[list] = None) -> str:
-        return self.put_bytes(encode_png(to_rgb_array(img), self.png_level), created)
+    def put_image(self, img: "Image.Image | np.ndarray", created: Optional[list] = None,
+                  compare_view: bool = False) -> str:
+        """Write the image's PNG; compare_view: also its compare view (the cache compare_pixels
+        reads), made here from the pixels in hand: identical to one made from the file later (PNG
+        is lossless), without decoding the file again."""
+        arr = to_rgb_array(img)
+        sha = self.put_bytes(encode_png(arr, self.png_level), created)
+        if compare_view and max(arr.shape[:2]) > COMPARE_SIZE and not (self.cache / sha[:2] / f"{sha}.npy").is_file():
+            t = time.perf_counter()
+            self._cache_compare(sha, arr)
+            self.compare_view_s += time.perf_counter() - t
+        return sha
 
     def _cache_compare(self, sha: str, arr: "np.ndarray | Image.Image") -> np.ndarray:
         """The compare view of arr, cached when arr is larger than it (a small image is decoded

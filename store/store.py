@@ -244,15 +244,17 @@ class Store(Runs, Catalog, Evidence, Masks, Labels, Reviews, Gold, Stats, Querie
         if self.readonly:
             raise ReadOnlyStoreError(f"store is read-only: {self.path / DB_NAME} (opened for reading)")
 
-    def put_image(self, img: Union[Image.Image, np.ndarray]) -> str:
+    def put_image(self, img: Union[Image.Image, np.ndarray], compare_view: bool = False) -> str:
+        """Store the image (PNG, named by its sha256); compare_view: also cache its compare view
+        now, from the pixels in hand (ingest and generation: retrieval then decodes nothing again)."""
         self._writable()
-        return self.images.put_image(img)
+        return self.images.put_image(img, compare_view=compare_view)
 
-    def put_image_tracked(self, img: Union[Image.Image, np.ndarray], created: list) -> str:
+    def put_image_tracked(self, img: Union[Image.Image, np.ndarray], created: list, compare_view: bool = False) -> str:
         """put_image, appending the sha to ``created`` before it writes a new file (see
         remove_unreferenced_images)."""
         self._writable()
-        return self.images.put_image(img, created)
+        return self.images.put_image(img, created, compare_view)
 
     def put_mask(self, mask: Union[Image.Image, np.ndarray]) -> str:
         self._writable()

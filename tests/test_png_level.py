@@ -56,3 +56,24 @@ def test_a_store_that_holds_images_keeps_level_6_after_the_migration(tmp_path):
     _as_v10(tmp_path / "empty")
     with Store.open(tmp_path / "empty") as s:   # an old store without images has nothing to keep
         assert s.get_meta("png_compress_level") == "1"
+
+
+def test_a_compare_view_made_on_put_is_the_one_a_decode_makes(tmp_path):
+    """Ingest and generation make each image's compare view from the pixels in hand: the same
+    array a later decode and resize of the stored file gives (PNG is lossless), so nothing moves."""
+    from store.images import COMPARE_SIZE, compare_resize
+
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with Store.open(tmp_path / "s") as s:
+        sha = s.put_image(big, compare_view=True)
+        cached = s.images.cache / sha[:2] / f"{sha}.npy"
+        assert cached.is_file() and s.images.compare_view_s > 0
+        assert np.array_equal(np.load(cached), compare_resize(s.load_image(sha)))
+        assert np.array_equal(s.compare_pixels(sha), np.load(cached))
+        plain = s.put_image(big[::-1].copy())                        # without: made at first use
+        assert not (s.images.cache / plain[:2] / f"{plain}.npy").exists()
+        tiny = s.put_image(small, compare_view=True)                 # small: no file, resized when read
+        assert not (s.images.cache / tiny[:2] / f"{tiny}.npy").exists()
+        assert s.compare_pixels(tiny).shape == (COMPARE_SIZE, COMPARE_SIZE, 3)

@@ -176,9 +176,11 @@ def test_bench_labels_prints_one_json_object_last(world, labelled, tmp_path, cap
     assert bench_labels.main(["--size", "256", "--seed", "3", "--world", "dev", "--dir", str(tmp_path), "--json"]) == 0
     assert asked == [(256, 3)]
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(last) == {"dev", "caches", "thresholds", "embedder"} and last["caches"].startswith("cold")
+    assert set(last) == {"dev", "caches", "thresholds", "embedder"} and "compare view" in last["caches"]
     dev = last["dev"]
     assert {"precision", "recall", "copy_recall", "precision_all_proposals", "precision_unflagged", "flag_precision",
-            "flag_recall", "flags", "mask_iou_median", "families", "tv_attribution", "ms_per_generation"} <= set(dev)
+            "flag_recall", "flags", "mask_iou_median", "families", "tv_attribution", "ms_per_generation",
+            "compare_views_s", "ms_per_generation_with_compare_views"} <= set(dev)
+    assert dev["ms_per_generation_with_compare_views"] >= dev["ms_per_generation"]
     assert set(dev["precision"]) == {"MV", "TV", "RV"} and dev["seed"] == 3 and dev["size"] == 256
     assert dev["precision"] == labelled[0]["precision"] and dev["recall"] == labelled[0]["recall"]

@@ -17,8 +17,11 @@ proposal, flagged or not (a flag is shown to a reviewer; it removes nothing):
   family too; masks_outside_families; tv_attribution: TV labels whose mask is the right family's;
 - aligned_recall: the crop / rescale / mirror / rotation cases labelled on aligned evidence;
   aligned_false: aligned labels on any other case (they count in the precision above too);
-- ms_per_generation: retrieval + masks + labels, wall time per generation, caches cold (the store
-  is new: every image is decoded once, inside the timed stages), with retrieve_s and label_s.
+- ms_per_generation: retrieval + masks + labels, wall time per generation, with retrieve_s and
+  label_s, on a new store. Each image is decoded once, where it enters the store (ingest,
+  generation), which also makes its compare view then (the cache retrieval reads), so the timed
+  stages decode nothing; that cost is compare_views_s (inside ingest_generate_s), and
+  ms_per_generation_with_compare_views counts it too.
 The last line printed is one JSON object.
 """
 from __future__ import annotations
@@ -59,9 +62,12 @@ def run_world(world: RealWorld, store_dir: Path, progress=None) -> dict:
         t2 = time.perf_counter()
         lab = label_stage(store, caption_ids=list(sel.ids), progress=progress)
         t3 = time.perf_counter()
+        views = store.images.compare_view_s
     n = gen.computed + gen.skipped
-    return {"generations": n, "ingest_generate_s": round(t1 - t0, 2), "retrieve_s": round(t2 - t1, 2),
-            "label_s": round(t3 - t2, 2), "ms_per_generation": round(1000 * (t3 - t1) / max(1, n), 1),
+    return {"generations": n, "ingest_generate_s": round(t1 - t0, 2), "compare_views_s": round(views, 2),
+            "retrieve_s": round(t2 - t1, 2), "label_s": round(t3 - t2, 2),
+            "ms_per_generation": round(1000 * (t3 - t1) / max(1, n), 1),
+            "ms_per_generation_with_compare_views": round(1000 * (t3 - t1 + views) / max(1, n), 1),
             "masks_built": ret.masks_built, "labelled": lab.labelled}
 
 
@@ -186,7 +192,8 @@ def bench(size: int = 512, folder: Path | None = None, worlds: tuple[str, ...] =
     """Both worlds (or those named); seed: the dev world's (default 0), the test world takes seed + 1."""
     seeds = {"dev": seed, "test": None if seed is None else seed + 1}
     out = {w: bench_world(w, size, seeds[w], folder=folder, log=log) for w in worlds}
-    return {**out, "caches": "cold: a new store per world, every image decoded once inside the timed stages",
+    return {**out, "caches": "a new store per world: each image decoded once where it enters the store, its compare "
+                      "view made then (compare_views_s); the timed stages decode none",
             "thresholds": "chosen on dev only", "embedder": "pixel"}
 
 

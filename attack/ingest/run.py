@@ -140,7 +140,7 @@ def _decode_each(store: Store, items, n: int, decode, warn, created: list[str], 
         meta, notes = seen_notes(img, max_side)
         for note in notes:
             warn(f"{entry.rel_path}: {note}")
-        decoded.append((entry, store.put_image_tracked(img, created), img.size, meta))
+        decoded.append((entry, store.put_image_tracked(img, created, compare_view=True), img.size, meta))
     progress("images", n, n)
     return decoded, corrupt
 

@@ -145,7 +145,8 @@ def generate_stage(store: Store, model: TextToImageModel, captions: Captions,
                 start = model.evals
                 images = model.images([r.text for r, _ in chunk], [s for _, s in chunk], steps=params.steps,
                                       guidance=params.guidance)
-                shas = [store.put_image(img) for img in images]  # files first: harmless if orphaned
+                # files first (harmless if orphaned), each with its compare view: retrieval decodes none again
+                shas = [store.put_image(img, compare_view=True) for img in images]
                 with store.transaction():
                     for (r, s), sha in zip(chunk, shas):
                         store.add_generation(r.caption_id, run_id, s, params.steps, model.sampler, sha,
