@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from store import SchemaError, Store, StoreError
+from store import Store, StoreError
 from store.stats import percentile
+from store.store import copy_store
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "demo"
@@ -141,21 +142,10 @@ def _copy(src: Path, log: Callable[[str], None]) -> Path:
     if not (src / "store.db").exists():
         raise StoreError(f"browser bench: expected a store folder with store.db, got {src} "
                          "(run `python app.py` once to build the demo store, or pass --store)")
-    dst = Path(tempfile.mkdtemp(prefix="verbatim-browser-bench-")) / "store"
-    dst.mkdir(parents=True)
-    try:
-        with Store.open(src, readonly=True) as s:
-            s.backup_to(dst / "store.db")
-    except SchemaError:
-        # a store of an older schema cannot be read without migrating it: migrate a copy of its
-        # files instead, so the bench never changes the source (a newer schema still fails below)
-        for name in ("store.db", "store.db-wal"):
-            if (src / name).exists():
-                shutil.copy2(src / name, dst / name)
+    dst = copy_store(src, Path(tempfile.mkdtemp(prefix="verbatim-browser-bench-")) / "store")
     with Store.open(dst) as s:
         if not s.info()["candidates"]:
             raise StoreError(f"browser bench: expected a store with candidates, got none in {src}")
-    shutil.copytree(src / "images", dst / "images", dirs_exist_ok=True)
     log(f"copied {src} to {dst}")
     return dst
 

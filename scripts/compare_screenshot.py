@@ -7,7 +7,6 @@ Debian's chromium at 1400x900 with the "removed" filter and a row opened.
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 import sys
 import tempfile
@@ -18,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from attack.compare import load_compare  # noqa: E402
 from review.app import build_app, launch_options  # noqa: E402
 from store import Store  # noqa: E402
+from store.store import copy_store  # noqa: E402
 
 
 def _port() -> int:
@@ -35,11 +35,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "store"
-        copy.mkdir()
-        with Store.open(a.store, create=False, readonly=True) as s:
-            s.backup_to(copy / "store.db")
-        shutil.copytree(a.store / "images", copy / "images")
+        copy = copy_store(a.store, Path(tmp) / "store")     # the original is never written
         with Store.open(copy, create=False) as s:
             runs = [r for r in s.runs(stage="compare") if r.status == "done"]
             if not runs:

@@ -5,7 +5,6 @@ zip in Debian's chromium. `python scripts/evidence_screenshot.py [--store data/d
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import zipfile
@@ -15,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from review.evidence import export_evidence  # noqa: E402
 from store import PageQuery, Store  # noqa: E402
+from store.store import copy_store  # noqa: E402
 
 
 def main() -> int:
@@ -25,11 +25,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "store"
-        copy.mkdir()
-        with Store.open(a.store, create=False, readonly=True) as s:
-            s.backup_to(copy / "store.db")
-        shutil.copytree(a.store / "images", copy / "images")
+        copy = copy_store(a.store, Path(tmp) / "store")     # the original is never written
         with Store.open(copy, create=False) as s:
             s.set_reviews_per_candidate(2)
             cid = s.page(PageQuery(auto_label="TV", limit=1)).rows[0].caption_id

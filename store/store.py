@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -24,7 +25,7 @@ from PIL import Image
 from .catalog import Catalog
 from .compares import Compares
 from .db import DEFAULT_BUSY_TIMEOUT_MS, check_readable, connect, migrate
-from .errors import ReadOnlyStoreError, StoreError
+from .errors import ReadOnlyStoreError, SchemaError, StoreError
 from .evidence import Evidence
 from .export import Exports
 from .gold import Gold
@@ -308,3 +309,26 @@ def open_for_export(path: Union[str, Path]) -> Store:
         return Store.open(path, create=False)
     except ReadOnlyStoreError:
         return Store.open(path, readonly=True)
+
+
+def copy_store(src: Union[str, Path], dst: Union[str, Path]) -> Path:
+    """A consistent copy of the store folder src in the new folder dst, src never written: SQLite's
+    online backup of the database, then the image files (never rewritten, so a copy taken while
+    others write is whole). A store of an older schema cannot be read without migrating it: its
+    database files are copied as they are, and it is migrated on the copy when the copy is opened."""
+    src, dst = Path(src), Path(dst)
+    if not (src / DB_NAME).exists():
+        raise StoreError(f"copy: expected a store folder with {DB_NAME}, got {src}")
+    if dst.exists():
+        raise StoreError(f"copy: expected a new folder, got an existing {dst}")
+    dst.mkdir(parents=True)
+    try:
+        with Store.open(src, create=False, readonly=True) as s:
+            s.backup_to(dst / DB_NAME)
+    except SchemaError:
+        for name in (DB_NAME, f"{DB_NAME}-wal"):
+            if (src / name).exists():
+                shutil.copy2(src / name, dst / name)
+    if (src / "images").is_dir():
+        shutil.copytree(src / "images", dst / "images", dirs_exist_ok=True)
+    return dst

@@ -6,6 +6,7 @@ import io
 import sqlite3
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from store import CaptionRow, Store
@@ -77,3 +78,23 @@ def test_a_compare_view_made_on_put_is_the_one_a_decode_makes(tmp_path):
         tiny = s.put_image(small, compare_view=True)                 # small: no file, resized when read
         assert not (s.images.cache / tiny[:2] / f"{tiny}.npy").exists()
         assert s.compare_pixels(tiny).shape == (COMPARE_SIZE, COMPARE_SIZE, 3)
+
+
+def test_copy_store_copies_database_and_images_and_leaves_the_source(tmp_path):
+    from store import StoreError
+    from store.store import copy_store
+    from tests.conftest import snapshot
+
+    with Store.open(tmp_path / "src") as s:
+        (cid,) = s.add_captions([CaptionRow("a caption")])
+        sha = s.put_image(np.zeros((8, 8, 3), np.uint8))
+        s.add_training_image(sha, cid, "train/0.png")
+    before = snapshot(tmp_path / "src")
+    dst = copy_store(tmp_path / "src", tmp_path / "copy" / "store")
+    assert snapshot(tmp_path / "src") == before
+    with Store.open(dst, create=False) as c:
+        assert c.get_caption(cid).text == "a caption" and c.load_image(sha).size == (8, 8)
+    with pytest.raises(StoreError, match="expected a new folder, got an existing"):
+        copy_store(tmp_path / "src", dst)
+    with pytest.raises(StoreError, match="expected a store folder with store.db"):
+        copy_store(tmp_path / "nothing", tmp_path / "other")
