@@ -115,9 +115,10 @@ def strips_html(store: Store, result: CompareResult, caption_id: int) -> str:
         with store.only_runs(runs):
             gens = store.generations(row.caption_id)
         imgs = "".join(_img(store, g.image_sha, f"{name} seed {g.seed}") for g in gens)
+        by = f" by {esc(side.human_by)}" if side.human_by else ""
         out.append(f'<div class="vb-cmp-strip" data-side="{name}"><p>{name} <code>{esc(model)}</code> · '
                    f'{_side(side.label, side.distance)} · auto {esc(side.auto_label or "–")} · human '
-                   f'{esc(side.human_label or "–")}{" by " + esc(side.human_by) if side.human_by else ""}</p>{imgs}</div>')
+                   f'{esc(side.human_label or "–")}{by}</p>{imgs}</div>')
     tids = {t for t in (row.a.train_image_id, row.b.train_image_id) if t is not None}
     matches = "".join(_img(store, store.get_training_image(t).sha256, f"training image {t}") for t in sorted(tids))
     out.append(f'<div class="vb-cmp-strip" data-side="match"><p>training image</p>{matches}</div></div>')

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from attack.carry import undo_confirm
+from attack.carry import confirm_group, undo_confirm
 from attack.compare import with_human_labels
 from store import Store
 
@@ -93,8 +93,6 @@ def wire(store: Store, t: CompareTab, tab: gr.Tab, reviewer: gr.Textbox) -> None
 
     @gradio_errors
     def confirm(run_id, key, outcome, done: tuple, typed: str, request: gr.Request):
-        from attack.carry import confirm_group
-
         if run_id is None or not key:
             raise gr.Error("Nothing to confirm: pick a comparison with carry-over proposals.")
         who = typed_reviewer(request, typed)

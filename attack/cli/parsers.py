@@ -135,8 +135,9 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", default="dcs", help="the score that ranks each side (default dcs)")
     p.add_argument("--top-k", type=positive, help="only captions within the top K of either model by --by")
     p.add_argument("--preset", choices=PRESET_NAMES, default="verbatim", help=PRESET_HELP)
-    p.add_argument("--out", type=Path, help="also write the rows to this .csv, .jsonl or .parquet file, or the evidence "
-                                            "to this .zip (a page per caption with both models' generations)")
+    p.add_argument("--out", type=Path, help="also write the rows to this .csv, .jsonl or .parquet file, or "
+                                            "the evidence to this .zip (a page per caption with both models' "
+                                            "generations)")
     p.add_argument("--plot", type=Path, help="also write both models' precision-vs-found curves to this .svg file")
     p.add_argument("--force", action="store_true", help="replace an existing --out / --plot file")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
