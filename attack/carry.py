@@ -69,8 +69,13 @@ def _carries(a_label: str, a_image: Optional[int], b_auto: Optional[str], b_imag
 
 
 def proposals(store: Store, result: CompareResult) -> list[Proposal]:
-    """Every caption of the comparison whose A label a human gave and B may take, by caption id."""
-    result = with_human_labels(store, result)
+    """Every caption of the comparison whose A label a human gave and B may take, by caption id,
+    with the human labels as they are now."""
+    return proposals_of(with_human_labels(store, result))
+
+
+def proposals_of(result: CompareResult) -> list[Proposal]:
+    """proposals of a comparison whose human labels are already as they are now (with_human_labels)."""
     out = []
     for r in result.rows:
         a, b = r.a, r.b

@@ -241,8 +241,11 @@ def human_labels(store: Store, fingerprint: str, caption_ids: Sequence[int],
         label = store.current_label(c)
         if label is None:
             continue
-        given = [e for e in store.label_history(c) if e.label == label]
-        out[c] = (label, given[-1].reviewer if given else "")
+        latest = store.current_label_entry(c)     # who gave it; under blind review, the history says
+        if latest is None or latest.label != label:
+            given = [e for e in store.label_history(c) if e.label == label]
+            latest = given[-1] if given else None
+        out[c] = (label, latest.reviewer if latest else "")
     return out
 
 

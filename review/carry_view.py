@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from attack.carry import CarryGroup, Confirmed, groups, proposals
-from attack.compare import CompareResult, load_compare
+from attack.carry import CarryGroup, Confirmed, groups, proposals_of
+from attack.compare import CompareResult, load_compare, with_human_labels
 from store import Store
 
 from .compare_view import generation_img, runs_of, training_img
@@ -22,10 +22,14 @@ class CarryView:
     group: Optional[CarryGroup]        # the one shown (and confirmed by y)
 
 
-def carry_view(store: Store, run_id: int, key: Optional[str] = None) -> CarryView:
-    """The comparison's carry-over groups now; `key` picks the group shown (default: the largest)."""
-    result = load_compare(store, int(run_id))
-    found = tuple(groups(proposals(store, result)))
+def carry_view(store: Store, run_id: int, key: Optional[str] = None,
+               result: Optional[CompareResult] = None) -> CarryView:
+    """The comparison's carry-over groups now; `key` picks the group shown (default: the largest).
+    result: the run with its human labels already as they are now (CompareView.result), so a page
+    that shows both reads them once."""
+    if result is None or result.run_id != int(run_id):
+        result = with_human_labels(store, load_compare(store, int(run_id)))
+    found = tuple(groups(proposals_of(result)))
     shown = next((g for g in found if g.key == key), found[0] if found else None)
     return CarryView(result, found, shown)
 

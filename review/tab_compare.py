@@ -60,8 +60,8 @@ def build(store: Store) -> CompareTab:
                       undo, carry_status, gr.State(()))
 
 
-def _carry_outputs(store: Store, run_id, key=None) -> tuple:
-    view = kv.carry_view(store, int(run_id), key)
+def _carry_outputs(store: Store, run_id, key=None, result=None) -> tuple:
+    view = kv.carry_view(store, int(run_id), key, result)
     return (kv.carry_summary(view), gr.update(choices=kv.group_choices(view),
                                               value=view.group.key if view.group else None),
             kv.carry_html(store, view))
@@ -77,7 +77,7 @@ def wire(store: Store, t: CompareTab, tab: gr.Tab, reviewer: gr.Textbox) -> None
         run_id = run_id if run_id in [c[1] for c in choices] else choices[0][1]
         view = cv.compare_view(store, int(run_id), outcome or "all")
         return (gr.update(choices=choices, value=run_id), cv.summary(view), cv.compare_html(store, view), "") + \
-            _carry_outputs(store, run_id)
+            _carry_outputs(store, run_id, result=view.result)
 
     @gradio_errors
     def open_row(run_id, caption_id: str):
@@ -100,7 +100,8 @@ def wire(store: Store, t: CompareTab, tab: gr.Tab, reviewer: gr.Textbox) -> None
             return (gr.update(),) * 6 + ("Type your name at the top right to confirm. Nothing written.", done)
         got = confirm_group(store, cv.load_compare(store, int(run_id)), key, who)
         view = cv.compare_view(store, int(run_id), outcome or "all")
-        return (cv.summary(view), cv.compare_html(store, view), "") + _carry_outputs(store, run_id) + \
+        return (cv.summary(view), cv.compare_html(store, view), "") + \
+            _carry_outputs(store, run_id, result=view.result) + \
             (kv.confirmed_note(got), done + (got,))
 
     @gradio_errors
@@ -111,7 +112,8 @@ def wire(store: Store, t: CompareTab, tab: gr.Tab, reviewer: gr.Textbox) -> None
         last = done[-1]
         n = undo_confirm(store, cv.load_compare(store, int(run_id)), last, who)
         view = cv.compare_view(store, int(run_id), outcome or "all")
-        return (cv.summary(view), cv.compare_html(store, view), "") + _carry_outputs(store, run_id, last.key) + \
+        return (cv.summary(view), cv.compare_html(store, view), "") + \
+            _carry_outputs(store, run_id, last.key, view.result) + \
             (kv.confirmed_note(last, n), done[:-1])
 
     q = dict(api_name=False, show_progress="hidden")
