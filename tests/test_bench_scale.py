@@ -36,26 +36,32 @@ def test_dcs_rates_time_local_and_ray_and_find_them_identical(tmp_path: Path):
     from attack.bench.scale import dcs_rates
 
     try:
-        out = dcs_rates(tmp_path, 24, 8, 1)       # 3 blocks of one batch
+        out = dcs_rates(tmp_path, 24, 8, 1, rounds=2)       # 3 blocks of one batch, each Ray size twice
     finally:
         ray.shutdown()        # the next module starts its own cluster
     assert out["identical"] is True and out["dcs_captions"] == 24
     assert min(out["local_captions_per_s"], out["ray_1_worker_captions_per_s"], out["ray_2_workers_captions_per_s"]) > 0
-    assert (tmp_path / "dcs-ray1" / "logs" / "ray.log").exists()
+    assert (tmp_path / "dcs-ray1" / "logs" / "ray.log").exists() and (tmp_path / "dcs-ray1-2" / "logs").is_dir()
+    # alternating rounds, so a drifting machine weighs on both sizes
+    assert out["ray_rounds"] == 2 and out["ray_order"] == "ray1 ray2 ray2 ray1"
     # the engine's own figures beside the end-to-end ones: start-up apart from the steady state
     assert out["ray_speedup_2_workers"] > 0 and "first block" in out["ray_steady_how"]
     assert 0 < out["ray_1_worker_startup_s"] and 0 < out["ray_2_workers_startup_s"]
-    one, two = out["ray_runs"]["1_worker"], out["ray_runs"]["2_workers"]
-    assert one["steady_captions_per_s"] == out["ray_1_worker_steady_captions_per_s"] > 0   # blocks 2 and 3
-    assert 0 < one["window_from_s"] and 0 < one["window_s"] < one["run_s"]
+    ones, twos = out["ray_runs"]["1_worker"], out["ray_runs"]["2_workers"]
+    assert len(ones) == len(twos) == 2
+    rates = sorted(o["steady_captions_per_s"] for o in ones)
+    assert out["ray_1_worker_steady_captions_per_s"] == round(sum(rates) / 2, 1) and rates[0] > 0   # blocks 2 and 3
+    assert all(0 < o["window_from_s"] and 0 < o["window_s"] < o["run_s"] for o in ones)
     # 2 actors on 3 short blocks: a steady state only if each got 2 of them while the other worked
-    assert two["steady_captions_per_s"] == out["ray_2_workers_steady_captions_per_s"]
-    assert (out["ray_steady_speedup_2_workers"] is None) == (two["steady_captions_per_s"] is None)
+    rounds = out["ray_steady_speedup_rounds"]
+    assert [r is None for r in rounds] == [t["steady_captions_per_s"] is None for t in twos]
+    assert (out["ray_steady_speedup_2_workers"] is None) == (None in rounds)
     # the model is loaded once per actor: the one actor's three blocks, two actors' three blocks
     assert out["model_loads_per_actor"] == 1
-    assert [(a["blocks"], a["model_loads"]) for a in one["actors"]] == [(3, 1)]
-    assert sum(a["blocks"] for a in two["actors"]) == 3 and len(two["actors"]) <= 2
-    assert all(a["model_loads"] == 1 for a in two["actors"])
+    assert all([(a["blocks"], a["model_loads"]) for a in one["actors"]] == [(3, 1)] for one in ones)
+    for two in twos:
+        assert sum(a["blocks"] for a in two["actors"]) == 3 and len(two["actors"]) <= 2
+        assert all(a["model_loads"] == 1 for a in two["actors"])
 
 
 def _block(actor: str, start: float, end: float, rows: int = 10, loads: int = 1):

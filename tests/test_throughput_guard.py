@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from attack.bench import throughput
+from attack.runtime import keep_freed_memory
 
 
 @pytest.fixture
 def one_thread():
+    keep_freed_memory()     # what the bench's own process has (attack.runtime), whichever test ran before
     before = torch.get_num_threads()
     torch.set_num_threads(throughput.floors()["guard"]["threads"])
     yield

@@ -6,8 +6,10 @@
 2. the store at that size: a review page query and a label write (medians), after synthetic DCS
    scores for every caption and generations for a few hundred;
 3. DCS captions/s of the demo model: the local engine, then `--engine ray` on 1 and on 2 actors
-   of one torch thread each, and whether the Ray scores equal the local ones. Each Ray run is
-   measured twice over:
+   of one torch thread each, and whether the Ray scores equal the local ones. The Ray runs come
+   in --ray-rounds rounds in the order 1 2 2 1 ... actors, so a machine that drifts weighs on
+   both sizes; a figure is the median over rounds, a speedup the median of the rounds' own
+   ratios (ray_steady_speedup_rounds). Each Ray run is measured twice over:
    - end to end: captions / wall time of the whole stage, actor start-up included
      (ray_speedup_2_workers = 2 actors / 1 actor);
    - as an engine, from the blocks the actors report (attack.engine.ray.BlockStat: wall-clock
@@ -211,9 +213,11 @@ def steady_state(run: ShardRun) -> dict:
             "model_loads_per_actor": max(a["model_loads"] for a in actors)}
 
 
-def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8) -> dict:
-    """DCS captions/s: local engine, Ray with 1 and with 2 single-thread actors (end to end, and
-    in the steady state of steady_state); identical values?"""
+def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8, rounds: int = 2) -> dict:
+    """DCS captions/s: local engine, then `rounds` rounds of Ray with 1 and with 2 single-thread
+    actors, end to end and in the steady state of steady_state; identical values? The Ray runs
+    alternate 1, 2, 2, 1, ... so drift of the machine falls on both sides; a speedup is one
+    round's 2-actor figure over its 1-actor figure, and each figure is the median over rounds."""
     import torch
 
     from attack.engine.cluster import ray_output_to
@@ -226,33 +230,47 @@ def dcs_rates(work: Path, n: int, batch_size: int, shard_batches: int = 8) -> di
     torch.set_num_threads(1)     # the local engine on one thread too: the same work per caption
     model = load_model("demo", "cpu")
     rows = [CaptionRow(f"a photo of item {i} on a {('red', 'blue', 'green')[i % 3]} table") for i in range(n)]
-    rates, values, runs = {}, {}, {}
-    for name, workers in (("local", 0), ("ray1", 1), ("ray2", 2)):
-        with Store.open(work / f"dcs-{name}") as s:
+    order = [("local", 0, 0)] + [(f"ray{w}", w, r) for r in range(rounds) for w in ((1, 2) if r % 2 == 0 else (2, 1))]
+    rates: dict[str, list[float]] = {}
+    runs: dict[tuple[str, int], ShardRun] = {}      # the first ShardRun of each Ray run
+    identical = True
+    local = None
+    for name, workers, r in order:
+        with Store.open(work / (f"dcs-{name}" + (f"-{r + 1}" if r else ""))) as s:
             s.add_captions(rows)
             engine = None if not workers else RayEngine(as_model_spec(model),
                                                         RayOptions(workers=workers, shard_batches=shard_batches),
-                                                        observe=lambda r, name=name: runs.setdefault(name, r))
+                                                        observe=lambda run, key=(name, r): runs.setdefault(key, run))
             if engine is not None:     # the cluster starts before the clock (its log in the store)
                 with ray_output_to(s.path / "logs"):
                     connect(engine.options, s.path / "logs")
             t = time.perf_counter()
             score_stage(s, model, select_captions(s), ("dcs",), batch_size=batch_size, engine=engine)
-            rates[name] = n / (time.perf_counter() - t)
-            values[name] = s.latest_scores("dcs", "demo")
-    steady = {name: steady_state(runs[name]) for name in ("ray1", "ray2")}
-    one, two = steady["ray1"]["steady_captions_per_s"], steady["ray2"]["steady_captions_per_s"]
-    return {"local_captions_per_s": round(rates["local"], 1), "ray_1_worker_captions_per_s": round(rates["ray1"], 1),
-            "ray_2_workers_captions_per_s": round(rates["ray2"], 1),
-            "ray_speedup_2_workers": round(rates["ray2"] / rates["ray1"], 3),
-            "ray_1_worker_startup_s": steady["ray1"]["startup_s"],
-            "ray_2_workers_startup_s": steady["ray2"]["startup_s"],
-            "ray_1_worker_steady_captions_per_s": one, "ray_2_workers_steady_captions_per_s": two,
-            "ray_steady_speedup_2_workers": round(two / one, 3) if one and two else None,
-            "model_loads_per_actor": max(v["model_loads_per_actor"] for v in steady.values()),
+            rates.setdefault(name, []).append(n / (time.perf_counter() - t))
+            values = s.latest_scores("dcs", "demo")
+            local = values if local is None else local
+            identical = identical and values == local
+    steady = {name: [steady_state(runs[(name, r)]) for r in range(rounds)] for name in ("ray1", "ray2")}
+    per_s = {name: [st["steady_captions_per_s"] for st in steady[name]] for name in steady}
+    ratios = [two / one if one and two else None for one, two in zip(per_s["ray1"], per_s["ray2"])]
+
+    def med(values: list, digits: int = 1):
+        return None if not values or None in values else round(statistics.median(values), digits)
+
+    return {"local_captions_per_s": round(rates["local"][0], 1),
+            "ray_rounds": rounds, "ray_order": " ".join(name for name, _, _ in order[1:]),
+            "ray_1_worker_captions_per_s": med(rates["ray1"]), "ray_2_workers_captions_per_s": med(rates["ray2"]),
+            "ray_speedup_2_workers": med([b / a for a, b in zip(rates["ray1"], rates["ray2"])], 3),
+            "ray_1_worker_startup_s": med([st["startup_s"] for st in steady["ray1"]], 2),
+            "ray_2_workers_startup_s": med([st["startup_s"] for st in steady["ray2"]], 2),
+            "ray_1_worker_steady_captions_per_s": med(per_s["ray1"]),
+            "ray_2_workers_steady_captions_per_s": med(per_s["ray2"]),
+            "ray_steady_speedup_2_workers": med(ratios, 3),
+            "ray_steady_speedup_rounds": [None if x is None else round(x, 3) for x in ratios],
+            "model_loads_per_actor": max(st["model_loads_per_actor"] for v in steady.values() for st in v),
             "ray_steady_how": STEADY_HOW, "ray_runs": {"1_worker": steady["ray1"], "2_workers": steady["ray2"]},
-            "identical": values["ray1"] == values["local"] and values["ray2"] == values["local"],
-            "dcs_captions": n, "dcs_batch_size": batch_size, "ray_shard_rows": batch_size * shard_batches}
+            "identical": identical, "dcs_captions": n, "dcs_batch_size": batch_size,
+            "ray_shard_rows": batch_size * shard_batches}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dcs-captions", type=int, default=8192, help="captions scored by each engine")
     ap.add_argument("--batch-size", type=int, default=64, help="DCS batch")
     ap.add_argument("--shard-batches", type=int, default=8, help="batches per Ray block (shard)")
+    ap.add_argument("--ray-rounds", type=int, default=2,
+                    help="rounds of Ray runs on 1 and 2 actors, alternating 1 2 2 1 ... (default 2); medians")
     ap.add_argument("--formats", default="csv,jsonl",
                     help="text formats whose ingest is measured beside parquet (comma-separated; '' for none)")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -284,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.update({f"{fmt}_ingest_s": round(seconds, 1), f"{fmt}_ingest_peak_mb": round(peak, 1),
                         f"{fmt}_mb": round(text.stat().st_size / 2**20, 1)})
             text.unlink()
-        out.update(dcs_rates(tmp, a.dcs_captions, a.batch_size, a.shard_batches))
+        out.update(dcs_rates(tmp, a.dcs_captions, a.batch_size, a.shard_batches, max(1, a.ray_rounds)))
     out["targets_met"] = (out["ingest_captions"] >= 2_000_000
                           and all(v <= 500 for k, v in out.items() if k.endswith("ingest_peak_mb"))
                           and (out["ray_steady_speedup_2_workers"] or 0) >= 1.8

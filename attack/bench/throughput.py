@@ -14,6 +14,9 @@ the share of the cores other processes used), and compares each speedup with the
 attack/bench/floors.json (`above_floor`); tests/test_throughput_guard.py runs a short version
 against that file's looser CI floor.
 
+Both paths run in one process with the allocator setting the command line gives every compute
+process (attack.runtime.keep_freed_memory; the JSON's `malloc_keeps_freed_memory`).
+
 `--model demo` uses the trained demo weights when they exist, else a demo-architecture network
 with random weights (speed does not depend on the weights; the JSON says which). `--model
 sd-random --device cuda` is a Stable-Diffusion-1.5-sized model with random weights.
@@ -37,6 +40,7 @@ from scipy import ndimage
 
 from attack.models import load_model
 from attack.models.base import TextToImageModel
+from attack.runtime import freed_memory_kept, keep_freed_memory
 from attack.sampling import karras_sigmas, sample_heun
 from attack.scores.dcs import DCSParams, dcs
 from attack.scores.ecs import ECSParams, ecs
@@ -178,14 +182,20 @@ def paper_edge_score(group: Sequence[np.ndarray], p: ECSParams) -> float:
 
 
 def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> torch.Tensor:
-    """The public code's way (run_bb_attack.py): per caption, per seed, one batch-1 generation
-    (caption and empty caption encoded, one guided step, decoded), the PIL image resized to 256
-    with Lanczos, then the scipy edge score of the J images."""
+    """The public code's way (run_bb_attack.py): per caption, per seed, one pipeline call (the
+    caption and the empty negative prompt encoded, the guided steps on a cond + uncond batch of 2,
+    decoded), the PIL image resized to 256 with Lanczos, then the scipy edge score of the J images.
+    The same images as model.sample, which reuses a cached empty-prompt embedding a pipeline call
+    does not have."""
     out = []
+    sigmas = karras_sigmas(p.steps, model.sigma_min, model.sigma_max)
     for c in captions:
         group = []
         for s in p.seeds:
-            img = model.sample([c], [s], steps=p.steps, guidance=p.guidance).images[0]
+            cond, unc = model.encode([c]), model.encode([""])
+            x_t = model.noise([c], [s]) * model.sigma_max
+            x_0 = sample_heun(lambda z, sg: model.denoise(z, sg, cond, p.guidance, unc), x_t, sigmas)
+            img = model.decode(x_0).float().cpu()[0]
             u8 = (img.float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
             pil = Image.fromarray(u8).resize((p.size, p.size), resample=Image.LANCZOS)
             group.append(np.asarray(pil).astype(np.float32))
@@ -226,6 +236,7 @@ def run(spec: str = "demo", device: str = "cpu", dtype: str | None = None, n_cap
         "captions_batched": len(captions), "captions_loop": len(loop_caps), "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(), "rounds": rounds,
         "caches": "warm: the model is loaded and every batch shape timed ran once before the rounds",
+        "malloc_keeps_freed_memory": freed_memory_kept(),
         "how": "each round times batched DCS, the DCS loop, batched ECS and the ECS loop in turn (the order "
                "reversed every other round); a speedup is batched / loop captions/s of one round, and each "
                "figure is the median over the rounds",
@@ -266,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="interleaved rounds: each path is timed once per round (default 5); figures are medians")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     a = ap.parse_args(argv)
+    keep_freed_memory()    # as the command line does (attack.runtime)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     from attack.errors import AttackError

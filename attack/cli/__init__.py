@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 from attack.cli import parsers
 from attack.cli.commands import RESUMABLE, RESUMABLE_FAILED, UNCHANGED
 from attack.errors import AttackError
+from attack.runtime import keep_freed_memory
 from store import StoreError
 from store.command import run_command
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()    # a compute process: see attack.runtime
     # bad input (IngestError, ModelError, ScoreInputError, ...): exit 2, store untouched
     interrupted = getattr(args, "interrupted", RESUMABLE)
     return run_command(lambda: args.func(args), bad_input=(StoreError, AttackError), interrupted=interrupted,

@@ -33,6 +33,7 @@ from typing import Any, Optional
 
 from attack.engine.cluster import LOG, quiet_shutdown, ray_output_to, reap, record
 from attack.errors import AttackError
+from attack.runtime import keep_freed_memory
 from store import Store
 
 SHARD_BATCHES = 8           # default batches per input shard: one Ray block, the unit of retry and resume
@@ -183,12 +184,10 @@ class _Worker:
                  work: Callable[[Any, list[dict]], list[dict]]):
         init = time.time()
         import torch
-
         if device == "cpu":
             torch.set_num_threads(threads)   # N actors of one thread each: they scale, threads fight
-        self.model = model(device)
-        self.batch_size, self.work = batch_size, work
-        self.calls = 0
+        keep_freed_memory()      # this actor's own process: see attack.runtime
+        self.model, self.batch_size, self.work, self.calls = model(device), batch_size, work, 0
         self.actor, self.init, self.ready = f"{socket.gethostname()}:{os.getpid()}", init, time.time()
 
     def __call__(self, block: dict) -> dict:

@@ -17,7 +17,10 @@ class DemoModel(TextToImageModel):
 
     def __init__(self, net: DemoNet, device: str | torch.device = "cpu", folder: Path | None = None):
         super().__init__()
+        # channels-last UNet: oneDNN's convolutions run NHWC natively, so no layout reorder per conv
+        # (bench throughput); scores move by float rounding only (attack.scores.base)
         self.net = net.to(device)
+        self.net.unet.to(memory_format=torch.channels_last)
         self._device = torch.device(device)
         self._empty: torch.Tensor | None = None
         self.folder = folder        # where the weights came from (None: built in memory)
