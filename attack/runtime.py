@@ -19,8 +19,8 @@ def keep_freed_memory() -> bool:
     """Let glibc's malloc reuse freed blocks of up to 64 MiB instead of unmapping them, and keep up
     to 512 MiB of free heap instead of trimming it. A network call on a batch allocates activations
     of tens of MB; by default glibc serves each from a fresh mmap that the kernel zeroes page by
-    page on first touch (hundreds of thousands of minor faults per ECS batch), then unmaps it at
-    free. PyTorch's CPU tuning guide answers the same with jemalloc or tcmalloc. The cost: the
+    page on first touch (a minor page fault each, counted in tests/test_runtime.py) and unmaps it
+    at free. PyTorch's CPU tuning guide answers the same with jemalloc or tcmalloc. The cost: the
     process keeps its peak heap (up to 512 MiB free) for reuse. Both thresholds together: either
     alone turns glibc's adaptive threshold off and makes it worse. True when set; False off glibc
     (macOS, musl), where nothing changes. Idempotent."""
