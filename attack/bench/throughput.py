@@ -155,16 +155,23 @@ def _own_cpu_s() -> float:
     return u.ru_utime + u.ru_stime
 
 
+def pipeline_call(model: TextToImageModel, caption: str, seed: int, steps: int,
+                  guidance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One diffusers pipeline call as the public code makes it: the caption and the empty negative
+    prompt encoded anew, then the guided Heun steps on a cond + uncond batch of 2 from the seeded
+    noise; (x_T, x_0) latents."""
+    sigmas = karras_sigmas(steps, model.sigma_min, model.sigma_max)
+    cond, unc = model.encode([caption]), model.encode([""])
+    x_t = model.noise([caption], [seed]) * float(sigmas[0])
+    return x_t, sample_heun(lambda z, s: model.denoise(z, s, cond, guidance, unc), x_t, sigmas)
+
+
 def dcs_loop(model: TextToImageModel, captions: Sequence[str], p: DCSParams) -> torch.Tensor:
-    """The public code's way (run_wb_attack.py): one pipeline call per caption, which encodes
-    the caption and the empty negative prompt, then runs one guided Heun step (a cond + uncond
-    batch of 2) from the re-seeded noise; no decode."""
+    """The public code's way (run_wb_attack.py): one pipeline call per caption (pipeline_call,
+    one step); no decode."""
     out = []
-    sigmas = karras_sigmas(1, model.sigma_min, model.sigma_max)
     for c in captions:
-        cond, unc = model.encode([c]), model.encode([""])
-        x_t = model.noise([c], [p.seed]) * float(sigmas[0])
-        x_0 = sample_heun(lambda z, s: model.denoise(z, s, cond, p.guidance, unc), x_t, sigmas)
+        x_t, x_0 = pipeline_call(model, c, p.seed, 1, p.guidance)
         out.append((x_t.float() - x_0.float()).pow(2).flatten(1).mean(1).cpu())
     return torch.cat(out)
 
@@ -182,20 +189,15 @@ def paper_edge_score(group: Sequence[np.ndarray], p: ECSParams) -> float:
 
 
 def ecs_loop(model: TextToImageModel, captions: Sequence[str], p: ECSParams) -> torch.Tensor:
-    """The public code's way (run_bb_attack.py): per caption, per seed, one pipeline call (the
-    caption and the empty negative prompt encoded, the guided steps on a cond + uncond batch of 2,
-    decoded), the PIL image resized to 256 with Lanczos, then the scipy edge score of the J images.
-    The same images as model.sample, which reuses a cached empty-prompt embedding a pipeline call
-    does not have."""
+    """The public code's way (run_bb_attack.py): per caption, per seed, one pipeline call
+    (pipeline_call, decoded), the PIL image resized to 256 with Lanczos, then the scipy edge score
+    of the J images. The same images as model.sample, which reuses a cached empty-prompt embedding
+    a pipeline call does not have."""
     out = []
-    sigmas = karras_sigmas(p.steps, model.sigma_min, model.sigma_max)
     for c in captions:
         group = []
         for s in p.seeds:
-            cond, unc = model.encode([c]), model.encode([""])
-            x_t = model.noise([c], [s]) * model.sigma_max
-            x_0 = sample_heun(lambda z, sg: model.denoise(z, sg, cond, p.guidance, unc), x_t, sigmas)
-            img = model.decode(x_0).float().cpu()[0]
+            img = model.decode(pipeline_call(model, c, s, p.steps, p.guidance)[1]).float().cpu()[0]
             u8 = (img.float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
             pil = Image.fromarray(u8).resize((p.size, p.size), resample=Image.LANCZOS)
             group.append(np.asarray(pil).astype(np.float32))
